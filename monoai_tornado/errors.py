@@ -8,9 +8,15 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from tornado.web import HTTPError
 
-class ApiError(Exception):
-    """An error with an HTTP status, a machine code and a human readable message."""
+
+class ApiError(HTTPError):
+    """An error with an HTTP status, a machine code and a human readable message.
+
+    It is a Tornado ``HTTPError``, so raising it in a handler gives its status (logged as a
+    warning, not as an uncaught exception) and ``write_error`` renders :meth:`to_dict`.
+    """
 
     status = 500
     code = "internal_error"
@@ -24,14 +30,17 @@ class ApiError(Exception):
         headers: Mapping[str, str] | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.message = message
         if status is not None:
             self.status = status
         if code is not None:
             self.code = code
+        super().__init__(self.status, message)
+        self.message = message
         self.headers = dict(headers or {})
         self.extra = dict(extra or {})
+
+    def __str__(self) -> str:
+        return self.message
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON body: ``{"error": ..., "code": ...}`` plus any extra fields."""
@@ -86,3 +95,7 @@ class LimiterUnavailable(ApiError):
 
 class Overloaded(ApiError):
     status, code = 503, "overloaded"
+
+
+class ClientGone(Exception):
+    """The client went away while its answer was being written (not an error to report)."""

@@ -1,0 +1,26 @@
+"""Agents: a model with tools, run in a loop whose every step is reported.
+
+>>> from monoai_tornado.agents import Agent, tool
+>>> @tool
+... def shout(text: str) -> str:
+...     '''Return the text in capitals.'''
+...     return text.upper()
+>>> Agent("loud", model=None, tools=[shout]).tool_summaries()  # doctest: +SKIP
+[{'name': 'shout', 'description': 'Return the text in capitals.'}]
+"""
+from .agent import Agent
+from .builtin import calculator, current_utc_time, default_agents, word_count
+from .tools import Tool, ToolArgumentsError, ToolError, as_tool, tool
+
+__all__ = [
+    "Agent",
+    "Tool",
+    "ToolArgumentsError",
+    "ToolError",
+    "as_tool",
+    "calculator",
+    "current_utc_time",
+    "default_agents",
+    "tool",
+    "word_count",
+]

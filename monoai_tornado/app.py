@@ -1,0 +1,191 @@
+"""``Application``: the MonoAI-shaped entry point that wires model, agents and limiter into
+Tornado handlers.
+
+    from monoai_tornado import Application
+    from monoai_tornado.backends.demo import DemoBackend
+
+    app = Application("My App", model=DemoBackend())
+    app.serve(port=8000)                      # or mount app.handlers("/ai") in your own app
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any, Iterable, Mapping, Sequence
+
+import tornado.httpserver
+import tornado.ioloop
+import tornado.web
+
+from .backends.base import Backend
+from .context import DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_WS_MESSAGE_SIZE, ServerContext
+from .handlers.base import NotFoundHandler
+from .handlers.http import PromptHandler
+from .handlers.meta import (AgentsHandler, HealthHandler, RootHandler, StatsHandler,
+                            UserStatsHandler, ValidateUserHandler)
+from .handlers.websocket import PromptSocket
+from .identity import IdentityResolver, UserValidator
+from .pipeline import ModelTarget, Pipeline, Target
+from .usage import TokenCounter
+
+log = logging.getLogger("monoai_tornado")
+
+AGENT_NAME = r"(?P<agent_name>[^/]+)"
+
+
+def _as_backend(model: Any) -> Backend:
+    if isinstance(model, Backend):
+        return model
+    from .backends.monoai_adapter import adapt_model
+
+    return adapt_model(model)
+
+
+def _as_agents(agents: Iterable[Any] | Mapping[str, Any] | None) -> dict[str, Target]:
+    if not agents:
+        return {}
+    from .backends.monoai_adapter import adapt_agent
+
+    if isinstance(agents, Mapping):
+        return {name: adapt_agent(agent, name=name) for name, agent in agents.items()}
+    adapted = [adapt_agent(agent) for agent in agents]
+    return {agent.name: agent for agent in adapted}
+
+
+class Application:
+    """A served model and its agents, with the constructor of MonoAI's ``Application``.
+
+    Args:
+        name: shown by ``GET /`` and ``GET /health``.
+        model: a :class:`~monoai_tornado.backends.base.Backend`, or a MonoAI-style object
+            with ``ask()``; serves ``/model*`` when given.
+        agents: agents (a list, or a dict by name); serves ``/agent/{name}*`` when given.
+        rate_limiter: a :class:`~monoai_tornado.ratelimit.RateLimiter`, or None.
+        user_validator: ``f(user_id) -> True | normalized str | False`` (sync or async).
+        cors_origins: origins allowed by CORS and the WebSocket origin check (``"*"``: any).
+        max_body_size / max_ws_message_size: bytes accepted per body or message.
+        trusted_proxies: CIDRs whose ``X-Forwarded-For`` / ``X-Real-IP`` are believed.
+        reject_invalid_users: 403 for a user_id the validator refuses (else limit by IP).
+        admin_token: when set, the stats endpoints need ``Authorization: Bearer TOKEN``.
+    """
+
+    def __init__(
+        self,
+        name: str = "MonoAI Tornado",
+        model: Any = None,
+        agents: Iterable[Any] | Mapping[str, Any] | None = None,
+        rate_limiter: Any = None,
+        user_validator: UserValidator | None = None,
+        *,
+        cors_origins: Sequence[str] = ("*",),
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        max_ws_message_size: int = DEFAULT_MAX_WS_MESSAGE_SIZE,
+        trusted_proxies: Sequence[str] = (),
+        reject_invalid_users: bool = False,
+        admin_token: str | None = None,
+        websocket_ping_interval: float | None = 20.0,
+        max_concurrent_runs: int | None = None,
+        token_counter: TokenCounter | None = None,
+    ) -> None:
+        self.name = name
+        self.model = _as_backend(model) if model is not None else None
+        self.agents = _as_agents(agents)
+        self.rate_limiter = rate_limiter
+        self.websocket_ping_interval = websocket_ping_interval
+        self.counter = token_counter or TokenCounter(self.model.encoding_model if self.model else None)
+        identity = IdentityResolver(user_validator, trusted_proxies, reject_invalid_users)
+        self.pipeline = Pipeline(counter=self.counter, identity=identity, limiter=rate_limiter,
+                                 max_concurrent_runs=max_concurrent_runs)
+        self.context = ServerContext(
+            name=name,
+            pipeline=self.pipeline,
+            model=ModelTarget(self.model) if self.model is not None else None,
+            agents=self.agents,
+            cors_origins=tuple(cors_origins),
+            max_body_size=max_body_size,
+            max_ws_message_size=max_ws_message_size,
+            admin_token=admin_token,
+        )
+
+    def handlers(self, prefix: str = "") -> list[tornado.web.URLSpec]:
+        """URL specs of every endpoint, under ``prefix`` (e.g. ``"/ai"``), for your own app."""
+        prefix = prefix.rstrip("/")
+        if prefix and not prefix.startswith("/"):
+            prefix = "/" + prefix
+        p = re.escape(prefix)
+        ctx = {"context": self.context}
+        specs = [
+            (rf"{p}/?" if prefix else r"/", RootHandler, ctx),
+            (rf"{p}/health", HealthHandler, ctx),
+            (rf"{p}/validate-user", ValidateUserHandler, ctx),
+            (rf"{p}/rate-limit/stats", StatsHandler, ctx),
+            (rf"{p}/rate-limit/stats/(?P<user_id>[^/]+)", UserStatsHandler, ctx),
+        ]
+        if self.context.model is not None:
+            specs += [
+                (rf"{p}/model", PromptHandler, ctx),
+                (rf"{p}/model/stream", PromptHandler, {**ctx, "streaming": True}),
+                (rf"{p}/model/ws", PromptSocket, ctx),
+            ]
+        if self.agents:
+            specs += [
+                (rf"{p}/agents", AgentsHandler, ctx),
+                (rf"{p}/agent/{AGENT_NAME}", PromptHandler, ctx),
+                (rf"{p}/agent/{AGENT_NAME}/stream", PromptHandler, {**ctx, "streaming": True}),
+                (rf"{p}/agent/{AGENT_NAME}/ws", PromptSocket, ctx),
+            ]
+        return [tornado.web.url(pattern, handler, kwargs) for pattern, handler, kwargs in specs]
+
+    def make_app(self, **settings: Any) -> tornado.web.Application:
+        """A ``tornado.web.Application`` serving every endpoint (JSON 404 for the rest)."""
+        settings.setdefault("default_handler_class", NotFoundHandler)
+        settings.setdefault("default_handler_args", {"context": self.context})
+        settings.setdefault("websocket_ping_interval", self.websocket_ping_interval)
+        return tornado.web.Application(self.handlers(), **settings)
+
+    def http_server(self, **settings: Any) -> tornado.httpserver.HTTPServer:
+        """An ``HTTPServer`` for :meth:`make_app`, with a body cap above our own limit.
+
+        Bodies over ``max_body_size`` get our JSON 413; Tornado's own cap (far above it) only
+        stops a client that sends without end.
+        """
+        return tornado.httpserver.HTTPServer(
+            self.make_app(**settings),
+            max_body_size=max(self.context.max_body_size * 4, 16 * 1024 * 1024),
+            idle_connection_timeout=3600,
+            body_timeout=60,
+        )
+
+    def log_start(self, host: str, port: int) -> None:
+        base = f"http://{host}:{port}"
+        log.info("%s serving on %s", self.name, base)
+        if self.model is not None:
+            described = self.model.describe()
+            demo = " (DEMO model: not a real LLM)" if described.get("provider") == "demo" else ""
+            log.info("model %s/%s%s", described["provider"], described["name"], demo)
+        log.info("token usage counted with tiktoken encoding %s when a backend reports none",
+                 self.counter.encoding_name)
+
+    def endpoint_lines(self, base: str) -> list[str]:
+        """Human readable list of what is served, for the start banner."""
+        lines = [f"GET  {base}/", f"GET  {base}/health", f"POST {base}/validate-user",
+                 f"GET  {base}/rate-limit/stats", f"GET  {base}/rate-limit/stats/{{user_id}}"]
+        if self.model is not None:
+            lines += [f"POST {base}/model", f"POST {base}/model/stream",
+                      f"WS   {base.replace('http', 'ws', 1)}/model/ws"]
+        for name in sorted(self.agents):
+            lines += [f"POST {base}/agent/{name}", f"POST {base}/agent/{name}/stream",
+                      f"WS   {base.replace('http', 'ws', 1)}/agent/{name}/ws"]
+        return lines
+
+    def serve(self, host: str = "127.0.0.1", port: int = 8000) -> None:
+        """Listen on ``host:port`` and run the IOLoop until interrupted."""
+
+        async def main() -> None:
+            server = self.http_server()
+            server.listen(port, host)
+            self.log_start(host, port)
+            await asyncio.Event().wait()
+
+        asyncio.run(main())

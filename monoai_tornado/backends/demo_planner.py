@@ -1,0 +1,154 @@
+"""How the demo model behaves when it is given tools: enough planning to run the agent loop offline.
+
+Deterministic rules, no model:
+
+* the last message is the user's and asks for arithmetic (``what is 12*(3+4)?``) or the time
+  (``what time is it?``), and a ``calculator`` or ``current_utc_time`` tool is offered: say a
+  short sentence and ask for one tool call per expression (several are asked for in parallel);
+* the last messages are tool results: answer with them (``12*(3+4) = 84.``), or say which
+  call failed and why;
+* anything else: the usual demo answer.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any, AsyncIterator
+
+from .base import BackendEvent, Message, TextDelta, ToolCall, ToolCallsRequested
+from .demo import DemoBackend
+
+CALCULATOR = "calculator"
+CLOCK = "current_utc_time"
+
+#: Arithmetic-looking runs: numbers joined by operators and parentheses.
+_EXPRESSION_RE = re.compile(r"(?<![\w.])-?[\d(][\d\s.+\-*/%()]*[\d)]")
+_NUMBER_RE = re.compile(r"\d+(?:\.\d+)?")
+_OPERATOR_RE = re.compile(r"[-+*/%]")
+_TIME_RE = re.compile(
+    r"\bwhat time\b|\btime is it\b|\bcurrent (?:utc )?(?:time|date)\b|\butc time\b|\btime now\b"
+    r"|\btoday'?s date\b|\bwhat day is it\b|\bwhat(?:'s| is) the (?:date|time)\b",
+    re.IGNORECASE,
+)
+
+
+async def plan_demo_turn(
+    backend: DemoBackend, messages: list[Message], tools: list[dict[str, Any]]
+) -> AsyncIterator[BackendEvent]:
+    """Stream the demo model's turn when ``tools`` are offered (see the module docstring)."""
+    offered = _tool_parameters(tools)
+    last = messages[-1] if messages else {}
+    if last.get("role") == "tool":
+        async for event in backend.stream_text(answer_from_results(messages)):
+            yield event
+        return
+    if last.get("role") == "user":
+        calls = plan_calls(str(last.get("content") or ""), offered, first_id=_calls_so_far(messages) + 1)
+        if calls:
+            yield TextDelta(_preamble(calls))
+            yield ToolCallsRequested(tuple(calls))
+            return
+    for index, piece in enumerate(backend.answer_pieces(messages)):
+        if index and backend.delay:
+            await asyncio.sleep(backend.delay)
+        yield TextDelta(piece)
+
+
+# --- asking for tools ------------------------------------------------------------------------
+
+def plan_calls(prompt: str, offered: dict[str, str | None], *, first_id: int = 1) -> list[ToolCall]:
+    """The tool calls ``prompt`` calls for, among the ``offered`` tools (name -> first parameter)."""
+    requests: list[tuple[str, dict[str, Any]]] = []
+    if CALCULATOR in offered:
+        parameter = offered[CALCULATOR] or "expression"
+        requests += [(CALCULATOR, {parameter: expression}) for expression in find_expressions(prompt)]
+    if CLOCK in offered and _TIME_RE.search(prompt):
+        requests.append((CLOCK, {}))
+    return [
+        ToolCall(f"call_{first_id + index}", name, json.dumps(arguments))
+        for index, (name, arguments) in enumerate(requests)
+    ]
+
+
+def find_expressions(text: str) -> list[str]:
+    """The arithmetic expressions in ``text``, in order (``"compute 2+2 and 3*3"`` -> two)."""
+    found = []
+    for match in _EXPRESSION_RE.finditer(text):
+        expression = _balanced(match.group().strip())
+        if len(_NUMBER_RE.findall(expression)) >= 2 and _OPERATOR_RE.search(expression.lstrip("-")):
+            found.append(expression)
+    return found
+
+
+def _balanced(expression: str) -> str:
+    """Drop unmatched parentheses at the ends (``"2+2)"`` from ``"(compute 2+2)"``)."""
+    while expression.endswith(")") and expression.count(")") > expression.count("("):
+        expression = expression[:-1].rstrip()
+    while expression.startswith("(") and expression.count("(") > expression.count(")"):
+        expression = expression[1:].lstrip()
+    return expression
+
+
+def _preamble(calls: list[ToolCall]) -> str:
+    names = {call.name for call in calls}
+    if names == {CALCULATOR}:
+        return "Let me use the calculator."
+    if names == {CLOCK}:
+        return "Let me check the clock."
+    return "Let me use my tools."
+
+
+def _tool_parameters(tools: list[dict[str, Any]]) -> dict[str, str | None]:
+    """Offered tool names, each with its first parameter's name (None when it takes none)."""
+    offered: dict[str, str | None] = {}
+    for schema in tools:
+        function = schema.get("function") or {}
+        name = function.get("name")
+        if isinstance(name, str):
+            properties = (function.get("parameters") or {}).get("properties") or {}
+            offered[name] = next(iter(properties), None)
+    return offered
+
+
+def _calls_so_far(messages: list[Message]) -> int:
+    return sum(len(m.get("tool_calls") or ()) for m in messages if m.get("role") == "assistant")
+
+
+# --- answering from tool results -------------------------------------------------------------
+
+def answer_from_results(messages: list[Message]) -> str:
+    """One sentence per trailing tool result, using the call that asked for it."""
+    results: list[Message] = []
+    for message in reversed(messages):
+        if message.get("role") != "tool":
+            break
+        results.insert(0, message)
+    asked = {
+        call.get("id"): call.get("function") or {}
+        for message in messages
+        if message.get("role") == "assistant"
+        for call in message.get("tool_calls") or ()
+    }
+    return " ".join(_sentence(asked.get(m.get("tool_call_id"), {}), str(m.get("content") or "")) for m in results)
+
+
+def _sentence(function: dict[str, Any], content: str) -> str:
+    name = function.get("name") or "the tool"
+    arguments = _arguments(function.get("arguments"))
+    failed = content.startswith("Error:")
+    detail = (content[len("Error:"):] if failed else content).strip().rstrip(".")
+    if name == CALCULATOR and arguments:
+        expression = str(next(iter(arguments.values())))
+        return f"I could not compute {expression}: {detail}." if failed else f"{expression} = {detail}."
+    if name == CLOCK:
+        return f"I could not read the clock: {detail}." if failed else f"The current UTC time is {detail}."
+    return f"The {name} tool failed: {detail}." if failed else f"The {name} tool returned {detail}."
+
+
+def _arguments(text: Any) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}

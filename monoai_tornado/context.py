@@ -1,0 +1,54 @@
+"""What every handler needs, built once by :class:`~monoai_tornado.app.Application`.
+
+Handlers receive it through ``initialize(context=...)`` in their URL spec, never through
+module globals, so several apps (or one mounted under a prefix) can live in one process.
+"""
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import NotFound
+from .pipeline import ModelTarget, Pipeline, Target
+
+DEFAULT_MAX_BODY_SIZE = 1024 * 1024
+DEFAULT_MAX_WS_MESSAGE_SIZE = 1024 * 1024
+
+
+@dataclass
+class ServerContext:
+    """Configuration and shared state of one served application."""
+
+    name: str
+    pipeline: Pipeline
+    model: ModelTarget | None = None
+    agents: dict[str, Target] = field(default_factory=dict)
+    cors_origins: tuple[str, ...] = ("*",)
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE
+    max_ws_message_size: int = DEFAULT_MAX_WS_MESSAGE_SIZE
+    admin_token: str | None = None
+    sse_keepalive_interval: float = 15.0
+    started_at: datetime.datetime = field(
+        default_factory=lambda: datetime.datetime.now(datetime.timezone.utc)
+    )
+    #: Open WebSocket handlers, so that shutdown can close them (Tornado does not).
+    websockets: set[Any] = field(default_factory=set)
+
+    @property
+    def limiter(self) -> Any:
+        return self.pipeline.limiter
+
+    def target(self, agent_name: str | None) -> Target:
+        """The model (``agent_name`` None) or the named agent; 404 for an unknown agent."""
+        if agent_name is None:
+            if self.model is None:
+                raise NotFound("No model is configured")
+            return self.model
+        agent = self.agents.get(agent_name)
+        if agent is None:
+            raise NotFound(f"Agent '{agent_name}' not found")
+        return agent
+
+    def origin_allowed(self, origin: str | None) -> bool:
+        return "*" in self.cors_origins or (origin is not None and origin in self.cors_origins)

@@ -1,0 +1,1 @@
+"""Tornado handlers: they translate between the wire and the pipeline, nothing more."""

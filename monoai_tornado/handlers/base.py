@@ -1,0 +1,126 @@
+"""The base of every HTTP handler: JSON answers, CORS, and errors rendered in one place."""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import Any
+
+import tornado.web
+
+from ..context import ServerContext
+from ..errors import ApiError, Forbidden, NotFound
+
+log = logging.getLogger("monoai_tornado.http")
+
+#: Codes for errors Tornado raises itself (unknown method, bad request line, ...).
+HTTP_CODES = {
+    400: "bad_request",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    429: "rate_limited",
+    502: "backend_error",
+    503: "unavailable",
+    504: "backend_timeout",
+}
+
+#: Headers a browser script may read on cross-origin answers (the playground shows them).
+EXPOSED_HEADERS = ", ".join([
+    "Retry-After", "RateLimit", "RateLimit-Policy",
+    "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens",
+])
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON with non-ASCII text kept as is."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class JsonHandler(tornado.web.RequestHandler):
+    """Answers JSON, applies the CORS policy, renders every error as ``{"error", "code"}``."""
+
+    context: ServerContext
+
+    def initialize(self, context: ServerContext) -> None:
+        self.context = context
+        self._apply_cors()
+
+    def set_default_headers(self) -> None:
+        # Tornado calls this before initialize() and again after clear() on errors.
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        if hasattr(self, "context"):
+            self._apply_cors()
+
+    def _apply_cors(self) -> None:
+        origin = self.request.headers.get("Origin")
+        if "*" in self.context.cors_origins:
+            self.set_header("Access-Control-Allow-Origin", "*")
+        elif origin and origin in self.context.cors_origins:
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Vary", "Origin")
+        self.set_header("Access-Control-Expose-Headers", EXPOSED_HEADERS)
+
+    def allowed_methods(self) -> list[str]:
+        """The methods this handler implements (for ``Allow`` and CORS preflight)."""
+        base = tornado.web.RequestHandler
+        return [m for m in self.SUPPORTED_METHODS
+                if getattr(type(self), m.lower(), None) is not getattr(base, m.lower(), None)]
+
+    def options(self, *args: Any, **kwargs: Any) -> None:
+        """CORS preflight: 204 with the allowed methods and headers."""
+        self.set_status(204)
+        self.clear_header("Content-Type")
+        self.set_header("Access-Control-Allow-Methods", ", ".join(self.allowed_methods()))
+        requested = self.request.headers.get("Access-Control-Request-Headers")
+        self.set_header("Access-Control-Allow-Headers", requested or "Content-Type, Authorization, Accept")
+        self.set_header("Access-Control-Max-Age", "86400")
+        self.finish()
+
+    def send_json(self, value: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(dumps(value))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ApiError):
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
+            body = exc.to_dict()
+        elif isinstance(exc, tornado.web.HTTPError) and status_code < 500:
+            body = {"error": exc.log_message % exc.args if exc.log_message else self._reason,
+                    "code": HTTP_CODES.get(status_code, "http_error")}
+        elif status_code < 500:
+            body = {"error": self._reason, "code": HTTP_CODES.get(status_code, "http_error")}
+        else:
+            body = {"error": "Internal server error", "code": "internal_error"}
+        if status_code == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(dumps(body))
+
+    @property
+    def peer_ip(self) -> str:
+        return self.request.remote_ip or "unknown"
+
+    def require_admin(self) -> None:
+        """403 unless the configured admin token is presented as a Bearer token."""
+        token = self.context.admin_token
+        if token is None:
+            return
+        given = self.request.headers.get("Authorization", "")
+        if not given.startswith("Bearer ") or not hmac.compare_digest(given[7:].encode(), token.encode()):
+            raise Forbidden("This endpoint requires the admin token")
+
+
+class NotFoundHandler(JsonHandler):
+    """The default handler: a JSON 404 for every unknown path (any method)."""
+
+    def prepare(self) -> None:
+        if self.request.method != "OPTIONS":
+            raise NotFound(f"No endpoint at {self.request.path}")
+
+    def options(self, *args: Any, **kwargs: Any) -> None:
+        raise NotFound(f"No endpoint at {self.request.path}")

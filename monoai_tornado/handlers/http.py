@@ -1,0 +1,156 @@
+"""``POST /model``, ``/model/stream``, ``/agent/{name}`` and ``/agent/{name}/stream``.
+
+The answer is the whole JSON result, or server-sent events when the request asks for
+``text/event-stream`` on a ``/stream`` path. If the client goes away, the run is cancelled.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import tornado.ioloop
+import tornado.web
+from tornado.iostream import StreamClosedError
+
+from ..errors import ApiError, ClientGone, PayloadTooLarge
+from ..requests import parse_prompt_body
+from .base import JsonHandler, dumps
+
+log = logging.getLogger("monoai_tornado.http")
+
+
+class _SilentEvents:
+    """Run events for a whole-JSON answer: nothing is sent before the end."""
+
+    async def on_text(self, text: str) -> None:
+        pass
+
+    async def on_step(self, step: dict[str, Any]) -> None:
+        pass
+
+
+class _SseEvents:
+    """Run events written as server-sent events, each flushed as it is produced."""
+
+    def __init__(self, handler: "PromptHandler") -> None:
+        self.handler = handler
+
+    async def on_text(self, text: str) -> None:
+        await self.handler.send_event("chunk", {"content": text})
+
+    async def on_step(self, step: dict[str, Any]) -> None:
+        await self.handler.send_event("step", {"step": step})
+
+
+@tornado.web.stream_request_body
+class PromptHandler(JsonHandler):
+    """Runs one prompt on the model or an agent over plain HTTP (JSON or SSE)."""
+
+    def initialize(self, context: Any, streaming: bool = False) -> None:  # type: ignore[override]
+        super().initialize(context)
+        self.streaming = streaming
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._body_too_large = False
+        self._run: asyncio.Future[Any] | None = None
+        self._client_gone = False
+        self._sse_started = False
+
+    def prepare(self) -> None:
+        length = self.request.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > self.context.max_body_size:
+            raise PayloadTooLarge(f"Request body is larger than {self.context.max_body_size} bytes")
+
+    def data_received(self, chunk: bytes) -> None:
+        self._body_size += len(chunk)
+        if self._body_size > self.context.max_body_size:
+            self._body_too_large = True
+            self._body.clear()
+        elif not self._body_too_large:
+            self._body.append(chunk)
+
+    def wants_sse(self) -> bool:
+        return self.streaming and "text/event-stream" in self.request.headers.get("Accept", "")
+
+    async def post(self, agent_name: str | None = None) -> None:
+        target = self.context.target(agent_name)
+        if self._body_too_large:
+            raise PayloadTooLarge(f"Request body is larger than {self.context.max_body_size} bytes")
+        request = parse_prompt_body(b"".join(self._body))
+        ticket = await self.context.pipeline.admit(request, self.peer_ip, self.request.headers)
+        for name, value in ticket.headers.items():
+            self.set_header(name, value)
+        if self.wants_sse():
+            await self._answer_with_events(ticket, target)
+        else:
+            result = await self._run_until_done(ticket, target, _SilentEvents())
+            if result is not None:
+                self.send_json(result)
+
+    async def _run_until_done(self, ticket: Any, target: Any, events: Any) -> dict[str, Any] | None:
+        """Run the prompt as its own task so that a closed connection can cancel it."""
+        self._run = asyncio.ensure_future(self.context.pipeline.run(ticket, target, events))
+        try:
+            return await self._run
+        except (asyncio.CancelledError, StreamClosedError, ClientGone):
+            if self._client_gone:
+                return None
+            raise
+
+    async def _answer_with_events(self, ticket: Any, target: Any) -> None:
+        self.set_header("Content-Type", "text/event-stream; charset=UTF-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")
+        if self.request.connection.stream is not None:  # type: ignore[attr-defined]
+            self.request.connection.stream.set_nodelay(True)  # type: ignore[attr-defined]
+        self._sse_started = True
+        keepalive = tornado.ioloop.PeriodicCallback(
+            self._keepalive, self.context.sse_keepalive_interval * 1000
+        )
+        try:
+            await self.flush()  # headers, rate-limit ones included, before the first event
+            keepalive.start()
+            result = await self._run_until_done(ticket, target, _SseEvents(self))
+            if result is not None:
+                await self.send_event("complete", {"result": result})
+        except ApiError as exc:
+            await self._send_event_quietly("error", exc.to_dict())
+        except (StreamClosedError, ClientGone):
+            return
+        except Exception:
+            log.exception("SSE run failed")
+            await self._send_event_quietly("error", {"error": "Internal server error", "code": "internal_error"})
+        finally:
+            keepalive.stop()
+        if not self._client_gone:
+            self.finish()
+
+    async def send_event(self, event: str, data: dict[str, Any]) -> None:
+        if self._client_gone:
+            raise ClientGone()
+        self.write(f"event: {event}\ndata: {dumps(data)}\n\n")
+        try:
+            await self.flush()
+        except StreamClosedError:
+            raise ClientGone() from None
+
+    async def _send_event_quietly(self, event: str, data: dict[str, Any]) -> None:
+        try:
+            await self.send_event(event, data)
+        except (StreamClosedError, ClientGone):
+            pass
+
+    def _keepalive(self) -> None:
+        if not self._client_gone and not self._finished:
+            self.write(": keep-alive\n\n")
+            # A client gone meanwhile is noticed by on_connection_close; drop the error here.
+            self.flush().add_done_callback(lambda future: future.exception())
+
+    def on_connection_close(self) -> None:
+        self._client_gone = True
+        if self._run is not None and not self._run.done():
+            self._run.cancel()
+
+
+

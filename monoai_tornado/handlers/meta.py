@@ -1,0 +1,85 @@
+"""Endpoints about the server rather than prompts: ``/``, ``/health``, ``/agents``,
+``/validate-user`` and the rate-limit statistics."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import BadRequest
+from ..requests import load_json_object, user_id_of
+from .base import JsonHandler
+
+
+class RootHandler(JsonHandler):
+    """``GET /``: the original's greeting, plus what is served."""
+
+    def get(self) -> None:
+        ctx = self.context
+        body: dict[str, Any] = {
+            "msg": f"App {ctx.name} successfully started",
+            "started_at": ctx.started_at.isoformat().replace("+00:00", "Z"),
+        }
+        if ctx.model is not None:
+            model = ctx.model.backend.describe()
+            body["model"] = model
+            if model.get("provider") == "demo":
+                body["notice"] = "This server runs the built-in DEMO model, not a real LLM."
+        body["agents"] = sorted(ctx.agents)
+        self.send_json(body)
+
+
+class HealthHandler(JsonHandler):
+    """``GET /health``."""
+
+    def get(self) -> None:
+        self.send_json({"status": "ok", "app": self.context.name})
+
+
+class AgentsHandler(JsonHandler):
+    """``GET /agents``: every agent with its tools' names and descriptions."""
+
+    def get(self) -> None:
+        agents = []
+        for name, agent in sorted(self.context.agents.items()):
+            describe = getattr(agent, "describe", None)
+            info = describe() if callable(describe) else {"name": name, "description": "", "tools": []}
+            agents.append({**info, "name": name})
+        self.send_json({"agents": agents})
+
+
+class ValidateUserHandler(JsonHandler):
+    """``POST /validate-user``: runs the configured validator on a ``user_id``."""
+
+    async def post(self) -> None:
+        body = load_json_object(self.request.body)
+        user_id = user_id_of(body)
+        if user_id is None:
+            raise BadRequest("Field 'user_id' is required", code="missing_user_id")
+        validation = await self.context.pipeline.identity.validate(user_id)
+        if validation.valid:
+            self.send_json({"valid": True, "user_id": user_id, "normalized": validation.normalized})
+        else:
+            self.send_json({"valid": False, "user_id": user_id, "error": "Invalid user_id"})
+
+
+class StatsHandler(JsonHandler):
+    """``GET /rate-limit/stats``: the limiter's global figures."""
+
+    async def get(self) -> None:
+        self.require_admin()
+        limiter = self.context.limiter
+        if limiter is None:
+            self.send_json({"message": "Rate limiter not configured"})
+            return
+        self.send_json(await limiter.stats())
+
+
+class UserStatsHandler(JsonHandler):
+    """``GET /rate-limit/stats/{user_id}``: one user's usage, remaining and reset times."""
+
+    async def get(self, user_id: str) -> None:
+        self.require_admin()
+        limiter = self.context.limiter
+        if limiter is None:
+            self.send_json({"message": "Rate limiter not configured"})
+            return
+        self.send_json(await limiter.user_stats(user_id))

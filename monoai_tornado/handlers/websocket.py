@@ -1,0 +1,225 @@
+"""``WS /model/ws`` and ``WS /agent/{name}/ws``: prompts in, chunks and results out.
+
+Tornado reads no further frame while ``on_message`` runs, so prompts go into a queue that
+one worker task per connection serves in order; that keeps ``on_message`` free to receive
+``{"type": "cancel"}`` while a prompt runs.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import tornado.websocket
+
+from ..context import ServerContext
+from ..errors import ApiError, ClientGone, Overloaded
+from ..requests import PromptRequest, load_json_object, parse_prompt_object
+from .base import dumps
+
+log = logging.getLogger("monoai_tornado.websocket")
+
+#: Prompts a connection may have waiting behind the running one.
+MAX_QUEUED_PROMPTS = 32
+#: Bytes of chunk text buffered while the socket is busy before the run waits for it.
+HIGH_WATER_BYTES = 64 * 1024
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_MESSAGE_TOO_BIG = 1009
+
+
+class _SocketEvents:
+    """Run events sent as WebSocket messages.
+
+    While the socket is still busy with earlier chunks, new chunks wait and go out joined as
+    one chunk message (chunks are only parts of the answer). Past ``HIGH_WATER_BYTES`` of
+    waiting text the run awaits the socket: a slow reader slows only its own stream.
+    """
+
+    def __init__(self, socket: "PromptSocket") -> None:
+        self.socket = socket
+        self.pending: list[str] = []
+        self.pending_size = 0
+        self.inflight: asyncio.Future[None] | None = None
+
+    async def on_text(self, text: str) -> None:
+        self.pending.append(text)
+        self.pending_size += len(text)
+        if self.inflight is None or self.inflight.done():
+            self._write_pending()
+        elif self.pending_size >= HIGH_WATER_BYTES:
+            await self.flush()
+
+    async def on_step(self, step: dict[str, Any]) -> None:
+        await self.flush()
+        await self.socket.send({"type": "step", "step": step})
+
+    def _write_pending(self) -> None:
+        if not self.pending:
+            return
+        text = "".join(self.pending)
+        self.pending.clear()
+        self.pending_size = 0
+        self.inflight = self.socket.send_nowait({"type": "chunk", "content": text})
+        self.inflight.add_done_callback(self._after_write)
+
+    def _after_write(self, future: asyncio.Future[None]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        if not self.socket.closed:
+            try:
+                self._write_pending()
+            except ClientGone:
+                pass
+
+    async def flush(self) -> None:
+        """Wait until every chunk so far has been handed to the socket."""
+        while True:
+            if self.inflight is not None and not self.inflight.done():
+                try:
+                    await self.inflight
+                except tornado.websocket.WebSocketClosedError:
+                    raise ClientGone() from None
+            elif self.pending:
+                self._write_pending()
+            else:
+                return
+
+
+class PromptSocket(tornado.websocket.WebSocketHandler):
+    """One client connection; serves its prompts one at a time, in order."""
+
+    context: ServerContext
+
+    def initialize(self, context: ServerContext) -> None:
+        self.context = context
+        self.target: Any = None
+        self.queue: asyncio.Queue[PromptRequest] = asyncio.Queue()
+        self.worker: asyncio.Task[None] | None = None
+        self.current: asyncio.Task[None] | None = None
+        self.closed = False
+
+    # -- Tornado hooks -------------------------------------------------------------------
+
+    def check_origin(self, origin: str) -> bool:
+        return self.context.origin_allowed(origin)
+
+    @property
+    def max_message_size(self) -> int:
+        # Twice our limit, so that a message just over it still gets an error message first.
+        return self.context.max_ws_message_size * 2
+
+    @property
+    def ping_interval(self) -> float | None:
+        return self.settings.get("websocket_ping_interval", 20.0)
+
+    def open(self, agent_name: str | None = None) -> None:
+        self.set_nodelay(True)
+        try:
+            self.target = self.context.target(agent_name)
+        except ApiError as exc:
+            self.send_nowait(exc.to_dict())
+            self.close(CLOSE_POLICY_VIOLATION, exc.message[:120])
+            return
+        self.context.websockets.add(self)
+        self.worker = asyncio.ensure_future(self._serve_prompts())
+
+    def on_message(self, message: str | bytes) -> None:
+        if self.target is None or self.closed:
+            return
+        if isinstance(message, bytes):
+            self._refuse("Binary messages are not supported; send JSON text", "unsupported_data",
+                         CLOSE_UNSUPPORTED_DATA)
+            return
+        if len(message) > self.context.max_ws_message_size:
+            self._refuse(f"Message is larger than {self.context.max_ws_message_size} bytes",
+                         "message_too_big", CLOSE_MESSAGE_TOO_BIG)
+            return
+        try:
+            body = load_json_object(message)
+            if body.get("type") == "cancel":
+                self._cancel_current()
+                return
+            request = parse_prompt_object(body)
+            if self.queue.qsize() >= MAX_QUEUED_PROMPTS:
+                raise Overloaded(f"Too many prompts waiting on this connection (max {MAX_QUEUED_PROMPTS})")
+        except ApiError as exc:
+            self.send_nowait(exc.to_dict())
+            return
+        self.queue.put_nowait(request)
+
+    def on_close(self) -> None:
+        self.closed = True
+        self.context.websockets.discard(self)
+        if self.worker is not None:
+            self.worker.cancel()
+        if self.current is not None:
+            self.current.cancel()
+
+    # -- sending -------------------------------------------------------------------------
+
+    def send_nowait(self, message: dict[str, Any]) -> "asyncio.Future[None]":
+        """Queue a JSON message on the socket; ClientGone if it is closed."""
+        try:
+            return self.write_message(dumps(message))
+        except tornado.websocket.WebSocketClosedError:
+            raise ClientGone() from None
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """Send a JSON message and wait until the socket took it (backpressure)."""
+        try:
+            await self.send_nowait(message)
+        except tornado.websocket.WebSocketClosedError:
+            raise ClientGone() from None
+
+    def _refuse(self, error: str, code: str, close_code: int) -> None:
+        try:
+            self.send_nowait({"error": error, "code": code})
+        except ClientGone:
+            return
+        self.close(close_code, error[:120])
+
+    # -- running prompts -----------------------------------------------------------------
+
+    def _cancel_current(self) -> None:
+        if self.current is not None and not self.current.done():
+            self.current.cancel()
+        else:
+            self.send_nowait({"error": "No prompt is running", "code": "nothing_to_cancel"})
+
+    async def _serve_prompts(self) -> None:
+        """The connection's worker: one prompt at a time, in the order received."""
+        try:
+            while not self.closed:
+                request = await self.queue.get()
+                self.current = asyncio.ensure_future(self._serve_prompt(request))
+                try:
+                    await self.current
+                except asyncio.CancelledError:
+                    if self.closed:
+                        raise
+                    await self.send({"type": "cancelled"})
+                finally:
+                    self.current = None
+        except (ClientGone, asyncio.CancelledError):
+            pass
+
+    async def _serve_prompt(self, request: PromptRequest) -> None:
+        pipeline = self.context.pipeline
+        try:
+            ticket = await pipeline.admit(request, self.request.remote_ip or "unknown", self.request.headers)
+            events = _SocketEvents(self)
+            result = await pipeline.run(ticket, self.target, events)
+            await events.flush()
+            await self.send({"type": "complete", "result": result})
+        except ApiError as exc:
+            await self.send(exc.to_dict())
+        except ClientGone:
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("WebSocket prompt failed")
+            await self.send({"error": "Internal server error", "code": "internal_error"})

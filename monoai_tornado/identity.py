@@ -1,0 +1,107 @@
+"""Who is asking: the user id from the body (through the validator) or the client address.
+
+Forwarding headers (``X-Forwarded-For``, ``X-Real-IP``) are believed only when the peer that
+sent them is one of the configured trusted proxies; anyone else could forge them to escape
+their limits.
+"""
+from __future__ import annotations
+
+import inspect
+import ipaddress
+import logging
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Union
+
+from .errors import Forbidden
+
+log = logging.getLogger("monoai_tornado.identity")
+
+ValidatorResult = Union[bool, str, None]
+UserValidator = Callable[[str], Union[ValidatorResult, Awaitable[ValidatorResult]]]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The key a request is limited under (``user_id`` or ``ip:ADDRESS``) and where it came from."""
+
+    key: str
+    kind: str  # "user" or "ip"
+    ip: str
+
+
+@dataclass(frozen=True)
+class Validation:
+    valid: bool
+    normalized: str | None = None
+
+
+class IdentityResolver:
+    """Turns a request's ``user_id`` and peer address into an :class:`Identity`."""
+
+    def __init__(
+        self,
+        validator: UserValidator | None = None,
+        trusted_proxies: Iterable[str] = (),
+        reject_invalid: bool = False,
+    ) -> None:
+        self.validator = validator
+        self.trusted_networks = [ipaddress.ip_network(cidr, strict=False) for cidr in trusted_proxies]
+        self.reject_invalid = reject_invalid
+
+    async def validate(self, user_id: str) -> Validation:
+        """Run the validator: True -> valid, a string -> valid and normalized, else invalid."""
+        if self.validator is None:
+            return Validation(True)
+        try:
+            verdict: Any = self.validator(user_id)
+            if inspect.isawaitable(verdict):
+                verdict = await verdict
+        except Exception:
+            log.exception("user_validator raised for user_id %r; treating it as invalid", user_id)
+            return Validation(False)
+        if isinstance(verdict, str):
+            return Validation(True, verdict) if verdict else Validation(False)
+        return Validation(verdict is True)
+
+    def _is_trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.trusted_networks)
+
+    def client_ip(self, peer: str, headers: Mapping[str, str]) -> str:
+        """The client's address: the peer's, or the forwarded one when the peer is trusted."""
+        if not self.trusted_networks or not self._is_trusted(peer):
+            return peer
+        forwarded = headers.get("X-Forwarded-For")
+        if forwarded:
+            hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+            # Walk from the nearest hop outwards, skipping our own proxies.
+            for hop in reversed(hops):
+                if not _is_ip(hop):
+                    return peer
+                if not self._is_trusted(hop):
+                    return hop
+            return hops[0] if hops else peer
+        real_ip = (headers.get("X-Real-IP") or "").strip()
+        return real_ip if _is_ip(real_ip) else peer
+
+    async def resolve(self, user_id: str | None, peer: str, headers: Mapping[str, str]) -> Identity:
+        """The identity to limit a request under."""
+        ip = self.client_ip(peer, headers)
+        if user_id is not None:
+            validation = await self.validate(user_id)
+            if validation.valid:
+                return Identity(validation.normalized or user_id, "user", ip)
+            if self.reject_invalid:
+                raise Forbidden("Invalid user_id")
+        return Identity(f"ip:{ip}", "ip", ip)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

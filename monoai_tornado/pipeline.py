@@ -1,0 +1,149 @@
+"""The one path every prompt takes, whatever transport it came in by.
+
+``parse body -> identify user -> admit (rate limit) -> run target -> record usage``
+
+Handlers parse the body (:mod:`monoai_tornado.requests`), then call :meth:`Pipeline.admit`
+and :meth:`Pipeline.run` and only translate the results to their wire format.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol
+
+from .backends.base import Backend
+from .calls import RunEvents, UsageMeter, call_model
+from .errors import ApiError, BackendError, ClientGone, Overloaded, RateLimited
+from .identity import Identity, IdentityResolver
+from .requests import PromptRequest
+from .usage import TokenCounter
+
+log = logging.getLogger("monoai_tornado.pipeline")
+
+
+class Target(Protocol):
+    """Something a prompt runs on: the model, or an agent."""
+
+    name: str
+
+    async def run(self, prompt: str, *, meter: UsageMeter, events: RunEvents) -> dict[str, Any]:
+        ...
+
+
+class ModelTarget:
+    """Runs a prompt on a backend and shapes the model result of API.md."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.name = backend.name
+
+    async def run(self, prompt: str, *, meter: UsageMeter, events: RunEvents) -> dict[str, Any]:
+        messages = [{"role": "user", "content": prompt}]
+        outcome = await call_model(self.backend, messages, meter=meter, on_text=events.on_text)
+        return {
+            "prompt": prompt,
+            "response": outcome.text,
+            "model": self.backend.describe(),
+            "usage": outcome.usage.to_dict(),
+        }
+
+
+@dataclass
+class Ticket:
+    """An admitted request: who it is, the limiter's reservation, the headers to send."""
+
+    request: PromptRequest
+    identity: Identity
+    admission: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Pipeline:
+    """Identifies, admits, runs and accounts for prompts; shared by every handler."""
+
+    def __init__(
+        self,
+        *,
+        counter: TokenCounter,
+        identity: IdentityResolver,
+        limiter: Any = None,
+        max_concurrent_runs: int | None = None,
+    ) -> None:
+        self.counter = counter
+        self.identity = identity
+        self.limiter = limiter
+        self.max_concurrent_runs = max_concurrent_runs
+        self._runs: set[asyncio.Task[Any]] = set()
+        self._settling: set[asyncio.Task[None]] = set()
+
+    @property
+    def runs_in_flight(self) -> int:
+        return len(self._runs)
+
+    def cancel_all_runs(self) -> None:
+        """Cancel every run in flight (shutdown past its drain timeout)."""
+        for task in list(self._runs):
+            task.cancel()
+
+    async def admit(self, request: PromptRequest, peer: str, headers: Mapping[str, str]) -> Ticket:
+        """Identify the user and take the request through the rate limiter, before any model work."""
+        identity = await self.identity.resolve(request.user_id, peer, headers)
+        if self.max_concurrent_runs is not None and self.runs_in_flight >= self.max_concurrent_runs:
+            raise Overloaded("Server is at its limit of concurrent runs; try again shortly",
+                             headers={"Retry-After": "1"}, extra={"retry_after": 1})
+        if self.limiter is None:
+            return Ticket(request, identity)
+        from .ratelimit import rate_limit_headers
+
+        admission = await self.limiter.admit(identity.key, self.counter.count(request.prompt))
+        limit_headers = rate_limit_headers(admission.states)
+        if not admission.allowed:
+            retry_after = max(1, int(math.ceil(admission.retry_after)))
+            raise RateLimited(
+                f"Rate limit exceeded for {identity.key}; retry in {retry_after} s",
+                headers={**limit_headers, "Retry-After": str(retry_after)},
+                extra={"retry_after": retry_after},
+            )
+        return Ticket(request, identity, admission, limit_headers)
+
+    async def run(self, ticket: Ticket, target: Target, events: RunEvents) -> dict[str, Any]:
+        """Run an admitted prompt; the tokens it used are recorded however it ends."""
+        meter = UsageMeter(self.counter)
+        task = asyncio.current_task()
+        assert task is not None
+        self._runs.add(task)
+        try:
+            result = await target.run(ticket.request.prompt, meter=meter, events=events)
+        except (ApiError, ClientGone, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            log.exception("run of %s failed", target.name)
+            raise BackendError(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            self._runs.discard(task)
+            settlement = self._record(ticket, meter)
+        if settlement is not None:
+            await asyncio.shield(settlement)
+        return result
+
+    def _record(self, ticket: Ticket, meter: UsageMeter) -> asyncio.Task[None] | None:
+        """Settle the reservation with the real total in a task the run's cancellation cannot stop."""
+        if self.limiter is None or ticket.admission is None:
+            return None
+        task = asyncio.ensure_future(self._settle(ticket, meter.total.total_tokens))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        return task
+
+    async def _settle(self, ticket: Ticket, total_tokens: int) -> None:
+        try:
+            await self.limiter.settle(ticket.admission, total_tokens)
+        except Exception:
+            log.warning("could not record %d tokens for %s", total_tokens, ticket.identity.key, exc_info=True)
+
+    async def drain_settlements(self) -> None:
+        """Wait until every usage record has been written (tests and shutdown)."""
+        while self._settling:
+            await asyncio.gather(*list(self._settling), return_exceptions=True)

@@ -1,0 +1,55 @@
+"""Parsing of prompt bodies (HTTP POST bodies and WebSocket prompt messages)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import BadRequest, InvalidJson, MissingPrompt
+
+
+@dataclass(frozen=True)
+class PromptRequest:
+    """A validated ``{"prompt": ..., "user_id": ...}`` body."""
+
+    prompt: str
+    user_id: str | None = None
+
+
+def load_json_object(raw: bytes | str) -> dict[str, Any]:
+    """Decode a JSON object, raising :class:`InvalidJson` for anything else."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        value = json.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise InvalidJson("Request body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise InvalidJson("Request body must be a JSON object")
+    return value
+
+
+def user_id_of(body: dict[str, Any]) -> str | None:
+    """The optional ``user_id``: a string, or a number turned into its decimal string."""
+    user_id = body.get("user_id")
+    if user_id is None:
+        return None
+    if isinstance(user_id, bool) or not isinstance(user_id, (str, int, float)):
+        raise BadRequest("user_id must be a string or a number", code="invalid_user_id")
+    if isinstance(user_id, float):
+        if not user_id.is_integer():
+            raise BadRequest("user_id must be a string or a whole number", code="invalid_user_id")
+        user_id = int(user_id)
+    return str(user_id)
+
+
+def parse_prompt_object(body: dict[str, Any]) -> PromptRequest:
+    """Validate a decoded body: ``prompt`` must be a non-blank string."""
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise MissingPrompt("Field 'prompt' is required and must be a non-empty string")
+    return PromptRequest(prompt=prompt, user_id=user_id_of(body))
+
+
+def parse_prompt_body(raw: bytes | str) -> PromptRequest:
+    """Parse and validate a raw prompt body."""
+    return parse_prompt_object(load_json_object(raw))

@@ -1,0 +1,84 @@
+"""Running an :class:`~monoai_tornado.app.Application`: listen, fork workers, drain on SIGTERM."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+import tornado.netutil
+import tornado.process
+
+log = logging.getLogger("monoai_tornado.server")
+
+CLOSE_GOING_AWAY = 1001
+
+
+async def drain(app: Any, server: Any, timeout: float) -> None:
+    """Stop accepting, let runs finish up to ``timeout`` seconds, cancel the rest, close all."""
+    server.stop()
+    pipeline = app.pipeline
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while pipeline.runs_in_flight and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    if pipeline.runs_in_flight:
+        log.warning("drain timeout: cancelling %d runs still in flight", pipeline.runs_in_flight)
+        pipeline.cancel_all_runs()
+        await asyncio.sleep(0)
+    for socket in list(app.context.websockets):
+        try:
+            socket.write_message('{"error":"Server is shutting down","code":"shutting_down"}')
+        except Exception:
+            pass
+        socket.close(CLOSE_GOING_AWAY, "server shutting down")
+    await pipeline.drain_settlements()
+    try:
+        await asyncio.wait_for(server.close_all_connections(), timeout=max(1.0, deadline - loop.time()))
+    except asyncio.TimeoutError:
+        pass
+    if app.rate_limiter is not None and hasattr(app.rate_limiter, "aclose"):
+        await app.rate_limiter.aclose()
+
+
+async def serve_forever(app: Any, sockets: list[Any], drain_timeout: float) -> None:
+    """Serve on already bound sockets until SIGTERM/SIGINT, then drain and return."""
+    server = app.http_server()
+    server.add_sockets(sockets)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: draining for up to %.0f s", drain_timeout)
+    await drain(app, server, drain_timeout)
+    log.info("stopped")
+
+
+def run(app_factory: Any, host: str, port: int, *, processes: int = 1, drain_timeout: float = 30.0,
+        banner: bool = True) -> None:
+    """Bind ``host:port``, fork ``processes`` workers if asked, and serve each until stopped.
+
+    ``app_factory()`` builds the Application in each worker (after the fork), so that every
+    process owns its own IOLoop resources (Redis connections, HTTP clients).
+    """
+    sockets = tornado.netutil.bind_sockets(port, host)
+    actual_port = sockets[0].getsockname()[1]
+    if processes > 1:
+        try:
+            tornado.process.fork_processes(processes, max_restarts=100)
+        except SystemExit:
+            raise
+        except KeyboardInterrupt:
+            sys.exit(0)
+    app = app_factory()
+    task_id = tornado.process.task_id()
+    if banner and (task_id is None or task_id == 0):
+        base = f"http://{host if ':' not in host else '[' + host + ']'}:{actual_port}"
+        print(f"monoai_tornado: {app.name} on {base}"
+              + (f" ({processes} processes)" if processes > 1 else ""), flush=True)
+        for line in app.endpoint_lines(base):
+            print(f"  {line}", flush=True)
+        app.log_start(host, actual_port)
+    asyncio.run(serve_forever(app, sockets, drain_timeout))

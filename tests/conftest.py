@@ -1,0 +1,74 @@
+"""Shared fixtures: a real server on a free 127.0.0.1 port, and an HTTP client for it."""
+from __future__ import annotations
+
+import json
+from typing import Any, Awaitable, Callable
+
+import pytest
+import tornado.testing
+from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+
+from monoai_tornado.usage import TokenCounter
+
+
+@pytest.fixture(scope="session")
+def counter() -> TokenCounter:
+    """One token counter for the whole run (loading an encoding takes a moment)."""
+    return TokenCounter()
+
+
+@pytest.fixture
+def serve(io_loop: Any) -> Any:
+    """``serve(app)`` starts ``app`` on a free port (in the test's IOLoop) and returns its base URL."""
+    servers = []
+
+    def start(app: Any, **settings: Any) -> str:
+        sock, port = tornado.testing.bind_unused_port()
+        server = app.http_server(**settings) if hasattr(app, "http_server") else app
+        server.add_sockets([sock])
+        servers.append(server)
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server in servers:
+        server.stop()
+        io_loop.run_sync(server.close_all_connections, timeout=5)
+
+
+Fetch = Callable[..., Awaitable[HTTPResponse]]
+
+
+@pytest.fixture
+def fetch() -> Fetch:
+    """``await fetch(url, method=..., body=..., headers=...)`` that never raises for a status."""
+    client = AsyncHTTPClient()
+
+    async def do(url: str, method: str = "GET", body: Any = None, **kwargs: Any) -> HTTPResponse:
+        if body is not None and not isinstance(body, (str, bytes)):
+            body = json.dumps(body)
+        if method == "POST" and body is None and "body_producer" not in kwargs:
+            body = b""
+        kwargs.setdefault("request_timeout", 30)
+        return await client.fetch(url, method=method, body=body, raise_error=False,
+                                  allow_nonstandard_methods=True, **kwargs)
+
+    return do
+
+
+def json_of(response: HTTPResponse) -> Any:
+    return json.loads(response.body)
+
+
+def parse_sse(body: bytes) -> list[tuple[str, Any]]:
+    """``[(event, data), ...]`` of a server-sent events body (comments skipped)."""
+    events = []
+    for block in body.decode().split("\n\n"):
+        name, data = "message", []
+        for line in block.split("\n"):
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].strip())
+        if data:
+            events.append((name, json.loads("\n".join(data))))
+    return events
