@@ -1,0 +1,63 @@
+"""CORS on every answer, preflight on every endpoint, and mounting under a prefix."""
+from __future__ import annotations
+
+import pytest
+import tornado.httpserver
+import tornado.web
+
+from monoai_tornado import Application, DemoBackend
+from tests.conftest import json_of
+
+ENDPOINTS = ["/", "/health", "/model", "/model/stream", "/validate-user", "/rate-limit/stats",
+             "/rate-limit/stats/someone"]
+
+
+@pytest.fixture
+def url(serve, counter):
+    return serve(Application("T", model=DemoBackend(delay=0), token_counter=counter))
+
+
+@pytest.mark.parametrize("path", ENDPOINTS)
+async def test_preflight_on_every_endpoint(url, fetch, path):
+    response = await fetch(url + path, "OPTIONS", headers={
+        "Origin": "https://example.com", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type"})
+    assert response.code == 204
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    methods = response.headers["Access-Control-Allow-Methods"]
+    expected = "POST" if path in ("/model", "/model/stream", "/validate-user") else "GET"
+    assert expected in methods
+    assert "content-type" in response.headers["Access-Control-Allow-Headers"].lower()
+
+
+async def test_every_answer_carries_cors_even_errors(url, fetch):
+    for response in [await fetch(url + "/model", "POST", {"prompt": "x"}),
+                     await fetch(url + "/model", "POST", b"{"),
+                     await fetch(url + "/missing")]:
+        assert response.headers["Access-Control-Allow-Origin"] == "*"
+
+
+async def test_restricted_origins(serve, fetch, counter):
+    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter,
+                            cors_origins=["https://good.example"]))
+    good = await fetch(url + "/health", headers={"Origin": "https://good.example"})
+    assert good.headers["Access-Control-Allow-Origin"] == "https://good.example"
+    assert "Origin" in good.headers["Vary"]
+    bad = await fetch(url + "/health", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in bad.headers
+
+
+class Hello(tornado.web.RequestHandler):
+    def get(self):
+        self.write({"hello": "from the host app"})
+
+
+async def test_mounted_under_a_prefix_in_a_host_app(serve, fetch, counter):
+    ai = Application("Embedded", model=DemoBackend(delay=0), token_counter=counter)
+    host_app = tornado.web.Application([(r"/hello", Hello), *ai.handlers("/ai")])
+    url = serve(tornado.httpserver.HTTPServer(host_app))
+    assert json_of(await fetch(url + "/hello")) == {"hello": "from the host app"}
+    assert json_of(await fetch(url + "/ai/health")) == {"status": "ok", "app": "Embedded"}
+    result = json_of(await fetch(url + "/ai/model", "POST", {"prompt": "embedded"}))
+    assert "embedded" in result["response"]
+    assert (await fetch(url + "/model", "POST", {"prompt": "x"})).code == 404

