@@ -87,6 +87,7 @@ class Application:
         websocket_ping_interval: float | None = 20.0,
         max_concurrent_runs: int | None = None,
         token_counter: TokenCounter | None = None,
+        sse_keepalive_interval: float = 15.0,
     ) -> None:
         self.name = name
         self.model = _as_backend(model) if model is not None else None
@@ -106,6 +107,7 @@ class Application:
             max_body_size=max_body_size,
             max_ws_message_size=max_ws_message_size,
             admin_token=admin_token,
+            sse_keepalive_interval=sse_keepalive_interval,
         )
 
     def handlers(self, prefix: str = "") -> list[tornado.web.URLSpec]:

@@ -1,0 +1,136 @@
+"""Server-sent events on the /stream paths."""
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, AsyncIterator
+
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+from monoai_tornado import Application, DemoBackend
+from monoai_tornado.backends.base import Backend, TextDelta
+from tests.backends_for_tests import ScriptedBackend
+from tests.conftest import json_of, parse_sse
+
+SSE = {"Accept": "text/event-stream"}
+
+
+class GatedBackend(Backend):
+    """Sends one chunk, then waits for the test to open the gate before the rest."""
+
+    provider, name = "test", "gated"
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.finished = False
+        self.cancelled = False
+
+    async def stream(self, messages: Any, *, tools: Any = None) -> AsyncIterator[TextDelta]:
+        try:
+            yield TextDelta("first ")
+            await asyncio.wait_for(self.gate.wait(), 10)
+            yield TextDelta("second")
+            self.finished = True
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+
+
+async def test_events_chunk_then_complete(serve, fetch, counter):
+    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter))
+    response = await fetch(url + "/model/stream", "POST", {"prompt": "sse please"}, headers=SSE)
+    assert response.code == 200
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    assert response.headers["Cache-Control"] == "no-cache"
+    events = parse_sse(response.body)
+    names = [name for name, _ in events]
+    assert names[-1] == "complete" and set(names[:-1]) == {"chunk"} and len(names) > 5
+    result = events[-1][1]["result"]
+    assert "".join(data["content"] for name, data in events[:-1]) == result["response"]
+    assert result["usage"]["total_tokens"] > 0
+
+
+async def test_without_the_accept_header_the_answer_is_whole_json(serve, fetch, counter):
+    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter))
+    response = await fetch(url + "/model/stream", "POST", {"prompt": "json please"})
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert "json please" in json_of(response)["response"]
+
+
+async def test_plain_model_path_ignores_the_accept_header(serve, fetch, counter):
+    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter))
+    response = await fetch(url + "/model", "POST", {"prompt": "x"}, headers=SSE)
+    assert response.headers["Content-Type"].startswith("application/json")
+
+
+async def test_first_chunk_arrives_before_the_backend_finishes(serve, counter):
+    backend = GatedBackend()
+    url = serve(Application("T", model=backend, token_counter=counter))
+    received: list[bytes] = []
+    seen_before_end: list[bool] = []
+
+    def on_data(data: bytes) -> None:
+        received.append(data)
+        if b"first" in b"".join(received) and not backend.gate.is_set():
+            seen_before_end.append(not backend.finished)
+            backend.gate.set()
+
+    request = HTTPRequest(url + "/model/stream", method="POST", body=json.dumps({"prompt": "x"}),
+                          headers=SSE, streaming_callback=on_data, request_timeout=20)
+    await AsyncHTTPClient().fetch(request)
+    events = parse_sse(b"".join(received))
+    assert seen_before_end == [True]
+    assert [name for name, _ in events] == ["chunk", "chunk", "complete"]
+    assert backend.finished
+
+
+async def test_backend_error_mid_stream_is_an_error_event(serve, fetch, counter):
+    url = serve(Application("T", model=ScriptedBackend(["a", "b", "c"], failure="timeout", fail_after=2),
+                            token_counter=counter))
+    response = await fetch(url + "/model/stream", "POST", {"prompt": "x"}, headers=SSE)
+    events = parse_sse(response.body)
+    assert [name for name, _ in events] == ["chunk", "chunk", "error"]
+    assert events[-1][1]["code"] == "backend_timeout"
+
+
+async def test_errors_before_the_stream_keep_their_status(serve, fetch, counter):
+    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter))
+    response = await fetch(url + "/model/stream", "POST", b"{", headers=SSE)
+    assert response.code == 400 and json_of(response)["code"] == "invalid_json"
+
+
+async def test_keepalive_comments_during_silence(serve, counter):
+    backend = GatedBackend()
+    url = serve(Application("T", model=backend, token_counter=counter, sse_keepalive_interval=0.05))
+    received: list[bytes] = []
+
+    def on_data(data: bytes) -> None:
+        received.append(data)
+        if b"".join(received).count(b": keep-alive") >= 2:
+            backend.gate.set()
+
+    request = HTTPRequest(url + "/model/stream", method="POST", body=json.dumps({"prompt": "x"}),
+                          headers=SSE, streaming_callback=on_data, request_timeout=20)
+    await AsyncHTTPClient().fetch(request)
+    body = b"".join(received)
+    assert body.count(b": keep-alive") >= 2
+    assert [name for name, _ in parse_sse(body)] == ["chunk", "chunk", "complete"]
+
+
+async def test_client_going_away_cancels_the_backend(serve, counter):
+    backend = GatedBackend()
+    url = serve(Application("T", model=backend, token_counter=counter))
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(url.rsplit(":", 1)[1]))
+    body = json.dumps({"prompt": "x"}).encode()
+    writer.write(b"POST /model/stream HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    await writer.drain()
+    data = b""
+    while b"first" not in data:
+        data += await asyncio.wait_for(reader.read(4096), 10)
+    writer.close()
+    for _ in range(200):
+        if backend.cancelled:
+            break
+        await asyncio.sleep(0.01)
+    assert backend.cancelled and not backend.finished
