@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import BadRequest
+from ..errors import BadRequest, PayloadTooLarge
 from ..requests import load_json_object, user_id_of
 from .base import JsonHandler
 
@@ -50,6 +50,8 @@ class ValidateUserHandler(JsonHandler):
     """``POST /validate-user``: runs the configured validator on a ``user_id``."""
 
     async def post(self) -> None:
+        if len(self.request.body) > self.context.max_body_size:
+            raise PayloadTooLarge(f"Request body is larger than {self.context.max_body_size} bytes")
         body = load_json_object(self.request.body)
         user_id = user_id_of(body)
         if user_id is None:
