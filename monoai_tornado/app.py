@@ -20,9 +20,9 @@ import tornado.web
 
 from .backends.base import Backend
 from .context import DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_WS_MESSAGE_SIZE, ServerContext
-from .handlers.base import NotFoundHandler
+from .handlers.base import NotFoundHandler, log_request
 from .handlers.http import PromptHandler
-from .handlers.meta import (AgentsHandler, HealthHandler, RootHandler, StatsHandler,
+from .handlers.meta import (AgentsHandler, HealthHandler, MetricsHandler, RootHandler, StatsHandler,
                             UserStatsHandler, ValidateUserHandler)
 from .handlers.websocket import PromptSocket
 from .identity import IdentityResolver, UserValidator
@@ -42,14 +42,21 @@ def _as_backend(model: Any) -> Backend:
     return adapt_model(model)
 
 
+def _as_agent(agent: Any, name: str | None = None) -> Target:
+    """Our own agents as they are; MonoAI-style objects through the adapter."""
+    if getattr(agent, "__monoai_tornado_agent__", False):
+        return agent
+    from .backends.monoai_adapter import adapt_agent
+
+    return adapt_agent(agent, name=name) if name is not None else adapt_agent(agent)
+
+
 def _as_agents(agents: Iterable[Any] | Mapping[str, Any] | None) -> dict[str, Target]:
     if not agents:
         return {}
-    from .backends.monoai_adapter import adapt_agent
-
     if isinstance(agents, Mapping):
-        return {name: adapt_agent(agent, name=name) for name, agent in agents.items()}
-    adapted = [adapt_agent(agent) for agent in agents]
+        return {name: _as_agent(agent, name) for name, agent in agents.items()}
+    adapted = [_as_agent(agent) for agent in agents]
     return {agent.name: agent for agent in adapted}
 
 
@@ -109,6 +116,11 @@ class Application:
             admin_token=admin_token,
             sse_keepalive_interval=sse_keepalive_interval,
         )
+        metrics = self.pipeline.metrics
+        metrics.gauge("monoai_runs_in_flight", "Runs in flight in this process.",
+                      lambda: self.pipeline.runs_in_flight)
+        metrics.gauge("monoai_websockets_open", "Open WebSocket connections in this process.",
+                      lambda: len(self.context.websockets))
 
     def handlers(self, prefix: str = "") -> list[tornado.web.URLSpec]:
         """URL specs of every endpoint, under ``prefix`` (e.g. ``"/ai"``), for your own app."""
@@ -120,6 +132,7 @@ class Application:
         specs = [
             (rf"{p}/?" if prefix else r"/", RootHandler, ctx),
             (rf"{p}/health", HealthHandler, ctx),
+            (rf"{p}/metrics", MetricsHandler, ctx),
             (rf"{p}/validate-user", ValidateUserHandler, ctx),
             (rf"{p}/rate-limit/stats", StatsHandler, ctx),
             (rf"{p}/rate-limit/stats/(?P<user_id>[^/]+)", UserStatsHandler, ctx),
@@ -144,6 +157,7 @@ class Application:
         settings.setdefault("default_handler_class", NotFoundHandler)
         settings.setdefault("default_handler_args", {"context": self.context})
         settings.setdefault("websocket_ping_interval", self.websocket_ping_interval)
+        settings.setdefault("log_function", log_request)
         return tornado.web.Application(self.handlers(), **settings)
 
     def http_server(self, **settings: Any) -> tornado.httpserver.HTTPServer:
@@ -171,11 +185,13 @@ class Application:
 
     def endpoint_lines(self, base: str) -> list[str]:
         """Human readable list of what is served, for the start banner."""
-        lines = [f"GET  {base}/", f"GET  {base}/health", f"POST {base}/validate-user",
+        lines = [f"GET  {base}/", f"GET  {base}/health", f"GET  {base}/metrics", f"POST {base}/validate-user",
                  f"GET  {base}/rate-limit/stats", f"GET  {base}/rate-limit/stats/{{user_id}}"]
         if self.model is not None:
             lines += [f"POST {base}/model", f"POST {base}/model/stream",
                       f"WS   {base.replace('http', 'ws', 1)}/model/ws"]
+        if self.agents:
+            lines.append(f"GET  {base}/agents")
         for name in sorted(self.agents):
             lines += [f"POST {base}/agent/{name}", f"POST {base}/agent/{name}/stream",
                       f"WS   {base.replace('http', 'ws', 1)}/agent/{name}/ws"]

@@ -8,6 +8,7 @@ the usage of every call of a run, including the one still streaming, so that a r
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol
 
@@ -40,6 +41,9 @@ class UsageMeter:
         self._live_messages: list[Message] | None = None
         self._live_prompt_tokens: int | None = None
         self._live_parts: list[str] = []
+        self.started_at = time.monotonic()
+        #: When the run produced its first text (``time.monotonic()``), for latency metrics.
+        self.first_text_at: float | None = None
 
     def begin(self, messages: list[Message]) -> None:
         """A model call starts with these messages."""
@@ -49,6 +53,8 @@ class UsageMeter:
 
     def add_text(self, text: str) -> None:
         """The call in flight produced ``text`` (counted lazily, never per chunk)."""
+        if self.first_text_at is None:
+            self.first_text_at = time.monotonic()
         self._live_parts.append(text)
 
     def end(self, reported: ReportedUsage | None, tool_calls: tuple[ToolCall, ...] = ()) -> Usage:

@@ -17,8 +17,9 @@ from .backends.base import Backend
 from .calls import RunEvents, UsageMeter, call_model
 from .errors import ApiError, BackendError, ClientGone, Overloaded, RateLimited
 from .identity import Identity, IdentityResolver
+from .metrics import Metrics
 from .requests import PromptRequest
-from .usage import TokenCounter
+from .usage import TokenCounter, Usage
 
 log = logging.getLogger("monoai_tornado.pipeline")
 
@@ -58,6 +59,8 @@ class Ticket:
     identity: Identity
     admission: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: What the run used, once it ended (for the access log).
+    usage: Usage | None = None
 
 
 class Pipeline:
@@ -70,7 +73,9 @@ class Pipeline:
         identity: IdentityResolver,
         limiter: Any = None,
         max_concurrent_runs: int | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.counter = counter
         self.identity = identity
         self.limiter = limiter
@@ -91,6 +96,7 @@ class Pipeline:
         """Identify the user and take the request through the rate limiter, before any model work."""
         identity = await self.identity.resolve(request.user_id, peer, headers)
         if self.max_concurrent_runs is not None and self.runs_in_flight >= self.max_concurrent_runs:
+            self.metrics.count_refusal("overloaded")
             raise Overloaded("Server is at its limit of concurrent runs; try again shortly",
                              headers={"Retry-After": "1"}, extra={"retry_after": 1})
         if self.limiter is None:
@@ -100,6 +106,7 @@ class Pipeline:
         admission = await self.limiter.admit(identity.key, self.counter.count(request.prompt))
         limit_headers = rate_limit_headers(admission.states)
         if not admission.allowed:
+            self.metrics.count_refusal("rate_limited")
             retry_after = max(1, int(math.ceil(admission.retry_after)))
             raise RateLimited(
                 f"Rate limit exceeded for {identity.key}; retry in {retry_after} s",
@@ -116,17 +123,28 @@ class Pipeline:
         self._runs.add(task)
         try:
             result = await target.run(ticket.request.prompt, meter=meter, events=events)
+        except BackendError as exc:
+            self.metrics.count_backend_error(exc.code)
+            raise
         except (ApiError, ClientGone, asyncio.CancelledError):
             raise
         except Exception as exc:
             log.exception("run of %s failed", target.name)
+            self.metrics.count_backend_error(BackendError.code)
             raise BackendError(f"{type(exc).__name__}: {exc}") from exc
         finally:
             self._runs.discard(task)
+            self._measure(ticket, meter)
             settlement = self._record(ticket, meter)
         if settlement is not None:
             await asyncio.shield(settlement)
         return result
+
+    def _measure(self, ticket: Ticket, meter: UsageMeter) -> None:
+        ticket.usage = usage = meter.total
+        self.metrics.count_tokens(ticket.identity.kind, usage.prompt_tokens, usage.completion_tokens)
+        if meter.first_text_at is not None:
+            self.metrics.observe_first_chunk(meter.first_text_at - meter.started_at)
 
     def _record(self, ticket: Ticket, meter: UsageMeter) -> asyncio.Task[None] | None:
         """Settle the reservation with the real total in a task the run's cancellation cannot stop."""

@@ -4,11 +4,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 from typing import Any
 
 import tornado.netutil
-import tornado.process
+
+from .workers import fork_workers
 
 log = logging.getLogger("monoai_tornado.server")
 
@@ -65,16 +65,9 @@ def run(app_factory: Any, host: str, port: int, *, processes: int = 1, drain_tim
     """
     sockets = tornado.netutil.bind_sockets(port, host)
     actual_port = sockets[0].getsockname()[1]
-    if processes > 1:
-        try:
-            tornado.process.fork_processes(processes, max_restarts=100)
-        except SystemExit:
-            raise
-        except KeyboardInterrupt:
-            sys.exit(0)
+    worker = fork_workers(processes) if processes > 1 else 0
     app = app_factory()
-    task_id = tornado.process.task_id()
-    if banner and (task_id is None or task_id == 0):
+    if banner and worker == 0:
         base = f"http://{host if ':' not in host else '[' + host + ']'}:{actual_port}"
         print(f"monoai_tornado: {app.name} on {base}"
               + (f" ({processes} processes)" if processes > 1 else ""), flush=True)

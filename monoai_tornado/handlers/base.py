@@ -43,6 +43,17 @@ class JsonHandler(tornado.web.RequestHandler):
     """Answers JSON, applies the CORS policy, renders every error as ``{"error", "code"}``."""
 
     context: ServerContext
+    #: The endpoint's name in metrics.
+    endpoint = "other"
+    #: The admitted prompt (prompt handlers), for the access log.
+    ticket: Any = None
+
+    def endpoint_label(self) -> str:
+        return self.endpoint
+
+    def on_finish(self) -> None:
+        if hasattr(self, "context"):
+            self.context.pipeline.metrics.count_request(self.endpoint_label(), self.get_status())
 
     def initialize(self, context: ServerContext) -> None:
         self.context = context
@@ -118,9 +129,33 @@ class JsonHandler(tornado.web.RequestHandler):
 class NotFoundHandler(JsonHandler):
     """The default handler: a JSON 404 for every unknown path (any method)."""
 
+    endpoint = "unknown"
+
     def prepare(self) -> None:
         if self.request.method != "OPTIONS":
             raise NotFound(f"No endpoint at {self.request.path}")
 
     def options(self, *args: Any, **kwargs: Any) -> None:
         raise NotFound(f"No endpoint at {self.request.path}")
+
+
+access_log = logging.getLogger("monoai_tornado.access")
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """Access log line: status, method, path, user identity, tokens and duration."""
+    status = handler.get_status()
+    if status < 400:
+        level = logging.INFO
+    elif status < 500:
+        level = logging.WARNING
+    else:
+        level = logging.ERROR
+    if not access_log.isEnabledFor(level):
+        return
+    request = handler.request
+    ticket = getattr(handler, "ticket", None)
+    user = ticket.identity.key if ticket is not None else f"ip:{request.remote_ip}"
+    tokens = ticket.usage.total_tokens if ticket is not None and ticket.usage is not None else None
+    access_log.log(level, "%d %s %s user=%s tokens=%s %.2fms", status, request.method, request.uri, user,
+                   "-" if tokens is None else tokens, 1000.0 * request.request_time())

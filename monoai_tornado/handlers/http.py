@@ -47,6 +47,10 @@ class _SseEvents:
 class PromptHandler(JsonHandler):
     """Runs one prompt on the model or an agent over plain HTTP (JSON or SSE)."""
 
+    def endpoint_label(self) -> str:
+        kind = "agent" if self.path_kwargs.get("agent_name") else "model"
+        return f"{kind}_stream" if self.streaming else kind
+
     def initialize(self, context: Any, streaming: bool = False) -> None:  # type: ignore[override]
         super().initialize(context)
         self.streaming = streaming
@@ -79,6 +83,7 @@ class PromptHandler(JsonHandler):
             raise PayloadTooLarge(f"Request body is larger than {self.context.max_body_size} bytes")
         request = parse_prompt_body(b"".join(self._body))
         ticket = await self.context.pipeline.admit(request, self.peer_ip, self.request.headers)
+        self.ticket = ticket
         for name, value in ticket.headers.items():
             self.set_header(name, value)
         if self.wants_sse():

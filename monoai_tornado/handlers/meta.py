@@ -12,6 +12,8 @@ from .base import JsonHandler
 class RootHandler(JsonHandler):
     """``GET /``: the original's greeting, plus what is served."""
 
+    endpoint = "root"
+
     def get(self) -> None:
         ctx = self.context
         body: dict[str, Any] = {
@@ -30,12 +32,16 @@ class RootHandler(JsonHandler):
 class HealthHandler(JsonHandler):
     """``GET /health``."""
 
+    endpoint = "health"
+
     def get(self) -> None:
         self.send_json({"status": "ok", "app": self.context.name})
 
 
 class AgentsHandler(JsonHandler):
     """``GET /agents``: every agent with its tools' names and descriptions."""
+
+    endpoint = "agents"
 
     def get(self) -> None:
         agents = []
@@ -48,6 +54,8 @@ class AgentsHandler(JsonHandler):
 
 class ValidateUserHandler(JsonHandler):
     """``POST /validate-user``: runs the configured validator on a ``user_id``."""
+
+    endpoint = "validate_user"
 
     async def post(self) -> None:
         if len(self.request.body) > self.context.max_body_size:
@@ -66,6 +74,8 @@ class ValidateUserHandler(JsonHandler):
 class StatsHandler(JsonHandler):
     """``GET /rate-limit/stats``: the limiter's global figures."""
 
+    endpoint = "stats"
+
     async def get(self) -> None:
         self.require_admin()
         limiter = self.context.limiter
@@ -78,6 +88,8 @@ class StatsHandler(JsonHandler):
 class UserStatsHandler(JsonHandler):
     """``GET /rate-limit/stats/{user_id}``: one user's usage, remaining and reset times."""
 
+    endpoint = "user_stats"
+
     async def get(self, user_id: str) -> None:
         self.require_admin()
         limiter = self.context.limiter
@@ -85,3 +97,14 @@ class UserStatsHandler(JsonHandler):
             self.send_json({"message": "Rate limiter not configured"})
             return
         self.send_json(await limiter.user_stats(user_id))
+
+
+class MetricsHandler(JsonHandler):
+    """``GET /metrics``: Prometheus text format (guarded by the admin token when one is set)."""
+
+    endpoint = "metrics"
+
+    def get(self) -> None:
+        self.require_admin()
+        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.finish(self.context.pipeline.metrics.render())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import tornado.websocket
@@ -18,6 +19,7 @@ from ..requests import PromptRequest, load_json_object, parse_prompt_object
 from .base import dumps
 
 log = logging.getLogger("monoai_tornado.websocket")
+access_log = logging.getLogger("monoai_tornado.access")
 
 #: Prompts a connection may have waiting behind the running one.
 MAX_QUEUED_PROMPTS = 32
@@ -208,6 +210,9 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
 
     async def _serve_prompt(self, request: PromptRequest) -> None:
         pipeline = self.context.pipeline
+        ticket = None
+        outcome = "complete"
+        started = time.monotonic()
         try:
             ticket = await pipeline.admit(request, self.request.remote_ip or "unknown", self.request.headers)
             events = _SocketEvents(self)
@@ -215,11 +220,26 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
             await events.flush()
             await self.send({"type": "complete", "result": result})
         except ApiError as exc:
+            outcome = exc.code
             await self.send(exc.to_dict())
         except ClientGone:
-            pass
+            outcome = "client_gone"
         except asyncio.CancelledError:
+            outcome = "cancelled"
             raise
         except Exception:
+            outcome = "internal_error"
             log.exception("WebSocket prompt failed")
             await self.send({"error": "Internal server error", "code": "internal_error"})
+        finally:
+            self._account(ticket, outcome, started)
+
+    def _account(self, ticket: Any, outcome: str, started: float) -> None:
+        """Metrics and an access log line per prompt, as HTTP requests get."""
+        endpoint = "agent_ws" if self.path_kwargs.get("agent_name") else "model_ws"
+        self.context.pipeline.metrics.count_request(endpoint, outcome)
+        if access_log.isEnabledFor(logging.INFO):
+            user = ticket.identity.key if ticket is not None else f"ip:{self.request.remote_ip}"
+            tokens = ticket.usage.total_tokens if ticket is not None and ticket.usage is not None else "-"
+            access_log.info("%s WS %s user=%s tokens=%s %.2fms", outcome, self.request.path, user, tokens,
+                            1000.0 * (time.monotonic() - started))

@@ -1,0 +1,87 @@
+"""Prometheus metrics, written by hand in the text exposition format (no dependency).
+
+Why by hand: the handful of counters, gauges and one histogram below need no client library,
+and a server meant to be deployed lightweight at the edge should not pull one in. Figures are
+per process; with ``--processes N`` scrape each worker or aggregate in Prometheus.
+"""
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from typing import Callable, Iterable
+
+#: Upper bounds (seconds) of the first-chunk latency histogram.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def _labels(**labels: str) -> str:
+    inner = ",".join(f'{key}="{_escape(value)}"' for key, value in labels.items())
+    return "{" + inner + "}" if inner else ""
+
+
+def _escape(value: str) -> str:
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+class Metrics:
+    """The server's counters; gauges are read from live state when scraped."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str], int] = defaultdict(int)
+        self.tokens: dict[tuple[str, str], int] = defaultdict(int)
+        self.refusals: dict[str, int] = defaultdict(int)
+        self.backend_errors: dict[str, int] = defaultdict(int)
+        self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
+        self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
+
+    def count_request(self, endpoint: str, status: int | str) -> None:
+        self.requests[(endpoint, str(status))] += 1
+
+    def count_tokens(self, user_kind: str, prompt_tokens: int, completion_tokens: int) -> None:
+        self.tokens[(user_kind, "prompt")] += prompt_tokens
+        self.tokens[(user_kind, "completion")] += completion_tokens
+
+    def count_refusal(self, reason: str) -> None:
+        self.refusals[reason] += 1
+
+    def count_backend_error(self, code: str) -> None:
+        self.backend_errors[code] += 1
+
+    def observe_first_chunk(self, seconds: float) -> None:
+        self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latency_sum += seconds
+
+    def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
+        """Register a gauge read at scrape time."""
+        self.gauges[name] = (help_text, read)
+
+    def render(self) -> str:
+        """The text exposition format, version 0.0.4."""
+        out: list[str] = []
+
+        def family(name: str, kind: str, help_text: str, samples: Iterable[str]) -> None:
+            out.append(f"# HELP {name} {help_text}")
+            out.append(f"# TYPE {name} {kind}")
+            out.extend(samples)
+
+        family("monoai_requests_total", "counter", "Requests (and WebSocket prompts) by endpoint and status.",
+               (f"monoai_requests_total{_labels(endpoint=e, status=s)} {n}" for (e, s), n in sorted(self.requests.items())))
+        family("monoai_tokens_total", "counter", "Tokens used, by user kind (user or ip) and type.",
+               (f"monoai_tokens_total{_labels(user_kind=k, type=t)} {n}" for (k, t), n in sorted(self.tokens.items())))
+        family("monoai_rate_limit_refusals_total", "counter", "Prompts refused before running, by reason.",
+               (f"monoai_rate_limit_refusals_total{_labels(reason=r)} {n}" for r, n in sorted(self.refusals.items())))
+        family("monoai_backend_errors_total", "counter", "Runs that ended in a backend error, by code.",
+               (f"monoai_backend_errors_total{_labels(code=c)} {n}" for c, n in sorted(self.backend_errors.items())))
+        for name, (help_text, read) in sorted(self.gauges.items()):
+            family(name, "gauge", help_text, [f"{name} {read()}"])
+        cumulative, buckets = 0, []
+        for bound, count in zip(LATENCY_BUCKETS, self.latency_counts):
+            cumulative += count
+            buckets.append(f'monoai_first_chunk_seconds_bucket{{le="{bound}"}} {cumulative}')
+        cumulative += self.latency_counts[-1]
+        buckets += [f'monoai_first_chunk_seconds_bucket{{le="+Inf"}} {cumulative}',
+                    f"monoai_first_chunk_seconds_sum {self.latency_sum}",
+                    f"monoai_first_chunk_seconds_count {cumulative}"]
+        family("monoai_first_chunk_seconds", "histogram", "Seconds from the start of a run to its first chunk.", buckets)
+        return "\n".join(out) + "\n"
