@@ -34,6 +34,8 @@ class ServerContext:
     )
     #: Open WebSocket handlers, so that shutdown can close them (Tornado does not).
     websockets: set[Any] = field(default_factory=set)
+    #: Set when a drain past its timeout cancels the runs left.
+    shutting_down: bool = False
 
     @property
     def limiter(self) -> Any:

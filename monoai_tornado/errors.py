@@ -97,5 +97,11 @@ class Overloaded(ApiError):
     status, code = 503, "overloaded"
 
 
+class ShuttingDown(ApiError):
+    """The server stopped a run because it is shutting down past its drain timeout."""
+
+    status, code = 503, "shutting_down"
+
+
 class ClientGone(Exception):
     """The client went away while its answer was being written (not an error to report)."""

@@ -25,13 +25,14 @@ async def drain(app: Any, server: Any, timeout: float) -> None:
         await asyncio.sleep(0.05)
     if pipeline.runs_in_flight:
         log.warning("drain timeout: cancelling %d runs still in flight", pipeline.runs_in_flight)
+        app.context.shutting_down = True
         pipeline.cancel_all_runs()
-        await asyncio.sleep(0)
+        for _ in range(100):  # let the handlers tell their clients (bounded)
+            if not pipeline.runs_in_flight:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
     for socket in list(app.context.websockets):
-        try:
-            socket.write_message('{"error":"Server is shutting down","code":"shutting_down"}')
-        except Exception:
-            pass
         socket.close(CLOSE_GOING_AWAY, "server shutting down")
     await pipeline.drain_settlements()
     try:

@@ -13,7 +13,7 @@ import tornado.ioloop
 import tornado.web
 from tornado.iostream import StreamClosedError
 
-from ..errors import ApiError, ClientGone, PayloadTooLarge
+from ..errors import ApiError, ClientGone, PayloadTooLarge, ShuttingDown
 from ..requests import parse_prompt_body
 from .base import JsonHandler, dumps
 
@@ -101,6 +101,8 @@ class PromptHandler(JsonHandler):
         except (asyncio.CancelledError, StreamClosedError, ClientGone):
             if self._client_gone:
                 return None
+            if self.context.shutting_down:
+                raise ShuttingDown("Server is shutting down; the run was stopped") from None
             raise
 
     async def _answer_with_events(self, ticket: Any, target: Any) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import tornado.websocket
 
 from ..context import ServerContext
-from ..errors import ApiError, ClientGone, Overloaded
+from ..errors import ApiError, ClientGone, Overloaded, ShuttingDown
 from ..requests import PromptRequest, load_json_object, parse_prompt_object
 from .base import dumps
 
@@ -202,7 +202,10 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
                 except asyncio.CancelledError:
                     if self.closed:
                         raise
-                    await self.send({"type": "cancelled"})
+                    if self.context.shutting_down:
+                        await self.send(ShuttingDown("Server is shutting down; the run was stopped").to_dict())
+                    else:
+                        await self.send({"type": "cancelled"})
                 finally:
                     self.current = None
         except (ClientGone, asyncio.CancelledError):

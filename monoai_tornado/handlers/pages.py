@@ -1,0 +1,102 @@
+"""``GET /playground`` (a page to try the server in a browser) and ``GET /openapi.json``.
+
+The playground is one self-contained HTML file shipped as package data. Its inline script and
+style are allowed by their SHA-256 hashes in a strict Content-Security-Policy: nothing else
+runs, nothing loads from elsewhere, and Trusted Types forbid HTML sinks such as ``innerHTML``.
+"""
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import importlib.resources
+import re
+from dataclasses import dataclass
+
+from ..openapi import build_openapi
+from .base import JsonHandler
+
+_INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.DOTALL)
+#: What a Host header may contain to be named in ``connect-src`` (anything else is left out).
+_SAFE_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
+
+
+@dataclass(frozen=True)
+class Page:
+    """The page's bytes and the CSP hashes of its inline script and style blocks."""
+
+    body: bytes
+    script_hashes: tuple[str, ...]
+    style_hashes: tuple[str, ...]
+
+
+def _sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode() + "'"
+
+
+@functools.lru_cache(maxsize=1)
+def playground_page() -> Page:
+    """The playground, read from package data once."""
+    body = importlib.resources.files("monoai_tornado").joinpath("static/playground.html").read_bytes()
+    text = body.decode("utf-8")
+    scripts = tuple(_sha256(m.group(2)) for m in _INLINE.finditer(text) if m.group(1) == "script")
+    styles = tuple(_sha256(m.group(2)) for m in _INLINE.finditer(text) if m.group(1) == "style")
+    return Page(body, scripts, styles)
+
+
+def content_security_policy(page: Page, host: str | None) -> str:
+    """Only the page's own inline code; connections only to its own origin (HTTP and WebSocket)."""
+    connect = ["'self'"]
+    if host and _SAFE_HOST.match(host):
+        # 'self' covers ws:/wss: in CSP 3; older browsers need the WebSocket origins spelled out.
+        connect += [f"ws://{host}", f"wss://{host}"]
+    return "; ".join([
+        "default-src 'none'",
+        "script-src " + " ".join(page.script_hashes or ("'none'",)),
+        "style-src " + " ".join(page.style_hashes or ("'none'",)),
+        "connect-src " + " ".join(connect),
+        "img-src 'self' data:",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+        "require-trusted-types-for 'script'",
+        "trusted-types 'none'",
+    ])
+
+
+class PlaygroundHandler(JsonHandler):
+    """``GET /playground``: the page (errors stay JSON, as everywhere)."""
+
+    def get(self) -> None:
+        page = playground_page()
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        self.set_header("Content-Security-Policy", content_security_policy(page, self.request.host))
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "no-referrer")
+        self.set_header("X-Frame-Options", "DENY")
+        self.set_header("Cache-Control", "no-cache")
+        self.finish(page.body)
+
+
+class OpenAPIHandler(JsonHandler):
+    """``GET /openapi.json``: the OpenAPI 3.1 document of what this app serves.
+
+    Paths in the document are relative to where the app is mounted, given as ``servers``.
+    """
+
+    def get(self) -> None:
+        from .. import __version__  # here: the package imports app, which imports this module
+
+        ctx = self.context
+        path = self.request.path
+        prefix = path[: -len("/openapi.json")] if path.endswith("/openapi.json") else ""
+        doc = build_openapi(
+            ctx.name,
+            __version__,
+            has_model=ctx.model is not None,
+            agent_names=sorted(ctx.agents),
+            has_limiter=ctx.limiter is not None,
+            admin_token=ctx.admin_token is not None,
+            server_url=prefix or "/",
+        )
+        self.send_json(doc)
