@@ -1,0 +1,61 @@
+"""Security: nobody spends another user's budget, and hostile input stays harmless."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from monoai_tornado import Application, DemoBackend
+from monoai_tornado.ratelimit import Limit, RateLimiter
+from tests.conftest import json_of
+from tests.ws_helpers import connect, read, read_until_end, send
+
+SECRET = b"server-side secret"
+
+
+def sign(user: str) -> str:
+    return f"{user}.{hmac.new(SECRET, user.encode(), hashlib.sha256).hexdigest()[:16]}"
+
+
+def signed_id_validator(user_id: str):
+    """Accepts ``user.signature`` issued by the server; normalizes to the bare user."""
+    user, _, signature = user_id.rpartition(".")
+    return user if user and hmac.compare_digest(sign(user), user_id) else False
+
+
+async def test_another_users_id_cannot_be_borrowed(serve, fetch, counter):
+    limiter = RateLimiter([Limit("request", 1, "minute")])
+    url = serve(Application("T", model=DemoBackend(delay=0), rate_limiter=limiter, token_counter=counter,
+                            user_validator=signed_id_validator, reject_invalid_users=True))
+    assert (await fetch(url + "/model", "POST", {"prompt": "x", "user_id": sign("alice")})).code == 200
+    # Mallory claims to be alice (or forges a signature): refused, and alice's budget is untouched.
+    for forged in ["alice", "alice.0000000000000000", sign("alice")[:-1] + "0"]:
+        response = await fetch(url + "/model", "POST", {"prompt": "x", "user_id": forged})
+        assert response.code == 403 and json_of(response)["code"] == "forbidden"
+    assert json_of(await fetch(url + "/rate-limit/stats/alice"))["usage"]["1-per-60"] == 1
+    assert json_of(await fetch(url + "/rate-limit/stats/bob"))["usage"]["1-per-60"] == 0
+
+
+async def test_forbidden_user_on_websocket_keeps_the_connection(serve, counter):
+    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter,
+                            user_validator=signed_id_validator, reject_invalid_users=True))
+    ws = await connect(url, "/model/ws")
+    await send(ws, {"prompt": "x", "user_id": "alice"})
+    assert (await read(ws))["code"] == "forbidden"
+    await send(ws, {"prompt": "x", "user_id": sign("alice")})
+    assert (await read_until_end(ws))[-1]["type"] == "complete"
+
+
+async def test_deeply_nested_json_on_websocket(serve, counter):
+    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter))
+    ws = await connect(url, "/model/ws")
+    await ws.write_message("[" * 50_000 + "]" * 50_000)
+    assert (await read(ws))["code"] == "invalid_json"
+    await send(ws, {"prompt": "fine"})
+    assert (await read_until_end(ws))[-1]["type"] == "complete"
+
+
+async def test_prompt_text_is_returned_as_data_not_markup(serve, fetch, counter):
+    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter))
+    response = await fetch(url + "/model", "POST", {"prompt": "<script>alert(1)</script>"})
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert "<script>alert(1)</script>" in json_of(response)["response"]
