@@ -122,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--token-limit", type=_limit("token"), action="append", default=[],
                    help="token limit such as 1000/minute (repeatable)")
     g.add_argument("--redis-url", help="share limits through Redis, e.g. redis://127.0.0.1:6379/0")
+    g.add_argument("--redis-prefix", default="monoai:", help="key prefix in Redis (default monoai:)")
     g.add_argument("--limiter-fail-open", action="store_true",
                    help="let requests pass when Redis is down (default: 503 limiter_unavailable)")
     g.add_argument("--user-validator", type=_dotted, help="module:function validating user_id")
@@ -176,7 +177,7 @@ def build_limiter(args: argparse.Namespace) -> Any:
         return None
     from .ratelimit import MemoryStore, RateLimiter, RedisStore
 
-    store = RedisStore(args.redis_url) if args.redis_url else MemoryStore()
+    store = RedisStore(args.redis_url, prefix=args.redis_prefix) if args.redis_url else MemoryStore()
     return RateLimiter(limits, store, fail_open=args.limiter_fail_open)
 
 
