@@ -51,9 +51,9 @@ class Limit:
 
     def __init__(
         self,
-        unit: str = "request",
-        value: int = 1,
-        reset_unit: str = "minute",
+        unit: str,
+        value: int,
+        reset_unit: str,
         reset_value: int = 1,
         name: str | None = None,
     ) -> None:

@@ -53,29 +53,26 @@ class MemoryStore:
         """
         windows = self._windows
         used: list[int] = []
+        current: list[_Window] = []
         allowed = True
         for limit, start in zip(limits, starts):
             window = windows.get(limit.name)
             if window is None or window.start < start:
                 window = windows[limit.name] = _Window(start)
+            current.append(window)
             count = window.counts.get(user, 0)
             used.append(count)
             if count + (tokens if limit.is_token else 1) > limit.value:
                 allowed = False
         if allowed:
-            index = 0
-            for limit in limits:
-                window = windows[limit.name]
-                cost = tokens if limit.is_token else 1
-                count = used[index] + cost
-                window.counts[user] = count
+            for index, window in enumerate(current):
+                cost = tokens if limits[index].is_token else 1
+                window.counts[user] = used[index] = used[index] + cost
                 window.total += cost
-                used[index] = count
-                index += 1
         return allowed, used
 
     async def admit(
-        self, user: str, limits: Sequence[Limit], starts: Sequence[int], tokens: int
+        self, user: str, limits: Sequence[Limit], starts: Sequence[int], tokens: int, now: float = 0.0
     ) -> tuple[bool, list[int]]:
         """Awaitable form of :meth:`admit_now` (the store protocol)."""
         return self.admit_now(user, limits, starts, tokens)
@@ -104,9 +101,6 @@ class MemoryStore:
     ) -> tuple[list[int], list[int], int]:
         """Per limit: total used and users counted; and users counted under any limit."""
         current = [self._current(limit, start) for limit, start in zip(limits, starts)]
-        names = {limit.name for limit in limits}
-        for name in [name for name in self._windows if name not in names]:
-            del self._windows[name]
         active: set[str] = set()
         for window in current:
             active.update(window.counts)

@@ -1,0 +1,54 @@
+"""Rate-limit response headers: OpenAI-style ``x-ratelimit-*`` and the IETF draft's fields.
+
+For the tightest request limit and the tightest token limit (least remaining; on a tie the
+one that resets first)::
+
+    x-ratelimit-limit-requests: 10        x-ratelimit-limit-tokens: 10000
+    x-ratelimit-remaining-requests: 3     x-ratelimit-remaining-tokens: 9042
+    x-ratelimit-reset-requests: 42        x-ratelimit-reset-tokens: 1800
+    RateLimit-Policy: "10-per-60";q=10;w=60, "10000-tokens-per-3600";q=10000;w=3600
+    RateLimit: "10-per-60";r=3;t=42, "10000-tokens-per-3600";r=9042;t=1800
+
+(draft-ietf-httpapi-ratelimit-headers: ``q`` quota, ``w`` window, ``r`` remaining, ``t``
+seconds to reset). Resets are whole seconds, rounded up.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+from .limiter import LimitState
+
+__all__ = ["rate_limit_headers"]
+
+
+def _sf_string(text: str) -> str:
+    """``text`` as a structured-field string (RFC 8941): printable ASCII, quoted, escaped."""
+    printable = "".join(c if " " <= c <= "~" else "?" for c in text)
+    return '"' + printable.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _tightest(states: Iterable[LimitState]) -> LimitState | None:
+    return min(states, key=lambda state: (state.remaining, state.reset_in), default=None)
+
+
+def rate_limit_headers(states: Sequence[LimitState]) -> dict[str, str]:
+    """The headers for a decision's limit states; an empty dict when there are none."""
+    if not states:
+        return {}
+    headers: dict[str, str] = {}
+    current: list[str] = []
+    for unit, suffix in (("request", "requests"), ("token", "tokens")):
+        state = _tightest(s for s in states if s.limit.unit == unit)
+        if state is None:
+            continue
+        reset = max(0, math.ceil(state.reset_in))
+        headers[f"x-ratelimit-limit-{suffix}"] = str(state.limit.value)
+        headers[f"x-ratelimit-remaining-{suffix}"] = str(state.remaining)
+        headers[f"x-ratelimit-reset-{suffix}"] = str(reset)
+        current.append(f"{_sf_string(state.limit.name)};r={state.remaining};t={reset}")
+    headers["RateLimit-Policy"] = ", ".join(
+        f"{_sf_string(s.limit.name)};q={s.limit.value};w={s.limit.window_seconds}" for s in states
+    )
+    headers["RateLimit"] = ", ".join(current)
+    return headers

@@ -1,0 +1,259 @@
+"""The decision: admit or refuse a request under every limit at once, and settle its tokens.
+
+Windows are fixed and aligned to the epoch (a window starts at ``floor(now / w) * w``). The
+limiter computes them from its clock and leaves the counters to a store (:class:`MemoryStore`
+or :class:`RedisStore`), which checks every limit before it counts anything, atomically.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+from ..errors import LimiterUnavailable
+from .limits import Limit
+from .memory import MemoryStore
+
+__all__ = ["Admission", "LimitState", "RateLimiter", "Store", "StoreUnavailable"]
+
+log = logging.getLogger("monoai_tornado.ratelimit")
+
+
+class StoreUnavailable(LimiterUnavailable):
+    """A store could not be reached (connection refused or lost, timeout)."""
+
+
+class Store(Protocol):
+    """What a limiter needs from a store; ``starts`` are the current window starts.
+
+    ``admit`` checks every limit, then counts, atomically; it answers whether the request
+    is admitted and each limit's usage after the decision. A store that cannot be reached
+    raises :class:`StoreUnavailable`.
+    """
+
+    async def admit(
+        self, user: str, limits: Sequence[Limit], starts: Sequence[int], tokens: int, now: float
+    ) -> tuple[bool, list[int]]: ...
+
+    async def settle(self, user: str, limits: Sequence[Limit], starts: Sequence[int], delta: int) -> None: ...
+
+    async def usage(self, user: str, limits: Sequence[Limit], starts: Sequence[int]) -> list[int]: ...
+
+    async def window_stats(
+        self, limits: Sequence[Limit], starts: Sequence[int]
+    ) -> tuple[list[int], list[int], int]: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(slots=True)
+class LimitState:
+    """One limit's figures for a user after a decision; ``reset_in`` in seconds."""
+
+    limit: Limit
+    used: int
+    remaining: int
+    reset_in: float
+
+
+@dataclass(slots=True)
+class Admission:
+    """The answer to :meth:`RateLimiter.admit`.
+
+    ``retry_after`` is the whole seconds until the exhausted windows reset (0 when allowed);
+    ``reserved_tokens`` the prompt tokens held against the token limits until
+    :meth:`RateLimiter.settle`; ``degraded`` marks a request let through unchecked because
+    the store was down (fail open).
+    """
+
+    allowed: bool
+    user: str
+    states: list[LimitState]
+    retry_after: int
+    reserved_tokens: int
+    degraded: bool = False
+    _starts: Sequence[int] = field(default=(), repr=False)
+    _settled: bool = field(default=False, repr=False)
+
+
+class RateLimiter:
+    """Holds users to several :class:`Limit` at once; one atomic admission per request.
+
+    >>> limiter = RateLimiter([Limit("request", 10, "minute"), Limit("token", 10_000, "hour")])
+    >>> admission = await limiter.admit("alice", prompt_tokens=42)
+    >>> ...  # run the model when admission.allowed
+    >>> await limiter.settle(admission, total_tokens=180)
+
+    When the store cannot be reached, :meth:`admit` raises :class:`LimiterUnavailable` (503),
+    or with ``fail_open=True`` admits the request unchecked (``degraded=True``). An outage is
+    logged once when it starts and once when the store answers again.
+    """
+
+    def __init__(
+        self,
+        limits: Sequence[Limit],
+        store: Store | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        fail_open: bool = False,
+    ) -> None:
+        self._limits: tuple[Limit, ...] = tuple(limits)
+        for limit in self._limits:
+            if not isinstance(limit, Limit):
+                raise TypeError(f"limits must be Limit objects, not {limit!r}")
+        names = [limit.name for limit in self._limits]
+        if len(set(names)) != len(names):
+            raise ValueError(f"limit names must be unique, got {names}")
+        self._store: Any = MemoryStore() if store is None else store
+        self._clock = clock
+        self.fail_open = fail_open
+        self._windows = tuple(limit.window_seconds for limit in self._limits)
+        self._token_indexes = tuple(i for i, limit in enumerate(self._limits) if limit.is_token)
+        self._token_limits = tuple(self._limits[i] for i in self._token_indexes)
+        # The memory store decides synchronously: skip a coroutine on the hot path.
+        self._admit_now = getattr(self._store, "admit_now", None)
+        # Window starts and ends change once a second at most: computed once per second.
+        self._current = self._windows_at(-1)
+        self._outage = False
+
+    @property
+    def limits(self) -> list[Limit]:
+        """The limits every request is held to."""
+        return list(self._limits)
+
+    @property
+    def store(self) -> Store:
+        """Where the counters live."""
+        return self._store  # type: ignore[no-any-return]
+
+    def _windows_at(self, second: int) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
+        """``(second, window starts, window ends)`` of every limit at that whole second."""
+        starts = tuple(second - second % window for window in self._windows)
+        return second, starts, tuple(start + window for start, window in zip(starts, self._windows))
+
+    async def admit(self, user: str, prompt_tokens: int = 0) -> Admission:
+        """Admit or refuse one request of ``user`` whose prompt has ``prompt_tokens`` tokens.
+
+        Refused when a request limit is full or a token limit's usage plus the prompt would
+        pass it; then nothing is counted. Admitted: every request counter gets 1 and every
+        token counter reserves ``prompt_tokens``.
+        """
+        if prompt_tokens < 0:
+            raise ValueError(f"prompt_tokens must not be negative, not {prompt_tokens}")
+        now = self._clock()
+        second = int(now)
+        windows = self._current
+        if windows[0] != second:
+            windows = self._current = self._windows_at(second)
+        starts, ends = windows[1], windows[2]
+        limits = self._limits
+        admit_now = self._admit_now
+        if admit_now is not None:
+            allowed, used = admit_now(user, limits, starts, prompt_tokens)
+        else:
+            try:
+                allowed, used = await self._store.admit(user, limits, starts, prompt_tokens, now)
+            except StoreUnavailable as exc:
+                self._failed(exc)
+                if self.fail_open:
+                    return Admission(True, user, [], 0, 0, True)
+                raise LimiterUnavailable("rate limiter store unavailable") from exc
+            if self._outage:
+                self._recovered()
+        states = []
+        for limit, end, count in zip(limits, ends, used):
+            value = limit.value
+            states.append(LimitState(limit, count, value - count if count < value else 0, end - now))
+        if allowed:
+            return Admission(True, user, states, 0, prompt_tokens, False, starts)
+        retry = 0.0
+        for state in states:
+            cost = prompt_tokens if state.limit.is_token else 1
+            if state.used + cost > state.limit.value and state.reset_in > retry:
+                retry = state.reset_in
+        return Admission(False, user, states, math.ceil(retry), 0, False, starts)
+
+    async def settle(self, admission: Admission, total_tokens: int) -> None:
+        """Record the tokens a run really used (finished, failed or cancelled alike).
+
+        The token counters of the admission's windows move by ``total_tokens`` minus the
+        reservation (never below 0). Refused, degraded and already settled admissions are
+        left alone; so are windows that have ended. A store failure here is part of the
+        outage (logged once) and the correction is lost.
+        """
+        if not admission.allowed or admission.degraded or admission._settled:
+            return
+        admission._settled = True
+        delta = total_tokens - admission.reserved_tokens
+        if delta == 0 or not self._token_limits:
+            return
+        starts = [admission._starts[i] for i in self._token_indexes]
+        try:
+            await self._store.settle(admission.user, self._token_limits, starts, delta)
+        except StoreUnavailable as exc:
+            self._failed(exc)
+            return
+        if self._outage:
+            self._recovered()
+
+    async def _read(self, method: str, *args: Any) -> Any:
+        try:
+            result = await getattr(self._store, method)(*args)
+        except StoreUnavailable as exc:
+            self._failed(exc)
+            raise LimiterUnavailable("rate limiter store unavailable") from exc
+        if self._outage:
+            self._recovered()
+        return result
+
+    async def user_stats(self, user: str) -> dict[str, Any]:
+        """``user``'s usage, remaining and seconds to reset per limit, in the current windows."""
+        now = self._clock()
+        _, starts, ends = self._windows_at(int(now))
+        used = await self._read("usage", user, self._limits, starts)
+        usage: dict[str, int] = {}
+        remaining: dict[str, int] = {}
+        reset_in: dict[str, float] = {}
+        for limit, end, count in zip(self._limits, ends, used):
+            usage[limit.name] = count
+            remaining[limit.name] = max(0, limit.value - count)
+            reset_in[limit.name] = round(end - now, 3)
+        return {"user_id": user, "usage": usage, "remaining": remaining, "reset_in": reset_in}
+
+    async def stats(self) -> dict[str, Any]:
+        """The limits, users active in the current windows, and totals (the whole fleet's on Redis).
+
+        ``totals`` are the figures of the request (token) limit that counted the most, which
+        is the longest window when several nest; ``windows`` details every limit.
+        """
+        now = self._clock()
+        _, starts, ends = self._windows_at(int(now))
+        totals, users, active = await self._read("window_stats", self._limits, starts)
+        windows = {
+            limit.name: {"used": total, "users": count, "reset_in": round(end - now, 3)}
+            for limit, end, total, count in zip(self._limits, ends, totals, users)
+        }
+        requests = [total for limit, total in zip(self._limits, totals) if not limit.is_token]
+        tokens = [total for limit, total in zip(self._limits, totals) if limit.is_token]
+        return {
+            "limits": [limit.to_dict() for limit in self._limits],
+            "active_users": active,
+            "totals": {"requests": max(requests, default=0), "tokens": max(tokens, default=0)},
+            "windows": windows,
+        }
+
+    async def aclose(self) -> None:
+        """Release the store (its connections, for Redis)."""
+        await self._store.aclose()
+
+    def _failed(self, exc: BaseException) -> None:
+        if not self._outage:
+            self._outage = True
+            action = "letting requests through unchecked" if self.fail_open else "refusing requests (503)"
+            log.warning("rate limiter store unavailable (%s); %s until it answers again", exc, action)
+
+    def _recovered(self) -> None:
+        self._outage = False
+        log.info("rate limiter store available again")

@@ -1,0 +1,150 @@
+"""The Redis store: one budget shared by every process and machine that uses the same Redis.
+
+Each decision is one round trip: ``admit.lua`` (shipped beside this module, registered once
+and run with EVALSHA) checks every limit and only then counts, atomically. Per limit and
+window there are two keys, both expiring when the window ends::
+
+    {prefix}c:{limit name}:{window start}   hash user -> used (requests or tokens)
+    {prefix}t:{limit name}:{window start}   the window's total over all users
+
+so settling tokens and reading stats also go to Redis, and ``/rate-limit/stats`` shows the
+whole fleet's figures. Connection refused or lost and timeouts raise
+:class:`StoreUnavailable`; the limiter turns them into a 503 or a degraded pass.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+from importlib import resources
+from typing import Any, Sequence
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .limiter import StoreUnavailable
+from .limits import Limit
+
+__all__ = ["RedisStore"]
+
+#: Failures that mean "the store cannot answer now", as opposed to bugs.
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError, asyncio.TimeoutError)
+
+
+def _script(name: str) -> str:
+    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
+class RedisStore:
+    """Counters in Redis, shared by many limiters (processes, machines).
+
+    >>> store = RedisStore("redis://127.0.0.1:6379/0", prefix="myapp:")
+    >>> limiter = RateLimiter([Limit("request", 10, "minute")], store)
+
+    Every limiter sharing a prefix must use the same limits (names identify the counters).
+    ``socket_timeout`` bounds connecting and each answer: past it the request gets a 503
+    (or passes, fail open) rather than waiting on a sick Redis. Commands are not retried,
+    so a request never counts twice; the next request reconnects by itself.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        prefix: str = "monoai:",
+        *,
+        socket_timeout: float = 1.0,
+        max_connections: int = 64,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=socket_timeout,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._redis = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
+        self._admit = self._redis.register_script(_script("admit.lua"))
+        self._settle = self._redis.register_script(_script("settle.lua"))
+        self._stats = self._redis.register_script(_script("stats.lua"))
+        self._bound: Sequence[Limit] | None = None
+        self._heads: list[tuple[str, str]] = []
+
+    @property
+    def client(self) -> aioredis.Redis:
+        """The redis-py client (for tests and maintenance)."""
+        return self._redis
+
+    def _keys(self, limits: Sequence[Limit], starts: Sequence[int]) -> list[str]:
+        if limits is not self._bound:
+            self._bound = limits
+            self._heads = [(f"{self.prefix}c:{l.name}:", f"{self.prefix}t:{l.name}:") for l in limits]
+        keys = []
+        for (counts, total), start in zip(self._heads, starts):
+            keys.append(f"{counts}{start}")
+            keys.append(f"{total}{start}")
+        return keys
+
+    async def _call(self, coroutine: Any) -> Any:
+        try:
+            return await coroutine
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"redis at {self.url}: {type(exc).__name__}: {exc}") from exc
+
+    async def admit(
+        self, user: str, limits: Sequence[Limit], starts: Sequence[int], tokens: int, now: float
+    ) -> tuple[bool, list[int]]:
+        """Check every limit, then count the request and reserve ``tokens``: one EVALSHA."""
+        args: list[Any] = [user, tokens]
+        for limit, start in zip(limits, starts):
+            ttl = math.ceil((start + limit.window_seconds - now) * 1000)
+            args += (limit.value, 1 if limit.is_token else 0, ttl if ttl > 0 else 1)
+        result = await self._call(self._admit(self._keys(limits, starts), args))
+        return result[0] == 1, result[1:]
+
+    async def settle(
+        self, user: str, limits: Sequence[Limit], starts: Sequence[int], delta: int
+    ) -> None:
+        """Add ``delta`` tokens (may be negative; never below 0) to windows not yet expired."""
+        await self._call(self._settle(self._keys(limits, starts), [user, delta]))
+
+    async def usage(self, user: str, limits: Sequence[Limit], starts: Sequence[int]) -> list[int]:
+        """Each limit's usage by ``user`` in its current window: one pipelined round trip."""
+        keys = self._keys(limits, starts)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for counts in keys[::2]:
+                pipe.hget(counts, user)
+            values = await self._call(pipe.execute())
+        return [int(value) if value is not None else 0 for value in values]
+
+    async def window_stats(
+        self, limits: Sequence[Limit], starts: Sequence[int]
+    ) -> tuple[list[int], list[int], int]:
+        """Per limit: total used and users counted; and users counted under any limit.
+
+        When the longest window is a multiple of every other, the windows nest and it holds
+        every active user, so no user list has to be read.
+        """
+        longest = max((limit.window_seconds for limit in limits), default=1)
+        nested = all(longest % limit.window_seconds == 0 for limit in limits)
+        result = await self._call(
+            self._stats(self._keys(limits, starts), ["0" if nested else "1"])
+        )
+        return list(result[0:-1:2]), list(result[1:-1:2]), int(result[-1])
+
+    async def delete_all(self) -> int:
+        """Delete every key under this store's prefix (tests, resets); returns how many."""
+        deleted = 0
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix) + "*"
+        async for key in self._redis.scan_iter(match=pattern, count=500):
+            deleted += await self._call(self._redis.unlink(key))
+        return deleted
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        await self._redis.aclose()
