@@ -39,3 +39,12 @@ async def test_embed_example_serves_under_ai_and_ws_client_reads_the_stream(fetc
         assert "over the socket" in result["response"]
     finally:
         server.cancel()
+
+
+async def test_rate_limited_example_holds_ten_requests_a_minute(serve, fetch):
+    url = serve(load("rate_limited_app").build_app())
+    codes = [(await fetch(url + "/model", "POST", {"prompt": "p", "user_id": "admin_3"})).code for _ in range(11)]
+    assert codes == [200] * 10 + [429]
+    stats = json_of(await fetch(url + "/rate-limit/stats/user_3"))
+    assert stats["usage"]["10-per-60"] == 10
+    assert 0 < stats["usage"]["10000-tokens-per-3600"] < 10_000
