@@ -1,11 +1,12 @@
 """Agents: a model with tools, run in a loop whose every step is reported.
 
 >>> from monoai_tornado.agents import Agent, tool
+>>> from monoai_tornado.backends.demo import DemoBackend
 >>> @tool
 ... def shout(text: str) -> str:
 ...     '''Return the text in capitals.'''
 ...     return text.upper()
->>> Agent("loud", model=None, tools=[shout]).tool_summaries()  # doctest: +SKIP
+>>> Agent("loud", DemoBackend(), tools=[shout]).tool_summaries()
 [{'name': 'shout', 'description': 'Return the text in capitals.'}]
 """
 from .agent import Agent

@@ -93,6 +93,7 @@ class Agent:
         messages.append({"role": "user", "content": prompt})
         schemas = [t.schema() for t in self.tools] or None
         iterations: list[Step] = []
+        call_ids: set[str] = set()
 
         async def record(step: Step) -> None:
             iterations.append(step)
@@ -101,7 +102,7 @@ class Agent:
         last_text = ""
         for turn in range(1, self.max_iterations + 1):
             outcome = await call_model(self.model, messages, meter=meter, on_text=events.on_text, tools=schemas)
-            calls = _unique_ids(outcome.tool_calls, turn)
+            calls = _unique_ids(outcome.tool_calls, turn, call_ids)
             await record(_model_step(outcome, calls))
             messages.append(_assistant_message(outcome.text, calls))
             last_text = outcome.text or last_text
@@ -125,7 +126,7 @@ class Agent:
         self, calls: Sequence[ToolCall], events: RunEvents, record: Callable[[Step], Any]
     ) -> list[Step]:
         """Run ``calls`` concurrently; record their steps in the calls' order as they finish."""
-        tasks: list[asyncio.Task[Step]] = []
+        tasks: list[asyncio.Future[Step]] = []
         try:
             for call in calls:
                 arguments, tool, error = self._prepare(call)
@@ -149,15 +150,18 @@ class Agent:
 
     def _prepare(self, call: ToolCall) -> tuple[Any, Tool | None, str | None]:
         """Parsed arguments, the tool, and an error message when the call cannot run."""
-        arguments: Any
+        arguments: Any = call.arguments
+        not_json: str | None = None
         try:
             arguments = json.loads(call.arguments) if call.arguments.strip() else {}
         except (json.JSONDecodeError, TypeError) as exc:
-            return call.arguments, None, f"arguments are not valid JSON ({exc})"
+            not_json = f"arguments are not valid JSON ({exc})"
         tool = self._by_name.get(call.name)
         if tool is None:
             available = ", ".join(self._by_name) or "none"
             return arguments, None, f"unknown tool {call.name!r} (available tools: {available})"
+        if not_json is not None:
+            return arguments, None, not_json
         try:
             tool.validate(arguments)
         except ToolArgumentsError as exc:
@@ -236,9 +240,11 @@ def _assistant_message(text: str, calls: Sequence[ToolCall]) -> Message:
     }
 
 
-def _unique_ids(calls: Sequence[ToolCall], turn: int) -> tuple[ToolCall, ...]:
-    """The calls, with an id made up for any that has none or repeats one (some servers omit them)."""
-    seen: set[str] = set()
+def _unique_ids(calls: Sequence[ToolCall], turn: int, seen: set[str]) -> tuple[ToolCall, ...]:
+    """The calls, with an id made up for any that has none or repeats one ``seen`` in the run.
+
+    Some servers send no ids, or number them afresh each turn; tool results must match one call.
+    """
     fixed = []
     for index, call in enumerate(calls, 1):
         if not call.id or call.id in seen:

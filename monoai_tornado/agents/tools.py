@@ -290,17 +290,15 @@ def _build(func: Callable[..., Any], name: str | None, description: str | None, 
     if not _NAME_RE.match(tool_name):
         raise ValueError(f"tool name {tool_name!r} must match {_NAME_RE.pattern}")
     summary, arg_docs = parse_docstring(inspect.getdoc(func))
-    try:
-        hints = typing.get_type_hints(func)
-    except Exception as exc:
-        raise TypeError(f"cannot resolve the annotations of tool {tool_name!r}: {exc}") from exc
+    signature = inspect.signature(func)
+    hints = _parameter_hints(func, signature, tool_name)
     properties: dict[str, Any] = {}
     required: list[str] = []
     checks: dict[str, Check] = {}
-    for param in inspect.signature(func).parameters.values():
+    for param in signature.parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
             raise TypeError(f"tool {tool_name!r}: parameter {param.name!r} must be a plain or keyword argument")
-        schema, checks[param.name] = _compile(hints.get(param.name, param.annotation))
+        schema, checks[param.name] = _compile(hints.get(param.name, Any))
         if param.name in arg_docs:
             schema["description"] = arg_docs[param.name]
         if param.default is param.empty:
@@ -311,6 +309,17 @@ def _build(func: Callable[..., Any], name: str | None, description: str | None, 
     parameters: dict[str, Any] = {"type": "object", "properties": properties, "required": required}
     parameters["additionalProperties"] = False
     return Tool(tool_name, description or summary, parameters, func, thread, checks)
+
+
+def _parameter_hints(func: Callable[..., Any], signature: inspect.Signature, tool_name: str) -> dict[str, Any]:
+    """The resolved parameter annotations (the return annotation is ignored: it may name anything)."""
+    annotations = {n: p.annotation for n, p in signature.parameters.items() if p.annotation is not p.empty}
+    target = inspect.unwrap(getattr(func, "func", func))  # functools.partial, decorators
+    holder = types.SimpleNamespace(__annotations__=annotations)
+    try:
+        return typing.get_type_hints(holder, globalns=getattr(target, "__globals__", None))
+    except Exception as exc:
+        raise TypeError(f"cannot resolve the annotations of tool {tool_name!r}: {exc}") from exc
 
 
 @typing.overload
