@@ -1,0 +1,104 @@
+"""Agents over HTTP, SSE and WebSocket: results with iterations, steps streamed, errors."""
+from __future__ import annotations
+
+import pytest
+
+from monoai_tornado import Application, DemoBackend
+from monoai_tornado.agents import Agent, default_agents, tool
+from tests.conftest import json_of, parse_sse
+from tests.ws_helpers import chunks_of, connect, read, read_until_end, send
+
+
+@pytest.fixture
+def url(serve, counter):
+    backend = DemoBackend(delay=0)
+    return serve(Application("T", model=backend, agents=default_agents(backend), token_counter=counter))
+
+
+def assert_calculator_run(result):
+    assert result["prompt"] == "what is 12*(3+4)?"
+    assert result["response"] == "12*(3+4) = 84."
+    kinds = [step["type"] for step in result["iterations"]]
+    assert kinds == ["model", "tool", "model"]
+    tool_step = result["iterations"][1]
+    assert (tool_step["name"], tool_step["arguments"], tool_step["output"], tool_step["error"]) == \
+        ("calculator", {"expression": "12*(3+4)"}, 84, None)
+    model_usage = [step["usage"] for step in result["iterations"] if step["type"] == "model"]
+    assert result["usage"]["total_tokens"] == sum(u["total_tokens"] for u in model_usage)
+
+
+@pytest.mark.parametrize("path", ["/agent/assistant", "/agent/assistant/stream"])
+async def test_agent_result_over_http(url, fetch, path):
+    response = await fetch(url + path, "POST", {"prompt": "what is 12*(3+4)?"})
+    assert response.code == 200
+    result = json_of(response)
+    assert set(result) == {"prompt", "response", "iterations", "usage"}
+    assert_calculator_run(result)
+
+
+async def test_agent_over_sse_streams_text_and_steps(url, fetch):
+    response = await fetch(url + "/agent/assistant/stream", "POST", {"prompt": "what is 12*(3+4)?"},
+                           headers={"Accept": "text/event-stream"})
+    events = parse_sse(response.body)
+    names = [name for name, _ in events]
+    assert names[-1] == "complete"
+    steps = [data["step"]["type"] for name, data in events if name == "step"]
+    assert steps == ["model", "tool_started", "tool", "model"]
+    assert_calculator_run(events[-1][1]["result"])
+
+
+async def test_agent_over_websocket_streams_text_and_steps(url):
+    ws = await connect(url, "/agent/assistant/ws")
+    await send(ws, {"prompt": "what is 12*(3+4)?"})
+    messages = await read_until_end(ws)
+    assert messages[-1]["type"] == "complete"
+    assert_calculator_run(messages[-1]["result"])
+    steps = [m["step"]["type"] for m in messages if m.get("type") == "step"]
+    assert steps == ["model", "tool_started", "tool", "model"]
+    contents = "".join(s["content"] for s in messages[-1]["result"]["iterations"] if s["type"] == "model")
+    assert chunks_of(messages) == contents
+
+
+async def test_unknown_agent_is_404_over_http(url, fetch):
+    for path in ["/agent/nobody", "/agent/nobody/stream"]:
+        response = await fetch(url + path, "POST", {"prompt": "x"})
+        assert response.code == 404 and json_of(response)["code"] == "not_found"
+
+
+async def test_unknown_agent_closes_the_websocket_with_1008(url):
+    ws = await connect(url, "/agent/nobody/ws")
+    error = await read(ws)
+    assert error["code"] == "not_found"
+    assert await read(ws) is None
+    assert ws.close_code == 1008
+
+
+async def test_agents_listing(url, fetch):
+    agents = json_of(await fetch(url + "/agents"))["agents"]
+    assert [a["name"] for a in agents] == ["assistant"]
+    assert {"calculator", "current_utc_time"} <= {t["name"] for t in agents[0]["tools"]}
+
+
+async def test_a_raising_tool_is_an_error_step_not_a_500(serve, fetch, counter):
+    @tool
+    def calculator(expression: str) -> float:
+        """Always broken."""
+        raise RuntimeError("calculator is on fire")
+
+    backend = DemoBackend(delay=0)
+    url = serve(Application("T", agents=[Agent("fragile", backend, tools=[calculator])], token_counter=counter))
+    response = await fetch(url + "/agent/fragile", "POST", {"prompt": "what is 2+2?"})
+    assert response.code == 200
+    result = json_of(response)
+    tool_step = next(s for s in result["iterations"] if s["type"] == "tool")
+    assert "calculator is on fire" in tool_step["error"]
+    assert (await fetch(url + "/model", "POST", {"prompt": "x"})).code == 404  # agents only: no model paths
+
+
+async def test_example_agents_load_from_the_command_line_spec(serve, fetch, counter):
+    from monoai_tornado.cli import load_object
+
+    build_agents = load_object("examples.agent_with_tools:build_agents")
+    url = serve(Application("Shop", agents=build_agents(DemoBackend(delay=0)), token_counter=counter))
+    result = json_of(await fetch(url + "/agent/shop", "POST", {"prompt": "what is 3*19.99?"}))
+    assert result["response"] == "3*19.99 = 59.97."
