@@ -1,0 +1,386 @@
+"""Serve MonoAI-style objects: anything with ``ask(prompt)`` / ``run(prompt)`` returning a dict.
+
+MonoAI's ``Model`` and ``Agent`` (and look-alikes) answer ``{"response": ..., "usage": ...}``
+and stream by calling the one callback given to ``enable_streaming(callback)``. The adapters
+here make them a :class:`~monoai_tornado.backends.base.Backend` and an agent:
+
+* a sync ``ask``/``run`` runs in a thread pool, so the IOLoop never waits for it; chunks the
+  callback receives in that thread reach the generator in order via ``call_soon_threadsafe``;
+* an ``async def`` one runs as a task in the loop, and is cancelled with its request;
+* calls on one object are serialized (one ``asyncio.Lock`` per object), because the object
+  keeps one callback at a time: concurrent users never see each other's chunks. A cancelled
+  sync call keeps the lock until its thread returns, since a thread cannot be stopped.
+
+>>> class Echo:
+...     def enable_streaming(self, callback): self.callback = callback
+...     def ask(self, prompt): return {"response": prompt}
+>>> adapt_model(Echo()).describe()
+{'provider': 'monoai', 'name': 'Echo'}
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import inspect
+import logging
+import weakref
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Mapping
+
+from ..calls import RunEvents, UsageMeter
+from ..errors import ApiError, BackendError, BackendTimeout
+from .base import Backend, BackendEvent, Message, ReportedUsage, TextDelta
+
+log = logging.getLogger("monoai_tornado.backends.monoai")
+
+#: Seconds a cancelled ``async`` call gets to wind down before the generator lets go.
+CANCEL_GRACE = 1.0
+
+_LOCKS: "weakref.WeakKeyDictionary[Any, asyncio.Lock]" = weakref.WeakKeyDictionary()
+
+
+def _lock_for(obj: Any) -> asyncio.Lock:
+    """The lock shared by every adapter of ``obj`` (a private one if obj cannot be weakly keyed)."""
+    try:
+        lock = _LOCKS.get(obj)
+        if lock is None:
+            lock = _LOCKS[obj] = asyncio.Lock()
+        return lock
+    except TypeError:
+        return asyncio.Lock()
+
+
+@dataclass
+class _Finished:
+    result: Any
+
+
+class _Channel:
+    """The chunks of one call, from whatever thread the object calls back in, to the loop."""
+
+    _END = object()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.open = True
+
+    def callback(self, chunk: Any = None, *_: Any, **__: Any) -> None:
+        """What the object is given by ``enable_streaming``; safe to call from any thread."""
+        text = _text_of(chunk)
+        if text and self.open:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
+                self.loop.call_soon_threadsafe(self.put, text)
+
+    def put(self, item: Any) -> None:
+        if self.open:
+            self.queue.put_nowait(item)
+
+
+async def _stream_call(target: Any, method: str, prompt: str, *, kind: str, name: str, lock: asyncio.Lock,
+                       executor: concurrent.futures.Executor | None,
+                       timeout: float | None) -> AsyncIterator[str | _Finished]:
+    """Call ``target.<method>(prompt)`` holding ``lock``; yield its chunks, then its result.
+
+    The object's exceptions come out as API errors (BackendError, or BackendTimeout when
+    ``timeout`` runs out); the consumer's own exceptions and cancellations pass through.
+    """
+    loop = asyncio.get_running_loop()
+    channel = _Channel(loop)
+    function = getattr(target, method)
+    deadline = loop.time() + timeout if timeout else None
+
+    async def within_deadline(awaitable: Any) -> Any:
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await awaitable
+        except TimeoutError:
+            if deadline is None or loop.time() < deadline:
+                raise  # not ours: the object's own TimeoutError
+            raise BackendTimeout(f"{kind} {name!r} did not answer within {timeout:g} s") from None
+
+    await within_deadline(lock.acquire())
+    work: asyncio.Future[Any] | None = None
+    try:
+        try:
+            enable = getattr(target, "enable_streaming", None)
+            if callable(enable):
+                outcome = enable(channel.callback)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            if inspect.iscoroutinefunction(function):
+                work = asyncio.ensure_future(function(prompt))
+            else:
+                work = loop.run_in_executor(executor, function, prompt)
+        except Exception as exc:
+            raise _failure(kind, name, method, exc) from exc
+        work.add_done_callback(lambda _: channel.put(_Channel._END))
+        while True:
+            item = await within_deadline(channel.queue.get())
+            if item is _Channel._END:
+                break
+            yield item
+        try:
+            result = work.result()
+            if inspect.isawaitable(result):  # a plain function that returned a coroutine
+                result = await within_deadline(result)
+        except ApiError:
+            raise
+        except Exception as exc:
+            raise _failure(kind, name, method, exc) from exc
+        while not channel.queue.empty():
+            yield channel.queue.get_nowait()
+        yield _Finished(result)
+    finally:
+        channel.open = False
+        if work is None or work.done():
+            if work is not None:
+                _retrieve(work)
+            lock.release()
+        else:  # cancelled or timed out: the object keeps the lock until its call returns
+            work.add_done_callback(lambda done: (_retrieve(done), lock.release()))
+            if isinstance(work, asyncio.Task):
+                work.cancel()
+                await asyncio.wait([work], timeout=CANCEL_GRACE)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.debug("abandoned MonoAI call ended with %r", future.exception())
+
+
+def _failure(kind: str, name: str, method: str, exc: Exception) -> ApiError:
+    """The API error for an exception raised by a wrapped object."""
+    if isinstance(exc, ApiError):
+        return exc
+    log.warning("%s %r: %s() raised", kind, name, method, exc_info=exc)
+    return BackendError(f"{kind} {name!r} failed: {str(exc) or type(exc).__name__}")
+
+
+class MonoAIModelBackend(Backend):
+    """A :class:`Backend` over an object with ``ask(prompt)`` (sync or async) returning a dict.
+
+    >>> class Model:
+    ...     provider, model = "openai", "gpt-4o-mini"
+    ...     def ask(self, prompt): return {"response": "hi", "usage": {"prompt_tokens": 3, "completion_tokens": 1}}
+    >>> MonoAIModelBackend(Model()).describe()
+    {'provider': 'openai', 'name': 'gpt-4o-mini'}
+
+    ``provider`` and ``name`` default to the object's ``provider`` and ``model`` attributes;
+    ``timeout`` (seconds, None: none) bounds a call, waiting for the object included.
+    """
+
+    def __init__(self, obj: Any, *, name: str | None = None, provider: str | None = None,
+                 timeout: float | None = None, executor: concurrent.futures.Executor | None = None) -> None:
+        if not callable(getattr(obj, "ask", None)):
+            raise TypeError(f"{type(obj).__name__} has no ask(prompt) method")
+        self.obj = obj
+        self.provider = provider or _str_attr(obj, "provider", "_provider", "provider_name") or "monoai"
+        self.name = name or _str_attr(obj, "model", "model_name", "_model", "name") or type(obj).__name__
+        self.encoding_model = self.name
+        self.timeout = timeout
+        self.executor = executor
+        self._lock = _lock_for(obj)
+
+    def __repr__(self) -> str:
+        return f"MonoAIModelBackend({type(self.obj).__name__}, name={self.name!r})"
+
+    async def stream(
+        self, messages: list[Message], *, tools: list[dict[str, Any]] | None = None
+    ) -> AsyncIterator[BackendEvent]:
+        prompt = prompt_of(messages)
+        streamed = False
+        result: Any = None
+        call = _stream_call(self.obj, "ask", prompt, kind="model", name=self.name, lock=self._lock,
+                            executor=self.executor, timeout=self.timeout)
+        async with contextlib.aclosing(call):
+            async for item in call:
+                if isinstance(item, _Finished):
+                    result = item.result
+                else:
+                    streamed = True
+                    yield TextDelta(item)
+        response, usage = _response_and_usage(result, "model", self.name, "ask")
+        if not streamed and response:
+            yield TextDelta(response)
+        if usage is not None:
+            yield usage
+
+
+class MonoAIAgentAdapter:
+    """An agent over an object with ``run(prompt)`` (sync or async) returning a dict.
+
+    Its ``iterations`` are passed through as the object reports them; the usage is the
+    object's own when it reports one, else counted with the run's meter.
+    """
+
+    #: It has the native ``run(prompt, *, meter, events)`` signature: adapt_agent passes it through.
+    __monoai_tornado_agent__ = True
+
+    def __init__(self, name: str, obj: Any, *, description: str | None = None, timeout: float | None = None,
+                 executor: concurrent.futures.Executor | None = None) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError("an agent needs a non-empty name")
+        if not callable(getattr(obj, "run", None)):
+            raise TypeError(f"{type(obj).__name__} has no run(prompt) method")
+        self.name = name
+        self.obj = obj
+        self.description = description if description is not None else _doc_of(obj)
+        self.timeout = timeout
+        self.executor = executor
+        self._lock = _lock_for(obj)
+
+    def __repr__(self) -> str:
+        return f"MonoAIAgentAdapter({self.name!r}, {type(self.obj).__name__})"
+
+    def tool_summaries(self) -> list[dict[str, str]]:
+        """The object's tools are its own business: none are listed."""
+        return []
+
+    def describe(self) -> dict[str, Any]:
+        """The agent's entry in ``GET /agents``."""
+        return {"name": self.name, "description": self.description, "tools": self.tool_summaries()}
+
+    async def run(self, prompt: str, *, meter: UsageMeter, events: RunEvents) -> dict[str, Any]:
+        """Run the object on ``prompt``, streaming its chunks to ``events.on_text``."""
+        meter.begin([{"role": "user", "content": prompt}])
+        parts: list[str] = []
+        result: Any = None
+        call = _stream_call(self.obj, "run", prompt, kind="agent", name=self.name, lock=self._lock,
+                            executor=self.executor, timeout=self.timeout)
+        async with contextlib.aclosing(call):
+            async for item in call:
+                if isinstance(item, _Finished):
+                    result = item.result
+                else:
+                    parts.append(item)
+                    meter.add_text(item)
+                    await events.on_text(item)
+        if isinstance(result, dict) and not isinstance(result.get("response"), str) and parts:
+            result = {**result, "response": "".join(parts)}
+        response, reported = _response_and_usage(result, "agent", self.name, "run")
+        if not parts and response:
+            meter.add_text(response)
+            await events.on_text(response)
+        meter.end(reported)
+        iterations = result.get("iterations") if isinstance(result, dict) else None
+        return {"prompt": prompt, "response": response,
+                "iterations": iterations if isinstance(iterations, list) else [],
+                "usage": meter.finished.to_dict()}
+
+
+def adapt_model(obj: Any) -> Backend:
+    """``obj`` as a Backend: a Backend as is, an object with ``ask()`` wrapped."""
+    if isinstance(obj, Backend):
+        return obj
+    if callable(getattr(obj, "ask", None)):
+        return MonoAIModelBackend(obj)
+    raise TypeError(
+        f"cannot serve a {type(obj).__name__} as the model: expected a monoai_tornado Backend "
+        "or an object with ask(prompt) returning a dict, like MonoAI's Model"
+    )
+
+
+def adapt_agent(obj: Any, name: str | None = None) -> Any:
+    """``obj`` as an agent: a native one as is, an object with ``run()`` wrapped.
+
+    A wrapped object is named ``name``, else by its ``name`` attribute.
+    """
+    if _is_native_agent(obj):
+        return obj
+    if callable(getattr(obj, "run", None)):
+        agent_name = name or getattr(obj, "name", None)
+        if not isinstance(agent_name, str) or not agent_name.strip():
+            raise TypeError(
+                f"the {type(obj).__name__} agent has no name: give it a `name` attribute "
+                "or pass the agents as a mapping {name: agent}"
+            )
+        return MonoAIAgentAdapter(agent_name, obj)
+    raise TypeError(
+        f"cannot serve a {type(obj).__name__} as an agent: expected a monoai_tornado Agent "
+        "or an object with run(prompt) returning a dict, like MonoAI's Agent"
+    )
+
+
+def _is_native_agent(obj: Any) -> bool:
+    if getattr(type(obj), "__monoai_tornado_agent__", False) is True:
+        return True
+    try:
+        from ..agents import Agent
+    except ImportError:  # the agents package is optional here
+        return False
+    return isinstance(obj, Agent)
+
+
+def prompt_of(messages: list[Message]) -> str:
+    """The prompt for ``ask()``: the user's message, or a transcript of a longer conversation."""
+    texts = [(m.get("role", "user"), _content_text(m.get("content"))) for m in messages]
+    if len(texts) == 1:
+        return texts[0][1]
+    return "\n\n".join(f"{role.capitalize()}: {text}" for role, text in texts if text)
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # OpenAI content parts
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return "" if content is None else str(content)
+
+
+def _response_and_usage(result: Any, kind: str, name: str, method: str) -> tuple[str, ReportedUsage | None]:
+    if isinstance(result, str):
+        return result, None
+    if not isinstance(result, Mapping):
+        raise BackendError(f"{kind} {name!r}: {method}() returned a {type(result).__name__}, "
+                           "expected a dict with a 'response'")
+    response = result.get("response")
+    if response is None:
+        response = ""
+    elif not isinstance(response, str):
+        response = str(response)
+    return response, _usage_of(result.get("usage"))
+
+
+def _usage_of(usage: Any) -> ReportedUsage | None:
+    """Reported usage, in OpenAI's or Anthropic's field names; None when absent or partial."""
+    if not isinstance(usage, Mapping):
+        return None
+    for prompt_key, completion_key in (("prompt_tokens", "completion_tokens"), ("input_tokens", "output_tokens")):
+        prompt, completion = usage.get(prompt_key), usage.get(completion_key)
+        if isinstance(prompt, int) and isinstance(completion, int) and prompt >= 0 and completion >= 0:
+            return ReportedUsage(prompt, completion)
+    return None
+
+
+def _text_of(chunk: Any) -> str | None:
+    """The text of a streamed chunk: a string, bytes, a dict or an object with content/text."""
+    if chunk is None or isinstance(chunk, str):
+        return chunk
+    if isinstance(chunk, (bytes, bytearray)):
+        return bytes(chunk).decode("utf-8", "replace")
+    for key in ("content", "text", "delta", "response"):
+        value = chunk.get(key) if isinstance(chunk, Mapping) else getattr(chunk, key, None)
+        if isinstance(value, str):
+            return value
+    return None if isinstance(chunk, Mapping) else str(chunk)
+
+
+def _str_attr(obj: Any, *names: str) -> str | None:
+    for attr in names:
+        value = getattr(obj, attr, None)
+        if isinstance(value, str) and value.strip():
+            return value
+    return None
+
+
+def _doc_of(obj: Any) -> str:
+    """The first paragraph of the object's own class docstring (never an inherited one)."""
+    doc = getattr(obj, "description", None)
+    if isinstance(doc, str):
+        return doc
+    doc = type(obj).__dict__.get("__doc__")
+    if not isinstance(doc, str) or not doc.strip():
+        return ""
+    return " ".join(inspect.cleandoc(doc).split("\n\n")[0].split())

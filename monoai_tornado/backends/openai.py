@@ -1,0 +1,439 @@
+"""A backend for any OpenAI-compatible chat-completions server, streamed over HTTP.
+
+OpenAI, Ollama (``/v1``), vLLM, llama.cpp's server and LM Studio all answer
+``POST {base_url}/chat/completions`` with ``"stream": true`` as server-sent events. This
+backend sends that request with Tornado's own HTTP client, parses the events as the bytes
+arrive and yields text as soon as it comes.
+
+Each call gets its own client and connection: concurrent calls never queue behind a shared
+``max_clients`` limit, and cancelling a call closes exactly its socket, so the upstream sees
+the client leave and stops generating. The API key is sent in the ``Authorization`` header
+only; it never appears in an error message, a log line or ``repr()``.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import urllib.parse
+from typing import Any, AsyncIterator
+
+from tornado.httpclient import HTTPRequest, HTTPResponse
+from tornado.httputil import HTTPHeaders
+from tornado.iostream import IOStream, StreamClosedError
+from tornado.netutil import Resolver
+from tornado.simple_httpclient import HTTPTimeoutError, SimpleAsyncHTTPClient
+from tornado.tcpclient import TCPClient
+
+from ..errors import BackendError, BackendTimeout
+from .base import Backend, BackendEvent, Message, ReportedUsage, TextDelta, ToolCall, ToolCallsRequested
+from .sse import ServerSentEvent, SSEError, SSEParser
+
+log = logging.getLogger("monoai_tornado.backends.openai")
+
+#: Bytes queued for a slow consumer before the upstream socket is no longer read.
+HIGH_WATER = 1024 * 1024
+#: Largest error or JSON body kept from the upstream.
+MAX_BODY = 256 * 1024
+#: Seconds given to an aborted request to wind down before its client is closed.
+ABORT_GRACE = 1.0
+#: Longest upstream reason quoted in an error message.
+MAX_REASON = 200
+
+
+class _AbortableTCPClient(TCPClient):
+    """A TCP client for one request that can close its connection, even while connecting."""
+
+    def __init__(self, resolver: Resolver) -> None:
+        super().__init__(resolver=resolver)
+        self.stream: IOStream | None = None
+        self.aborted = False
+        self._connecting: asyncio.Future[IOStream] | None = None
+
+    async def connect(self, *args: Any, **kwargs: Any) -> IOStream:  # type: ignore[override]
+        if self.aborted:
+            raise StreamClosedError()
+        self._connecting = asyncio.ensure_future(super().connect(*args, **kwargs))
+        try:
+            stream = await self._connecting
+        except asyncio.CancelledError:
+            if self.aborted:  # our abort(), not a cancellation of the request's own task
+                raise StreamClosedError() from None
+            raise
+        if self.aborted:
+            stream.close()
+            raise StreamClosedError()
+        self.stream = stream
+        return stream
+
+    def abort(self) -> None:
+        """Close the connection now (the peer sees it close) or stop it being made."""
+        self.aborted = True
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
+        if self.stream is not None:
+            self.stream.close()
+
+
+class _OneRequestClient(SimpleAsyncHTTPClient):
+    """Tornado's HTTP client, with a TCP client whose one connection can be aborted."""
+
+    tcp_client: _AbortableTCPClient
+
+    def initialize(self, **kwargs: Any) -> None:  # type: ignore[override]
+        super().initialize(**kwargs)
+        self.tcp_client = _AbortableTCPClient(self.resolver)
+
+
+class _Exchange:
+    """One streaming POST: body chunks are queued, in order, for the generator to read."""
+
+    def __init__(self, request: HTTPRequest) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.status: int | None = None
+        self.headers = HTTPHeaders()
+        self._buffered = 0
+        self._resume: asyncio.Future[None] | None = None
+        request.streaming_callback = self._on_chunk
+        request.header_callback = self._on_header
+        self.client = _OneRequestClient(force_instance=True, max_clients=1)
+        self.fetch: asyncio.Future[HTTPResponse] = self.client.fetch(request, raise_error=False)  # type: ignore[assignment]
+        self.fetch.add_done_callback(lambda _: self.queue.put_nowait(None))
+
+    def _on_header(self, line: str) -> None:
+        if line.startswith("HTTP/"):
+            parts = line.split(None, 2)
+            self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+            self.headers = HTTPHeaders()
+        elif line.strip():
+            self.headers.parse_line(line)
+
+    @property
+    def is_event_stream(self) -> bool:
+        """A success that is not plain JSON: read as server-sent events."""
+        ok = 200 <= (self.status or 0) < 300
+        return ok and not self.headers.get("Content-Type", "").startswith("application/json")
+
+    def _on_chunk(self, chunk: bytes) -> asyncio.Future[None] | None:
+        self.queue.put_nowait(chunk)
+        self._buffered += len(chunk)
+        if self._buffered > HIGH_WATER:  # stop reading the socket until the consumer catches up
+            self._resume = self._loop.create_future()
+            return self._resume
+        return None
+
+    async def next_chunk(self, deadline: float) -> bytes | None:
+        """The next body chunk, or None once the response is over; TimeoutError at ``deadline``."""
+        async with asyncio.timeout_at(deadline):
+            chunk = await self.queue.get()
+        if chunk is not None:
+            self._buffered -= len(chunk)
+            if self._resume is not None and self._buffered <= HIGH_WATER // 2:
+                self._wake()
+        return chunk
+
+    def _wake(self) -> None:
+        if self._resume is not None and not self._resume.done():
+            self._resume.set_result(None)
+        self._resume = None
+
+    async def close(self) -> None:
+        """Abort the request if it is still running, then release the client."""
+        try:
+            if not self.fetch.done():
+                self.client.tcp_client.abort()  # the socket is closed here, synchronously
+                self._wake()
+                await asyncio.wait([self.fetch], timeout=ABORT_GRACE)
+        finally:
+            if self.fetch.done():
+                _retrieve(self.fetch)
+            else:
+                self.fetch.add_done_callback(_retrieve)
+            self.client.close()
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # marks an abort's exception as seen
+
+
+class _Assembler:
+    """Turns chat-completion chunks into backend events; collects tool calls and usage."""
+
+    def __init__(self) -> None:
+        self.done = False
+        self.seen_data = False
+        self.usage: ReportedUsage | None = None
+        self._calls: dict[int, dict[str, str]] = {}
+
+    def on_data(self, data: str, redact: Any) -> list[BackendEvent]:
+        self.seen_data = True
+        if data.strip() == "[DONE]":
+            self.done = True
+            return []
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            raise BackendError(f"upstream sent malformed JSON in the stream: {redact(_short(data))!r}") from None
+        if not isinstance(obj, dict):
+            raise BackendError(f"upstream sent a stream chunk that is not a JSON object: {redact(_short(data))!r}")
+        return self.on_object(obj, redact)
+
+    def on_object(self, obj: dict[str, Any], redact: Any) -> list[BackendEvent]:
+        if obj.get("error"):
+            raise BackendError(f"upstream reported an error: {redact(_reason_of(obj))}")
+        usage = obj.get("usage")
+        if isinstance(usage, dict):
+            self.usage = _usage_of(usage) or self.usage
+        events: list[BackendEvent] = []
+        choices = obj.get("choices")
+        for choice in choices if isinstance(choices, list) else ():
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue  # only the first choice is served
+            delta = choice.get("delta") or choice.get("message") or {}
+            if not isinstance(delta, dict):
+                continue
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                events.append(TextDelta(content))
+            calls = delta.get("tool_calls")
+            for position, call in enumerate(calls if isinstance(calls, list) else ()):
+                if isinstance(call, dict):
+                    self._add_call(call, position)
+        return events
+
+    def _add_call(self, delta: dict[str, Any], position: int) -> None:
+        index = delta.get("index", position)
+        slot = self._calls.setdefault(index if isinstance(index, int) else position,
+                                      {"id": "", "name": "", "arguments": ""})
+        function = delta.get("function")
+        function = function if isinstance(function, dict) else {}
+        if isinstance(delta.get("id"), str) and not slot["id"]:
+            slot["id"] = delta["id"]
+        if isinstance(function.get("name"), str) and not slot["name"]:
+            slot["name"] = function["name"]
+        arguments = function.get("arguments")
+        if isinstance(arguments, str):
+            slot["arguments"] += arguments
+        elif arguments is not None:  # some servers send the arguments as an object
+            slot["arguments"] += json.dumps(arguments)
+
+    def final_events(self) -> list[BackendEvent]:
+        events: list[BackendEvent] = []
+        if self._calls:
+            calls = tuple(ToolCall(slot["id"] or f"call_{index}", slot["name"], slot["arguments"])
+                          for index, slot in sorted(self._calls.items()))
+            events.append(ToolCallsRequested(calls))
+        if self.usage is not None:
+            events.append(self.usage)
+        return events
+
+
+class OpenAIBackend(Backend):
+    """A model served by an OpenAI-compatible ``/chat/completions`` endpoint, streamed.
+
+    >>> backend = OpenAIBackend("http://127.0.0.1:11434/v1", "llama3.2")
+    >>> backend.describe()
+    {'provider': 'openai-compatible', 'name': 'llama3.2'}
+
+    Timeouts, in seconds: ``first_token_timeout`` until the first byte of the answer (connect
+    included), ``idle_timeout`` between two reads once it flows, ``timeout`` for the whole
+    call. Any of them gives :class:`BackendTimeout` (504); every other failure gives
+    :class:`BackendError` (502) with the upstream's status and a short reason.
+    ``extra_body`` is merged into every request (``temperature``, ``max_tokens``...).
+    """
+
+    supports_tools = True
+
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, *, timeout: float = 60.0,
+                 first_token_timeout: float = 30.0, idle_timeout: float = 30.0,
+                 extra_body: dict[str, Any] | None = None, provider: str = "openai-compatible") -> None:
+        parts = urllib.parse.urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"base_url must be an http(s) URL, not {_safe_url(base_url)!r}")
+        if not model:
+            raise ValueError("model must be a non-empty string")
+        for label, value in (("timeout", timeout), ("first_token_timeout", first_token_timeout),
+                             ("idle_timeout", idle_timeout)):
+            if not value > 0:
+                raise ValueError(f"{label} must be > 0")
+        self.base_url = base_url.rstrip("/")
+        self.url = self.base_url + "/chat/completions"
+        self.name = self.encoding_model = model
+        self.provider = provider
+        self.timeout, self.first_token_timeout, self.idle_timeout = timeout, first_token_timeout, idle_timeout
+        self.extra_body = dict(extra_body or {})
+        self._api_key = api_key or None
+        self._where = _safe_url(self.url)
+
+    def __repr__(self) -> str:
+        return f"OpenAIBackend({_safe_url(self.base_url)!r}, {self.name!r})"
+
+    def payload(self, messages: list[Message], tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The JSON body sent upstream for ``messages``."""
+        body: dict[str, Any] = {"model": self.name, "messages": messages, "stream": True,
+                                "stream_options": {"include_usage": True}}
+        if tools:
+            body["tools"] = tools
+        body.update(self.extra_body)
+        return body
+
+    def _request(self, messages: list[Message], tools: list[dict[str, Any]] | None) -> HTTPRequest:
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream",
+                   "User-Agent": "monoai_tornado"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        body = json.dumps(self.payload(messages, tools), ensure_ascii=False).encode("utf-8")
+        # Tornado's own timeouts are a backstop; ours fire first and say which one it was.
+        return HTTPRequest(self.url, method="POST", headers=headers, body=body, follow_redirects=False,
+                           connect_timeout=self.first_token_timeout + 1, request_timeout=self.timeout + 1)
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._api_key, "***") if self._api_key else text
+
+    async def stream(
+        self, messages: list[Message], *, tools: list[dict[str, Any]] | None = None
+    ) -> AsyncIterator[BackendEvent]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        exchange = _Exchange(self._request(messages, tools))
+        assembler = _Assembler()
+        parser = SSEParser()
+        body = bytearray()  # an error body, or a whole JSON answer
+        first = True
+        try:
+            while True:
+                now = loop.time()
+                if now >= started + self.timeout:  # chunks kept coming, but too long
+                    raise self._timeout(first, now - started)
+                phase_end = started + self.first_token_timeout if first else now + self.idle_timeout
+                try:
+                    chunk = await exchange.next_chunk(min(phase_end, started + self.timeout))
+                except TimeoutError:
+                    raise self._timeout(first, loop.time() - started) from None
+                if chunk is None:
+                    for event in self._finish(exchange, assembler, parser, bytes(body)):
+                        yield event
+                    return
+                first = False
+                if not exchange.is_event_stream:
+                    if len(body) < MAX_BODY:
+                        body += chunk[: MAX_BODY - len(body)]
+                    continue
+                for sse in self._sse_events(parser, chunk):
+                    for event in self._on_sse(sse, assembler):
+                        yield event
+                    if assembler.done:
+                        break
+                if assembler.done:
+                    for event in assembler.final_events():
+                        yield event
+                    return
+        finally:
+            await exchange.close()
+
+    def _sse_events(self, parser: SSEParser, chunk: bytes | None) -> list[ServerSentEvent]:
+        """The events completed by ``chunk`` (None: the end of the stream)."""
+        try:
+            return parser.feed(chunk) if chunk is not None else parser.close()
+        except SSEError as exc:
+            raise BackendError(f"upstream {self._where} sent an invalid event stream: {exc}") from None
+
+    def _on_sse(self, sse: ServerSentEvent, assembler: _Assembler) -> list[BackendEvent]:
+        if sse.event == "error":
+            raise BackendError(f"upstream reported an error: {self._redact(_reason_of_text(sse.data))}")
+        return assembler.on_data(sse.data, self._redact)
+
+    def _finish(self, exchange: _Exchange, assembler: _Assembler, parser: SSEParser,
+                body: bytes) -> list[BackendEvent]:
+        """The last events once the response is over, or the error it ended with."""
+        try:
+            response = exchange.fetch.result()
+        except HTTPTimeoutError:
+            raise BackendTimeout(f"upstream {self._where} did not answer in time") from None
+        except Exception as exc:
+            if exchange.status is None:
+                raise BackendError(f"cannot connect to upstream {self._where}: {self._redact(_describe(exc))}") from None
+            raise BackendError(f"upstream {self._where} closed the connection before the end of the "
+                               f"stream ([DONE]): {self._redact(_describe(exc))}") from None
+        status = response.code
+        if not 200 <= status < 300:
+            error = BackendError(f"upstream {self._where} answered {status} {response.reason}: "
+                                 f"{self._redact(_reason_of_text(body.decode('utf-8', 'replace')))}")
+            error.upstream_status = status  # type: ignore[attr-defined]
+            raise error
+        if not exchange.is_event_stream:  # a server that ignored "stream": true
+            try:
+                obj = json.loads(body)
+            except ValueError:
+                raise BackendError(f"upstream {self._where} answered malformed JSON") from None
+            if not isinstance(obj, dict):
+                raise BackendError(f"upstream {self._where} answered JSON that is not an object")
+            return assembler.on_object(obj, self._redact) + assembler.final_events()
+        events: list[BackendEvent] = []
+        for sse in self._sse_events(parser, None):
+            if not assembler.done:
+                events += self._on_sse(sse, assembler)
+        if not assembler.done:
+            if not assembler.seen_data:
+                content_type = exchange.headers.get("Content-Type", "none")
+                raise BackendError(f"upstream {self._where} answered {status} with no chat-completion events "
+                                   f"(Content-Type {_short(content_type)})")
+            raise BackendError(f"upstream {self._where} ended the stream before [DONE]")
+        return events + assembler.final_events()
+
+    def _timeout(self, first: bool, elapsed: float) -> BackendTimeout:
+        if elapsed >= self.timeout:
+            message = f"upstream {self._where} did not finish within {self.timeout:g} s"
+        elif first:
+            message = f"upstream {self._where} sent nothing within {self.first_token_timeout:g} s"
+        else:
+            message = f"upstream {self._where} stalled for {self.idle_timeout:g} s mid-stream"
+        log.info("%s", message)
+        return BackendTimeout(message)
+
+
+def _usage_of(usage: dict[str, Any]) -> ReportedUsage | None:
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    if isinstance(prompt, int) and isinstance(completion, int) and prompt >= 0 and completion >= 0:
+        return ReportedUsage(prompt, completion)
+    return None
+
+
+def _reason_of(obj: Any) -> str:
+    """A short human reason from an error body: OpenAI, Ollama, vLLM and FastAPI shapes."""
+    if isinstance(obj, dict):
+        for key in ("error", "message", "detail"):
+            value = obj.get(key)
+            if isinstance(value, str) and value.strip():
+                return _short(value)
+            if isinstance(value, dict) and value:
+                return _reason_of(value)
+        return _short(json.dumps(obj))
+    return _short(str(obj))
+
+
+def _reason_of_text(text: str) -> str:
+    try:
+        return _reason_of(json.loads(text))
+    except ValueError:
+        return _short(text) or "no reason given"
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _safe_url(url: str) -> str:
+    """``url`` without credentials, query or fragment, fit for messages and logs."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))

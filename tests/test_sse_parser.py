@@ -1,0 +1,116 @@
+"""The incremental server-sent events parser: splits anywhere, line endings, comments, fields."""
+from __future__ import annotations
+
+import pytest
+
+from monoai_tornado.backends.sse import ServerSentEvent, SSEError, SSEParser
+
+STREAM = (
+    ": hello, this is a comment\n"
+    "data: {\"a\": 1}\n\n"
+    "event: update\nid: 7\nretry: 1500\ndata: first line\ndata:second line\n\n"
+    "data: caf\u00e9 \u2603 \U0001f600\n\n"
+    "data: [DONE]\n\n"
+)
+EXPECTED = [
+    ServerSentEvent('{"a": 1}'),
+    ServerSentEvent("first line\nsecond line", "update", "7", 1500),
+    ServerSentEvent("caf\u00e9 \u2603 \U0001f600", "message", "7", 1500),
+    ServerSentEvent("[DONE]", "message", "7", 1500),
+]
+
+
+def feed_all(parser: SSEParser, pieces: list[bytes]) -> list[ServerSentEvent]:
+    events: list[ServerSentEvent] = []
+    for piece in pieces:
+        events.extend(parser.feed(piece))
+    return events + parser.close()
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_whole_stream_with_every_line_ending(newline: str) -> None:
+    data = STREAM.replace("\n", newline).encode()
+    assert feed_all(SSEParser(), [data]) == EXPECTED
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_split_at_every_byte_position(newline: str) -> None:
+    data = STREAM.replace("\n", newline).encode()
+    for cut in range(len(data) + 1):
+        assert feed_all(SSEParser(), [data[:cut], data[cut:]]) == EXPECTED, cut
+
+
+def test_one_byte_at_a_time_including_inside_utf8_characters() -> None:
+    data = STREAM.replace("\n", "\r\n").encode()
+    assert feed_all(SSEParser(), [data[i:i + 1] for i in range(len(data))]) == EXPECTED
+
+
+def test_events_are_returned_as_soon_as_their_blank_line_arrives() -> None:
+    parser = SSEParser()
+    assert parser.feed(b"data: one\n") == []
+    assert parser.has_partial_event
+    assert parser.feed(b"\ndata: tw") == [ServerSentEvent("one")]
+    assert parser.feed(b"o\n\n") == [ServerSentEvent("two")]
+    assert not parser.has_partial_event
+
+
+def test_cr_at_the_end_of_a_chunk_then_lf_is_one_line_break() -> None:
+    parser = SSEParser()
+    assert parser.feed(b"data: x\r") == []
+    assert parser.feed(b"\n\r") == [ServerSentEvent("x")]
+    assert parser.feed(b"\ndata: y\r\n\r\n") == [ServerSentEvent("y")]
+
+
+def test_comments_and_empty_data_and_unknown_fields() -> None:
+    parser = SSEParser()
+    assert parser.feed(b":\n: keep-alive\n\n\n\nfoo: bar\n\n") == []
+    assert parser.feed(b"data\n\n") == [ServerSentEvent("")]
+    assert parser.feed(b"data:\ndata:\n\n") == [ServerSentEvent("\n")]
+    assert parser.feed(b"event: x\n\n") == []  # no data: no event, and the type is reset
+    assert parser.feed(b"data: y\n\n") == [ServerSentEvent("y")]
+
+
+def test_only_one_leading_space_is_dropped() -> None:
+    assert SSEParser().feed(b"data:  two spaces\n\n") == [ServerSentEvent(" two spaces")]
+
+
+def test_retry_must_be_digits_and_id_with_nul_is_ignored() -> None:
+    parser = SSEParser()
+    events = parser.feed(b"retry: 1e3\nid: a\0b\ndata: z\n\n")
+    assert events == [ServerSentEvent("z", "message", None, None)]
+
+
+def test_byte_order_mark_is_dropped_at_the_start_only() -> None:
+    parser = SSEParser()
+    assert parser.feed(b"\xef\xbb") == []
+    assert parser.feed(b"\xbfdata: a\n\n") == [ServerSentEvent("a")]
+    assert parser.feed("\ufeffdata: b\n\n".encode()) == []  # "\ufeffdata" is an unknown field
+
+
+def test_close_returns_an_unterminated_event_for_the_caller_to_judge() -> None:
+    parser = SSEParser()
+    assert parser.feed(b"data: [DONE]") == []
+    assert parser.close() == [ServerSentEvent("[DONE]")]
+    assert SSEParser().close() == []
+
+
+def test_str_input_is_accepted() -> None:
+    assert SSEParser().feed("data: \u00e9\n\n") == [ServerSentEvent("\u00e9")]
+
+
+def test_invalid_utf8_is_an_error() -> None:
+    with pytest.raises(SSEError, match="UTF-8"):
+        SSEParser().feed(b"data: \xff\xfe\n\n")
+    parser = SSEParser()
+    parser.feed(b"data: \xe2\x98")
+    with pytest.raises(SSEError, match="UTF-8"):
+        parser.close()
+
+
+def test_an_event_over_the_size_limit_is_an_error() -> None:
+    parser = SSEParser(max_event_size=100)
+    parser.feed(b"data: " + b"x" * 60 + b"\n")
+    with pytest.raises(SSEError, match="larger than 100"):
+        parser.feed(b"data: " + b"y" * 60)
+    with pytest.raises(SSEError):
+        SSEParser(max_event_size=10).feed(b"z" * 11)
