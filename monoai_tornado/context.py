@@ -36,6 +36,9 @@ class ServerContext:
     websockets: set[Any] = field(default_factory=set)
     #: Set when a drain past its timeout cancels the runs left.
     shutting_down: bool = False
+    #: Handlers with a prompt in progress, from its arrival until its answer is written;
+    #: a graceful shutdown waits for this to empty.
+    busy: set[Any] = field(default_factory=set)
 
     @property
     def limiter(self) -> Any:

@@ -16,23 +16,23 @@ CLOSE_GOING_AWAY = 1001
 
 
 async def drain(app: Any, server: Any, timeout: float) -> None:
-    """Stop accepting, let runs finish up to ``timeout`` seconds, cancel the rest, close all."""
+    """Stop accepting, let prompts in progress finish up to ``timeout`` seconds (their answers
+    written), cancel the rest, record their usage, and close every connection."""
     server.stop()
-    pipeline = app.pipeline
+    context, pipeline = app.context, app.pipeline
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while pipeline.runs_in_flight and loop.time() < deadline:
-        await asyncio.sleep(0.05)
-    if pipeline.runs_in_flight:
+    while (context.busy or pipeline.runs_in_flight) and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    if context.busy or pipeline.runs_in_flight:
         log.warning("drain timeout: cancelling %d runs still in flight", pipeline.runs_in_flight)
-        app.context.shutting_down = True
+        context.shutting_down = True
         pipeline.cancel_all_runs()
-        for _ in range(100):  # let the handlers tell their clients (bounded)
-            if not pipeline.runs_in_flight:
+        for _ in range(100):  # let the handlers tell their clients (bounded: 2 s)
+            if not context.busy:
                 break
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)
-    for socket in list(app.context.websockets):
+            await asyncio.sleep(0.02)
+    for socket in list(context.websockets):
         socket.close(CLOSE_GOING_AWAY, "server shutting down")
     await pipeline.drain_settlements()
     try:

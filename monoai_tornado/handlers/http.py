@@ -62,6 +62,7 @@ class PromptHandler(JsonHandler):
         self._sse_started = False
 
     def prepare(self) -> None:
+        self.context.busy.add(self)
         length = self.request.headers.get("Content-Length", "")
         if length.isdigit() and int(length) > self.context.max_body_size:
             raise PayloadTooLarge(f"Request body is larger than {self.context.max_body_size} bytes")
@@ -154,7 +155,12 @@ class PromptHandler(JsonHandler):
             # A client gone meanwhile is noticed by on_connection_close; drop the error here.
             self.flush().add_done_callback(lambda future: future.exception())
 
+    def on_finish(self) -> None:
+        self.context.busy.discard(self)
+        super().on_finish()
+
     def on_connection_close(self) -> None:
+        self.context.busy.discard(self)
         self._client_gone = True
         if self._run is not None and not self._run.done():
             self._run.cancel()

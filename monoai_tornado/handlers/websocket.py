@@ -155,6 +155,7 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
     def on_close(self) -> None:
         self.closed = True
         self.context.websockets.discard(self)
+        self.context.busy.discard(self)
         if self.worker is not None:
             self.worker.cancel()
         if self.current is not None:
@@ -197,6 +198,7 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
             while not self.closed:
                 request = await self.queue.get()
                 self.current = asyncio.ensure_future(self._serve_prompt(request))
+                self.context.busy.add(self)
                 try:
                     await self.current
                 except asyncio.CancelledError:
@@ -208,6 +210,8 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
                         await self.send({"type": "cancelled"})
                 finally:
                     self.current = None
+                    if self.queue.empty():
+                        self.context.busy.discard(self)
         except (ClientGone, asyncio.CancelledError):
             pass
 
