@@ -24,6 +24,7 @@ from .handlers.base import NotFoundHandler, log_request
 from .handlers.http import PromptHandler
 from .handlers.meta import (AgentsHandler, HealthHandler, MetricsHandler, RootHandler, StatsHandler,
                             UserStatsHandler, ValidateUserHandler)
+from .handlers.pages import OpenAPIHandler, PlaygroundHandler
 from .handlers.websocket import PromptSocket
 from .identity import IdentityResolver, UserValidator
 from .pipeline import ModelTarget, Pipeline, Target
@@ -136,6 +137,8 @@ class Application:
             (rf"{p}/validate-user", ValidateUserHandler, ctx),
             (rf"{p}/rate-limit/stats", StatsHandler, ctx),
             (rf"{p}/rate-limit/stats/(?P<user_id>[^/]+)", UserStatsHandler, ctx),
+            (rf"{p}/playground", PlaygroundHandler, ctx),
+            (rf"{p}/openapi.json", OpenAPIHandler, ctx),
         ]
         if self.context.model is not None:
             specs += [
@@ -185,7 +188,8 @@ class Application:
 
     def endpoint_lines(self, base: str) -> list[str]:
         """Human readable list of what is served, for the start banner."""
-        lines = [f"GET  {base}/", f"GET  {base}/health", f"GET  {base}/metrics", f"POST {base}/validate-user",
+        lines = [f"GET  {base}/playground   (try it in a browser)", f"GET  {base}/openapi.json",
+                 f"GET  {base}/", f"GET  {base}/health", f"GET  {base}/metrics", f"POST {base}/validate-user",
                  f"GET  {base}/rate-limit/stats", f"GET  {base}/rate-limit/stats/{{user_id}}"]
         if self.model is not None:
             lines += [f"POST {base}/model", f"POST {base}/model/stream",

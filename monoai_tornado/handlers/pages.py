@@ -67,6 +67,8 @@ def content_security_policy(page: Page, host: str | None) -> str:
 class PlaygroundHandler(JsonHandler):
     """``GET /playground``: the page (errors stay JSON, as everywhere)."""
 
+    endpoint = "playground"
+
     def get(self) -> None:
         page = playground_page()
         self.set_header("Content-Type", "text/html; charset=UTF-8")
@@ -83,6 +85,8 @@ class OpenAPIHandler(JsonHandler):
 
     Paths in the document are relative to where the app is mounted, given as ``servers``.
     """
+
+    endpoint = "openapi"
 
     def get(self) -> None:
         from .. import __version__  # here: the package imports app, which imports this module

@@ -1,0 +1,389 @@
+"""The OpenAPI 3.1 document of the HTTP endpoints a running app serves (``GET /openapi.json``).
+
+The document follows the configuration: model paths only with a model, agent paths only with
+agents (their names as the ``enum`` of the ``name`` path parameter), rate-limit headers and
+429 answers only with a limiter, the admin bearer token only when one is set. WebSocket
+endpoints are not HTTP operations; ``info.description`` describes them.
+
+>>> doc = build_openapi("Demo", "0.1.0", has_model=True, agent_names=["assistant"],
+...                     has_limiter=False, admin_token=False)
+>>> sorted(doc["paths"])[:3]
+['/', '/agent/{name}', '/agent/{name}/stream']
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+__all__ = ["build_openapi"]
+
+Schema = dict[str, Any]
+
+JSON = "application/json"
+SSE = "text/event-stream"
+
+
+def _ref(kind: str, name: str) -> Schema:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _error_schema(code: str | list[str] | None = None, *, retry_after: bool = False) -> Schema:
+    """``Error`` narrowed to one code (or a few), optionally with ``retry_after``."""
+    if code is None:
+        return _ref("schemas", "Error")
+    narrowed: Schema = {"properties": {"code": {"const": code} if isinstance(code, str) else {"enum": code}}}
+    if retry_after:
+        narrowed["properties"]["retry_after"] = {"type": "integer", "minimum": 1}
+        narrowed["required"] = ["retry_after"]
+    return {"allOf": [_ref("schemas", "Error"), narrowed]}
+
+
+def _json(schema: Schema, description: str, headers: dict[str, Any] | None = None) -> Schema:
+    response: Schema = {"description": description, "content": {JSON: {"schema": schema}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+# --- components -------------------------------------------------------------------------------
+
+STRING: Schema = {"type": "string"}
+INTEGER: Schema = {"type": "integer"}
+COUNT: Schema = {"type": "integer", "minimum": 0}
+ANY: Schema = {}
+
+
+def _obj(properties: dict[str, Schema], required: Sequence[str] | None = None, **extra: Any) -> Schema:
+    """An object schema; every property is required unless ``required`` says otherwise."""
+    return {"type": "object", "required": list(properties if required is None else required),
+            "properties": properties, **extra}
+
+
+def _schemas(has_limiter: bool) -> dict[str, Schema]:
+    usage = _ref("schemas", "Usage")
+    schemas: dict[str, Schema] = {
+        "PromptRequest": _obj({
+            "prompt": {"type": "string", "minLength": 1, "pattern": "\\S", "description": "Must not be blank."},
+            "user_id": {"type": ["string", "integer"],
+                        "description": "Who is asking (a number is turned into its decimal string); "
+                                       "rate limits count per user, else per client IP."},
+        }, ["prompt"]),
+        "Usage": _obj({
+            "prompt_tokens": COUNT, "completion_tokens": COUNT,
+            "total_tokens": {**COUNT, "description": "prompt_tokens + completion_tokens"},
+            "estimated": {"const": True, "description": "Counted locally with tiktoken."},
+        }, ["prompt_tokens", "completion_tokens", "total_tokens"], additionalProperties=False,
+            description="Tokens used; counted with tiktoken (estimated) when the backend reports none."),
+        "ModelInfo": _obj({"provider": STRING, "name": STRING}),
+        "ModelResult": _obj({"prompt": STRING, "response": STRING, "model": _ref("schemas", "ModelInfo"),
+                             "usage": usage}),
+        "Step": {
+            "description": "One step of the agent loop: a model call, or a tool call and its outcome.",
+            "oneOf": [
+                _obj({"type": {"const": "model"}, "content": STRING, "usage": usage,
+                      "tool_calls": {"type": "array", "items": _obj({"id": STRING, "name": STRING,
+                                                                      "arguments": ANY})}},
+                     title="ModelStep"),
+                _obj({"type": {"const": "tool"}, "id": STRING, "name": STRING, "arguments": ANY,
+                      "output": {"description": "What the tool returned (any JSON value); null on error."},
+                      "error": {"type": ["string", "null"]}, "duration_ms": {"type": "number", "minimum": 0}},
+                     title="ToolStep"),
+            ],
+        },
+        "ToolStarted": _obj({"type": {"const": "tool_started"}, "id": STRING, "name": STRING, "arguments": ANY},
+                            description="A tool call has started (streamed only, not in iterations)."),
+        "AgentResult": _obj({
+            "prompt": STRING, "response": STRING, "usage": usage,
+            "iterations": {"type": "array", "items": _ref("schemas", "Step")},
+            "stopped": {"const": "max_iterations", "description": "The loop hit its limit of model calls."},
+        }, ["prompt", "response", "iterations", "usage"]),
+        "Error": _obj({
+            "error": {"type": "string", "description": "Human readable message."},
+            "code": {"type": "string", "description": "Machine code, e.g. invalid_json, missing_prompt, "
+                                                       "not_found, payload_too_large, rate_limited."},
+            "retry_after": {"type": "integer", "minimum": 1, "description": "Seconds (429 and 503)."},
+        }, ["error", "code"]),
+        "Root": _obj({
+            "msg": STRING, "started_at": {"type": "string", "format": "date-time"},
+            "model": _ref("schemas", "ModelInfo"), "notice": STRING,
+            "agents": {"type": "array", "items": STRING},
+        }, ["msg", "started_at", "agents"]),
+        "Health": _obj({"status": {"const": "ok"}, "app": STRING}),
+        "ValidateUserRequest": _obj({"user_id": {"type": ["string", "integer"]}}),
+        "ValidateUserResult": {"oneOf": [
+            _obj({"valid": {"const": True}, "user_id": STRING, "normalized": {"type": ["string", "null"]}}),
+            _obj({"valid": {"const": False}, "user_id": STRING, "error": STRING}),
+        ]},
+        "AgentList": _obj({"agents": {"type": "array", "items": _obj({
+            "name": STRING, "description": STRING,
+            "tools": {"type": "array", "items": _obj({"name": STRING, "description": STRING})},
+        })}}),
+        "LimiterNotConfigured": _obj({"message": {"const": "Rate limiter not configured"}}),
+    }
+    if has_limiter:
+        schemas["LimiterStats"] = _obj({
+            "limits": {"type": "array", "items": _obj({
+                "name": STRING, "unit": {"enum": ["request", "token"]}, "value": INTEGER,
+                "reset_unit": STRING, "reset_value": INTEGER, "window_seconds": INTEGER,
+            })},
+            "active_users": COUNT,
+            "totals": _obj({"requests": INTEGER, "tokens": INTEGER}),
+            "windows": {"type": "object", "additionalProperties": _obj(
+                {"used": INTEGER, "users": INTEGER, "reset_in": {"type": "number"}})},
+        })
+        schemas["UserStats"] = _obj({
+            "user_id": STRING,
+            "usage": {"type": "object", "additionalProperties": COUNT},
+            "remaining": {"type": "object", "additionalProperties": COUNT},
+            "reset_in": {"type": "object", "additionalProperties": {"type": "number"}},
+        })
+    return schemas
+
+
+_RATE_HEADERS = {
+    "x-ratelimit-limit-requests": "Requests allowed in the tightest request window.",
+    "x-ratelimit-remaining-requests": "Requests left in that window.",
+    "x-ratelimit-reset-requests": "Seconds until that window resets.",
+    "x-ratelimit-limit-tokens": "Tokens allowed in the tightest token window.",
+    "x-ratelimit-remaining-tokens": "Tokens left in that window.",
+    "x-ratelimit-reset-tokens": "Seconds until that window resets.",
+    "RateLimit-Policy": 'IETF draft field, e.g. "10-per-60";q=10;w=60',
+    "RateLimit": 'IETF draft field, e.g. "10-per-60";r=3;t=42',
+}
+
+
+def _headers() -> dict[str, Schema]:
+    headers = {
+        name: {"description": text, "schema": {"type": "integer" if name.startswith("x-") else "string"}}
+        for name, text in _RATE_HEADERS.items()
+    }
+    headers["Retry-After"] = {"description": "Seconds to wait before trying again.",
+                              "required": True, "schema": {"type": "integer", "minimum": 1}}
+    return headers
+
+
+def _rate_headers() -> dict[str, Schema]:
+    return {name: _ref("headers", name) for name in _RATE_HEADERS}
+
+
+def _responses(has_limiter: bool) -> dict[str, Schema]:
+    responses = {
+        "BadRequest": _json(_error_schema(), "The body is not a JSON object (invalid_json), the prompt is "
+                                             "missing or blank (missing_prompt), or a field is invalid."),
+        "NotFound": _json(_error_schema("not_found"), "Unknown agent or path."),
+        "PayloadTooLarge": _json(_error_schema("payload_too_large"), "The body is over the size limit."),
+        "BackendError": _json(_error_schema("backend_error"), "The model backend failed or answered nonsense."),
+        "InternalError": _json(_error_schema("internal_error"), "A bug in the server (no details are given)."),
+        "BackendTimeout": _json(_error_schema("backend_timeout"), "The model backend did not answer in time."),
+        "Unavailable": _json(_error_schema(["limiter_unavailable", "overloaded", "shutting_down"]),
+                             "The rate limiter's store cannot be reached (limiter_unavailable), the "
+                             "server is at its limit of concurrent runs (overloaded, with Retry-After), "
+                             "or it stopped the run to shut down (shutting_down)."),
+        "Forbidden": _json(_error_schema("forbidden"), "The admin token is missing or wrong."),
+    }
+    if has_limiter:
+        responses["RateLimited"] = _json(
+            _error_schema("rate_limited", retry_after=True), "A rate limit is exhausted; nothing was counted.",
+            {"Retry-After": _ref("headers", "Retry-After"), **_rate_headers()},
+        )
+    return responses
+
+
+# --- paths ------------------------------------------------------------------------------------
+
+_SSE_DESCRIPTION = (
+    "With `Accept: text/event-stream` the answer is server-sent events, flushed as they are "
+    "produced: `event: chunk` (data `{\"content\"}`), `event: step` (agents: data `{\"step\"}`), "
+    "then `event: complete` (data `{\"result\"}`) or `event: error` (data `{\"error\", \"code\"}`). "
+    "Comment lines (`: keep-alive`) are sent during long silences. Rate-limit headers go out "
+    "before the first event; errors found before the stream starts are plain JSON answers."
+)
+
+
+def _sse_content(result: str) -> Schema:
+    return {
+        "schema": {"type": "string", "description": _SSE_DESCRIPTION},
+        "example": 'event: chunk\ndata: {"content":"Hello"}\n\n'
+                   'event: complete\ndata: {"result":{"response":"Hello","usage":{}}}\n\n',
+        "x-sse-events": {
+            "chunk": {"type": "object", "required": ["content"], "properties": {"content": {"type": "string"}}},
+            "step": {"type": "object", "required": ["step"],
+                     "properties": {"step": {"oneOf": [_ref("schemas", "Step"), _ref("schemas", "ToolStarted")]}}},
+            "complete": {"type": "object", "required": ["result"], "properties": {"result": _ref("schemas", result)}},
+            "error": _ref("schemas", "Error"),
+        },
+    }
+
+
+def _prompt_operation(summary: str, result: str, *, stream: bool, agent: bool, has_limiter: bool,
+                      operation_id: str) -> Schema:
+    content: Schema = {JSON: {"schema": _ref("schemas", result)}}
+    if stream:
+        content[SSE] = _sse_content(result)
+    ok: Schema = {"description": f"The {'agent' if agent else 'model'} result.", "content": content}
+    if has_limiter:
+        ok["headers"] = _rate_headers()
+    responses: Schema = {
+        "200": ok,
+        "400": _ref("responses", "BadRequest"),
+        "413": _ref("responses", "PayloadTooLarge"),
+        "500": _ref("responses", "InternalError"),
+        "502": _ref("responses", "BackendError"),
+        "503": _ref("responses", "Unavailable"),
+        "504": _ref("responses", "BackendTimeout"),
+    }
+    if agent:
+        responses["404"] = _ref("responses", "NotFound")
+    if has_limiter:
+        responses["429"] = _ref("responses", "RateLimited")
+    operation: Schema = {
+        "operationId": operation_id,
+        "summary": summary,
+        "tags": ["agents" if agent else "model"],
+        "requestBody": {"required": True, "content": {JSON: {"schema": _ref("schemas", "PromptRequest")}}},
+        "responses": dict(sorted(responses.items())),
+    }
+    if stream:
+        operation["description"] = ("Streams the answer internally; the response is the whole JSON "
+                                    "result, or server-sent events. " + _SSE_DESCRIPTION)
+    return operation
+
+
+def _get(summary: str, response: Schema, operation_id: str, tag: str, **extra: Any) -> Schema:
+    return {"get": {"operationId": operation_id, "summary": summary, "tags": [tag],
+                    "responses": {"200": response}, **extra}}
+
+
+def _stats_operation(summary: str, schema: str, operation_id: str, has_limiter: bool, admin: bool,
+                     parameters: list[Schema] | None = None) -> Schema:
+    body: Schema = {"oneOf": [_ref("schemas", schema), _ref("schemas", "LimiterNotConfigured")]} \
+        if has_limiter else _ref("schemas", "LimiterNotConfigured")
+    operation: Schema = {"operationId": operation_id, "summary": summary, "tags": ["rate limits"],
+                         "responses": {"200": _json(body, summary)}}
+    if parameters:
+        operation["parameters"] = parameters
+    if has_limiter:
+        operation["responses"]["503"] = _ref("responses", "Unavailable")
+    if admin:
+        operation["security"] = [{"adminToken": []}]
+        operation["responses"]["403"] = _ref("responses", "Forbidden")
+    return {"get": operation}
+
+
+def _metrics_operation(admin: bool) -> Schema:
+    operation: Schema = {
+        "operationId": "getMetrics",
+        "summary": "Prometheus metrics of this process",
+        "tags": ["meta"],
+        "responses": {"200": {"description": "Prometheus text exposition format 0.0.4.",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}}},
+    }
+    if admin:
+        operation["security"] = [{"adminToken": []}]
+        operation["responses"]["403"] = _ref("responses", "Forbidden")
+    return {"get": operation}
+
+
+def _description(has_model: bool, agent_names: Sequence[str]) -> str:
+    lines = [
+        "LLM model and agents served over HTTP (JSON or server-sent events) and WebSocket.",
+        "",
+        "Errors are JSON `{\"error\", \"code\"}`; a wrong method is a 405 (`method_not_allowed`) and "
+        "an unknown path a 404 (`not_found`).",
+        "",
+        "WebSocket endpoints (not HTTP operations, so not listed under paths):",
+    ]
+    if has_model:
+        lines.append("- `/model/ws`")
+    if agent_names:
+        lines.append("- `/agent/{name}/ws` with name one of: " + ", ".join(f"`{n}`" for n in agent_names))
+    if not has_model and not agent_names:
+        lines.append("- none (no model and no agents are configured)")
+    lines += [
+        "",
+        "Client to server: `{\"prompt\", \"user_id\"?}` per prompt (run one at a time, in order), and "
+        "`{\"type\": \"cancel\"}` to stop the running one. Server to client: "
+        "`{\"type\": \"chunk\", \"content\"}`, `{\"type\": \"step\", \"step\"}` (agents), "
+        "`{\"type\": \"complete\", \"result\"}`, `{\"type\": \"cancelled\"}`, and errors "
+        "`{\"error\", \"code\", \"retry_after\"?}` after which the connection stays open.",
+        "",
+        "`GET /playground` is a page to try all of this in a browser.",
+    ]
+    return "\n".join(lines)
+
+
+def build_openapi(
+    app_name: str,
+    version: str,
+    has_model: bool,
+    agent_names: Sequence[str],
+    has_limiter: bool,
+    admin_token: bool,
+    *,
+    server_url: str | None = None,
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of an app so configured (``server_url``: where it is mounted)."""
+    agent_names = sorted(agent_names)
+    paths: dict[str, Any] = {
+        "/": _get("Greeting, start time, model and agents", _json(_ref("schemas", "Root"), "About the app."),
+                  "getRoot", "meta"),
+        "/health": _get("Liveness", _json(_ref("schemas", "Health"), "The app is up."), "getHealth", "meta"),
+        "/validate-user": {"post": {
+            "operationId": "validateUser",
+            "summary": "Run the configured user validator on a user_id",
+            "tags": ["meta"],
+            "requestBody": {"required": True,
+                            "content": {JSON: {"schema": _ref("schemas", "ValidateUserRequest")}}},
+            "responses": {
+                "200": _json(_ref("schemas", "ValidateUserResult"), "Whether the user_id is valid."),
+                "400": _ref("responses", "BadRequest"),
+                "413": _ref("responses", "PayloadTooLarge"),
+            },
+        }},
+        "/rate-limit/stats": _stats_operation("Global rate-limit figures", "LimiterStats", "getRateLimitStats",
+                                              has_limiter, admin_token),
+        "/rate-limit/stats/{user_id}": _stats_operation(
+            "One user's usage, remaining and reset times", "UserStats", "getUserRateLimitStats",
+            has_limiter, admin_token,
+            [{"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}]),
+        "/metrics": _metrics_operation(admin_token),
+        "/playground": _get("A page to try the model and agents in a browser",
+                            {"description": "A self-contained HTML page.",
+                             "content": {"text/html": {"schema": {"type": "string"}}}},
+                            "getPlayground", "meta"),
+        "/openapi.json": _get("This document", _json({"type": "object"}, "The OpenAPI 3.1 document."),
+                              "getOpenAPI", "meta"),
+    }
+    if has_model:
+        for suffix, stream in (("", False), ("/stream", True)):
+            paths["/model" + suffix] = {"post": _prompt_operation(
+                "Ask the model" + (" (streamed; SSE with Accept: text/event-stream)" if stream else ""),
+                "ModelResult", stream=stream, agent=False, has_limiter=has_limiter,
+                operation_id="askModelStream" if stream else "askModel")}
+    if agent_names:
+        paths["/agents"] = _get("Agents and their tools", _json(_ref("schemas", "AgentList"), "The agents."),
+                                "listAgents", "agents")
+        name = {"name": "name", "in": "path", "required": True, "description": "The agent's name.",
+                "schema": {"type": "string", "enum": agent_names}}
+        for suffix, stream in (("", False), ("/stream", True)):
+            paths["/agent/{name}" + suffix] = {
+                "parameters": [name],
+                "post": _prompt_operation(
+                    "Run an agent" + (" (streamed; SSE with Accept: text/event-stream)" if stream else ""),
+                    "AgentResult", stream=stream, agent=True, has_limiter=has_limiter,
+                    operation_id="runAgentStream" if stream else "runAgent"),
+            }
+    components: dict[str, Any] = {"schemas": _schemas(has_limiter), "responses": _responses(has_limiter)}
+    if has_limiter:
+        components["headers"] = _headers()
+    if admin_token:
+        components["securitySchemes"] = {"adminToken": {
+            "type": "http", "scheme": "bearer", "description": "The server's --admin-token."}}
+    doc: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": app_name, "version": version, "description": _description(has_model, agent_names)},
+        "paths": dict(sorted(paths.items())),
+        "components": components,
+    }
+    if server_url is not None:
+        doc["servers"] = [{"url": server_url or "/"}]
+    return doc

@@ -1,0 +1,403 @@
+"""The playground in a real browser: Playwright driving Debian's Chromium.
+
+The server and Playwright's async API share the test's IOLoop. Every wait is bounded, and
+every test is bounded as a whole. Screenshots go to ``tests/artifacts/``; the agent run's is
+copied to ``docs/playground.png`` for the README when that is missing or when
+``UPDATE_DOCS_SCREENSHOT=1`` (so that test runs do not rewrite a committed file).
+
+Under CI (``CI=true``) these tests must run; locally they are skipped only when
+``/usr/bin/chromium`` is missing.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import pathlib
+import shutil
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import pytest
+import tornado.httpserver
+import tornado.web
+from tornado.iostream import StreamClosedError
+
+from monoai_tornado import Application, DemoBackend
+from monoai_tornado.agents import Agent, default_agents, tool
+from monoai_tornado.agents import calculator as builtin_calculator
+from monoai_tornado.backends.base import Backend
+from monoai_tornado.ratelimit import Limit, RateLimiter
+from tests.backends_for_tests import ScriptedBackend
+from tests.pages_helpers import page_specs, with_pages
+
+CHROMIUM = "/usr/bin/chromium"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+ARTIFACTS = pathlib.Path(__file__).parent / "artifacts"
+DOCS_SCREENSHOT = pathlib.Path(__file__).parent.parent / "docs" / "playground.png"
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run"]
+WAIT_MS = 10_000
+FROZEN_NOW = 1_700_000_030.0
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM) and not IN_CI,
+    reason=f"{CHROMIUM} is missing (apt-get install -y chromium); under CI=true these tests run",
+)
+
+
+def bounded(seconds: float) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+    """Fail the test if it takes longer than ``seconds`` as a whole."""
+
+    def decorate(test: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(test)
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            return await asyncio.wait_for(test(*args, **kwargs), seconds)
+
+        return run
+
+    return decorate
+
+
+class PageErrors:
+    """Dialogs, uncaught exceptions and CSP violations seen by the page."""
+
+    def __init__(self) -> None:
+        self.dialogs: list[str] = []
+        self.exceptions: list[str] = []
+        self.console_errors: list[str] = []
+
+
+@contextlib.asynccontextmanager
+async def browser_page(name: str) -> AsyncIterator[tuple[Any, PageErrors]]:
+    """A fresh Chromium page; a screenshot of it is saved as ``tests/artifacts/{name}.png``."""
+    from playwright.async_api import async_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    seen = PageErrors()
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS,
+                                                   headless=True, timeout=30_000)
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(WAIT_MS)
+
+            async def on_dialog(dialog: Any) -> None:
+                seen.dialogs.append(dialog.message)
+                await dialog.dismiss()
+
+            page.on("dialog", on_dialog)
+            page.on("pageerror", lambda exc: seen.exceptions.append(str(exc)))
+            page.on("console", lambda m: seen.console_errors.append(m.text) if m.type == "error" else None)
+            try:
+                yield page, seen
+            finally:
+                with contextlib.suppress(Exception):
+                    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        finally:
+            await browser.close()
+
+
+async def open_playground(page: Any, base_url: str, prefix: str = "") -> None:
+    await page.goto(f"{base_url}{prefix}/playground")
+    await page.wait_for_selector("#send:not([disabled])")
+    assert await page.get_attribute("#status", "data-state") == "idle"
+
+
+async def ask(page: Any, prompt: str, *, transport: str = "ws", target: str = "model") -> None:
+    await page.select_option("#transport", transport)
+    await page.select_option("#target", target)
+    await page.fill("#prompt", prompt)
+    await page.click("#send")
+
+
+async def wait_state(page: Any, *states: str) -> str:
+    await page.wait_for_function(
+        "states => states.includes(document.getElementById('status').dataset.state)", arg=list(states))
+    return await page.get_attribute("#status", "data-state")
+
+
+async def header_rows(page: Any) -> dict[str, str]:
+    """The rate-limit headers the page shows, by name."""
+    rows = await page.eval_on_selector_all(
+        "#headers tr", "rows => rows.map(r => Array.from(r.cells, c => c.textContent))")
+    return {name: value for name, value in rows}
+
+
+async def wait_until(condition: Callable[[], bool], seconds: float = 5) -> None:
+    for _ in range(int(seconds / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+def no_page_errors(seen: PageErrors) -> None:
+    assert not seen.exceptions, seen.exceptions
+    assert not seen.dialogs, seen.dialogs
+    csp = [e for e in seen.console_errors if "Content Security Policy" in e or "Trusted Type" in e]
+    assert not csp, csp
+
+
+# A long prompt: the demo model repeats it, so the answer has many chunks.
+LONG_PROMPT = " ".join(f"word{i}" for i in range(40))
+# Seen while streaming: some text, status "streaming", Stop enabled (returns the partial text).
+MID_STREAM = """() => {
+  const answer = document.getElementById('answer').textContent;
+  const streaming = document.getElementById('status').dataset.state === 'streaming';
+  const stop = !document.getElementById('stop').disabled;
+  return answer.length > 0 && streaming && stop ? answer : false;
+}"""
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+@bounded(60)
+async def test_chunks_appear_before_the_end(serve, counter, transport):
+    url = serve(with_pages(Application("Stream", model=DemoBackend(delay=0.05), token_counter=counter)))
+    async with browser_page(f"stream-{transport}") as (page, seen):
+        await open_playground(page, url)
+        await ask(page, LONG_PROMPT, transport=transport)
+        partial = await (await page.wait_for_function(MID_STREAM)).json_value()
+        if transport == "sse":
+            await page.screenshot(path=str(ARTIFACTS / "mid-stream.png"), full_page=True)
+        assert await wait_state(page, "done", "error", "cancelled") == "done"
+        final = await page.text_content("#answer")
+        assert final.startswith(partial) and len(partial) < len(final)
+        assert "word39" in final
+        assert await page.is_disabled("#stop") and await page.is_enabled("#send")
+        usage = await page.text_content("#usage")
+        assert "prompt" in usage and "completion" in usage and "tokens" in usage
+        assert (await page.text_content("#error")) == ""
+        if transport == "sse":
+            note = await page.text_content("#headers-note")
+            assert "HTTP 200" in note
+        no_page_errors(seen)
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+@bounded(60)
+async def test_stop_cancels_the_run_on_the_server(serve, counter, transport):
+    backend = ScriptedBackend([f"piece{i} " for i in range(200)], delay=0.05)
+    url = serve(with_pages(Application("Stop", model=backend, token_counter=counter)))
+    async with browser_page(f"stop-{transport}") as (page, seen):
+        await open_playground(page, url)
+        await ask(page, "go on for a while", transport=transport)
+        await page.wait_for_function(MID_STREAM)
+        await page.click("#stop")
+        assert await wait_state(page, "cancelled", "done", "error") == "cancelled"
+        assert (await page.text_content("#status")) == "cancelled"
+        shown = await page.text_content("#answer")
+        assert shown.startswith("piece0 ") and "piece199" not in shown
+        # The server stopped the backend call: nobody pays for tokens nobody reads.
+        await wait_until(lambda: backend.cancelled == 1)
+        assert backend.finished == 0
+        assert await page.is_enabled("#send") and await page.is_disabled("#stop")
+        if transport == "ws":
+            # The connection stays usable: the next prompt runs to its end.
+            backend.pieces = ["after ", "cancel"]
+            await ask(page, "again", transport="ws")
+            assert await wait_state(page, "done", "error") == "done"
+            assert await page.text_content("#answer") == "after cancel"
+        no_page_errors(seen)
+
+
+@bounded(60)
+async def test_rate_limited_answers_show_their_retry_time(serve, counter):
+    limiter = RateLimiter([Limit("request", 1, "minute")], clock=lambda: FROZEN_NOW)
+    url = serve(with_pages(Application("Limited", model=DemoBackend(delay=0), rate_limiter=limiter,
+                                       token_counter=counter)))
+    retry = 60 - int(FROZEN_NOW) % 60
+    async with browser_page("rate-limited") as (page, seen):
+        await open_playground(page, url)
+        await ask(page, "first", transport="sse")
+        assert await wait_state(page, "done", "error") == "done"
+        headers = await header_rows(page)
+        assert headers["x-ratelimit-remaining-requests"] == "0" and "RateLimit-Policy" in headers
+
+        await ask(page, "second", transport="sse")
+        assert await wait_state(page, "done", "error") == "error"
+        error = await page.text_content("#error")
+        assert error.startswith(f"rate limited, retry in {retry} s")
+        assert await page.is_visible("#error")
+        headers = await header_rows(page)
+        assert headers["Retry-After"] == str(retry) and "HTTP 429" in await page.text_content("#headers-note")
+
+        await ask(page, "third", transport="ws")
+        assert await wait_state(page, "done", "error") == "error"
+        assert (await page.text_content("#error")).startswith(f"rate limited, retry in {retry} s")
+        assert await page.text_content("#answer") == ""
+        no_page_errors(seen)
+
+
+def gated_assistant(backend: Backend, gate: asyncio.Event) -> Agent:
+    """The default assistant, whose calculator waits for ``gate`` before it answers."""
+    (assistant,) = default_agents(backend)
+
+    @tool(name="calculator", description=builtin_calculator.description)
+    async def waiting_calculator(expression: str) -> float:
+        await asyncio.wait_for(gate.wait(), 20)
+        return builtin_calculator(expression)
+
+    tools = [waiting_calculator, *[t for t in assistant.tools if t.name != "calculator"]]
+    return Agent("assistant", backend, tools=tools, instructions=assistant.instructions,
+                 description=assistant.description)
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+@bounded(60)
+async def test_agent_iterations_show_as_they_happen(serve, counter, transport):
+    gate = asyncio.Event()
+    backend = DemoBackend(delay=0.02)
+    limiter = RateLimiter([Limit("request", 100, "minute"), Limit("token", 100_000, "hour")])
+    url = serve(with_pages(Application("Agents", model=backend, agents=[gated_assistant(backend, gate)],
+                                       rate_limiter=limiter, token_counter=counter)))
+    async with browser_page(f"agent-{transport}") as (page, seen):
+        await open_playground(page, url)
+        await page.select_option("#target", "agent:assistant")
+        await page.wait_for_function(
+            "() => document.getElementById('target-info').textContent.includes('calculator')")
+        await ask(page, "What is 12*(3+4)?", transport=transport, target="agent:assistant")
+        # The model's step and the tool's start are on screen while the tool still runs.
+        running = page.locator("#iterations > li.step.tool.running")
+        await running.wait_for()
+        assert "running" in await running.inner_text() and "12*(3+4)" in await running.inner_text()
+        assert await page.locator("#iterations > li.step.model").count() == 1
+        assert await page.get_attribute("#status", "data-state") == "streaming"
+        assert await page.is_enabled("#stop")
+        gate.set()
+        assert await wait_state(page, "done", "error") == "done"
+        assert await page.text_content("#answer") == "12*(3+4) = 84."
+        steps = page.locator("#iterations > li")
+        kinds = [await steps.nth(i).get_attribute("class") for i in range(await steps.count())]
+        assert kinds == ["step model", "step tool", "step model"]
+        tool_text = await steps.nth(1).inner_text()
+        assert "calculator" in tool_text and "84" in tool_text and "done in" in tool_text
+        assert "asks for calculator" in await steps.nth(0).inner_text()
+        assert "tokens" in await page.text_content("#usage")
+        if transport == "sse":
+            headers = await header_rows(page)
+            assert headers["x-ratelimit-limit-tokens"] == "100000"
+            assert headers["RateLimit"].startswith('"100-per-60";r=99;')
+            await page.screenshot(path=str(ARTIFACTS / "playground.png"), full_page=True)
+            if not DOCS_SCREENSHOT.exists() or os.environ.get("UPDATE_DOCS_SCREENSHOT"):
+                DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
+                shutil.copyfile(ARTIFACTS / "playground.png", DOCS_SCREENSHOT)
+        no_page_errors(seen)
+
+
+@bounded(60)
+async def test_markup_in_prompts_and_names_is_shown_as_text(serve, counter):
+    hostile = "<img src=x onerror=alert(1)>"
+    backend = DemoBackend(delay=0)
+    agents = {"<img src=y onerror=alert(2)>": Agent("x", backend)}
+    url = serve(with_pages(Application("<b>bold</b>", model=backend, agents=agents, token_counter=counter)))
+    async with browser_page("escaping") as (page, seen):
+        await open_playground(page, url)
+        assert "<b>bold</b>" in await page.text_content("#app-name")
+        options = await page.eval_on_selector_all("#target option", "os => os.map(o => o.textContent)")
+        assert "agent: <img src=y onerror=alert(2)>" in options
+        for transport in ("ws", "sse"):
+            await ask(page, hostile, transport=transport)
+            assert await wait_state(page, "done", "error") == "done"
+            assert hostile in await page.text_content("#answer")
+        await ask(page, hostile, transport="ws", target="agent:<img src=y onerror=alert(2)>")
+        assert await wait_state(page, "done", "error") == "done"
+        assert hostile in await page.text_content("#answer")
+        assert await page.locator("img").count() == 0
+        assert await page.locator("#answer *").count() == 0
+        await asyncio.sleep(0.2)  # an onerror handler would have fired by now
+        # Defence in depth: the CSP's Trusted Types refuse HTML sinks on this page altogether.
+        refused = await page.evaluate("""() => {
+            try { document.body.insertAdjacentHTML('beforeend', '<b>x</b>'); return 'allowed'; }
+            catch (exc) { return exc.name; } }""")
+        assert refused == "TypeError"
+        no_page_errors(seen)
+
+
+@bounded(60)
+async def test_the_playground_works_under_a_prefix(serve, counter):
+    backend = DemoBackend(delay=0)
+    url = serve(with_pages(Application("Mounted", model=backend, agents=default_agents(backend),
+                                       token_counter=counter), "/ai"))
+    async with browser_page("prefix") as (page, seen):
+        await open_playground(page, url, "/ai")
+        for transport in ("ws", "sse"):
+            await ask(page, "hello there", transport=transport)
+            assert await wait_state(page, "done", "error") == "done"
+            assert 'You said: "hello there"' in await page.text_content("#answer")
+        await ask(page, "What is 2+3?", transport="sse", target="agent:assistant")
+        assert await wait_state(page, "done", "error") == "done"
+        assert await page.text_content("#answer") == "2+3 = 5."
+        no_page_errors(seen)
+
+
+@bounded(60)
+async def test_backend_errors_are_shown_plainly(serve, counter):
+    backend = ScriptedBackend(["some ", "text "], failure="error", fail_after=1)
+    url = serve(with_pages(Application("Broken", model=backend, token_counter=counter)))
+    async with browser_page("backend-error") as (page, seen):
+        await open_playground(page, url)
+        for transport in ("ws", "sse"):
+            await ask(page, "hi", transport=transport)
+            assert await wait_state(page, "done", "error") == "error"
+            error = await page.text_content("#error")
+            assert "backend_error" in error and "upstream exploded" in error, error
+        await page.fill("#prompt", "   ")
+        await page.click("#send")
+        assert "Type a prompt first." in await page.text_content("#error")
+        no_page_errors(seen)
+
+
+class _CraftedStream(tornado.web.RequestHandler):
+    """Events in awkward framing, written in pieces; ``complete`` only once the gate opens."""
+
+    PIECES = [
+        b"\xef\xbb\xbf: a byte order mark, then a comment\r\n\r\n",
+        b"event: chunk\r",                                   # CR, then LF in the next read
+        b"\ndata: {\"content\":",                           # data split across reads
+        b" \"Hel\"}\r\n\r\n",
+        b"id: 7\nretry: 100\nevent: chunk\ndata:{\"content\":\"lo\"}\n\n",  # no space after colon
+        b"event: chunk\n\n",                                 # no data: not dispatched
+        b"event: ping\ndata: {}\n\n",                        # unknown event: ignored
+        b"event: chunk\rdata: {\"content\":\rdata: \" w\xc3",  # CR lines, multi-line data, split UTF-8
+        b"\xa9rld\"}\r\r",
+        b": keep-alive\n\nevent: chunk\ndata: {\"content\": \"!\"}\n\n",
+    ]
+
+    def initialize(self, gate: asyncio.Event) -> None:
+        self.gate = gate
+
+    async def post(self) -> None:
+        self.set_header("Content-Type", "text/event-stream; charset=UTF-8")
+        result = {"prompt": "p", "response": "Final", "model": {"provider": "t", "name": "t"},
+                  "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}
+        try:
+            for piece in self.PIECES:
+                self.write(piece)
+                await self.flush()
+                await asyncio.sleep(0.03)
+            await asyncio.wait_for(self.gate.wait(), 20)
+            self.write("event: complete\ndata: " + json.dumps({"result": result}) + "\n\n")
+        except StreamClosedError:
+            pass
+
+
+@bounded(60)
+async def test_the_sse_parser_handles_any_framing(serve, counter):
+    gate = asyncio.Event()
+    app = Application("Framing", model=DemoBackend(delay=0), token_counter=counter)
+    web_app = tornado.web.Application(
+        [tornado.web.url(r"/model/stream", _CraftedStream, {"gate": gate})] + page_specs(app))
+    url = serve(tornado.httpserver.HTTPServer(web_app))
+    async with browser_page("sse-framing") as (page, seen):
+        await open_playground(page, url)
+        await ask(page, "anything", transport="sse")
+        await page.wait_for_function(
+            "() => document.getElementById('answer').textContent === 'Hello w\u00e9rld!'")
+        assert await page.get_attribute("#status", "data-state") == "streaming"
+        gate.set()
+        assert await wait_state(page, "done", "error") == "done"
+        assert await page.text_content("#answer") == "Final"
+        assert "1 prompt + 2 completion = 3 tokens" in await page.text_content("#usage")
+        no_page_errors(seen)

@@ -1,0 +1,415 @@
+"""``GET /openapi.json``: a valid OpenAPI 3.1 document, checked against the live endpoints.
+
+Every documented operation is called for real and its answer (status, body, headers) must be
+one the document describes; error answers too. The document must list exactly the HTTP
+routes the app serves.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, AsyncIterator
+
+import pytest
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate as validate_spec
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from monoai_tornado import Application, DemoBackend
+from monoai_tornado.agents import default_agents
+from monoai_tornado.backends.base import Backend, TextDelta
+from monoai_tornado.handlers.websocket import PromptSocket
+from monoai_tornado.openapi import build_openapi
+from monoai_tornado.ratelimit import Limit, RateLimiter, StoreUnavailable
+from tests.backends_for_tests import ScriptedBackend
+from tests.conftest import json_of, parse_sse
+from tests.pages_helpers import page_specs, with_pages
+
+JSON = "application/json"
+SSE = "text/event-stream"
+FROZEN_NOW = 1_700_000_030.0  # mid-minute: a window cannot roll over during a test
+
+
+# --- reading the document ---------------------------------------------------------------------
+
+def _escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def _pointer(*tokens: str) -> str:
+    return "/" + "/".join(_escape(t) for t in tokens)
+
+
+def _at(doc: dict[str, Any], pointer: str) -> Any:
+    value: Any = doc
+    for token in pointer.lstrip("/").split("/"):
+        value = value[token.replace("~1", "/").replace("~0", "~")]
+    return value
+
+
+def _follow(doc: dict[str, Any], pointer: str) -> str:
+    """``pointer``, or where its object's ``$ref`` leads (responses may be references)."""
+    target = _at(doc, pointer)
+    while isinstance(target, dict) and "$ref" in target:
+        pointer = target["$ref"][1:]
+        target = _at(doc, pointer)
+    return pointer
+
+
+class Documented:
+    """The document and JSON Schema validators for the schemas at its pointers."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+        resource = Resource.from_contents(doc, default_specification=DRAFT202012)
+        self.registry = Registry().with_resource("urn:openapi", resource)
+
+    def validator(self, pointer: str) -> Draft202012Validator:
+        return Draft202012Validator({"$ref": "urn:openapi#" + pointer}, registry=self.registry,
+                                    format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+    def response(self, path: str, method: str, status: int) -> str:
+        """Pointer to the documented response; fails when the status is not documented."""
+        responses = self.doc["paths"][path][method]["responses"]
+        assert str(status) in responses, f"{method.upper()} {path} answered {status}, not documented"
+        return _follow(self.doc, _pointer("paths", path, method, "responses", str(status)))
+
+    def check(self, path: str, method: str, response: Any) -> Any:
+        """Validate a live answer (status, content type, body, headers) against the document."""
+        pointer = self.response(path, method, response.code)
+        documented = _at(self.doc, pointer)
+        media = response.headers.get("Content-Type", "").split(";")[0].strip()
+        assert media in documented.get("content", {}), f"{path} {response.code}: {media} not documented"
+        body: Any
+        if media == JSON:
+            body = json.loads(response.body)
+            errors = list(self.validator(pointer + _pointer("content", JSON, "schema")).iter_errors(body))
+            assert not errors, f"{method.upper()} {path} {response.code}: {errors[0].message} in {body}"
+        elif media == SSE:
+            body = parse_sse(response.body)
+            events = _at(self.doc, pointer + _pointer("content", SSE))["x-sse-events"]
+            assert body, "no events"
+            for name, data in body:
+                assert name in events, f"undocumented event {name}"
+                event_pointer = pointer + _pointer("content", SSE, "x-sse-events", name)
+                errors = list(self.validator(event_pointer).iter_errors(data))
+                assert not errors, f"{path} event {name}: {errors[0].message}"
+        else:
+            body = response.body.decode()
+        for name, header in documented.get("headers", {}).items():
+            header = _at(self.doc, header["$ref"][1:]) if "$ref" in header else header
+            value = response.headers.get(name)
+            if header.get("required"):
+                assert value is not None, f"{path} {response.code}: header {name} missing"
+            if value is not None and header["schema"].get("type") == "integer":
+                assert re.fullmatch(r"\d+", value), f"{name}: {value!r} is not an integer"
+        return body
+
+
+async def _doc(fetch: Any, url: str) -> Documented:
+    response = await fetch(url + "/openapi.json")
+    assert response.code == 200 and response.headers["Content-Type"].startswith(JSON)
+    doc = json_of(response)
+    validate_spec(doc)
+    return Documented(doc)
+
+
+def _template(pattern: str) -> str:
+    """A Tornado route pattern as an OpenAPI path template."""
+    path = pattern.rstrip("$")
+    path = re.sub(r"\(\?P<agent_name>[^)]*\)", "{name}", path)
+    path = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", path)
+    path = path.replace("/?", "/").replace("\\", "")
+    return path if path == "/" else path.rstrip("/")
+
+
+def _served_http_paths(app: Application) -> set[str]:
+    return {_template(spec.regex.pattern) for spec in page_specs(app)
+            if not issubclass(spec.handler_class, PromptSocket)}
+
+
+def _full_app(counter: Any, **kwargs: Any) -> Application:
+    backend = DemoBackend(delay=0)
+    limiter = RateLimiter([Limit("request", 1000, "minute"), Limit("token", 10_000_000, "day")])
+    return Application("Full", model=backend, agents=default_agents(backend), rate_limiter=limiter,
+                       token_counter=counter, **kwargs)
+
+
+def _request_for(doc: dict[str, Any], path: str, method: str) -> tuple[str, Any]:
+    """A valid request for a documented operation: concrete path and JSON body."""
+    item = doc["paths"][path]
+    operation = item[method]
+    concrete = path
+    for parameter in item.get("parameters", []) + operation.get("parameters", []):
+        schema = parameter["schema"]
+        value = schema["enum"][0] if "enum" in schema else "alice"
+        concrete = concrete.replace("{" + parameter["name"] + "}", value)
+    body = None
+    if "requestBody" in operation:
+        ref = operation["requestBody"]["content"][JSON]["schema"]["$ref"]
+        body = {"prompt": "What is 2+3?", "user_id": "alice"} if ref.endswith("/PromptRequest") \
+            else {"user_id": "alice"}
+    return concrete, body
+
+
+# --- the document itself ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("has_model", [True, False])
+@pytest.mark.parametrize("agents", [[], ["assistant", "helper"]])
+@pytest.mark.parametrize("has_limiter", [True, False])
+@pytest.mark.parametrize("admin", [True, False])
+def test_every_configuration_is_valid_openapi_31(has_model, agents, has_limiter, admin):
+    doc = build_openapi("App", "1.2.3", has_model, agents, has_limiter, admin, server_url="/ai")
+    validate_spec(doc)
+    assert doc["openapi"].startswith("3.1")
+    assert doc["info"] == {**doc["info"], "title": "App", "version": "1.2.3"}
+    assert ("/model" in doc["paths"]) is has_model and ("/model/stream" in doc["paths"]) is has_model
+    assert ("/agent/{name}" in doc["paths"]) is bool(agents) and ("/agents" in doc["paths"]) is bool(agents)
+    prompt_paths = [p for p in doc["paths"] if p.startswith(("/model", "/agent/"))]
+    for path in prompt_paths:
+        responses = doc["paths"][path]["post"]["responses"]
+        assert {"200", "400", "413", "502", "503", "504"} <= set(responses)
+        assert ("429" in responses) is has_limiter
+        assert (SSE in responses["200"]["content"]) is path.endswith("/stream")
+    stats = doc["paths"]["/rate-limit/stats"]["get"]
+    assert ("security" in stats) is admin and ("403" in stats["responses"]) is admin
+    websockets = [w for w in ("/model/ws", "/agent/{name}/ws") if w in doc["info"]["description"]]
+    assert websockets == (["/model/ws"] if has_model else []) + (["/agent/{name}/ws"] if agents else [])
+    assert not any(p.endswith("/ws") for p in doc["paths"])
+
+
+def test_prompt_request_schema():
+    doc = Documented(build_openapi("A", "1", True, [], False, False))
+    validator = doc.validator("/components/schemas/PromptRequest")
+    assert validator.is_valid({"prompt": "hi"})
+    assert validator.is_valid({"prompt": "hi", "user_id": 42, "extra": True})
+    for bad in ({}, {"prompt": ""}, {"prompt": "   "}, {"prompt": 5}, {"prompt": "x", "user_id": [1]}, []):
+        assert not validator.is_valid(bad), bad
+
+
+# --- the document against the live app --------------------------------------------------------
+
+async def test_documented_paths_are_exactly_the_served_ones(serve, fetch, counter):
+    for app in (_full_app(counter), Application("Bare", token_counter=counter),
+                Application("M", model=DemoBackend(delay=0), token_counter=counter)):
+        doc = (await _doc(fetch, serve(with_pages(app)))).doc
+        assert set(doc["paths"]) == _served_http_paths(app), app.name
+
+
+async def test_every_operation_answers_as_documented(serve, fetch, counter):
+    app = _full_app(counter)
+    url = serve(with_pages(app))
+    documented = await _doc(fetch, url)
+    doc = documented.doc
+    called = 0
+    for path, item in doc["paths"].items():
+        for method in ("get", "post"):
+            if method not in item:
+                continue
+            concrete, body = _request_for(doc, path, method)
+            response = await fetch(url + concrete, method.upper(), body)
+            assert response.code == 200, (path, response.code, response.body[:300])
+            documented.check(path, method, response)
+            called += 1
+            if path.endswith("/stream"):
+                events = documented.check(path, method, await fetch(
+                    url + concrete, "POST", body, headers={"Accept": SSE}))
+                assert [name for name, _ in events][-1] == "complete"
+    assert called == len(doc["paths"]) >= 12
+
+
+async def test_rate_limit_headers_on_success_are_documented(serve, fetch, counter):
+    url = serve(with_pages(_full_app(counter)))
+    documented = await _doc(fetch, url)
+    response = await fetch(url + "/model", "POST", {"prompt": "hi"})
+    for name in documented.doc["paths"]["/model"]["post"]["responses"]["200"]["headers"]:
+        assert name in response.headers, name
+
+
+async def test_agent_enum_matches_the_configured_agents(serve, fetch, counter):
+    backend = DemoBackend(delay=0)
+    agents = {**{a.name: a for a in default_agents(backend)}, "second": default_agents(backend)[0]}
+    app = Application("A", agents=agents, token_counter=counter)
+    url = serve(with_pages(app))
+    doc = (await _doc(fetch, url)).doc
+    for path in ("/agent/{name}", "/agent/{name}/stream"):
+        (parameter,) = doc["paths"][path]["parameters"]
+        assert parameter["in"] == "path" and parameter["required"] is True
+        assert parameter["schema"]["enum"] == sorted(agents) == sorted(app.agents)
+    root = json_of(await fetch(url + "/"))
+    assert root["agents"] == doc["paths"]["/agent/{name}"]["parameters"][0]["schema"]["enum"]
+    assert not any(path.startswith("/model") for path in doc["paths"])
+
+
+async def test_model_paths_absent_without_a_model(serve, fetch, counter):
+    url = serve(with_pages(Application("Bare", token_counter=counter)))
+    doc = (await _doc(fetch, url)).doc
+    assert not any(p.startswith(("/model", "/agent")) for p in doc["paths"])
+    assert (await fetch(url + "/model", "POST", {"prompt": "x"})).code == 404
+    assert "ModelResult" in doc["components"]["schemas"]  # harmless: shared components
+
+
+async def test_servers_name_the_mount_point(serve, fetch, counter):
+    url = serve(with_pages(Application("P", model=DemoBackend(delay=0), token_counter=counter), "/ai"))
+    doc = (await _doc(fetch, url + "/ai")).doc
+    assert doc["servers"] == [{"url": "/ai"}]
+    response = await fetch(url + "/ai" + "/model", "POST", {"prompt": "hi"})
+    Documented(doc).check("/model", "post", response)
+    root_doc = (await _doc(fetch, serve(with_pages(Application("R", token_counter=counter))))).doc
+    assert root_doc["servers"] == [{"url": "/"}]
+
+
+# --- error answers ----------------------------------------------------------------------------
+
+async def test_bad_requests_are_documented(serve, fetch, counter):
+    url = serve(with_pages(_full_app(counter)))
+    documented = await _doc(fetch, url)
+    cases = [
+        ("/model", "/model", b"not json", "invalid_json"),
+        ("/model", "/model", b"[1, 2]", "invalid_json"),
+        ("/model/stream", "/model/stream", {"prompt": "   "}, "missing_prompt"),
+        ("/agent/{name}", "/agent/assistant", {"user_id": "x"}, "missing_prompt"),
+        ("/agent/{name}/stream", "/agent/assistant/stream", {"prompt": "x", "user_id": [1]}, "invalid_user_id"),
+        ("/validate-user", "/validate-user", {}, "missing_user_id"),
+        ("/validate-user", "/validate-user", b"{", "invalid_json"),
+    ]
+    for path, concrete, body, code in cases:
+        response = await fetch(url + concrete, "POST", body)
+        assert response.code == 400, (concrete, body)
+        assert documented.check(path, "post", response)["code"] == code
+        # Bad input refused before the stream starts is JSON even when events were asked for.
+        if path.endswith("/stream"):
+            sse = await fetch(url + concrete, "POST", body, headers={"Accept": SSE})
+            assert documented.check(path, "post", sse)["code"] == code
+
+
+async def test_unknown_agent_is_a_documented_404(serve, fetch, counter):
+    url = serve(with_pages(_full_app(counter)))
+    documented = await _doc(fetch, url)
+    for path, concrete in (("/agent/{name}", "/agent/nobody"), ("/agent/{name}/stream", "/agent/nobody/stream")):
+        response = await fetch(url + concrete, "POST", {"prompt": "hi"})
+        assert response.code == 404
+        assert documented.check(path, "post", response)["code"] == "not_found"
+
+
+async def test_too_large_bodies_are_documented(serve, fetch, counter):
+    url = serve(with_pages(_full_app(counter, max_body_size=1000)))
+    documented = await _doc(fetch, url)
+    big = {"prompt": "x" * 2000, "user_id": "y" * 10}
+    for path, concrete in (("/model", "/model"), ("/model/stream", "/model/stream"),
+                           ("/agent/{name}", "/agent/assistant"), ("/validate-user", "/validate-user")):
+        response = await fetch(url + concrete, "POST", big)
+        assert response.code == 413, concrete
+        assert documented.check(path, "post", response)["code"] == "payload_too_large"
+
+
+async def test_rate_limited_answers_are_documented(serve, fetch, counter):
+    limiter = RateLimiter([Limit("request", 1, "minute")], clock=lambda: FROZEN_NOW)
+    backend = DemoBackend(delay=0)
+    app = Application("L", model=backend, agents=default_agents(backend), rate_limiter=limiter,
+                      token_counter=counter)
+    url = serve(with_pages(app))
+    documented = await _doc(fetch, url)
+    assert (await fetch(url + "/model", "POST", {"prompt": "first"})).code == 200
+    expected_retry = 60 - int(FROZEN_NOW) % 60
+    for path, concrete, headers in (("/model", "/model", {}), ("/model/stream", "/model/stream", {"Accept": SSE}),
+                                    ("/agent/{name}", "/agent/assistant", {})):
+        response = await fetch(url + concrete, "POST", {"prompt": "again"}, headers=headers)
+        assert response.code == 429
+        body = documented.check(path, "post", response)
+        assert body["code"] == "rate_limited" and body["retry_after"] == expected_retry
+        assert response.headers["Retry-After"] == str(expected_retry)
+        assert response.headers["x-ratelimit-remaining-requests"] == "0"
+
+
+async def test_admin_only_stats_are_documented(serve, fetch, counter):
+    url = serve(with_pages(_full_app(counter, admin_token="s3cret")))
+    documented = await _doc(fetch, url)
+    assert documented.doc["components"]["securitySchemes"]["adminToken"]["scheme"] == "bearer"
+    for path, concrete in (("/rate-limit/stats", "/rate-limit/stats"),
+                           ("/rate-limit/stats/{user_id}", "/rate-limit/stats/alice"), ("/metrics", "/metrics")):
+        refused = await fetch(url + concrete)
+        assert refused.code == 403
+        assert documented.check(path, "get", refused)["code"] == "forbidden"
+        allowed = await fetch(url + concrete, headers={"Authorization": "Bearer s3cret"})
+        assert allowed.code == 200
+        documented.check(path, "get", allowed)
+
+
+async def test_stats_without_a_limiter_are_documented(serve, fetch, counter):
+    url = serve(with_pages(Application("N", model=DemoBackend(delay=0), token_counter=counter)))
+    documented = await _doc(fetch, url)
+    for path, concrete in (("/rate-limit/stats", "/rate-limit/stats"),
+                           ("/rate-limit/stats/{user_id}", "/rate-limit/stats/bob")):
+        body = documented.check(path, "get", await fetch(url + concrete))
+        assert body == {"message": "Rate limiter not configured"}
+
+
+class _Silent(Backend):
+    """Answers nothing, then fails: exercises a backend error after a stream started."""
+
+    provider, name = "test", "silent"
+
+    async def stream(self, messages: Any, *, tools: Any = None) -> AsyncIterator[TextDelta]:
+        yield TextDelta("partial ")
+        raise ValueError("nonsense from upstream")
+
+
+async def test_backend_failures_are_documented(serve, fetch, counter):
+    for backend, status, code in ((ScriptedBackend(failure="error"), 502, "backend_error"),
+                                  (ScriptedBackend(failure="timeout"), 504, "backend_timeout"),
+                                  (_Silent(), 502, "backend_error")):
+        url = serve(with_pages(Application("F", model=backend, token_counter=counter)))
+        documented = await _doc(fetch, url)
+        response = await fetch(url + "/model", "POST", {"prompt": "hi"})
+        assert response.code == status
+        assert documented.check("/model", "post", response)["code"] == code
+        # Over SSE the failure is an error event, as documented in x-sse-events.
+        sse = await fetch(url + "/model/stream", "POST", {"prompt": "hi"}, headers={"Accept": SSE})
+        events = documented.check("/model/stream", "post", sse)
+        assert events[-1] == ("error", {**events[-1][1], "code": code})
+
+
+class _DownStore:
+    """A store that cannot be reached."""
+
+    async def admit(self, *args: Any) -> Any:
+        raise StoreUnavailable("connection refused")
+
+    async def settle(self, *args: Any) -> None:
+        raise StoreUnavailable("connection refused")
+
+    async def usage(self, *args: Any) -> Any:
+        raise StoreUnavailable("connection refused")
+
+    async def window_stats(self, *args: Any) -> Any:
+        raise StoreUnavailable("connection refused")
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_limiter_outage_is_a_documented_503(serve, fetch, counter):
+    limiter = RateLimiter([Limit("request", 10, "minute")], store=_DownStore())
+    url = serve(with_pages(Application("D", model=DemoBackend(delay=0), rate_limiter=limiter,
+                                       token_counter=counter)))
+    documented = await _doc(fetch, url)
+    response = await fetch(url + "/model", "POST", {"prompt": "hi"})
+    assert response.code == 503
+    assert documented.check("/model", "post", response)["code"] == "limiter_unavailable"
+    stats = await fetch(url + "/rate-limit/stats")
+    assert stats.code == 503
+    assert documented.check("/rate-limit/stats", "get", stats)["code"] == "limiter_unavailable"
+
+
+async def test_wrong_method_is_an_error_object(serve, fetch, counter):
+    # 405 is described in info.description rather than per operation; its body is an Error.
+    url = serve(with_pages(_full_app(counter)))
+    documented = await _doc(fetch, url)
+    assert "405" in documented.doc["info"]["description"]
+    for concrete, method in (("/model", "GET"), ("/openapi.json", "POST"), ("/health", "DELETE")):
+        response = await fetch(url + concrete, method)
+        assert response.code == 405, concrete
+        errors = list(documented.validator("/components/schemas/Error").iter_errors(json_of(response)))
+        assert not errors and json_of(response)["code"] == "method_not_allowed"
