@@ -1,0 +1,62 @@
+"""Load: 2,000 WebSocket connections streaming at once from one server process."""
+from __future__ import annotations
+
+import asyncio
+import resource
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.test_cli import free_port, wait_for
+from tests.ws_helpers import chunks_of, connect, read_until_end, send
+
+CONNECTIONS = 2000
+CHUNKS, CHUNK_CHARS = 16, 4
+
+
+def raise_file_limit(wanted: int) -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def expected_answer() -> str:
+    from monoai_tornado.backends.demo import DemoBackend
+
+    return "".join(DemoBackend(chunks=CHUNKS, chunk_chars=CHUNK_CHARS).answer_pieces([]))
+
+
+async def test_2000_concurrent_websocket_streams_all_complete_in_order():
+    if raise_file_limit(3 * CONNECTIONS + 500) < 2 * CONNECTIONS + 200:
+        pytest.skip("cannot raise the open-file limit enough for 2,000 connections")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "monoai_tornado", "--port", str(port), "--no-agents",
+                               "--log-level", "warning", "--demo-delay", "0.01", "--demo-chunks", str(CHUNKS),
+                               "--demo-chunk-chars", str(CHUNK_CHARS)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(base + "/health")
+        sockets = []
+        for start in range(0, CONNECTIONS, 200):  # open in batches, as real clients trickle in
+            sockets += await asyncio.gather(*(connect(base, "/model/ws") for _ in range(start, start + 200)))
+        started = time.monotonic()
+        for i, ws in enumerate(sockets):
+            await send(ws, {"prompt": f"load {i}", "user_id": f"u{i}"})
+        results = await asyncio.gather(*(read_until_end(ws, timeout=120) for ws in sockets))
+        elapsed = time.monotonic() - started
+        answer = expected_answer()
+        complete = [m for m in results if m and m[-1].get("type") == "complete"]
+        assert len(complete) == CONNECTIONS
+        for messages in complete:
+            assert chunks_of(messages) == answer == messages[-1]["result"]["response"]
+        print(f"\n{CONNECTIONS} concurrent WebSocket streams of {CHUNKS} chunks completed in {elapsed:.2f} s")
+        for ws in sockets:
+            ws.close()
+    finally:
+        server.terminate()
+        server.wait(30)
