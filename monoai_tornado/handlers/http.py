@@ -160,6 +160,7 @@ class PromptHandler(JsonHandler):
         super().on_finish()
 
     def on_connection_close(self) -> None:
+        super().on_connection_close()  # fails the pending body future of a half-sent request
         self.context.busy.discard(self)
         self._client_gone = True
         if self._run is not None and not self._run.done():
