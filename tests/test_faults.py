@@ -91,3 +91,34 @@ async def test_client_vanishing_after_the_answer_leaves_nothing_behind(serve, fe
     assert head.startswith(b"HTTP/1.1 200")
     writer.close()
     assert not await settle_down(before)
+
+
+async def test_redis_stopping_mid_run_then_coming_back(serve, fetch, counter, tmp_path):
+    from monoai_tornado.ratelimit import RedisStore
+    from tests.ratelimit_fixtures import RedisServer, need_redis
+
+    need_redis()  # redis-server must be installed (CI installs it)
+    redis = RedisServer(tmp_path)
+    redis.start()
+    try:
+        backend = ScriptedBackend([f"w{i} " for i in range(30)], delay=0.02)
+        limiter = RateLimiter([Limit("request", 100, "minute")], RedisStore(redis.url))
+        url = serve(Application("T", model=backend, rate_limiter=limiter, token_counter=counter))
+        running = asyncio.ensure_future(fetch(url + "/model", "POST", {"prompt": "admitted", "user_id": "r"}))
+        for _ in range(200):
+            if backend.started:
+                break
+            await asyncio.sleep(0.01)
+        redis.stop()  # Redis goes away while the admitted run streams
+        assert (await running).code == 200  # the admitted run finishes
+        refused = await fetch(url + "/model", "POST", {"prompt": "x", "user_id": "r"})
+        assert refused.code == 503 and json_of(refused)["code"] == "limiter_unavailable"
+        redis.start()  # and comes back on the same port: the server recovers by itself
+        for _ in range(50):
+            response = await fetch(url + "/model", "POST", {"prompt": "x", "user_id": "r"})
+            if response.code == 200:
+                break
+            await asyncio.sleep(0.1)
+        assert response.code == 200
+    finally:
+        redis.stop()
