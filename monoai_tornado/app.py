@@ -76,6 +76,8 @@ class Application:
         trusted_proxies: CIDRs whose ``X-Forwarded-For`` / ``X-Real-IP`` are believed.
         reject_invalid_users: 403 for a user_id the validator refuses (else limit by IP).
         admin_token: when set, the stats endpoints need ``Authorization: Bearer TOKEN``.
+        idle_timeout / body_timeout: seconds a connection may idle or send its headers, and
+            send its body, before it is closed.
     """
 
     def __init__(
@@ -96,7 +98,11 @@ class Application:
         max_concurrent_runs: int | None = None,
         token_counter: TokenCounter | None = None,
         sse_keepalive_interval: float = 15.0,
+        idle_timeout: float = 60.0,
+        body_timeout: float = 60.0,
     ) -> None:
+        self.idle_timeout = idle_timeout
+        self.body_timeout = body_timeout
         self.name = name
         self.model = _as_backend(model) if model is not None else None
         self.agents = _as_agents(agents)
@@ -172,8 +178,8 @@ class Application:
         return tornado.httpserver.HTTPServer(
             self.make_app(**settings),
             max_body_size=max(self.context.max_body_size * 4, 16 * 1024 * 1024),
-            idle_connection_timeout=3600,
-            body_timeout=60,
+            idle_connection_timeout=self.idle_timeout,  # also bounds slow headers (slow-loris)
+            body_timeout=self.body_timeout,
         )
 
     def log_start(self, host: str, port: int) -> None:

@@ -140,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bytes per WebSocket message (default 1m)")
     g.add_argument("--ws-ping-interval", type=_non_negative_float, default=20.0,
                    help="seconds between WebSocket keep-alive pings (0: none)")
+    g.add_argument("--idle-timeout", type=_non_negative_float, default=60.0,
+                   help="seconds a connection may idle or take to send its headers (default 60)")
     g.add_argument("--max-concurrent-runs", type=_positive_int, help="runs per process before 503 overloaded")
     g.add_argument("--drain-timeout", type=_non_negative_float, default=30.0,
                    help="seconds in-flight runs get to finish on SIGTERM (default 30)")
@@ -200,6 +202,7 @@ def build_application(args: argparse.Namespace) -> Any:
         admin_token=args.admin_token,
         websocket_ping_interval=args.ws_ping_interval or None,
         max_concurrent_runs=args.max_concurrent_runs,
+        idle_timeout=args.idle_timeout or 60.0,
     )
 
 

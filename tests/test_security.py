@@ -59,3 +59,18 @@ async def test_prompt_text_is_returned_as_data_not_markup(serve, fetch, counter)
     response = await fetch(url + "/model", "POST", {"prompt": "<script>alert(1)</script>"})
     assert response.headers["Content-Type"].startswith("application/json")
     assert "<script>alert(1)</script>" in json_of(response)["response"]
+
+
+async def test_slow_loris_is_cut_off(serve, fetch, counter):
+    import asyncio
+    import time
+
+    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter, idle_timeout=0.5))
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(url.rsplit(":", 1)[1]))
+    writer.write(b"POST /model HTTP/1.1\r\nHost: x\r\n")  # headers that never end
+    await writer.drain()
+    started = time.monotonic()
+    assert await asyncio.wait_for(reader.read(), 10) == b""  # the server closed the connection
+    assert time.monotonic() - started < 5
+    writer.close()
+    assert (await fetch(url + "/health")).code == 200
