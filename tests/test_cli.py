@@ -2,34 +2,15 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
 
 from monoai_tornado.cli import build_parser
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(url: str, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1).read()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer within {seconds} s")
+from tests.processes import start_server, stop_server
 
 
 def post(url: str, body: dict) -> tuple[int, dict]:
@@ -46,19 +27,13 @@ def run_server():
     procs = []
 
     def start(*args: str) -> tuple[str, subprocess.Popen]:
-        port = free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "monoai_tornado", "--port", str(port), *args],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        base, proc = start_server(*args, capture=True)
         procs.append(proc)
-        base = f"http://127.0.0.1:{port}"
-        wait_for(base + "/health")
         return base, proc
 
     yield start
     for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        stop_server(proc)
 
 
 def test_serves_the_demo_model_and_exits_cleanly_on_sigterm(run_server):

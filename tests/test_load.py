@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import asyncio
 import resource
-import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.test_cli import free_port, wait_for
+from tests.processes import start_server, stop_server
 from tests.ws_helpers import chunks_of, connect, read_until_end, send
 
 CONNECTIONS = 2000
@@ -33,14 +31,9 @@ def expected_answer() -> str:
 async def test_2000_concurrent_websocket_streams_all_complete_in_order():
     if raise_file_limit(3 * CONNECTIONS + 500) < 2 * CONNECTIONS + 200:
         pytest.skip("cannot raise the open-file limit enough for 2,000 connections")
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "monoai_tornado", "--port", str(port), "--no-agents",
-                               "--log-level", "warning", "--demo-delay", "0.01", "--demo-chunks", str(CHUNKS),
-                               "--demo-chunk-chars", str(CHUNK_CHARS)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base, server = start_server("--no-agents", "--log-level", "warning", "--demo-delay", "0.01",
+                                "--demo-chunks", str(CHUNKS), "--demo-chunk-chars", str(CHUNK_CHARS))
     try:
-        base = f"http://127.0.0.1:{port}"
-        wait_for(base + "/health")
         sockets = []
         for start in range(0, CONNECTIONS, 200):  # open in batches, as real clients trickle in
             sockets += await asyncio.gather(*(connect(base, "/model/ws") for _ in range(start, start + 200)))
@@ -58,5 +51,4 @@ async def test_2000_concurrent_websocket_streams_all_complete_in_order():
         for ws in sockets:
             ws.close()
     finally:
-        server.terminate()
-        server.wait(30)
+        stop_server(server, timeout=30)

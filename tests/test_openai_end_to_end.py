@@ -1,15 +1,13 @@
 """``python -m monoai_tornado --backend openai`` against a real upstream started by the test."""
 from __future__ import annotations
 
-import signal
 import subprocess
-import sys
 
 import pytest
 
 from tests.conftest import json_of
 from tests.fake_openai import FakeOpenAI
-from tests.test_cli import free_port, wait_for
+from tests.processes import start_server, stop_server
 from tests.ws_helpers import chunks_of, connect, read, read_until_end, send
 
 
@@ -18,25 +16,15 @@ def server_for():
     procs: list[subprocess.Popen] = []
 
     def start(base_url: str, *args: str) -> str:
-        port = free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "monoai_tornado", "--port", str(port), "--backend", "openai",
-                                 "--base-url", base_url, "--model", "test", "--no-agents", "--log-level", "warning",
-                                 *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env={"PATH": "/usr/bin:/bin", "OPENAI_API_KEY": "sk-secret-key-123"})
+        base, proc = start_server("--backend", "openai", "--base-url", base_url, "--model", "test", "--no-agents",
+                                  "--log-level", "warning", *args, capture=True,
+                                  env={"PATH": "/usr/bin:/bin", "OPENAI_API_KEY": "sk-secret-key-123"})
         procs.append(proc)
-        base = f"http://127.0.0.1:{port}"
-        wait_for(base + "/health")
         return base
 
     yield start
     for proc in procs:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            output, _ = proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            output, _ = proc.communicate()
-        assert "sk-secret-key-123" not in output  # the key is never printed
+        assert "sk-secret-key-123" not in stop_server(proc)  # the key is never printed
 
 
 async def test_chunks_reach_the_websocket_before_the_upstream_finishes(server_for):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 
 from monoai_tornado import Application, DemoBackend
 from monoai_tornado.ratelimit import Limit, RateLimiter

@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import subprocess
-import sys
 import uuid
 
 import pytest
 
 from tests.conftest import json_of
 from tests.ratelimit_fixtures import delete_prefix, need_redis
-from tests.test_cli import free_port, wait_for
+from tests.processes import start_server, stop_server
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -23,24 +21,14 @@ def fleet():
     prefix = f"monoai-test-{uuid.uuid4().hex[:8]}:"
 
     def start(*args: str) -> str:
-        port = free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "monoai_tornado", "--port", str(port), "--no-agents",
-                                 "--log-level", "warning", "--demo-delay", "0", "--redis-url", REDIS_URL,
-                                 "--redis-prefix", prefix, *args],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        base, proc = start_server("--no-agents", "--log-level", "warning", "--demo-delay", "0",
+                                  "--redis-url", REDIS_URL, "--redis-prefix", prefix, *args)
         procs.append(proc)
-        base = f"http://127.0.0.1:{port}"
-        wait_for(base + "/health")
         return base
 
     yield start
     for proc in procs:
-        proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
     delete_prefix(REDIS_URL, prefix)
 
 

@@ -2,31 +2,19 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.test_cli import free_port, wait_for
-from tests.ws_helpers import chunks_of, connect, read, read_until_end, send
+from tests import processes
+from tests.ws_helpers import connect, read, read_until_end, send
 
 
 def start_server(*args: str) -> tuple[str, subprocess.Popen]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "monoai_tornado", "--port", str(port), "--no-agents",
-                             "--log-level", "warning", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(base + "/health")
-    except AssertionError:
-        proc.kill()
-        raise
-    return base, proc
+    return processes.start_server("--no-agents", "--log-level", "warning", *args)
 
 
 def refuses_connections(base: str) -> bool:

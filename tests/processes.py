@@ -1,0 +1,55 @@
+"""Running ``python -m monoai_tornado`` as a real process on a free port, as a user would."""
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer within {seconds} s")
+
+
+def start_server(*args: str, capture: bool = False, env: dict[str, str] | None = None) -> tuple[str, subprocess.Popen]:
+    """Start the server with ``args`` and wait until it answers; returns (base URL, process)."""
+    port = free_port()
+    output: Any = subprocess.PIPE if capture else subprocess.DEVNULL
+    proc = subprocess.Popen([sys.executable, "-m", "monoai_tornado", "--port", str(port), *args],
+                            stdout=output, stderr=subprocess.STDOUT, text=True, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(base + "/health")
+    except AssertionError:
+        proc.kill()
+        proc.communicate()
+        raise
+    return base, proc
+
+
+def stop_server(proc: subprocess.Popen, timeout: float = 15) -> str:
+    """SIGTERM, then kill if it does not exit in time; returns what it printed (if captured)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        output, _ = proc.communicate()
+    return output or ""
