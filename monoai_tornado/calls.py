@@ -44,6 +44,8 @@ class UsageMeter:
         self.started_at = time.monotonic()
         #: When the run produced its first text (``time.monotonic()``), for latency metrics.
         self.first_text_at: float | None = None
+        #: ``(prompt, tokens)`` already counted at admission, reused for a call on that prompt alone.
+        self.known_prompt: tuple[str, int] | None = None
 
     def begin(self, messages: list[Message]) -> None:
         """A model call starts with these messages."""
@@ -68,14 +70,17 @@ class UsageMeter:
         self._live_parts = []
         return usage
 
-    def prompt_tokens_of(self, messages: list[Message]) -> int:
+    def _prompt_tokens(self, messages: list[Message]) -> int:
+        known = self.known_prompt
+        if known is not None and len(messages) == 1 and messages[0].get("content") is known[0]:
+            return known[1]
         return self.counter.count_messages(messages)
 
     def _estimate_live(self, tool_calls: tuple[ToolCall, ...] = ()) -> Usage:
         if self._live_messages is None:
             return Usage()
         if self._live_prompt_tokens is None:
-            self._live_prompt_tokens = self.counter.count_messages(self._live_messages)
+            self._live_prompt_tokens = self._prompt_tokens(self._live_messages)
         completion = self.counter.count("".join(self._live_parts))
         for call in tool_calls:
             completion += self.counter.count(call.name) + self.counter.count(call.arguments)

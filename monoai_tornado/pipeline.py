@@ -18,6 +18,7 @@ from .calls import RunEvents, UsageMeter, call_model
 from .errors import ApiError, BackendError, ClientGone, Overloaded, RateLimited
 from .identity import Identity, IdentityResolver
 from .metrics import Metrics
+from .ratelimit import rate_limit_headers
 from .requests import PromptRequest
 from .usage import TokenCounter, Usage
 
@@ -61,6 +62,8 @@ class Ticket:
     headers: dict[str, str] = field(default_factory=dict)
     #: What the run used, once it ended (for the access log).
     usage: Usage | None = None
+    #: The prompt's tokens when admission counted them (so the run need not count them again).
+    prompt_tokens: int | None = None
 
 
 class Pipeline:
@@ -101,9 +104,8 @@ class Pipeline:
                              headers={"Retry-After": "1"}, extra={"retry_after": 1})
         if self.limiter is None:
             return Ticket(request, identity)
-        from .ratelimit import rate_limit_headers
-
-        admission = await self.limiter.admit(identity.key, self.counter.count(request.prompt))
+        prompt_tokens = self.counter.count(request.prompt)
+        admission = await self.limiter.admit(identity.key, prompt_tokens)
         limit_headers = rate_limit_headers(admission.states)
         if not admission.allowed:
             self.metrics.count_refusal("rate_limited")
@@ -113,11 +115,13 @@ class Pipeline:
                 headers={**limit_headers, "Retry-After": str(retry_after)},
                 extra={"retry_after": retry_after},
             )
-        return Ticket(request, identity, admission, limit_headers)
+        return Ticket(request, identity, admission, limit_headers, prompt_tokens=prompt_tokens)
 
     async def run(self, ticket: Ticket, target: Target, events: RunEvents) -> dict[str, Any]:
         """Run an admitted prompt; the tokens it used are recorded however it ends."""
         meter = UsageMeter(self.counter)
+        if ticket.prompt_tokens is not None:
+            meter.known_prompt = (ticket.request.prompt, ticket.prompt_tokens)
         task = asyncio.current_task()
         assert task is not None
         self._runs.add(task)
