@@ -1,0 +1,278 @@
+"""WebSocket load: 200 connections each sending 20 prompts in sequence, 64 chunks per answer.
+
+    python bench/load_ws.py [--servers floor,ours,ours+memory,ours+redis] [--rounds 2]
+                            [--connections 200] [--prompts 20] [--client-procs 2]
+
+Each connection sends a prompt, reads the chunk messages up to ``complete``, then sends the
+next prompt. Reported per server, with ratios to the floor of the same round:
+
+- chunk messages/s: ``{"type":"chunk"}`` messages delivered per second, all connections;
+- chunk chars/s: characters of chunk content delivered per second. The floor sends one
+  message per chunk; ours joins the chunks that wait while the socket is busy into one
+  message, so compare chars/s (the answer text delivered) and answers/s, not messages/s;
+- answers/s: ``complete`` messages per second;
+- first chunk p50/p99: from sending a prompt to receiving its first chunk, in ms, under that
+  load (mostly queueing: the time the server takes to get round to the prompt);
+- alone p50/p99: the same with one connection alone on the server (200 prompts in sequence,
+  after the load): the length of the path from prompt to first chunk;
+- server CPU ms per answer; client CPU %: how busy the client processes were (near 100 %
+  means the client, not the server, may be the limit: raise ``--client-procs``).
+
+The client is a raw asyncio WebSocket protocol (bench/common.py), a few microseconds per
+message, run in ``--client-procs`` processes (default 2) apart from the server; every
+connection is opened and warmed up (one prompt) before the clock starts.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import (PROMPT_BODY, PYTHON, Metric, Results, Server, Variant, WsClientProtocol,  # noqa: E402
+                    alternate, cpu_seconds, dump_json, percentile, raise_nofile, report, variants,
+                    ws_connect_many)
+
+DEFAULT_SERVERS = "floor,ours,ours+memory,ours+redis"
+PATH = "/model/ws"
+
+
+# -- one client process ----------------------------------------------------------------------
+
+class _Conn:
+    __slots__ = ("proto", "sent", "t_sent", "got_first", "done")
+
+    def __init__(self) -> None:
+        self.proto: WsClientProtocol | None = None
+        self.sent = 0
+        self.t_sent = 0.0
+        self.got_first = False
+        self.done = False
+
+
+async def _client_main(port: int, connections: int, prompts: int, timeout: float) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    now = time.monotonic
+    loads = json.loads
+    conns: dict[WsClientProtocol, _Conn] = {}
+    stats = {"messages": 0, "chars": 0, "answers": 0, "errors": 0, "other": 0}
+    latencies: list[float] = []
+    measuring = [False]
+    remaining = [0]
+    all_done: asyncio.Future[None] = loop.create_future()
+
+    def send_prompt(conn: _Conn) -> None:
+        conn.sent += 1
+        conn.got_first = False
+        conn.t_sent = now()
+        assert conn.proto is not None
+        conn.proto.send_text(PROMPT_BODY)
+
+    def finish(conn: _Conn) -> None:
+        if conn.done:
+            return
+        conn.done = True
+        remaining[0] -= 1
+        if remaining[0] == 0 and not all_done.done():
+            all_done.set_result(None)
+
+    def on_text(proto: WsClientProtocol, text: str) -> None:
+        conn = conns[proto]
+        message = loads(text)
+        kind = message.get("type")
+        if kind == "chunk":
+            if measuring[0]:
+                if not conn.got_first:
+                    latencies.append(now() - conn.t_sent)
+                stats["messages"] += 1
+                stats["chars"] += len(message["content"])
+            conn.got_first = True
+            return
+        if kind == "complete" or "error" in message:
+            if measuring[0]:
+                stats["answers" if kind == "complete" else "errors"] += 1
+            if conn.sent < prompts:
+                send_prompt(conn)
+            else:
+                finish(conn)
+            return
+        stats["other"] += 1
+
+    protos = await ws_connect_many(port, PATH, connections, on_text)
+    for proto in protos:
+        conn = _Conn()
+        conn.proto = proto
+        conns[proto] = conn
+    # Warm-up: one prompt per connection, not counted.
+    remaining[0] = len(conns)
+    for conn in conns.values():
+        conn.sent = prompts - 1
+        send_prompt(conn)
+    await asyncio.wait_for(asyncio.shield(all_done), timeout)
+    print("READY", flush=True)
+    await loop.run_in_executor(None, sys.stdin.readline)
+
+    all_done = loop.create_future()
+    remaining[0] = len(conns)
+    measuring[0] = True
+    cpu0 = time.process_time()
+    start = now()
+    for conn in conns.values():
+        conn.sent = 0
+        conn.done = False
+        send_prompt(conn)
+    timed_out = False
+    try:
+        await asyncio.wait_for(asyncio.shield(all_done), timeout)
+    except asyncio.TimeoutError:
+        timed_out = True
+    end = now()
+    cpu = time.process_time() - cpu0
+    for proto in protos:
+        proto.close()
+    return {**stats, "start": start, "end": end, "client_cpu": cpu, "latencies": latencies,
+            "timed_out": timed_out}
+
+
+async def _probe_main(port: int, prompts: int, timeout: float) -> list[float]:
+    """One connection alone, prompts in sequence: first-chunk latency of an unloaded server."""
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+    state: dict[str, Any] = {"t": 0.0, "first": False, "sent": 0, "done": loop.create_future()}
+
+    def send(proto: WsClientProtocol) -> None:
+        state["sent"] += 1
+        state["first"] = False
+        state["t"] = time.perf_counter()
+        proto.send_text(PROMPT_BODY)
+
+    def on_text(proto: WsClientProtocol, text: str) -> None:
+        message = json.loads(text)
+        if message.get("type") == "chunk":
+            if not state["first"]:
+                state["first"] = True
+                latencies.append(time.perf_counter() - state["t"])
+        elif message.get("type") == "complete" or "error" in message:
+            if state["sent"] < prompts:
+                send(proto)
+            elif not state["done"].done():
+                state["done"].set_result(None)
+
+    (proto,) = await ws_connect_many(port, PATH, 1, on_text)
+    try:
+        send(proto)
+        await asyncio.wait_for(state["done"], timeout)
+    finally:
+        proto.close()
+    return latencies[10:]  # the first few warm the path up
+
+
+def rest_latency(port: int, prompts: int = 210, timeout: float = 60.0) -> dict[str, float]:
+    latencies = asyncio.run(_probe_main(port, prompts, timeout))
+    return {"rest_p50_ms": percentile(latencies, 50) * 1000, "rest_p99_ms": percentile(latencies, 99) * 1000}
+
+
+# -- driving client processes against one server ---------------------------------------------
+
+def run_clients(port: int, connections: int, prompts: int, procs: int, timeout: float = 300.0,
+                server_pid: int | None = None) -> dict[str, float]:
+    """Start ``procs`` client processes, wait until all are connected and warm, go, collect."""
+    shares = [connections // procs + (1 if i < connections % procs else 0) for i in range(procs)]
+    children = [subprocess.Popen(
+        [PYTHON, os.path.abspath(__file__), "--client", "--port", str(port), "--connections", str(n),
+         "--prompts", str(prompts), "--timeout", str(timeout)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for n in shares if n > 0]
+    try:
+        for child in children:
+            assert child.stdout is not None
+            line = child.stdout.readline()
+            if line.strip() != "READY":
+                raise RuntimeError(f"WebSocket client did not get ready: {line!r}")
+        cpu0 = cpu_seconds(server_pid) if server_pid else 0.0
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        outputs = []
+        for child in children:
+            out, _ = child.communicate(timeout=timeout + 60)
+            outputs.append(json.loads(out))
+        server_cpu = (cpu_seconds(server_pid) - cpu0) if server_pid else float("nan")
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    start = min(o["start"] for o in outputs)
+    end = max(o["end"] for o in outputs)
+    seconds = end - start
+    latencies = [x for o in outputs for x in o["latencies"]]
+    answers = sum(o["answers"] for o in outputs)
+    return {
+        "seconds": seconds,
+        "msgs_per_s": sum(o["messages"] for o in outputs) / seconds,
+        "chars_per_s": sum(o["chars"] for o in outputs) / seconds,
+        "answers_per_s": answers / seconds,
+        "first_p50_ms": percentile(latencies, 50) * 1000,
+        "first_p99_ms": percentile(latencies, 99) * 1000,
+        "msgs_per_answer": sum(o["messages"] for o in outputs) / answers if answers else float("nan"),
+        "server_cpu_ms_per_answer": 1000 * server_cpu / answers if answers else float("nan"),
+        "client_cpu_pct": 100 * max(o["client_cpu"] for o in outputs) / seconds,
+        "answers": answers,
+        "errors": sum(o["errors"] for o in outputs) + sum(1 for o in outputs if o["timed_out"]),
+    }
+
+
+WS_METRICS = [Metric("msgs_per_s", "chunk msgs/s"), Metric("chars_per_s", "chunk chars/s"),
+              Metric("answers_per_s", "answers/s"), Metric("first_p50_ms", "1st p50 ms", 2, "diff"),
+              Metric("first_p99_ms", "1st p99 ms", 2, "diff"),
+              Metric("rest_p50_ms", "alone p50 ms", 2, "diff"), Metric("rest_p99_ms", "alone p99 ms", 2, "diff"),
+              Metric("msgs_per_answer", "msgs/answer", 1, None),
+              Metric("server_cpu_ms_per_answer", "CPU ms/answer", 2),
+              Metric("client_cpu_pct", "client CPU %", 0, None), Metric("errors", "errors", 0, None)]
+
+
+def run(server_names: list[str], rounds: int, connections: int, prompts: int, client_procs: int) -> Results:
+    print(f"WebSocket load: {connections} connections x {prompts} prompts, 64 chunks per answer, "
+          f"{rounds} round(s), {client_procs} client process(es)", file=sys.stderr)
+
+    def measure(variant: Variant, _round: int) -> dict[str, float]:
+        with Server(variant, nofile=max(4096, connections * 2)) as server:
+            result = run_clients(server.port, connections, prompts, client_procs, server_pid=server.pid)
+            result.update(rest_latency(server.port))
+            return result
+
+    return alternate(variants(server_names), rounds, measure, label="ws")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--servers", default=DEFAULT_SERVERS, help=f"comma separated (default {DEFAULT_SERVERS})")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=200)
+    parser.add_argument("--prompts", type=int, default=20, help="prompts per connection, in sequence")
+    parser.add_argument("--client-procs", type=int, default=2)
+    parser.add_argument("--json", help="also write the raw measurements to this file")
+    # internal: one client process
+    parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--timeout", type=float, default=300.0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.client:
+        raise_nofile(args.connections + 1024)
+        print(json.dumps(asyncio.run(_client_main(args.port, args.connections, args.prompts, args.timeout))))
+        return
+    results = run(args.servers.split(","), args.rounds, args.connections, args.prompts, args.client_procs)
+    report(f"WS /model/ws, {args.connections} connections x {args.prompts} prompts, 64 chunks of 4 chars "
+           f"(median of {args.rounds} rounds; ratios to the floor of the same round)", results, WS_METRICS)
+    dump_json(args.json, results.to_json())
+
+
+if __name__ == "__main__":
+    main()
