@@ -8,7 +8,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="MIT",
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     packages=find_packages(include=["monoai_tornado", "monoai_tornado.*"]),
     package_data={"monoai_tornado": ["py.typed", "static/*", "ratelimit/*.lua"]},
     include_package_data=True,

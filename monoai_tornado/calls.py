@@ -47,11 +47,12 @@ class UsageMeter:
         #: ``(prompt, tokens)`` already counted at admission, reused for a call on that prompt alone.
         self.known_prompt: tuple[str, int] | None = None
 
-    def begin(self, messages: list[Message]) -> None:
-        """A model call starts with these messages."""
+    def begin(self, messages: list[Message]) -> list[str]:
+        """A model call starts with these messages; returns the list its text parts go to."""
         self._live_messages = messages
         self._live_prompt_tokens = None
         self._live_parts = []
+        return self._live_parts
 
     def add_text(self, text: str) -> None:
         """The call in flight produced ``text`` (counted lazily, never per chunk)."""
@@ -106,30 +107,34 @@ async def call_model(
     messages: list[Message],
     *,
     meter: UsageMeter,
-    on_text: TextCallback,
+    on_text: TextCallback | None,
     tools: list[dict[str, Any]] | None = None,
 ) -> CallOutcome:
-    """Run one backend call, awaiting ``on_text`` for every piece of text, in order.
+    """Run one backend call, awaiting ``on_text`` (when given) for every piece of text, in order.
 
     Cancelling the calling task closes the backend's stream at once.
     """
-    meter.begin(messages)
-    parts: list[str] = []
+    parts = meter.begin(messages)
+    append = parts.append
     calls: list[ToolCall] = []
     reported: ReportedUsage | None = None
     stream = backend.stream(messages, tools=tools) if tools else backend.stream(messages)
     async with contextlib.aclosing(stream):
         async for event in stream:
-            if isinstance(event, TextDelta):
-                if event.text:
-                    parts.append(event.text)
-                    meter.add_text(event.text)
-                    await on_text(event.text)
+            if type(event) is TextDelta or isinstance(event, TextDelta):  # the common case first
+                text = event.text
+                if text:
+                    if not parts:
+                        meter.first_text_at = time.monotonic()
+                    append(text)
+                    if on_text is not None:
+                        await on_text(text)
             elif isinstance(event, ToolCallsRequested):
                 calls.extend(event.calls)
             elif isinstance(event, ReportedUsage):
                 reported = event
             else:
                 raise BackendError(f"backend {backend.name!r} yielded an unknown event {type(event).__name__}")
+    text = "".join(parts)
     usage = meter.end(reported, tuple(calls))
-    return CallOutcome("".join(parts), tuple(calls), usage)
+    return CallOutcome(text, tuple(calls), usage)

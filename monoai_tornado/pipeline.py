@@ -43,7 +43,8 @@ class ModelTarget:
 
     async def run(self, prompt: str, *, meter: UsageMeter, events: RunEvents) -> dict[str, Any]:
         messages = [{"role": "user", "content": prompt}]
-        outcome = await call_model(self.backend, messages, meter=meter, on_text=events.on_text)
+        on_text = events.on_text if getattr(events, "wants_text", True) else None
+        outcome = await call_model(self.backend, messages, meter=meter, on_text=on_text)
         return {
             "prompt": prompt,
             "response": outcome.text,
@@ -95,8 +96,13 @@ class Pipeline:
         for task in list(self._runs):
             task.cancel()
 
-    async def admit(self, request: PromptRequest, peer: str, headers: Mapping[str, str]) -> Ticket:
-        """Identify the user and take the request through the rate limiter, before any model work."""
+    async def admit(self, request: PromptRequest, peer: str, headers: Mapping[str, str], *,
+                    with_headers: bool = True) -> Ticket:
+        """Identify the user and take the request through the rate limiter, before any model work.
+
+        ``with_headers=False`` skips building the rate-limit headers of an admitted request
+        (WebSocket prompts have no headers to send them in).
+        """
         identity = await self.identity.resolve(request.user_id, peer, headers)
         if self.max_concurrent_runs is not None and self.runs_in_flight >= self.max_concurrent_runs:
             self.metrics.count_refusal("overloaded")
@@ -106,8 +112,8 @@ class Pipeline:
             return Ticket(request, identity)
         prompt_tokens = self.counter.count(request.prompt)
         admission = await self.limiter.admit(identity.key, prompt_tokens)
-        limit_headers = rate_limit_headers(admission.states)
         if not admission.allowed:
+            limit_headers = rate_limit_headers(admission.states)
             self.metrics.count_refusal("rate_limited")
             retry_after = max(1, int(math.ceil(admission.retry_after)))
             raise RateLimited(
@@ -115,6 +121,7 @@ class Pipeline:
                 headers={**limit_headers, "Retry-After": str(retry_after)},
                 extra={"retry_after": retry_after},
             )
+        limit_headers = rate_limit_headers(admission.states) if with_headers else {}
         return Ticket(request, identity, admission, limit_headers, prompt_tokens=prompt_tokens)
 
     async def run(self, ticket: Ticket, target: Target, events: RunEvents) -> dict[str, Any]:
@@ -154,6 +161,9 @@ class Pipeline:
         """Settle the reservation with the real total in a task the run's cancellation cannot stop."""
         if self.limiter is None or ticket.admission is None:
             return None
+        settle_now = getattr(self.limiter, "settle_now", None)
+        if settle_now is not None and settle_now(ticket.admission, meter.total.total_tokens):
+            return None  # the memory store settles at once: no task needed
         task = asyncio.ensure_future(self._settle(ticket, meter.total.total_tokens))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)

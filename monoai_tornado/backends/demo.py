@@ -59,6 +59,7 @@ class DemoBackend(Backend):
         self.chunks = chunks
         self.chunk_chars = chunk_chars
         self._fixed_pieces = self._fixed_answer() if chunks is not None else None
+        self._fixed_events = tuple(TextDelta(p) for p in self._fixed_pieces) if self._fixed_pieces else None
 
     def _fixed_answer(self) -> list[str]:
         alphabet = "abcdefghijklmnopqrstuvwxyz"
@@ -87,6 +88,10 @@ class DemoBackend(Backend):
             from .demo_planner import plan_demo_turn
 
             async for event in plan_demo_turn(self, messages, tools):
+                yield event
+            return
+        if self._fixed_events is not None and not self.delay:
+            for event in self._fixed_events:
                 yield event
             return
         for index, piece in enumerate(self.answer_pieces(messages)):

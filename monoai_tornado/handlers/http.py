@@ -23,6 +23,9 @@ log = logging.getLogger("monoai_tornado.http")
 class _SilentEvents:
     """Run events for a whole-JSON answer: nothing is sent before the end."""
 
+    #: Tells the model target not to call on_text per chunk at all.
+    wants_text = False
+
     async def on_text(self, text: str) -> None:
         pass
 

@@ -14,6 +14,7 @@ seconds to reset). Resets are whole seconds, rounded up.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Iterable, Sequence
 
@@ -22,6 +23,7 @@ from .limiter import LimitState
 __all__ = ["rate_limit_headers"]
 
 
+@functools.lru_cache(maxsize=1024)
 def _sf_string(text: str) -> str:
     """``text`` as a structured-field string (RFC 8941): printable ASCII, quoted, escaped."""
     printable = "".join(c if " " <= c <= "~" else "?" for c in text)
@@ -30,6 +32,11 @@ def _sf_string(text: str) -> str:
 
 def _tightest(states: Iterable[LimitState]) -> LimitState | None:
     return min(states, key=lambda state: (state.remaining, state.reset_in), default=None)
+
+
+@functools.lru_cache(maxsize=64)
+def _policy(limits: tuple) -> str:
+    return ", ".join(f"{_sf_string(l.name)};q={l.value};w={l.window_seconds}" for l in limits)
 
 
 def rate_limit_headers(states: Sequence[LimitState]) -> dict[str, str]:
@@ -47,8 +54,6 @@ def rate_limit_headers(states: Sequence[LimitState]) -> dict[str, str]:
         headers[f"x-ratelimit-remaining-{suffix}"] = str(state.remaining)
         headers[f"x-ratelimit-reset-{suffix}"] = str(reset)
         current.append(f"{_sf_string(state.limit.name)};r={state.remaining};t={reset}")
-    headers["RateLimit-Policy"] = ", ".join(
-        f"{_sf_string(s.limit.name)};q={s.limit.value};w={s.limit.window_seconds}" for s in states
-    )
+    headers["RateLimit-Policy"] = _policy(tuple(s.limit for s in states))
     headers["RateLimit"] = ", ".join(current)
     return headers

@@ -175,6 +175,26 @@ class RateLimiter:
                 retry = state.reset_in
         return Admission(False, user, states, math.ceil(retry), 0, False, starts)
 
+    def _correction(self, admission: Admission, total_tokens: int) -> tuple[list[int], int] | None:
+        """The token windows and delta a settle must apply, or None; marks the admission settled."""
+        if not admission.allowed or admission.degraded or admission._settled:
+            return None
+        admission._settled = True
+        delta = total_tokens - admission.reserved_tokens
+        if delta == 0 or not self._token_limits:
+            return None
+        return [admission._starts[i] for i in self._token_indexes], delta
+
+    def settle_now(self, admission: Admission, total_tokens: int) -> bool:
+        """Settle at once when the store can without waiting (memory); False means use :meth:`settle`."""
+        settle_now = getattr(self._store, "settle_now", None)
+        if settle_now is None:
+            return False
+        correction = self._correction(admission, total_tokens)
+        if correction is not None:
+            settle_now(admission.user, self._token_limits, *correction)
+        return True
+
     async def settle(self, admission: Admission, total_tokens: int) -> None:
         """Record the tokens a run really used (finished, failed or cancelled alike).
 
@@ -183,15 +203,11 @@ class RateLimiter:
         left alone; so are windows that have ended. A store failure here is part of the
         outage (logged once) and the correction is lost.
         """
-        if not admission.allowed or admission.degraded or admission._settled:
+        correction = self._correction(admission, total_tokens)
+        if correction is None:
             return
-        admission._settled = True
-        delta = total_tokens - admission.reserved_tokens
-        if delta == 0 or not self._token_limits:
-            return
-        starts = [admission._starts[i] for i in self._token_indexes]
         try:
-            await self._store.settle(admission.user, self._token_limits, starts, delta)
+            await self._store.settle(admission.user, self._token_limits, *correction)
         except StoreUnavailable as exc:
             self._failed(exc)
             return

@@ -80,6 +80,10 @@ class MemoryStore:
     async def settle(
         self, user: str, limits: Sequence[Limit], starts: Sequence[int], delta: int
     ) -> None:
+        """Awaitable form of :meth:`settle_now` (the store protocol)."""
+        self.settle_now(user, limits, starts, delta)
+
+    def settle_now(self, user: str, limits: Sequence[Limit], starts: Sequence[int], delta: int) -> None:
         """Add ``delta`` tokens (may be negative; never below 0) to windows still kept."""
         for limit, start in zip(limits, starts):
             window = self._windows.get(limit.name)
