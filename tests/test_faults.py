@@ -60,7 +60,7 @@ async def test_client_vanishing_while_sending_its_body(serve, fetch, counter):
     assert (await fetch(url + "/model", "POST", {"prompt": "next"})).code == 200
 
 
-async def test_client_vanishing_while_waiting_for_a_json_answer_cancels_the_run(serve, fetch, counter):
+async def test_client_vanishing_while_waiting_for_a_json_answer_cancels_the_run(serve, fetch, counter, caplog):
     backend = ScriptedBackend([f"w{i} " for i in range(300)], delay=0.01)
     url = serve(app_with(backend, counter))
     before = set(asyncio.all_tasks())
@@ -81,6 +81,9 @@ async def test_client_vanishing_while_waiting_for_a_json_answer_cancels_the_run(
     used = json_of(await fetch(url + "/rate-limit/stats/gone"))["usage"][TOKENS]
     generated = "".join(f"w{i} " for i in range(backend.sent_pieces[-1]))
     assert used == counter.count("leave early") + counter.count(generated)
+    access = [r.getMessage() for r in caplog.records if r.name == "monoai_tornado.access"]
+    assert any(line.startswith("499 POST /model user=gone") for line in access), access
+    assert 'endpoint="model",status="499"' in (await fetch(url + "/metrics")).body.decode()
 
 
 async def test_client_vanishing_after_the_answer_leaves_nothing_behind(serve, fetch, counter):

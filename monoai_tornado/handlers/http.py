@@ -19,6 +19,9 @@ from .base import JsonHandler, dumps
 
 log = logging.getLogger("monoai_tornado.http")
 
+#: nginx's status for a request whose client went away before the answer (never sent).
+CLIENT_CLOSED_REQUEST = 499
+
 
 class _SilentEvents:
     """Run events for a whole-JSON answer: nothing is sent before the end."""
@@ -104,6 +107,7 @@ class PromptHandler(JsonHandler):
             return await self._run
         except (asyncio.CancelledError, StreamClosedError, ClientGone):
             if self._client_gone:
+                self.set_status(CLIENT_CLOSED_REQUEST, "Client Closed Request")  # for logs and metrics
                 return None
             if self.context.shutting_down:
                 raise ShuttingDown("Server is shutting down; the run was stopped") from None
