@@ -145,26 +145,28 @@ class Pipeline:
             raise BackendError(f"{type(exc).__name__}: {exc}") from exc
         finally:
             self._runs.discard(task)
-            self._measure(ticket, meter)
-            settlement = self._record(ticket, meter)
+            usage = self._measure(ticket, meter)
+            settlement = self._record(ticket, usage.total_tokens)
         if settlement is not None:
             await asyncio.shield(settlement)
         return result
 
-    def _measure(self, ticket: Ticket, meter: UsageMeter) -> None:
+    def _measure(self, ticket: Ticket, meter: UsageMeter) -> Usage:
+        """What the run used (counted once), into the ticket and the metrics."""
         ticket.usage = usage = meter.total
         self.metrics.count_tokens(ticket.identity.kind, usage.prompt_tokens, usage.completion_tokens)
         if meter.first_text_at is not None:
             self.metrics.observe_first_chunk(meter.first_text_at - meter.started_at)
+        return usage
 
-    def _record(self, ticket: Ticket, meter: UsageMeter) -> asyncio.Task[None] | None:
+    def _record(self, ticket: Ticket, total: int) -> asyncio.Task[None] | None:
         """Settle the reservation with the real total in a task the run's cancellation cannot stop."""
         if self.limiter is None or ticket.admission is None:
             return None
         settle_now = getattr(self.limiter, "settle_now", None)
-        if settle_now is not None and settle_now(ticket.admission, meter.total.total_tokens):
+        if settle_now is not None and settle_now(ticket.admission, total):
             return None  # the memory store settles at once: no task needed
-        task = asyncio.ensure_future(self._settle(ticket, meter.total.total_tokens))
+        task = asyncio.ensure_future(self._settle(ticket, total))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
         return task

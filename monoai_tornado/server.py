@@ -8,11 +8,10 @@ from typing import Any
 
 import tornado.netutil
 
+from .handlers.websocket import CLOSE_GOING_AWAY
 from .workers import fork_workers
 
 log = logging.getLogger("monoai_tornado.server")
-
-CLOSE_GOING_AWAY = 1001
 
 
 async def drain(app: Any, server: Any, timeout: float) -> None:

@@ -69,3 +69,24 @@ class EchoBackend(Backend):
         for index, word in enumerate(words):
             await asyncio.sleep(0)
             yield TextDelta(word if index == 0 else " " + word)
+
+
+class RecordingEvents:
+    """RunEvents that records every text piece and step, in order."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, Any]] = []
+
+    async def on_text(self, text: str) -> None:
+        self.log.append(("text", text))
+
+    async def on_step(self, step: dict[str, Any]) -> None:
+        self.log.append(("step", step))
+
+    @property
+    def texts(self) -> list[str]:
+        return [v for k, v in self.log if k == "text"]
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        return [v for k, v in self.log if k == "step"]

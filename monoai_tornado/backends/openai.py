@@ -172,12 +172,7 @@ class _Assembler:
         if data.strip() == "[DONE]":
             self.done = True
             return []
-        try:
-            obj = json.loads(data)
-        except ValueError:
-            raise BackendError(f"upstream sent malformed JSON in the stream: {redact(_short(data))!r}") from None
-        if not isinstance(obj, dict):
-            raise BackendError(f"upstream sent a stream chunk that is not a JSON object: {redact(_short(data))!r}")
+        obj = _json_object(data, f"upstream sent malformed JSON in the stream: {redact(_short(data))!r}")
         return self.on_object(obj, redact)
 
     def on_object(self, obj: dict[str, Any], redact: Any) -> list[BackendEvent]:
@@ -364,12 +359,7 @@ class OpenAIBackend(Backend):
             error.upstream_status = status  # type: ignore[attr-defined]
             raise error
         if not exchange.is_event_stream:  # a server that ignored "stream": true
-            try:
-                obj = json.loads(body)
-            except ValueError:
-                raise BackendError(f"upstream {self._where} answered malformed JSON") from None
-            if not isinstance(obj, dict):
-                raise BackendError(f"upstream {self._where} answered JSON that is not an object")
+            obj = _json_object(body, f"upstream {self._where} answered malformed JSON")
             return assembler.on_object(obj, self._redact) + assembler.final_events()
         events: list[BackendEvent] = []
         for sse in self._sse_events(parser, None):
@@ -412,6 +402,17 @@ def _reason_of(obj: Any) -> str:
                 return _reason_of(value)
         return _short(json.dumps(obj))
     return _short(str(obj))
+
+
+def _json_object(text: str | bytes, error: str) -> dict[str, Any]:
+    """``text`` decoded as a JSON object, else :class:`BackendError` with ``error``."""
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        obj = None
+    if not isinstance(obj, dict):
+        raise BackendError(error)
+    return obj
 
 
 def _reason_of_text(text: str) -> str:

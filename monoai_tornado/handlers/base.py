@@ -66,12 +66,13 @@ class JsonHandler(tornado.web.RequestHandler):
             self._apply_cors()
 
     def _apply_cors(self) -> None:
-        origin = self.request.headers.get("Origin")
         if "*" in self.context.cors_origins:
             self.set_header("Access-Control-Allow-Origin", "*")
-        elif origin and origin in self.context.cors_origins:
-            self.set_header("Access-Control-Allow-Origin", origin)
-            self.set_header("Vary", "Origin")
+        else:
+            origin = self.request.headers.get("Origin")
+            if self.context.origin_allowed(origin):
+                self.set_header("Access-Control-Allow-Origin", origin)
+                self.set_header("Vary", "Origin")
         self.set_header("Access-Control-Expose-Headers", EXPOSED_HEADERS)
 
     def allowed_methods(self) -> list[str]:
