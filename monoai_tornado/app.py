@@ -20,6 +20,7 @@ import tornado.web
 
 from .backends.base import Backend
 from .context import DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_WS_MESSAGE_SIZE, ServerContext
+from .deadlines import DeadlineHTTPServer
 from .handlers.base import NotFoundHandler, log_request
 from .handlers.http import PromptHandler
 from .handlers.meta import (AgentsHandler, HealthHandler, MetricsHandler, RootHandler, StatsHandler,
@@ -172,10 +173,13 @@ class Application:
     def http_server(self, **settings: Any) -> tornado.httpserver.HTTPServer:
         """An ``HTTPServer`` for :meth:`make_app`, with a body cap above our own limit.
 
+        Its idle, header and body timeouts are kept by one timer for all connections
+        (:mod:`monoai_tornado.deadlines`) rather than by Tornado's timer per request.
+
         Bodies over ``max_body_size`` get our JSON 413; Tornado's own cap (far above it) only
         stops a client that sends without end.
         """
-        return tornado.httpserver.HTTPServer(
+        return DeadlineHTTPServer(
             self.make_app(**settings),
             max_body_size=max(self.context.max_body_size * 4, 16 * 1024 * 1024),
             idle_connection_timeout=self.idle_timeout,  # also bounds slow headers (slow-loris)
