@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import tornado.websocket
+from tornado.iostream import StreamClosedError
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 
 from ..context import ServerContext
@@ -29,6 +30,9 @@ MAX_QUEUED_PROMPTS = 32
 #: Bytes of chunk text buffered while the socket is busy before the run waits for it.
 HIGH_WATER_BYTES = 64 * 1024
 
+#: RFC 6455 opcode of a text frame.
+TEXT_OPCODE = 0x1
+
 CLOSE_GOING_AWAY = 1001
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_POLICY_VIOLATION = 1008
@@ -36,11 +40,13 @@ CLOSE_MESSAGE_TOO_BIG = 1009
 
 
 class _SocketEvents:
-    """Run events sent as WebSocket messages.
+    """Run events sent as WebSocket messages: one chunk message per chunk the model made.
 
-    While the socket is still busy with earlier chunks, new chunks wait and go out joined as
-    one chunk message (chunks are only parts of the answer). Past ``HIGH_WATER_BYTES`` of
-    waiting text the run awaits the socket: a slow reader slows only its own stream.
+    A chunk is written at once when the socket's buffer is empty, without waiting for the
+    write to be acknowledged. Only while the kernel cannot take more (a slow reader, a full
+    buffer) do new chunks wait, and then they go out joined as one chunk message once the
+    socket drains (chunks are only parts of the answer). Past ``HIGH_WATER_BYTES`` of waiting
+    text the run awaits the socket: a slow reader slows only its own stream.
     """
 
     def __init__(self, socket: "PromptSocket") -> None:
@@ -50,6 +56,13 @@ class _SocketEvents:
         self.inflight: asyncio.Future[None] | None = None
 
     async def on_text(self, text: str) -> None:
+        if not self.pending and not self.socket.backed_up():
+            self.inflight = self.socket.send_frame_nowait(_chunk_message(text))
+            # Let the other connections have the loop between two chunks, as a model that
+            # streams token by token would: under load, every prompt gets its first chunk
+            # soon instead of waiting behind whole answers.
+            await asyncio.sleep(0)
+            return
         self.pending.append(text)
         self.pending_size += len(text)
         if self.inflight is None or self.inflight.done():
@@ -67,8 +80,7 @@ class _SocketEvents:
         text = "".join(self.pending)
         self.pending.clear()
         self.pending_size = 0
-        # The same bytes as dumps({"type": "chunk", "content": text}), without building a dict.
-        self.inflight = self.socket.send_text_nowait('{"type":"chunk","content":' + encode_basestring(text) + "}")
+        self.inflight = self.socket.send_frame_nowait(_chunk_message(text))
         self.inflight.add_done_callback(self._after_write)
 
     def _after_write(self, future: asyncio.Future[None]) -> None:
@@ -86,12 +98,17 @@ class _SocketEvents:
             if self.inflight is not None and not self.inflight.done():
                 try:
                     await self.inflight
-                except tornado.websocket.WebSocketClosedError:
+                except (tornado.websocket.WebSocketClosedError, StreamClosedError):
                     raise ClientGone() from None
             elif self.pending:
                 self._write_pending()
             else:
                 return
+
+
+def _chunk_message(text: str) -> str:
+    """The same bytes as ``dumps({"type": "chunk", "content": text})``, without building a dict."""
+    return '{"type":"chunk","content":' + encode_basestring(text) + "}"
 
 
 class PromptSocket(tornado.websocket.WebSocketHandler):
@@ -172,6 +189,30 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
     def send_nowait(self, message: dict[str, Any]) -> "asyncio.Future[None]":
         """Queue a JSON message on the socket; ClientGone if it is closed."""
         return self.send_text_nowait(dumps(message))
+
+    def backed_up(self) -> bool:
+        """True while the socket holds bytes the kernel has not taken yet (a slow reader)."""
+        connection = self.ws_connection
+        stream = getattr(connection, "stream", None)
+        return stream is None or stream.writing()
+
+    def send_frame_nowait(self, text: str) -> "asyncio.Future[None]":
+        """Queue a text message; the future is the stream's own (done once the kernel took it).
+
+        ``write_message`` wraps every write in a task of its own; chunk messages, sent by the
+        thousand, skip it and write the frame directly, unless the connection compresses
+        (then the public path does the compression).
+        """
+        protocol = self.ws_connection
+        if protocol is None or protocol.is_closing():
+            raise ClientGone()
+        write_frame = getattr(protocol, "_write_frame", None)
+        if write_frame is None or getattr(protocol, "_compressor", None) is not None:
+            return self.send_text_nowait(text)
+        try:
+            return write_frame(True, TEXT_OPCODE, text.encode())  # type: ignore[no-any-return]
+        except StreamClosedError:
+            raise ClientGone() from None
 
     def send_text_nowait(self, text: str) -> "asyncio.Future[None]":
         """Queue an already encoded message on the socket; ClientGone if it is closed."""
