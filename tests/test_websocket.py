@@ -175,3 +175,32 @@ async def test_hundred_concurrent_connections_never_mix(serve, counter):
     for prompt, messages in await asyncio.gather(*(one(i) for i in range(100))):
         assert messages[-1]["type"] == "complete"
         assert chunks_of(messages) == prompt == messages[-1]["result"]["response"]
+
+
+async def test_every_model_chunk_is_its_own_message(serve, counter):
+    """``--demo-chunks 16 --demo-chunk-chars 3`` at 0 delay: 16 chunk messages of 3 characters."""
+    url = serve(Application("T", model=DemoBackend(delay=0, chunks=16, chunk_chars=3), token_counter=counter))
+    ws = await connect(url, "/model/ws")
+    for _ in range(3):
+        await send(ws, {"prompt": "count my chunks"})
+        messages = await read_until_end(ws)
+        chunks = [m["content"] for m in messages if m.get("type") == "chunk"]
+        assert len(chunks) == 16 and all(len(c) == 3 for c in chunks)
+        assert "".join(chunks) == messages[-1]["result"]["response"]
+    ws.close()
+
+
+async def test_a_reader_that_stops_reading_gets_the_waiting_chunks_joined(serve, counter):
+    """Chunks made while the kernel buffer is full go out joined; nothing is lost or reordered."""
+    pieces = [f"word{i:05d} " * 400 for i in range(2000)]  # 2000 chunks, 8.8 MB: more than the kernel holds
+    backend = ScriptedBackend(pieces, usage=(3, 3))
+    url = serve(Application("T", model=backend, token_counter=counter))
+    ws = await connect(url, "/model/ws", max_message_size=64 * 1024 * 1024)
+    await send(ws, {"prompt": "a long answer"})
+    await asyncio.sleep(1.0)  # read nothing meanwhile: the socket's buffers fill up
+    messages = await read_until_end(ws, timeout=30)
+    chunk_messages = [m for m in messages if m.get("type") == "chunk"]
+    assert messages[-1]["type"] == "complete"
+    assert chunks_of(messages) == "".join(pieces) == messages[-1]["result"]["response"]
+    assert 1 <= len(chunk_messages) < len(pieces)  # some were joined while the reader slept
+    ws.close()
