@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from .limiter import LimitState
 
@@ -30,30 +30,44 @@ def _sf_string(text: str) -> str:
     return '"' + printable.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _tightest(states: Iterable[LimitState]) -> LimitState | None:
-    return min(states, key=lambda state: (state.remaining, state.reset_in), default=None)
-
-
 @functools.lru_cache(maxsize=64)
 def _policy(limits: tuple) -> str:
     return ", ".join(f"{_sf_string(l.name)};q={l.value};w={l.window_seconds}" for l in limits)
 
 
+#: Header names by unit: (limit, remaining, reset).
+_NAMES = {
+    False: ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"),
+    True: ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"),
+}
+
+
 def rate_limit_headers(states: Sequence[LimitState]) -> dict[str, str]:
-    """The headers for a decision's limit states; an empty dict when there are none."""
+    """The headers for a decision's limit states; an empty dict when there are none.
+
+    Built once per admitted request, so it is one pass with the constant parts cached.
+    """
     if not states:
         return {}
+    # The tightest limit of each unit: least remaining, then the one that resets first.
+    tightest: dict[bool, LimitState] = {}
+    for state in states:
+        best = tightest.get(state.limit.is_token)
+        if best is None or (state.remaining, state.reset_in) < (best.remaining, best.reset_in):
+            tightest[state.limit.is_token] = state
     headers: dict[str, str] = {}
     current: list[str] = []
-    for unit, suffix in (("request", "requests"), ("token", "tokens")):
-        state = _tightest(s for s in states if s.limit.unit == unit)
+    for is_token in (False, True):
+        state = tightest.get(is_token)
         if state is None:
             continue
-        reset = max(0, math.ceil(state.reset_in))
-        headers[f"x-ratelimit-limit-{suffix}"] = str(state.limit.value)
-        headers[f"x-ratelimit-remaining-{suffix}"] = str(state.remaining)
-        headers[f"x-ratelimit-reset-{suffix}"] = str(reset)
-        current.append(f"{_sf_string(state.limit.name)};r={state.remaining};t={reset}")
+        reset = str(max(0, math.ceil(state.reset_in)))
+        remaining = str(state.remaining)
+        limit_name, remaining_name, reset_name = _NAMES[is_token]
+        headers[limit_name] = str(state.limit.value)
+        headers[remaining_name] = remaining
+        headers[reset_name] = reset
+        current.append(f"{_sf_string(state.limit.name)};r={remaining};t={reset}")
     headers["RateLimit-Policy"] = _policy(tuple(s.limit for s in states))
     headers["RateLimit"] = ", ".join(current)
     return headers
