@@ -222,11 +222,17 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
             raise ClientGone() from None
 
     async def send(self, message: dict[str, Any]) -> None:
-        """Send a JSON message and wait until the socket took it (backpressure)."""
-        try:
-            await self.send_nowait(message)
-        except tornado.websocket.WebSocketClosedError:
-            raise ClientGone() from None
+        """Send a JSON message and wait until the socket took it (backpressure).
+
+        When the kernel takes the message at once there is nothing to wait for, and the run
+        goes on in the same loop pass.
+        """
+        written = self.send_frame_nowait(dumps(message))
+        if not written.done():
+            try:
+                await written
+            except (tornado.websocket.WebSocketClosedError, StreamClosedError):
+                raise ClientGone() from None
 
     def _refuse(self, error: str, code: str, close_code: int) -> None:
         try:
