@@ -137,16 +137,8 @@ class Application:
             prefix = "/" + prefix
         p = re.escape(prefix)
         ctx = {"context": self.context}
-        specs = [
-            (rf"{p}/?" if prefix else r"/", RootHandler, ctx),
-            (rf"{p}/health", HealthHandler, ctx),
-            (rf"{p}/metrics", MetricsHandler, ctx),
-            (rf"{p}/validate-user", ValidateUserHandler, ctx),
-            (rf"{p}/rate-limit/stats", StatsHandler, ctx),
-            (rf"{p}/rate-limit/stats/(?P<user_id>[^/]+)", UserStatsHandler, ctx),
-            (rf"{p}/playground", PlaygroundHandler, ctx),
-            (rf"{p}/openapi.json", OpenAPIHandler, ctx),
-        ]
+        specs: list[tuple[str, Any, dict[str, Any]]] = []
+        # Prompt endpoints first: Tornado tries the patterns in order, and they take the traffic.
         if self.context.model is not None:
             specs += [
                 (rf"{p}/model", PromptHandler, ctx),
@@ -160,6 +152,16 @@ class Application:
                 (rf"{p}/agent/{AGENT_NAME}/stream", PromptHandler, {**ctx, "streaming": True}),
                 (rf"{p}/agent/{AGENT_NAME}/ws", PromptSocket, ctx),
             ]
+        specs += [
+            (rf"{p}/?" if prefix else r"/", RootHandler, ctx),
+            (rf"{p}/health", HealthHandler, ctx),
+            (rf"{p}/metrics", MetricsHandler, ctx),
+            (rf"{p}/validate-user", ValidateUserHandler, ctx),
+            (rf"{p}/rate-limit/stats", StatsHandler, ctx),
+            (rf"{p}/rate-limit/stats/(?P<user_id>[^/]+)", UserStatsHandler, ctx),
+            (rf"{p}/playground", PlaygroundHandler, ctx),
+            (rf"{p}/openapi.json", OpenAPIHandler, ctx),
+        ]
         return [tornado.web.url(pattern, handler, kwargs) for pattern, handler, kwargs in specs]
 
     def make_app(self, **settings: Any) -> tornado.web.Application:

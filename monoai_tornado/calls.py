@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol
 
-from .backends.base import Backend, Message, ReportedUsage, TextDelta, ToolCall, ToolCallsRequested
+from .backends.base import Backend, Message, ReportedUsage, TextDelta, TextDeltas, ToolCall, ToolCallsRequested
 from .errors import BackendError
 from .usage import TokenCounter, Usage
 
@@ -128,6 +128,16 @@ async def call_model(
                         meter.first_text_at = time.monotonic()
                     append(text)
                     if on_text is not None:
+                        await on_text(text)
+            elif isinstance(event, TextDeltas):
+                texts = [text for text in event.texts if text]
+                if texts and not parts:
+                    meter.first_text_at = time.monotonic()
+                if on_text is None:
+                    parts.extend(texts)
+                else:
+                    for text in texts:
+                        append(text)
                         await on_text(text)
             elif isinstance(event, ToolCallsRequested):
                 calls.extend(event.calls)

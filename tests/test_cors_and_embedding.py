@@ -37,6 +37,15 @@ async def test_every_answer_carries_cors_even_errors(url, fetch):
         assert response.headers["Access-Control-Allow-Origin"] == "*"
 
 
+async def test_cross_origin_answers_expose_the_rate_limit_headers(url, fetch):
+    cross = await fetch(url + "/model", "POST", {"prompt": "x"}, headers={"Origin": "https://app.example"})
+    exposed = {name.strip().lower() for name in cross.headers["Access-Control-Expose-Headers"].split(",")}
+    assert {"ratelimit", "x-ratelimit-remaining-requests", "retry-after"} <= exposed
+    # A request without Origin is not a CORS request: nothing to expose, one header less.
+    plain = await fetch(url + "/model", "POST", {"prompt": "x"})
+    assert "Access-Control-Expose-Headers" not in plain.headers
+
+
 async def test_restricted_origins(serve, fetch, counter):
     url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter,
                             cors_origins=["https://good.example"]))

@@ -134,3 +134,15 @@ async def test_client_going_away_cancels_the_backend(serve, counter):
             break
         await asyncio.sleep(0.01)
     assert backend.cancelled and not backend.finished
+
+
+async def test_pieces_handed_over_together_still_stream_one_event_each(serve, fetch, counter):
+    """A backend may yield TextDeltas (several pieces at once); each piece stays its own chunk."""
+    url = serve(Application("T", model=DemoBackend(delay=0, chunks=8, chunk_chars=5), token_counter=counter))
+    response = await fetch(url + "/model/stream", "POST", {"prompt": "batch"}, headers=SSE)
+    events = parse_sse(response.body)
+    chunks = [data["content"] for name, data in events if name == "chunk"]
+    assert len(chunks) == 8 and all(len(c) == 5 for c in chunks)
+    assert events[-1][0] == "complete" and "".join(chunks) == events[-1][1]["result"]["response"]
+    whole = json_of(await fetch(url + "/model", "POST", {"prompt": "batch"}))
+    assert whole["response"] == "".join(chunks) and whole["usage"]["completion_tokens"] > 0

@@ -4,6 +4,8 @@ A backend turns a list of OpenAI-style chat messages (and optionally tool schema
 async stream of events:
 
 * :class:`TextDelta` - a piece of the answer text, in order;
+* :class:`TextDeltas` - several pieces that are ready at once (each still its own chunk for
+  the client), so that a fast backend pays one step of its stream rather than one per piece;
 * :class:`ToolCallsRequested` - the model asks for tool calls instead of (or after) text;
 * :class:`ReportedUsage` - token counts, when the backend knows them (usually last).
 
@@ -31,6 +33,13 @@ class TextDelta:
 
 
 @dataclass(frozen=True)
+class TextDeltas:
+    """Several pieces of the answer text, in order, handed over in one step."""
+
+    texts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ToolCall:
     """One tool call the model asks for; ``arguments`` is the raw JSON text the model wrote."""
 
@@ -54,7 +63,7 @@ class ReportedUsage:
     completion_tokens: int
 
 
-BackendEvent = Union[TextDelta, ToolCallsRequested, ReportedUsage]
+BackendEvent = Union[TextDelta, TextDeltas, ToolCallsRequested, ReportedUsage]
 
 
 class Backend(abc.ABC):

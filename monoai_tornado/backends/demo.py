@@ -13,7 +13,7 @@ import asyncio
 import re
 from typing import Any, AsyncIterator
 
-from .base import Backend, BackendEvent, Message, TextDelta
+from .base import Backend, BackendEvent, Message, TextDelta, TextDeltas
 
 #: Default pause between chunks, in seconds: visible streaming without slowing tests.
 DEFAULT_DELAY = 0.005
@@ -59,7 +59,7 @@ class DemoBackend(Backend):
         self.chunks = chunks
         self.chunk_chars = chunk_chars
         self._fixed_pieces = self._fixed_answer() if chunks is not None else None
-        self._fixed_events = tuple(TextDelta(p) for p in self._fixed_pieces) if self._fixed_pieces else None
+        self._fixed_batch = TextDeltas(tuple(self._fixed_pieces)) if self._fixed_pieces else None
 
     def _fixed_answer(self) -> list[str]:
         alphabet = "abcdefghijklmnopqrstuvwxyz"
@@ -90,9 +90,8 @@ class DemoBackend(Backend):
             async for event in plan_demo_turn(self, messages, tools):
                 yield event
             return
-        if self._fixed_events is not None and not self.delay:
-            for event in self._fixed_events:
-                yield event
+        if not self.delay:  # every piece is ready at once: hand them over in one step
+            yield self._fixed_batch or TextDeltas(tuple(self.answer_pieces(messages)))
             return
         for index, piece in enumerate(self.answer_pieces(messages)):
             if index and self.delay:

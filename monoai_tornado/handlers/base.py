@@ -66,14 +66,15 @@ class JsonHandler(tornado.web.RequestHandler):
             self._apply_cors()
 
     def _apply_cors(self) -> None:
+        origin = self.request.headers.get("Origin")
         if "*" in self.context.cors_origins:
             self.set_header("Access-Control-Allow-Origin", "*")
-        else:
-            origin = self.request.headers.get("Origin")
-            if self.context.origin_allowed(origin):
-                self.set_header("Access-Control-Allow-Origin", origin)
-                self.set_header("Vary", "Origin")
-        self.set_header("Access-Control-Expose-Headers", EXPOSED_HEADERS)
+        elif self.context.origin_allowed(origin):
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Vary", "Origin")
+        if origin is not None:
+            # Only a cross-origin request (a browser sends Origin) needs the exposed headers.
+            self.set_header("Access-Control-Expose-Headers", EXPOSED_HEADERS)
 
     def allowed_methods(self) -> list[str]:
         """The methods this handler implements (for ``Allow`` and CORS preflight)."""
