@@ -104,6 +104,27 @@ async def test_one_round_trip_per_admission(redis_server: RedisServer, redis_pre
         await limiter.aclose()
 
 
+async def test_concurrent_decisions_share_round_trips_and_stay_exact(
+    redis_server: RedisServer, redis_prefix: str, clock: FakeClock
+) -> None:
+    """100 admissions at once: exactly the limit passes, in far fewer round trips than requests."""
+    store = RedisStore(redis_server.url, prefix=redis_prefix)
+    store.client.connection_pool.connection_class = CountingConnection
+    limiter = RateLimiter([Limit("request", 37, "minute"), Limit("token", 10**6, "hour")], store, clock=clock)
+    try:
+        await limiter.admit("warm-up", 1)
+        CountingConnection.sends = 0
+        results = await asyncio.gather(*(limiter.admit("crowd", 10) for _ in range(100)))
+        assert sum(a.allowed for a in results) == 37
+        assert 1 <= CountingConnection.sends < 100
+        admitted = [a for a in results if a.allowed]
+        await asyncio.gather(*(limiter.settle(a, 25) for a in admitted))  # settled together too
+        usage = (await limiter.user_stats("crowd"))["usage"]
+        assert usage == {"37-per-60": 37, "1000000-tokens-per-3600": 37 * 25}
+    finally:
+        await limiter.aclose()
+
+
 async def test_keys_expire_with_their_window(shared_redis: str, redis_prefix: str, clock: FakeClock) -> None:
     store = RedisStore(shared_redis, prefix=redis_prefix)
     limiter = RateLimiter(LIMITS, store, clock=clock)

@@ -1,8 +1,10 @@
 """The Redis store: one budget shared by every process and machine that uses the same Redis.
 
-Each decision is one round trip: ``admit.lua`` (shipped beside this module, registered once
-and run with EVALSHA) checks every limit and only then counts, atomically. Per limit and
-window there are two keys, both expiring when the window ends::
+Each decision is one EVALSHA of ``admit.lua`` (shipped beside this module), which checks every
+limit and only then counts, atomically. The decisions and settlements asked for in one pass of
+the event loop go to Redis together, in one pipelined round trip (each script still runs on its
+own and atomically), so under load a round trip serves many requests. Per limit and window
+there are two keys, both expiring when the window ends::
 
     {prefix}c:{limit name}:{window start}   hash user -> used (requests or tokens)
     {prefix}t:{limit name}:{window start}   the window's total over all users
@@ -22,6 +24,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -74,6 +77,9 @@ class RedisStore:
         self._stats = self._redis.register_script(_script("stats.lua"))
         self._bound: Sequence[Limit] | None = None
         self._heads: list[tuple[str, str]] = []
+        #: Script calls waiting for this loop pass's round trip: (script, keys, args, future).
+        self._queued: list[tuple[Any, list[str], list[Any], asyncio.Future[Any]]] = []
+        self._flushes: set[asyncio.Task[None]] = set()
 
     @property
     def client(self) -> aioredis.Redis:
@@ -90,6 +96,58 @@ class RedisStore:
             keys.append(f"{total}{start}")
         return keys
 
+    def _run_script(self, script: Any, keys: list[str], args: list[Any]) -> "asyncio.Future[Any]":
+        """Queue one script call for this loop pass's round trip; the future gets its reply."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        if not self._queued:
+            loop.call_soon(self._flush)
+        self._queued.append((script, keys, args, future))
+        return future
+
+    def _flush(self) -> None:
+        batch, self._queued = self._queued, []
+        task = asyncio.ensure_future(self._send(batch))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _send(self, batch: list[tuple[Any, list[str], list[Any], "asyncio.Future[Any]"]]) -> None:
+        """One pipelined round trip for every queued call (scripts reloaded if Redis lost them)."""
+        try:
+            replies = await self._evalsha_all([(script, keys, args) for script, keys, args, _ in batch])
+        except UNAVAILABLE as exc:
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(StoreUnavailable(f"redis at {self.url}: {type(exc).__name__}: {exc}"))
+            return
+        except Exception as exc:  # a bug or a misconfigured server: every caller sees it
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (*_, future), reply in zip(batch, replies):
+            if not future.done():
+                if isinstance(reply, Exception):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)
+
+    async def _evalsha_all(self, calls: list[tuple[Any, list[str], list[Any]]]) -> list[Any]:
+        replies = await self._pipelined(calls)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:  # first use, or Redis restarted: load the scripts, run those calls again
+            for script in {calls[i][0] for i in missing}:
+                await self._redis.script_load(script.script)
+            for i, reply in zip(missing, await self._pipelined([calls[i] for i in missing])):
+                replies[i] = reply
+        return replies
+
+    async def _pipelined(self, calls: list[tuple[Any, list[str], list[Any]]]) -> list[Any]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for script, keys, args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            return list(await pipe.execute(raise_on_error=False))
+
     async def _call(self, coroutine: Any) -> Any:
         try:
             return await coroutine
@@ -104,14 +162,14 @@ class RedisStore:
         for limit, start in zip(limits, starts):
             ttl = math.ceil((start + limit.window_seconds - now) * 1000)
             args += (limit.value, 1 if limit.is_token else 0, ttl if ttl > 0 else 1)
-        result = await self._call(self._admit(self._keys(limits, starts), args))
+        result = await self._run_script(self._admit, self._keys(limits, starts), args)
         return result[0] == 1, result[1:]
 
     async def settle(
         self, user: str, limits: Sequence[Limit], starts: Sequence[int], delta: int
     ) -> None:
         """Add ``delta`` tokens (may be negative; never below 0) to windows not yet expired."""
-        await self._call(self._settle(self._keys(limits, starts), [user, delta]))
+        await self._run_script(self._settle, self._keys(limits, starts), [user, delta])
 
     async def usage(self, user: str, limits: Sequence[Limit], starts: Sequence[int]) -> list[int]:
         """Each limit's usage by ``user`` in its current window: one pipelined round trip."""
@@ -146,5 +204,9 @@ class RedisStore:
         return deleted
 
     async def aclose(self) -> None:
-        """Close the connections."""
+        """Send what is queued, then close the connections."""
+        if self._queued:
+            self._flush()
+        if self._flushes:
+            await asyncio.gather(*list(self._flushes), return_exceptions=True)
         await self._redis.aclose()
