@@ -97,22 +97,22 @@ class RedisStore:
         return keys
 
     def _run_script(self, script: Any, keys: list[str], args: list[Any]) -> "asyncio.Future[Any]":
-        """Queue one script call for this loop pass's round trip; the future gets its reply."""
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        if not self._queued:
-            loop.call_soon(self._flush)
+        """Queue one script call for this loop pass's round trip; the future gets its reply.
+
+        The first call of a pass starts the task that sends; it runs in the next pass, by
+        when every call of this pass has joined the queue.
+        """
+        future = asyncio.get_running_loop().create_future()
         self._queued.append((script, keys, args, future))
+        if len(self._queued) == 1:
+            task = asyncio.ensure_future(self._send())
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
         return future
 
-    def _flush(self) -> None:
-        batch, self._queued = self._queued, []
-        task = asyncio.ensure_future(self._send(batch))
-        self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
-
-    async def _send(self, batch: list[tuple[Any, list[str], list[Any], "asyncio.Future[Any]"]]) -> None:
+    async def _send(self) -> None:
         """One pipelined round trip for every queued call (scripts reloaded if Redis lost them)."""
+        batch, self._queued = self._queued, []
         try:
             replies = await self._evalsha_all([(script, keys, args) for script, keys, args, _ in batch])
         except UNAVAILABLE as exc:
@@ -205,8 +205,6 @@ class RedisStore:
 
     async def aclose(self) -> None:
         """Send what is queued, then close the connections."""
-        if self._queued:
-            self._flush()
         if self._flushes:
             await asyncio.gather(*list(self._flushes), return_exceptions=True)
         await self._redis.aclose()
