@@ -60,6 +60,13 @@ class UsageMeter:
             self.first_text_at = time.monotonic()
         self._live_parts.append(text)
 
+    def add_texts(self, texts: tuple[str, ...]) -> None:
+        """Several pieces at once, in order (empty ones skipped)."""
+        texts = tuple(text for text in texts if text) if "" in texts else texts
+        if texts and self.first_text_at is None:
+            self.first_text_at = time.monotonic()
+        self._live_parts.extend(texts)
+
     def end(self, reported: ReportedUsage | None, tool_calls: tuple[ToolCall, ...] = ()) -> Usage:
         """The call in flight finished; returns its usage (reported, else estimated)."""
         if reported is not None:
@@ -115,36 +122,30 @@ async def call_model(
     Cancelling the calling task closes the backend's stream at once.
     """
     parts = meter.begin(messages)
-    append = parts.append
     calls: list[ToolCall] = []
     reported: ReportedUsage | None = None
     stream = backend.stream(messages, tools=tools) if tools else backend.stream(messages)
     async with contextlib.aclosing(stream):
         async for event in stream:
             if type(event) is TextDelta or isinstance(event, TextDelta):  # the common case first
-                text = event.text
-                if text:
-                    if not parts:
-                        meter.first_text_at = time.monotonic()
-                    append(text)
-                    if on_text is not None:
-                        await on_text(text)
+                texts: tuple[str, ...] = (event.text,)
             elif isinstance(event, TextDeltas):
-                texts = [text for text in event.texts if text]
-                if texts and not parts:
-                    meter.first_text_at = time.monotonic()
-                if on_text is None:
-                    parts.extend(texts)
-                else:
-                    for text in texts:
-                        append(text)
-                        await on_text(text)
+                texts = event.texts
             elif isinstance(event, ToolCallsRequested):
                 calls.extend(event.calls)
+                continue
             elif isinstance(event, ReportedUsage):
                 reported = event
+                continue
             else:
                 raise BackendError(f"backend {backend.name!r} yielded an unknown event {type(event).__name__}")
+            if on_text is None:  # a whole-JSON answer: nothing to do per piece
+                meter.add_texts(texts)
+                continue
+            for text in texts:
+                if text:
+                    meter.add_text(text)
+                    await on_text(text)
     text = "".join(parts)
     usage = meter.end(reported, tuple(calls))
     return CallOutcome(text, tuple(calls), usage)

@@ -43,7 +43,7 @@ class ConnectionDeadlines:
         return min(1.0, max(0.05, min(timeouts) / 4)) if timeouts else 1.0
 
     def start(self) -> None:
-        """Start sweeping on the current IOLoop (once)."""
+        """Start sweeping on the current IOLoop (once; again after :meth:`stop`)."""
         if self._timer is None:
             self._timer = tornado.ioloop.PeriodicCallback(self.sweep, self.sweep_interval * 1000)
             self._timer.start()
@@ -131,9 +131,13 @@ class DeadlineHTTPServer(tornado.httpserver.HTTPServer):
         self.conn_params.header_timeout = None
         self.conn_params.body_timeout = None
 
+    def add_sockets(self, sockets: Any) -> None:
+        """Listen (``listen``, ``bind``/``start`` and ``add_sockets`` all end here) and start sweeping."""
+        super().add_sockets(sockets)
+        self.deadlines.start()
+
     def start_request(self, server_conn: object, request_conn: httputil.HTTPConnection) -> httputil.HTTPMessageDelegate:
         delegate = super().start_request(server_conn, request_conn)
-        self.deadlines.start()
         self.deadlines.waiting_for_request(server_conn)
         return _TimedRequest(delegate, server_conn, self.deadlines)
 

@@ -57,7 +57,7 @@ class _SocketEvents:
 
     async def on_text(self, text: str) -> None:
         if not self.pending and not self.socket.backed_up():
-            self.inflight = self.socket.send_frame_nowait(_chunk_message(text))
+            self.inflight = self.socket.send_text_nowait(_chunk_message(text))
             # Let the other connections have the loop between two chunks, as a model that
             # streams token by token would: under load, every prompt gets its first chunk
             # soon instead of waiting behind whole answers.
@@ -80,7 +80,7 @@ class _SocketEvents:
         text = "".join(self.pending)
         self.pending.clear()
         self.pending_size = 0
-        self.inflight = self.socket.send_frame_nowait(_chunk_message(text))
+        self.inflight = self.socket.send_text_nowait(_chunk_message(text))
         self.inflight.add_done_callback(self._after_write)
 
     def _after_write(self, future: asyncio.Future[None]) -> None:
@@ -122,6 +122,7 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
         self.waiting: collections.deque[PromptRequest] | None = None
         self.current: asyncio.Task[None] | None = None
         self.closed = False
+        self._write_frame: Any = None
 
     # -- Tornado hooks -------------------------------------------------------------------
 
@@ -139,6 +140,7 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
 
     def open(self, agent_name: str | None = None) -> None:
         self.set_nodelay(True)
+        self._write_frame = self._frame_writer()
         try:
             self.target = self.context.target(agent_name)
         except ApiError as exc:
@@ -186,40 +188,38 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
 
     # -- sending -------------------------------------------------------------------------
 
-    def send_nowait(self, message: dict[str, Any]) -> "asyncio.Future[None]":
-        """Queue a JSON message on the socket; ClientGone if it is closed."""
-        return self.send_text_nowait(dumps(message))
+    def _frame_writer(self) -> Any:
+        """Tornado's own frame writer, or None when the connection compresses or it is missing.
+
+        ``write_message`` wraps every write in a task of its own; our messages, chunks above
+        all, skip that task and write the frame directly (``_write_frame`` is Tornado's, so
+        without it, or with compression negotiated, the public path is used).
+        """
+        protocol = self.ws_connection
+        if protocol is None or getattr(protocol, "_compressor", None) is not None:
+            return None
+        return getattr(protocol, "_write_frame", None)
 
     def backed_up(self) -> bool:
         """True while the socket holds bytes the kernel has not taken yet (a slow reader)."""
-        connection = self.ws_connection
-        stream = getattr(connection, "stream", None)
+        stream = getattr(self.ws_connection, "stream", None)
         return stream is None or stream.writing()
 
-    def send_frame_nowait(self, text: str) -> "asyncio.Future[None]":
-        """Queue a text message; the future is the stream's own (done once the kernel took it).
-
-        ``write_message`` wraps every write in a task of its own; chunk messages, sent by the
-        thousand, skip it and write the frame directly, unless the connection compresses
-        (then the public path does the compression).
-        """
+    def send_text_nowait(self, text: str) -> "asyncio.Future[None]":
+        """Queue an encoded message; the future is done once the kernel took it. ClientGone if closed."""
         protocol = self.ws_connection
         if protocol is None or protocol.is_closing():
             raise ClientGone()
-        write_frame = getattr(protocol, "_write_frame", None)
-        if write_frame is None or getattr(protocol, "_compressor", None) is not None:
-            return self.send_text_nowait(text)
         try:
-            return write_frame(True, TEXT_OPCODE, text.encode())  # type: ignore[no-any-return]
-        except StreamClosedError:
+            if self._write_frame is not None:
+                return self._write_frame(True, TEXT_OPCODE, text.encode())  # type: ignore[no-any-return]
+            return self.write_message(text)
+        except (StreamClosedError, tornado.websocket.WebSocketClosedError):
             raise ClientGone() from None
 
-    def send_text_nowait(self, text: str) -> "asyncio.Future[None]":
-        """Queue an already encoded message on the socket; ClientGone if it is closed."""
-        try:
-            return self.write_message(text)
-        except tornado.websocket.WebSocketClosedError:
-            raise ClientGone() from None
+    def send_nowait(self, message: dict[str, Any]) -> "asyncio.Future[None]":
+        """Queue a JSON message on the socket; ClientGone if it is closed."""
+        return self.send_text_nowait(dumps(message))
 
     async def send(self, message: dict[str, Any]) -> None:
         """Send a JSON message and wait until the socket took it (backpressure).
@@ -227,7 +227,7 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
         When the kernel takes the message at once there is nothing to wait for, and the run
         goes on in the same loop pass.
         """
-        written = self.send_frame_nowait(dumps(message))
+        written = self.send_nowait(message)
         if not written.done():
             try:
                 await written

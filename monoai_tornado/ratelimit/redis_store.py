@@ -114,17 +114,9 @@ class RedisStore:
         """One pipelined round trip for every queued call (scripts reloaded if Redis lost them)."""
         batch, self._queued = self._queued, []
         try:
-            replies = await self._evalsha_all([(script, keys, args) for script, keys, args, _ in batch])
-        except UNAVAILABLE as exc:
-            for *_, future in batch:
-                if not future.done():
-                    future.set_exception(StoreUnavailable(f"redis at {self.url}: {type(exc).__name__}: {exc}"))
-            return
-        except Exception as exc:  # a bug or a misconfigured server: every caller sees it
-            for *_, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
+            replies = await self._call(self._evalsha_all([(script, keys, args) for script, keys, args, _ in batch]))
+        except Exception as exc:  # StoreUnavailable, or a bug or misconfigured server: every caller sees it
+            replies = [exc] * len(batch)
         for (*_, future), reply in zip(batch, replies):
             if not future.done():
                 if isinstance(reply, Exception):
