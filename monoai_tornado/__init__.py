@@ -4,7 +4,7 @@
     Application("My App", model=DemoBackend()).serve(port=8000)
 """
 from .app import Application
-from .backends.base import Backend, ReportedUsage, TextDelta, TextDeltas, ToolCall, ToolCallsRequested
+from .backends.base import Backend, CallOptions, ReportedUsage, TextDelta, TextDeltas, ToolCall, ToolCallsRequested
 from .backends.demo import DemoBackend
 from .errors import ApiError, BackendError, BackendTimeout
 from .usage import TokenCounter, Usage
@@ -12,7 +12,7 @@ from .usage import TokenCounter, Usage
 __version__ = "0.1.0"
 
 __all__ = [
-    "Application", "Backend", "DemoBackend", "TextDelta", "TextDeltas", "ToolCall", "ToolCallsRequested",
+    "Application", "Backend", "CallOptions", "DemoBackend", "TextDelta", "TextDeltas", "ToolCall", "ToolCallsRequested",
     "ReportedUsage", "ApiError", "BackendError", "BackendTimeout", "TokenCounter", "Usage",
     "__version__",
 ]

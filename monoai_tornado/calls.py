@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol
 
-from .backends.base import Backend, Message, ReportedUsage, TextDelta, TextDeltas, ToolCall, ToolCallsRequested
+from .backends.base import Backend, CallOptions, Message, ReportedUsage, TextDelta, TextDeltas, ToolCall, ToolCallsRequested
 from .errors import BackendError
 from .usage import TokenCounter, Usage
 
@@ -116,6 +116,7 @@ async def call_model(
     meter: UsageMeter,
     on_text: TextCallback | None,
     tools: list[dict[str, Any]] | None = None,
+    options: CallOptions | None = None,
 ) -> CallOutcome:
     """Run one backend call, awaiting ``on_text`` (when given) for every piece of text, in order.
 
@@ -124,7 +125,10 @@ async def call_model(
     parts = meter.begin(messages)
     calls: list[ToolCall] = []
     reported: ReportedUsage | None = None
-    stream = backend.stream(messages, tools=tools) if tools else backend.stream(messages)
+    if options is not None:
+        stream = backend.stream(messages, tools=tools, options=options)
+    else:  # backends written before CallOptions existed take no such keyword
+        stream = backend.stream(messages, tools=tools) if tools else backend.stream(messages)
     async with contextlib.aclosing(stream):
         async for event in stream:
             if type(event) is TextDelta or isinstance(event, TextDelta):  # the common case first

@@ -29,7 +29,7 @@ class ScriptedBackend(Backend):
         self.cancelled = 0
         self.sent_pieces: list[int] = []
 
-    async def stream(self, messages: list[dict[str, Any]], *, tools: Any = None) -> AsyncIterator[BackendEvent]:
+    async def stream(self, messages: list[dict[str, Any]], *, tools: Any = None, options: Any = None) -> AsyncIterator[BackendEvent]:
         self.started += 1
         sent = 0
         try:
@@ -64,7 +64,7 @@ class EchoBackend(Backend):
 
     provider, name = "test", "echo"
 
-    async def stream(self, messages: list[dict[str, Any]], *, tools: Any = None) -> AsyncIterator[BackendEvent]:
+    async def stream(self, messages: list[dict[str, Any]], *, tools: Any = None, options: Any = None) -> AsyncIterator[BackendEvent]:
         words = messages[-1]["content"].split(" ")
         for index, word in enumerate(words):
             await asyncio.sleep(0)

@@ -18,8 +18,8 @@ one backend never mix.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
-from typing import Any, AsyncIterator, Union
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Mapping, Union
 
 Message = dict[str, Any]
 """An OpenAI chat message: ``{"role": "user", "content": "..."}`` and friends."""
@@ -66,6 +66,23 @@ class ReportedUsage:
 BackendEvent = Union[TextDelta, TextDeltas, ToolCallsRequested, ReportedUsage]
 
 
+@dataclass(frozen=True)
+class CallOptions:
+    """Generation options of one model call, named as OpenAI names them.
+
+    ``None`` (or empty) leaves the backend's own default. ``max_tokens`` is the run's
+    completion cap; ``extra`` holds further request fields for an upstream that takes them.
+    A backend honours what it can and ignores the rest.
+    """
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    tool_choice: Any = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
 class Backend(abc.ABC):
     """Base class of model backends.
 
@@ -74,7 +91,7 @@ class Backend(abc.ABC):
         class Echo(Backend):
             provider, name = "echo", "echo-1"
 
-            async def stream(self, messages, *, tools=None):
+            async def stream(self, messages, *, tools=None, options=None):
                 yield TextDelta(messages[-1]["content"])
     """
 
@@ -87,9 +104,16 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def stream(
-        self, messages: list[Message], *, tools: list[dict[str, Any]] | None = None
+        self,
+        messages: list[Message],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        options: CallOptions | None = None,
     ) -> AsyncIterator[BackendEvent]:
-        """Stream the answer to ``messages`` as :data:`BackendEvent` objects."""
+        """Stream the answer to ``messages`` as :data:`BackendEvent` objects.
+
+        ``options`` is given only when the call has any (older backends may omit the keyword).
+        """
 
     def describe(self) -> dict[str, str]:
         """The ``model`` object of a model result: ``{"provider": ..., "name": ...}``."""

@@ -13,7 +13,7 @@ import asyncio
 import re
 from typing import Any, AsyncIterator
 
-from .base import Backend, BackendEvent, Message, TextDelta, TextDeltas
+from .base import Backend, BackendEvent, CallOptions, Message, TextDelta, TextDeltas
 
 #: Default pause between chunks, in seconds: visible streaming without slowing tests.
 DEFAULT_DELAY = 0.005
@@ -82,7 +82,11 @@ class DemoBackend(Backend):
         return split_into_chunks(text)
 
     async def stream(
-        self, messages: list[Message], *, tools: list[dict[str, Any]] | None = None
+        self,
+        messages: list[Message],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        options: CallOptions | None = None,
     ) -> AsyncIterator[BackendEvent]:
         if tools:
             from .demo_planner import plan_demo_turn

@@ -30,7 +30,7 @@ from typing import Any, AsyncIterator, Mapping
 
 from ..calls import RunEvents, UsageMeter
 from ..errors import ApiError, BackendError, BackendTimeout
-from .base import Backend, BackendEvent, Message, ReportedUsage, TextDelta
+from .base import Backend, BackendEvent, CallOptions, Message, ReportedUsage, TextDelta
 
 log = logging.getLogger("monoai_tornado.backends.monoai")
 
@@ -187,7 +187,11 @@ class MonoAIModelBackend(Backend):
         return f"MonoAIModelBackend({type(self.obj).__name__}, name={self.name!r})"
 
     async def stream(
-        self, messages: list[Message], *, tools: list[dict[str, Any]] | None = None
+        self,
+        messages: list[Message],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        options: CallOptions | None = None,
     ) -> AsyncIterator[BackendEvent]:
         prompt = prompt_of(messages)
         streamed = False

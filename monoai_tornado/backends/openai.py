@@ -26,7 +26,7 @@ from tornado.simple_httpclient import HTTPTimeoutError, SimpleAsyncHTTPClient
 from tornado.tcpclient import TCPClient
 
 from ..errors import BackendError, BackendTimeout
-from .base import Backend, BackendEvent, Message, ReportedUsage, TextDelta, ToolCall, ToolCallsRequested
+from .base import Backend, BackendEvent, CallOptions, Message, ReportedUsage, TextDelta, ToolCall, ToolCallsRequested
 from .sse import ServerSentEvent, SSEError, SSEParser
 
 log = logging.getLogger("monoai_tornado.backends.openai")
@@ -288,7 +288,11 @@ class OpenAIBackend(Backend):
         return text.replace(self._api_key, "***") if self._api_key else text
 
     async def stream(
-        self, messages: list[Message], *, tools: list[dict[str, Any]] | None = None
+        self,
+        messages: list[Message],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        options: CallOptions | None = None,
     ) -> AsyncIterator[BackendEvent]:
         loop = asyncio.get_running_loop()
         started = loop.time()
