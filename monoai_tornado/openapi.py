@@ -248,6 +248,12 @@ def _prompt_operation(summary: str, result: str, *, stream: bool, agent: bool, h
     return operation
 
 
+def _static_names() -> list[str]:
+    from .handlers.pages import static_assets  # here: the handlers import this module
+
+    return sorted(static_assets())
+
+
 def _get(summary: str, response: Schema, operation_id: str, tag: str, **extra: Any) -> Schema:
     return {"get": {"operationId": operation_id, "summary": summary, "tags": [tag],
                     "responses": {"200": response}, **extra}}
@@ -352,6 +358,17 @@ def build_openapi(
                             "getPlayground", "meta"),
         "/openapi.json": _get("This document", _json({"type": "object"}, "The OpenAPI 3.1 document."),
                               "getOpenAPI", "meta"),
+        "/docs": _get("API docs of this document (Swagger UI, served offline)",
+                      {"description": "An HTML page.", "content": {"text/html": {"schema": {"type": "string"}}}},
+                      "getDocs", "meta"),
+        "/static/{name}": _get(
+            "A script or style sheet the pages load (shipped with the package)",
+            {"description": "The file.",
+             "content": {"application/javascript": {"schema": {"type": "string"}},
+                         "text/css": {"schema": {"type": "string"}}}},
+            "getStaticFile", "meta",
+            parameters=[{"name": "name", "in": "path", "required": True,
+                         "schema": {"type": "string", "enum": _static_names()}}]),
     }
     if has_model:
         for suffix, stream in (("", False), ("/stream", True)):

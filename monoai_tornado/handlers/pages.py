@@ -1,4 +1,5 @@
-"""``GET /playground`` (a page to try the server in a browser) and ``GET /openapi.json``.
+"""``GET /playground`` (a page to try the server in a browser), ``GET /docs`` (Swagger UI),
+``GET /openapi.json`` and the static files the pages load (``GET /static/...``).
 
 The playground is one self-contained HTML file shipped as package data. Its inline script and
 style are allowed by their SHA-256 hashes in a strict Content-Security-Policy: nothing else
@@ -9,11 +10,13 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import html
 import importlib.resources
 import re
 from dataclasses import dataclass
 
 from ..openapi import build_openapi
+from ..errors import NotFound
 from .base import JsonHandler
 
 _INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.DOTALL)
@@ -78,6 +81,84 @@ class PlaygroundHandler(JsonHandler):
         self.set_header("X-Frame-Options", "DENY")
         self.set_header("Cache-Control", "no-cache")
         self.finish(page.body)
+
+
+#: Files under ``static/`` that may be served, with their content types.
+_ASSET_TYPES = {".js": "application/javascript; charset=UTF-8", ".css": "text/css; charset=UTF-8"}
+
+
+@functools.lru_cache(maxsize=1)
+def static_assets() -> frozenset[str]:
+    """Names (relative to ``static/``) of the scripts and style sheets shipped as package data."""
+    root = importlib.resources.files("monoai_tornado").joinpath("static")
+    names: set[str] = set()
+    for folder, prefix in ((root, ""), (root.joinpath("vendor"), "vendor/")):
+        for entry in folder.iterdir():
+            if entry.is_file() and entry.name.endswith(tuple(_ASSET_TYPES)):
+                names.add(prefix + entry.name)
+    return frozenset(names)
+
+
+@functools.lru_cache(maxsize=16)
+def static_asset(name: str) -> bytes:
+    return importlib.resources.files("monoai_tornado").joinpath("static", *name.split("/")).read_bytes()
+
+
+class StaticAssetHandler(JsonHandler):
+    """``GET /static/NAME``: a script or style sheet of the pages, from package data only."""
+
+    endpoint = "static"
+
+    def get(self, name: str) -> None:
+        if name not in static_assets():
+            raise NotFound(f"No static file {name!r}")
+        self.set_header("Content-Type", _ASSET_TYPES[name[name.rindex("."):]])
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Cache-Control", "public, max-age=3600")
+        self.finish(static_asset(name))
+
+
+DOCS_CSP = "; ".join([
+    "default-src 'none'",
+    "script-src 'self'",
+    "style-src 'self' 'unsafe-inline'",  # Swagger UI sets style attributes on its elements
+    "img-src 'self' data:",
+    "font-src 'self' data:",
+    "connect-src 'self'",
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+])
+
+
+def docs_page(title: str, prefix: str) -> str:
+    """Swagger UI over ``{prefix}/openapi.json``, every file from this server."""
+    base = html.escape(prefix, quote=True)
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)} - API docs</title>"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<link rel="stylesheet" href="{base}/static/vendor/swagger-ui.css"></head>'
+        f'<body><div id="swagger-ui" data-openapi-url="{base}/openapi.json"></div>'
+        f'<script src="{base}/static/vendor/swagger-ui-bundle.js"></script>'
+        f'<script src="{base}/static/docs.js"></script></body></html>\n'
+    )
+
+
+class DocsHandler(JsonHandler):
+    """``GET /docs``: Swagger UI over ``/openapi.json``, as FastAPI users expect."""
+
+    endpoint = "docs"
+
+    def get(self) -> None:
+        path = self.request.path
+        prefix = path[: -len("/docs")] if path.endswith("/docs") else ""
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        self.set_header("Content-Security-Policy", DOCS_CSP)
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "no-referrer")
+        self.set_header("X-Frame-Options", "DENY")
+        self.finish(docs_page(f"{self.context.name}", prefix))
 
 
 class OpenAPIHandler(JsonHandler):
