@@ -1,0 +1,89 @@
+"""The gateway floor: a bare Tornado proxy that forwards a request upstream and relays the answer.
+
+    python bench/floor_proxy.py --port 8001 --upstream http://127.0.0.1:9000
+
+``POST /v1/chat/completions`` (any ``POST`` path) is sent to the same path on ``--upstream``
+with Tornado's HTTP client; the status, ``Content-Type`` and each body chunk are relayed as
+they arrive (a flush per chunk, so a stream stays a stream). No limits, no usage, no parsing,
+no headers of its own: what a gateway costs beyond this is the price of its features.
+
+Tornado's simple client opens a connection per request (it sends ``Connection: close``).
+``--keep-alive`` forwards over kept-alive upstream connections instead (the same pool
+monoai_tornado's OpenAI backend uses), to measure what reusing connections gives the floor.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from typing import Any
+
+import tornado.httpclient
+import tornado.httpserver
+import tornado.web
+
+
+class ProxyHandler(tornado.web.RequestHandler):
+    def initialize(self, upstream: str, client: Any) -> None:
+        self.upstream = upstream
+        self.client = client
+
+    async def post(self) -> None:
+        request = tornado.httpclient.HTTPRequest(
+            self.upstream + self.request.path, method="POST", body=self.request.body,
+            headers={"Content-Type": self.request.headers.get("Content-Type", "application/json")},
+            header_callback=self._on_header, streaming_callback=self._on_chunk,
+            connect_timeout=30, request_timeout=60)
+        try:
+            await self.client.fetch(request, raise_error=False)
+        except Exception as exc:  # the upstream is gone: nothing to relay
+            if not self._headers_written:
+                self.set_status(502)
+                self.finish({"error": str(exc)})
+                return
+        self.finish()
+
+    def _on_header(self, line: str) -> None:
+        if line.startswith("HTTP/"):
+            self.set_status(int(line.split(None, 2)[1]))
+        elif line[:13].lower() == "content-type:":
+            self.set_header("Content-Type", line[13:].strip())
+
+    def _on_chunk(self, chunk: bytes) -> None:
+        self.write(chunk)
+        self.flush()
+
+
+def make_client(keep_alive: bool) -> Any:
+    if keep_alive:
+        import os
+        import sys
+
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        from monoai_tornado.backends.upstream import KeepAliveClient
+
+        return KeepAliveClient()
+    return tornado.httpclient.AsyncHTTPClient(max_clients=10_000)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description="bare Tornado proxy (the gateway floor)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--upstream", required=True, help="base URL, e.g. http://127.0.0.1:9000")
+    parser.add_argument("--keep-alive", action="store_true", help="reuse upstream connections")
+    args = parser.parse_args()
+    client = make_client(args.keep_alive)
+    app = tornado.web.Application([(r"/.*", ProxyHandler, {"upstream": args.upstream.rstrip("/"), "client": client})])
+    server = tornado.httpserver.HTTPServer(app)
+    server.listen(args.port, args.host)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    server.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,638 @@
+"""Gateway overhead: what each gateway adds between a client and a fast model server, in one run.
+
+    python bench/gateway.py [--rounds 3] [--quick] [--lines direct,floor-proxy,ours,litellm,...]
+                            [--duration 6] [--paced-rate 50] [--paced-duration 6] [--json FILE]
+
+A fast OpenAI-compatible upstream (``bench/fast_upstream.py``: 16 chunks of 4 characters,
+``usage`` in the last chunk) answers every request. In front of it, alternating in rounds
+(every line once per round, a fresh server each time):
+
+- ``direct``: the upstream itself, the zero-overhead line;
+- ``floor-proxy``: a bare Tornado proxy (``bench/floor_proxy.py``) forwarding with Tornado's
+  HTTP client (a connection per request) and relaying the body; ``floor-proxy+ka`` the same
+  over kept-alive upstream connections;
+- ``ours``: ``python -m monoai_tornado --backend openai`` with a memory limiter that never
+  trips, through ``/v1/chat/completions``; ``ours /model`` the same server through ``/model``
+  and ``/model/stream`` (SSE); ``ours+asyncio`` forces the plain asyncio loop (``ours`` uses
+  uvloop when it is installed);
+- ``litellm``: the LiteLLM proxy (PyPI ``litellm[proxy]``, pinned below, one worker, config
+  ``bench/litellm_config.yaml``, an rpm/tpm limit that never trips), installed on first use
+  into ``bench/.venv-litellm``.
+
+Each server runs pinned to ``--server-cpus`` (taskset); the upstream and the load generators
+run on ``--load-cpus``. Per line and round: requests/s with 64 connections, non-streamed and
+streamed (wrk, keep-alive), the server's CPU per request and its RSS (the whole process tree),
+errors; then the latency of streamed requests at a paced open-loop load (``--paced-rate`` per
+second, measured from when each request was due, so a server that falls behind is not excused
+by a waiting client) and what it adds over ``direct`` in the same round. Every figure is also
+shown as a ratio to ``floor-proxy`` and to ``litellm`` of the same round (median over rounds).
+
+Only 127.0.0.1 is ever contacted; every load is bounded in time and count; every process is
+stopped (SIGTERM, then SIGKILL) whatever happens.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import (
+    BENCH_DIR,
+    HOST,
+    NEVER_TRIPPING,
+    OURS_DIR,
+    PYTHON,
+    Server,
+    Variant,
+    dump_json,
+    fmt,
+    free_port,
+    median,
+    percentile,
+    print_table,
+)
+
+LITELLM_VERSION = "1.108.7"
+LITELLM_VENV = os.path.join(BENCH_DIR, ".venv-litellm")
+LITELLM_CONFIG = os.path.join(BENCH_DIR, "litellm_config.yaml")
+MODEL = "bench-model"
+PROMPT = "Say something about benchmarks, please."
+CHUNKS, CHUNK_CHARS = 16, 4
+DEFAULT_LINES = "direct,floor-proxy,ours,ours /model,litellm"
+SUMMARY_LINES = ("direct", "floor-proxy", "ours", "litellm")
+
+
+# -- what is sent ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Shape:
+    """One request: path, body, extra headers, and bytes every good answer contains."""
+
+    path: str
+    body: str
+    headers: tuple[tuple[str, str], ...]
+    marker: bytes
+
+
+def openai_shape(stream: bool) -> Shape:
+    body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": PROMPT}], "stream": stream},
+                      separators=(",", ":"))
+    return Shape("/v1/chat/completions", body, (("Content-Type", "application/json"),),
+                 b"[DONE]" if stream else b'"choices"')
+
+
+def model_shape(stream: bool) -> Shape:
+    body = json.dumps({"prompt": PROMPT})
+    if stream:
+        return Shape("/model/stream", body, (("Content-Type", "application/json"), ("Accept", "text/event-stream")),
+                     b"event: complete")
+    return Shape("/model", body, (("Content-Type", "application/json"),), b'"response"')
+
+
+@dataclass(frozen=True)
+class Line:
+    """A row of the tables: a server and the route it is measured through."""
+
+    name: str
+    server: str
+    plain: Shape
+    stream: Shape
+
+
+# -- the servers ----------------------------------------------------------------------------
+
+def pinned(cpus: str, *argv: str) -> tuple[str, ...]:
+    return ("taskset", "-c", cpus, *argv) if cpus else argv
+
+
+def ensure_litellm() -> str:
+    """The ``litellm`` command of bench/.venv-litellm, installed there on first use."""
+    exe = os.path.join(LITELLM_VENV, "bin", "litellm")
+    if os.path.exists(exe):
+        return exe
+    print(f"installing litellm[proxy]=={LITELLM_VERSION} into {LITELLM_VENV} (first use; a few minutes)",
+          file=sys.stderr, flush=True)
+    if not os.path.exists(os.path.join(LITELLM_VENV, "bin", "python")):
+        subprocess.run([sys.executable, "-m", "venv", LITELLM_VENV], check=True, timeout=300)
+    subprocess.run([os.path.join(LITELLM_VENV, "bin", "pip"), "install", "-q", f"litellm[proxy]=={LITELLM_VERSION}"],
+                   check=True, timeout=1800)
+    return exe
+
+
+@dataclass
+class Setup:
+    upstream_port: int
+    server_cpus: str
+    load_cpus: str
+    ours_v1: bool = True
+    env: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def upstream(self) -> str:
+        return f"http://{HOST}:{self.upstream_port}"
+
+    def variant(self, server: str) -> Variant:
+        cpus = self.server_cpus
+        if server == "floor-proxy":
+            return Variant(server, pinned(cpus, PYTHON, os.path.join(BENCH_DIR, "floor_proxy.py"), "--port", "{port}",
+                                          "--upstream", self.upstream))
+        if server == "floor-proxy+ka":
+            return Variant(server, pinned(cpus, PYTHON, os.path.join(BENCH_DIR, "floor_proxy.py"), "--port", "{port}",
+                                          "--upstream", self.upstream, "--keep-alive"))
+        if server in ("ours", "ours+asyncio"):
+            loop = ("--event-loop", "asyncio") if server == "ours+asyncio" else ()
+            return Variant(server, pinned(cpus, PYTHON, "-m", "monoai_tornado", "--backend", "openai", "--base-url",
+                                          self.upstream + "/v1", "--model", MODEL, "--no-agents", "--log-level",
+                                          "error", "--port", "{port}", *NEVER_TRIPPING, *loop), cwd=OURS_DIR)
+        if server == "litellm":
+            self.env["litellm"] = {"BENCH_UPSTREAM_BASE": self.upstream + "/v1", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                                   "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"}
+            return Variant(server, pinned(cpus, ensure_litellm(), "--config", LITELLM_CONFIG, "--host", HOST,
+                                          "--port", "{port}", "--num_workers", "1"), cwd=BENCH_DIR)
+        raise SystemExit(f"unknown server {server!r}")
+
+
+def make_line(name: str, setup: Setup) -> Line:
+    if name == "direct":
+        return Line(name, "direct", openai_shape(False), openai_shape(True))
+    if name == "ours /model":
+        return Line(name, "ours", model_shape(False), model_shape(True))
+    if name in ("ours", "ours+asyncio") and not setup.ours_v1:
+        return Line(name, name, model_shape(False), model_shape(True))
+    if name in ("floor-proxy", "floor-proxy+ka", "ours", "ours+asyncio", "litellm"):
+        return Line(name, name, openai_shape(False), openai_shape(True))
+    raise SystemExit(f"unknown line {name!r}; choose from {DEFAULT_LINES}")
+
+
+class GatewayServer(Server):
+    """A server of the gateway benchmark: ready once ``shape`` is answered 200 with its marker."""
+
+    def __init__(self, variant: Variant, shape: Shape, env: dict[str, str] | None, ready_timeout: float) -> None:
+        super().__init__(variant, env=env, ready_timeout=ready_timeout, nofile=20_000)
+        self.shape = shape
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"{self.variant.name} exited with {self.proc.returncode}:\n{self._stderr_tail()}")
+            try:
+                status, body = blocking_request(self.port, self.shape, timeout=5.0)
+                if status == 200 and self.shape.marker in body:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.variant.name} not ready on port {self.port} after {self.ready_timeout} s:\n"
+                           f"{self._stderr_tail()}")
+
+
+def blocking_request(port: int, shape: Shape, timeout: float = 5.0) -> tuple[int, bytes]:
+    """One blocking request with ``Connection: close`` (readiness checks, not load)."""
+    import socket
+
+    data = shape.body.encode()
+    head = "".join(f"{k}: {v}\r\n" for k, v in shape.headers)
+    request = (f"POST {shape.path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n{head}Content-Length: {len(data)}\r\n"
+               f"Connection: close\r\n\r\n").encode() + data
+    with socket.create_connection((HOST, port), timeout=timeout) as s:
+        s.sendall(request)
+        chunks = []
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    raw = b"".join(chunks)
+    head_bytes, _, rest = raw.partition(b"\r\n\r\n")
+    return (int(head_bytes.split(b" ", 2)[1]) if head_bytes else 0), rest
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (LiteLLM may start a worker process)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo.extend(children.get(p, []))
+    return tree
+
+
+def tree_cpu(pid: int) -> float:
+    from common import cpu_seconds
+
+    total = 0.0
+    for p in process_tree(pid):
+        try:
+            total += cpu_seconds(p)
+        except OSError:
+            pass
+    return total
+
+
+def tree_rss(pid: int) -> int:
+    from common import rss_bytes
+
+    total = 0
+    for p in process_tree(pid):
+        try:
+            total += rss_bytes(p)
+        except (OSError, RuntimeError):
+            pass
+    return total
+
+
+# -- load: wrk with 64 connections --------------------------------------------------------------
+
+WRK_SCRIPT = r"""
+wrk.method = "POST"
+wrk.body = %(body)s
+%(headers)s
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "BENCHJSON {\"requests\":%%d,\"duration_us\":%%d,\"p50_us\":%%d,\"p99_us\":%%d,\"errors\":%%d,\"status_errors\":%%d}\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect + e.read + e.write + e.timeout, e.status))
+end
+"""
+
+
+def _lua(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def wrk_path() -> str:
+    path = "/usr/bin/wrk" if os.path.exists("/usr/bin/wrk") else shutil.which("wrk")
+    if not path:
+        raise SystemExit("wrk not found: apt-get install -y wrk")
+    return path
+
+
+def run_wrk(port: int, shape: Shape, duration: float, connections: int, cpus: str) -> dict[str, float]:
+    headers = "\n".join(f"wrk.headers[{_lua(k)}] = {_lua(v)}" for k, v in shape.headers)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(WRK_SCRIPT % {"body": _lua(shape.body), "headers": headers})
+        script = f.name
+    try:
+        out = subprocess.run(
+            [*pinned(cpus, wrk_path()), "-t", "1", "-c", str(connections), "-d", f"{max(1, round(duration))}s",
+             "--timeout", "10s", "-s", script, f"http://{HOST}:{port}{shape.path}"],
+            capture_output=True, text=True, timeout=duration + 60, check=False)
+    finally:
+        os.unlink(script)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCHJSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk failed ({out.returncode}): {out.stdout[-1000:]} {out.stderr[-1000:]}")
+    data = json.loads(line[len("BENCHJSON "):])
+    seconds = data["duration_us"] / 1e6
+    return {"requests": data["requests"], "rps": data["requests"] / seconds, "p50_ms": data["p50_us"] / 1000,
+            "p99_ms": data["p99_us"] / 1000, "errors": data["errors"] + data["status_errors"]}
+
+
+# -- load: paced, open loop --------------------------------------------------------------------
+
+async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    """(status, body, reusable) of one HTTP/1.1 answer."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    lower = head.lower()
+    keep = b"\nconnection: close" not in lower
+    if b"\ntransfer-encoding: chunked" in lower:
+        parts = []
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
+            data = await reader.readexactly(size + 2)
+            if not size:
+                break
+            parts.append(data[:-2])
+        return status, b"".join(parts), keep
+    at = lower.find(b"\ncontent-length:")
+    if at >= 0:
+        length = int(lower[at + 16:lower.find(b"\r\n", at + 1)])
+        return status, await reader.readexactly(length), keep
+    return status, await reader.read(), False
+
+
+async def _paced_main(port: int, shape: Shape, rate: float, duration: float, max_conns: int) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    data = shape.body.encode()
+    head = "".join(f"{k}: {v}\r\n" for k, v in shape.headers)
+    request = (f"POST {shape.path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n{head}Content-Length: {len(data)}\r\n\r\n"
+               ).encode() + data
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    opened = [0]
+    slots = asyncio.Semaphore(max_conns)
+    latencies: list[float] = []
+    errors = [0]
+
+    async def one(due: float) -> None:
+        async with slots:
+            conn = idle.pop() if idle else None
+            try:
+                if conn is None:
+                    opened[0] += 1
+                    conn = await asyncio.open_connection(HOST, port)
+                reader, writer = conn
+                writer.write(request)
+                status, body, keep = await _read_answer(reader)
+                latencies.append(loop.time() - due)
+                if status != 200 or shape.marker not in body:
+                    errors[0] += 1
+                if keep:
+                    idle.append(conn)
+                else:
+                    writer.close()
+            except (OSError, asyncio.IncompleteReadError, ValueError, asyncio.LimitOverrunError):
+                errors[0] += 1
+                if conn is not None:
+                    conn[1].close()
+
+    count = max(1, int(rate * duration))
+    start = loop.time() + 0.05
+    tasks = []
+    for i in range(count):
+        due = start + i / rate
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(one(due)))
+    _, pending = await asyncio.wait(tasks, timeout=30)
+    for task in pending:
+        task.cancel()
+    errors[0] += len(pending)
+    for _, writer in idle:
+        writer.close()
+    return {"latencies": latencies, "errors": errors[0], "sent": count, "connections": opened[0]}
+
+
+def run_paced(port: int, shape: Shape, rate: float, duration: float, cpus: str) -> dict[str, float]:
+    """The paced client in its own process on the load CPUs; p50/p99 from when each was due."""
+    out = subprocess.run(
+        [*pinned(cpus, PYTHON, os.path.abspath(__file__)), "--paced-client", json.dumps(
+            {"port": port, "path": shape.path, "body": shape.body, "headers": shape.headers,
+             "marker": shape.marker.decode(), "rate": rate, "duration": duration})],
+        capture_output=True, text=True, timeout=duration + 90, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"paced client failed: {out.stderr[-1500:]}")
+    data = json.loads(out.stdout)
+    lat = data["latencies"]
+    return {"paced_p50_ms": percentile(lat, 50) * 1000, "paced_p99_ms": percentile(lat, 99) * 1000,
+            "paced_errors": data["errors"], "paced_sent": data["sent"]}
+
+
+# -- one line, one round ------------------------------------------------------------------------
+
+@dataclass
+class Config:
+    duration: float
+    warmup: float
+    connections: int
+    paced_rate: float
+    paced_duration: float
+
+
+def measure_port(port: int, pid: int | None, line: Line, cfg: Config, cpus: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for label, shape in (("plain", line.plain), ("stream", line.stream)):
+        if cfg.warmup > 0:
+            run_wrk(port, shape, cfg.warmup, cfg.connections, cpus)
+        cpu0 = tree_cpu(pid) if pid else 0.0
+        result = run_wrk(port, shape, cfg.duration, cfg.connections, cpus)
+        cpu = tree_cpu(pid) - cpu0 if pid else float("nan")
+        out[f"{label}_rps"] = result["rps"]
+        out[f"{label}_p50_ms"] = result["p50_ms"]
+        out[f"{label}_p99_ms"] = result["p99_ms"]
+        out[f"{label}_errors"] = result["errors"]
+        out[f"{label}_cpu_ms"] = 1000 * cpu / result["requests"] if result["requests"] and pid else float("nan")
+    out.update(run_paced(port, line.stream, cfg.paced_rate, cfg.paced_duration, cpus))
+    out["rss_mib"] = tree_rss(pid) / 2**20 if pid else float("nan")
+    return out
+
+
+def run(line_names: Sequence[str], rounds: int, cfg: Config, setup: Setup) -> dict[str, list[dict[str, float]]]:
+    lines = [make_line(n, setup) for n in line_names]
+    # Lines on one server share its start in a round: ours and ours /model are one process.
+    servers: list[str] = []
+    for ln in lines:
+        if ln.server not in servers:
+            servers.append(ln.server)
+    results: dict[str, list[dict[str, float]]] = {ln.name: [] for ln in lines}
+    for r in range(rounds):
+        for server in servers:
+            mine = [ln for ln in lines if ln.server == server]
+            started = time.monotonic()
+            if server == "direct":
+                measured = {ln.name: measure_port(setup.upstream_port, None, ln, cfg, setup.load_cpus) for ln in mine}
+            else:
+                variant = setup.variant(server)
+                timeout = 120.0 if server == "litellm" else 30.0
+                with GatewayServer(variant, mine[0].stream, setup.env.get(server), timeout) as srv:
+                    measured = {ln.name: measure_port(srv.port, srv.pid, ln, cfg, setup.load_cpus) for ln in mine}
+            for name, m in measured.items():
+                results[name].append(m)
+                shown = ", ".join(f"{k}={fmt(v, 2 if abs(v) < 100 else 0)}" for k, v in m.items())
+                print(f"  [round {r + 1}/{rounds}] {name}: {shown} ({time.monotonic() - started:.1f} s)",
+                      file=sys.stderr, flush=True)
+    return results
+
+
+# -- the tables ---------------------------------------------------------------------------------
+
+def _per_round(results: dict[str, list[dict[str, float]]], name: str, key: str) -> list[float]:
+    return [m.get(key, float("nan")) for m in results.get(name, [])]
+
+
+def _ratio(results: dict[str, list[dict[str, float]]], name: str, ref: str, key: str, diff: bool = False) -> str:
+    if ref not in results or not results[ref]:
+        return "-"
+    pairs = zip(_per_round(results, name, key), _per_round(results, ref, key))
+    values = [a - b if diff else (a / b if b else float("nan")) for a, b in pairs]
+    value = median(values)
+    return _signed(value) if diff else fmt(value, 2) + "x"
+
+
+def _signed(value: float) -> str:
+    return ("+" if value >= 0 else "") + fmt(value, 2)
+
+
+def added(results: dict[str, list[dict[str, float]]], pct: str) -> dict[str, list[float]]:
+    """Per line, per round: paced latency minus direct's in the same round (ms)."""
+    base = _per_round(results, "direct", f"paced_{pct}_ms")
+    return {name: [m[f"paced_{pct}_ms"] - b for m, b in zip(rounds, base)]
+            for name, rounds in results.items() if name != "direct"}
+
+
+def report(results: dict[str, list[dict[str, float]]], cfg: Config) -> None:
+    refs = [r for r in ("floor-proxy", "litellm") if r in results]
+    short = {"floor-proxy": "fp", "litellm": "ll"}
+    for label, title in (("plain", "non-streamed"), ("stream", "streamed")):
+        header = ["line", "req/s", *[f"x {short[r]}" for r in refs], "CPU ms/req", *[f"x {short[r]}" for r in refs],
+                  "p50 ms", "p99 ms", "errors"]
+        rows = []
+        for name in results:
+            row = [name, fmt(median(_per_round(results, name, f"{label}_rps")))]
+            row += [_ratio(results, name, r, f"{label}_rps") for r in refs]
+            row.append(fmt(median(_per_round(results, name, f"{label}_cpu_ms")), 3))
+            row += [_ratio(results, name, r, f"{label}_cpu_ms") for r in refs]
+            row += [fmt(median(_per_round(results, name, f"{label}_p50_ms")), 2),
+                    fmt(median(_per_round(results, name, f"{label}_p99_ms")), 2),
+                    fmt(sum(_per_round(results, name, f"{label}_errors")))]
+            rows.append(row)
+        print_table(f"{title.capitalize()} POST, {cfg.connections} connections, {cfg.duration:g} s per run "
+                    f"(wrk; median of rounds; x fp / x ll: ratio to floor-proxy / litellm of the same round)",
+                    header, rows)
+    add50, add99 = added(results, "p50"), added(results, "p99")
+    header = ["line", "p50 ms", "p99 ms", "added p50", "- fp", "x ll", "added p99", "- fp", "x ll",
+              "RSS MiB", "x fp", "x ll", "errors"]
+    rows = []
+    for name in results:
+        row = [name, fmt(median(_per_round(results, name, "paced_p50_ms")), 2),
+               fmt(median(_per_round(results, name, "paced_p99_ms")), 2)]
+        for table in (add50, add99):
+            mine = table.get(name)
+            if mine is None:  # direct: the baseline
+                row += ["0", "-", "-"]
+                continue
+            row.append(fmt(median(mine), 2))
+            fp, ll = table.get("floor-proxy"), table.get("litellm")
+            row.append(_signed(median([a - b for a, b in zip(mine, fp)])) if fp else "-")
+            row.append(fmt(median([a / b if b > 0 else float("nan") for a, b in zip(mine, ll)]), 2) + "x" if ll else "-")
+        row.append(fmt(median(_per_round(results, name, "rss_mib")), 1))
+        row += [_ratio(results, name, r, "rss_mib") for r in ("floor-proxy", "litellm")]
+        row.append(fmt(sum(_per_round(results, name, "paced_errors"))))
+        rows.append(row)
+    print_table(f"Streamed, paced open loop: {cfg.paced_rate:g} req/s for {cfg.paced_duration:g} s, latency from when "
+                f"each was due; added = minus direct's in the same round; - fp: minus floor-proxy's added", header, rows)
+
+
+def summary(results: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
+    add50, add99 = added(results, "p50"), added(results, "p99")
+    return {
+        "stream_rps": {n: median(_per_round(results, n, "stream_rps")) for n in results},
+        "plain_rps": {n: median(_per_round(results, n, "plain_rps")) for n in results},
+        "stream_cpu_ms_per_req": {n: median(_per_round(results, n, "stream_cpu_ms")) for n in results if n != "direct"},
+        "added_p50_ms": {n: median(v) for n, v in add50.items()},
+        "added_p99_ms": {n: median(v) for n, v in add99.items()},
+        "rss_mib": {n: median(_per_round(results, n, "rss_mib")) for n in results if n != "direct"},
+    }
+
+
+def machine_line() -> str:
+    from run_all import machine_line as line
+
+    return line()
+
+
+def ours_has_v1(setup: Setup) -> bool:
+    """Whether this checkout's server answers ``/v1/chat/completions`` (else ours goes through /model)."""
+    probe = Variant("ours", tuple(a for a in setup.variant("ours").argv), cwd=OURS_DIR)
+    try:
+        with GatewayServer(probe, model_shape(False), None, 30.0) as srv:
+            status, body = blocking_request(srv.port, openai_shape(True))
+            return status == 200 and b"[DONE]" in body
+    except RuntimeError:
+        return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", default=DEFAULT_LINES, help=f"comma separated (default {DEFAULT_LINES})")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="2 short rounds (under 4 minutes once installed)")
+    parser.add_argument("--duration", type=float, default=6.0, help="seconds of each wrk load")
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--paced-rate", type=float, default=50.0, help="streamed requests per second, open loop")
+    parser.add_argument("--paced-duration", type=float, default=6.0)
+    parser.add_argument("--server-cpus", default="0", help="taskset CPU list of the server measured ('' for none)")
+    parser.add_argument("--load-cpus", default="1", help="taskset CPU list of the upstream and the load generators")
+    parser.add_argument("--json", help="write the summary and every raw measurement to this file")
+    parser.add_argument("--paced-client", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.paced_client:
+        spec = json.loads(args.paced_client)
+        shape = Shape(spec["path"], spec["body"], tuple(tuple(h) for h in spec["headers"]), spec["marker"].encode())
+        print(json.dumps(asyncio.run(_paced_main(spec["port"], shape, spec["rate"], spec["duration"], 256))))
+        return
+    if args.quick:
+        args.rounds, args.duration, args.warmup, args.paced_duration = 2, 2.0, 1.0, 3.0
+    cfg = Config(args.duration, args.warmup, args.connections, args.paced_rate, args.paced_duration)
+    names = [n.strip() for n in args.lines.split(",") if n.strip()]
+    if "litellm" in names:
+        ensure_litellm()
+    started = time.monotonic()
+    upstream_port = free_port()
+    upstream = Server(Variant("upstream", pinned(args.load_cpus, PYTHON, os.path.join(BENCH_DIR, "fast_upstream.py"),
+                                                 "--port", "{port}", "--chunks", str(CHUNKS),
+                                                 "--chunk-chars", str(CHUNK_CHARS))))
+    upstream.port = upstream_port
+    machine = machine_line()
+    print(machine)
+    with GatewayUpstream(upstream):
+        setup = Setup(upstream_port, args.server_cpus, args.load_cpus)
+        if any(n in ("ours", "ours+asyncio") for n in names):
+            setup.ours_v1 = ours_has_v1(setup)
+            if not setup.ours_v1:
+                print("(ours has no /v1/chat/completions in this checkout: 'ours' goes through /model and "
+                      "/model/stream)", flush=True)
+        print(f"{len(names)} lines x {args.rounds} rounds; servers on CPU {args.server_cpus or 'any'}, upstream and "
+              f"load on CPU {args.load_cpus or 'any'}; upstream answers {CHUNKS} chunks of {CHUNK_CHARS} chars"
+              + (" (QUICK)" if args.quick else ""), flush=True)
+        results = run(names, args.rounds, cfg, setup)
+    report(results, cfg)
+    print(f"\n(gateway benchmark: {time.monotonic() - started:.0f} s)")
+    dump_json(args.json, {"machine": machine, "config": vars(args), "ours_v1": setup.ours_v1,
+                          "summary": summary(results), "rounds": results})
+
+
+class GatewayUpstream:
+    """The shared upstream, started with a health check rather than a prompt."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    def __enter__(self) -> Server:
+        srv = self.server
+        argv = [a.replace("{port}", str(srv.port)) for a in srv.variant.argv]
+        srv.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=srv.stderr, preexec_fn=os.setsid)
+        import socket
+
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((HOST, srv.port), timeout=1):
+                    return srv
+            except OSError:
+                time.sleep(0.1)
+        srv.stop()
+        raise RuntimeError("the fast upstream did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop()
+
+
+if __name__ == "__main__":
+    main()
