@@ -76,6 +76,39 @@ class Admission:
     degraded: bool = False
     _starts: Sequence[int] = field(default=(), repr=False)
     _settled: bool = field(default=False, repr=False)
+    #: The limits the request was held to (the limiter's own, or those passed to ``admit``).
+    _policy: "_Policy | None" = field(default=None, repr=False)
+
+
+class _Policy:
+    """A set of limits with what every admission derives from them, computed once."""
+
+    __slots__ = ("limits", "windows", "token_indexes", "token_limits", "current")
+
+    def __init__(self, limits: Sequence[Limit]) -> None:
+        self.limits: tuple[Limit, ...] = tuple(limits)
+        for limit in self.limits:
+            if not isinstance(limit, Limit):
+                raise TypeError(f"limits must be Limit objects, not {limit!r}")
+        names = [limit.name for limit in self.limits]
+        if len(set(names)) != len(names):
+            raise ValueError(f"limit names must be unique, got {names}")
+        self.windows = tuple(limit.window_seconds for limit in self.limits)
+        self.token_indexes = tuple(i for i, limit in enumerate(self.limits) if limit.is_token)
+        self.token_limits = tuple(self.limits[i] for i in self.token_indexes)
+        # Window starts and ends change once a second at most: computed once per second.
+        self.current = self.windows_at(-1)
+
+    def windows_at(self, second: int) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
+        """``(second, window starts, window ends)`` of every limit at that whole second."""
+        starts = tuple(second - second % window for window in self.windows)
+        return second, starts, tuple(start + window for start, window in zip(starts, self.windows))
+
+    def windows_now(self, second: int) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
+        windows = self.current
+        if windows[0] != second:
+            windows = self.current = self.windows_at(second)
+        return windows
 
 
 class RateLimiter:
@@ -85,6 +118,9 @@ class RateLimiter:
     >>> admission = await limiter.admit("alice", prompt_tokens=42)
     >>> ...  # run the model when admission.allowed
     >>> await limiter.settle(admission, total_tokens=180)
+
+    ``admit(user, tokens, limits=...)`` holds one request to other limits than the limiter's
+    own (an API key's), through the same store and the same single decision.
 
     When the store cannot be reached, :meth:`admit` raises :class:`LimiterUnavailable` (503),
     or with ``fail_open=True`` admits the request unchecked (``degraded=True``). An outage is
@@ -99,23 +135,15 @@ class RateLimiter:
         clock: Callable[[], float] = time.time,
         fail_open: bool = False,
     ) -> None:
-        self._limits: tuple[Limit, ...] = tuple(limits)
-        for limit in self._limits:
-            if not isinstance(limit, Limit):
-                raise TypeError(f"limits must be Limit objects, not {limit!r}")
-        names = [limit.name for limit in self._limits]
-        if len(set(names)) != len(names):
-            raise ValueError(f"limit names must be unique, got {names}")
+        self._policy = _Policy(limits)
+        self._limits = self._policy.limits
+        #: Policies of limits passed to :meth:`admit`, by their limits (few: one per key's set).
+        self._policies: dict[tuple[Limit, ...], _Policy] = {}
         self._store: Any = MemoryStore() if store is None else store
         self._clock = clock
         self.fail_open = fail_open
-        self._windows = tuple(limit.window_seconds for limit in self._limits)
-        self._token_indexes = tuple(i for i, limit in enumerate(self._limits) if limit.is_token)
-        self._token_limits = tuple(self._limits[i] for i in self._token_indexes)
         # The memory store decides synchronously: skip a coroutine on the hot path.
         self._admit_now = getattr(self._store, "admit_now", None)
-        # Window starts and ends change once a second at most: computed once per second.
-        self._current = self._windows_at(-1)
         self._outage = False
 
     @property
@@ -128,27 +156,32 @@ class RateLimiter:
         """Where the counters live."""
         return self._store  # type: ignore[no-any-return]
 
-    def _windows_at(self, second: int) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
-        """``(second, window starts, window ends)`` of every limit at that whole second."""
-        starts = tuple(second - second % window for window in self._windows)
-        return second, starts, tuple(start + window for start, window in zip(starts, self._windows))
+    def _policy_for(self, limits: Sequence[Limit] | None) -> _Policy:
+        """The limiter's own policy (``limits`` None), else the one of ``limits``, made once."""
+        if limits is None:
+            return self._policy
+        key = tuple(limits)
+        policy = self._policies.get(key)
+        if policy is None:
+            if len(self._policies) >= 1024:  # bounded, whatever callers pass
+                self._policies.clear()
+            policy = self._policies[key] = _Policy(key)
+        return policy
 
-    async def admit(self, user: str, prompt_tokens: int = 0) -> Admission:
+    async def admit(self, user: str, prompt_tokens: int = 0, limits: Sequence[Limit] | None = None) -> Admission:
         """Admit or refuse one request of ``user`` whose prompt has ``prompt_tokens`` tokens.
 
         Refused when a request limit is full or a token limit's usage plus the prompt would
         pass it; then nothing is counted. Admitted: every request counter gets 1 and every
-        token counter reserves ``prompt_tokens``.
+        token counter reserves ``prompt_tokens``. ``limits``, when given, replace the
+        limiter's own for this request (an API key's limits).
         """
         if prompt_tokens < 0:
             raise ValueError(f"prompt_tokens must not be negative, not {prompt_tokens}")
+        policy = self._policy if limits is None else self._policy_for(limits)
         now = self._clock()
-        second = int(now)
-        windows = self._current
-        if windows[0] != second:
-            windows = self._current = self._windows_at(second)
-        starts, ends = windows[1], windows[2]
-        limits = self._limits
+        _, starts, ends = policy.windows_now(int(now))
+        limits = policy.limits
         admit_now = self._admit_now
         if admit_now is not None:
             allowed, used = admit_now(user, limits, starts, prompt_tokens)
@@ -158,7 +191,7 @@ class RateLimiter:
             except StoreUnavailable as exc:
                 self._failed(exc)
                 if self.fail_open:
-                    return Admission(True, user, [], 0, 0, True)
+                    return Admission(True, user, [], 0, 0, True, _policy=policy)
                 raise LimiterUnavailable("rate limiter store unavailable") from exc
             if self._outage:
                 self._recovered()
@@ -167,13 +200,13 @@ class RateLimiter:
             value = limit.value
             states.append(LimitState(limit, count, value - count if count < value else 0, end - now))
         if allowed:
-            return Admission(True, user, states, 0, prompt_tokens, False, starts)
+            return Admission(True, user, states, 0, prompt_tokens, False, starts, _policy=policy)
         retry = 0.0
         for state in states:
             cost = prompt_tokens if state.limit.is_token else 1
             if state.used + cost > state.limit.value and state.reset_in > retry:
                 retry = state.reset_in
-        return Admission(False, user, states, math.ceil(retry), 0, False, starts)
+        return Admission(False, user, states, math.ceil(retry), 0, False, starts, _policy=policy)
 
     def _correction(self, admission: Admission, total_tokens: int) -> tuple[list[int], int] | None:
         """The token windows and delta a settle must apply, or None; marks the admission settled."""
@@ -181,9 +214,13 @@ class RateLimiter:
             return None
         admission._settled = True
         delta = total_tokens - admission.reserved_tokens
-        if delta == 0 or not self._token_limits:
+        policy = admission._policy or self._policy
+        if delta == 0 or not policy.token_limits:
             return None
-        return [admission._starts[i] for i in self._token_indexes], delta
+        return [admission._starts[i] for i in policy.token_indexes], delta
+
+    def _token_limits_of(self, admission: Admission) -> tuple[Limit, ...]:
+        return (admission._policy or self._policy).token_limits
 
     def settle_now(self, admission: Admission, total_tokens: int) -> bool:
         """Settle at once when the store can without waiting (memory); False means use :meth:`settle`."""
@@ -192,7 +229,7 @@ class RateLimiter:
             return False
         correction = self._correction(admission, total_tokens)
         if correction is not None:
-            settle_now(admission.user, self._token_limits, *correction)
+            settle_now(admission.user, self._token_limits_of(admission), *correction)
         return True
 
     async def settle(self, admission: Admission, total_tokens: int) -> None:
@@ -207,7 +244,7 @@ class RateLimiter:
         if correction is None:
             return
         try:
-            await self._store.settle(admission.user, self._token_limits, *correction)
+            await self._store.settle(admission.user, self._token_limits_of(admission), *correction)
         except StoreUnavailable as exc:
             self._failed(exc)
             return
@@ -224,15 +261,19 @@ class RateLimiter:
             self._recovered()
         return result
 
-    async def user_stats(self, user: str) -> dict[str, Any]:
-        """``user``'s usage, remaining and seconds to reset per limit, in the current windows."""
+    async def user_stats(self, user: str, limits: Sequence[Limit] | None = None) -> dict[str, Any]:
+        """``user``'s usage, remaining and seconds to reset per limit, in the current windows.
+
+        ``limits``, when given, are the ones to report instead of the limiter's own.
+        """
+        policy = self._policy_for(limits)
         now = self._clock()
-        _, starts, ends = self._windows_at(int(now))
-        used = await self._read("usage", user, self._limits, starts)
+        _, starts, ends = policy.windows_at(int(now))
+        used = await self._read("usage", user, policy.limits, starts)
         usage: dict[str, int] = {}
         remaining: dict[str, int] = {}
         reset_in: dict[str, float] = {}
-        for limit, end, count in zip(self._limits, ends, used):
+        for limit, end, count in zip(policy.limits, ends, used):
             usage[limit.name] = count
             remaining[limit.name] = max(0, limit.value - count)
             reset_in[limit.name] = round(end - now, 3)
@@ -245,7 +286,7 @@ class RateLimiter:
         is the longest window when several nest; ``windows`` details every limit.
         """
         now = self._clock()
-        _, starts, ends = self._windows_at(int(now))
+        _, starts, ends = self._policy.windows_at(int(now))
         totals, users, active = await self._read("window_stats", self._limits, starts)
         windows = {
             limit.name: {"used": total, "users": count, "reset_in": round(end - now, 3)}
