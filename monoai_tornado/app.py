@@ -9,7 +9,6 @@ Tornado handlers.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from typing import Any, Iterable, Mapping, Sequence
@@ -216,13 +215,13 @@ class Application:
                       f"WS   {base.replace('http', 'ws', 1)}/agent/{name}/ws"]
         return lines
 
-    def serve(self, host: str = "127.0.0.1", port: int = 8000) -> None:
-        """Listen on ``host:port`` and run the IOLoop until interrupted."""
+    def serve(self, host: str = "127.0.0.1", port: int = 8000, *, drain_timeout: float = 30.0) -> None:
+        """Listen on ``host:port`` until SIGTERM or SIGINT, then drain as the command line does.
 
-        async def main() -> None:
-            server = self.http_server()
-            server.listen(port, host)
-            self.log_start(host, port)
-            await asyncio.Event().wait()
+        It greets and logs as ``python -m monoai_tornado`` does (timestamped lines on stderr,
+        unless logging is configured already).
+        """
+        from .server import configure_logging, run
 
-        asyncio.run(main())
+        configure_logging()
+        run(lambda: self, host, port, drain_timeout=drain_timeout)

@@ -6,9 +6,11 @@ import importlib
 import logging
 import os
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
+from . import __version__
 from .backends.demo import DEFAULT_DELAY
+from .extras import MissingExtra, require
 
 DESCRIPTION = ("Serve an LLM model and its agents over HTTP, server-sent events and WebSocket. "
                "Without options it serves an offline demo model and a demo agent named 'assistant'.")
@@ -87,64 +89,113 @@ def _dotted(text: str) -> str:
     return text
 
 
-def load_object(spec: str) -> Any:
-    """Import ``module:attribute``."""
+class OptionError(Exception):
+    """An option that cannot be used as given; its message is the one line the user sees."""
+
+
+def load_object(spec: str, option: str = "") -> Callable[..., Any]:
+    """Import the callable ``module:attribute`` named by ``option`` (the working directory first,
+    as ``python -m`` does, so that ``--agents examples.agent_with_tools:build_agents`` works)."""
     module_name, _, attribute = spec.partition(":")
-    module = importlib.import_module(module_name)
+    option = f"{option} {spec}" if option else spec
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
-        return getattr(module, attribute)
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise OptionError(f"{option}: cannot import {module_name!r} ({exc})") from None
+    except Exception as exc:
+        raise OptionError(f"{option}: importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+    try:
+        value = getattr(module, attribute)
     except AttributeError:
-        raise SystemExit(f"error: {module_name} has no attribute {attribute!r}") from None
+        raise OptionError(f"{option}: module {module_name!r} has no attribute {attribute!r}") from None
+    if not callable(value):
+        raise OptionError(f"{option}: {attribute!r} is not callable")
+    return value  # type: ignore[no-any-return]
+
+
+def _shown(default: Any) -> str:
+    if default is None or default == []:
+        return "none"
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return str(default)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or action.default is argparse.SUPPRESS or "default" in text:
+            return text
+        return f"{text} (default: {_shown(action.default)})"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Errors in one line, not under the whole usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="monoai-tornado", description=DESCRIPTION)
+    p = _Parser(prog="monoai-tornado", description=DESCRIPTION, formatter_class=_HelpFormatter)
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--name", default="MonoAI Tornado", help="application name shown by / and /health")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=_port, default=8000, help="port to listen on (default 8000)")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=_port, default=8000, help="port to listen on (0: any free port)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                   help="least severe log lines shown")
     g = p.add_argument_group("model")
-    g.add_argument("--backend", choices=["demo", "openai"], default="demo")
+    g.add_argument("--backend", choices=["demo", "openai"], default="demo",
+                   help="the offline demo model, or an OpenAI-compatible server (--base-url, --model)")
     g.add_argument("--demo-delay", type=_non_negative_float, default=DEFAULT_DELAY,
-                   help=f"seconds between demo chunks (default {DEFAULT_DELAY}; 0 for benchmarks)")
-    g.add_argument("--demo-chunks", type=_positive_int, help="demo answers of exactly N chunks")
-    g.add_argument("--demo-chunk-chars", type=_positive_int, default=4, help="characters per demo chunk")
-    g.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1")
+                   help="seconds between demo chunks (0 for benchmarks)")
+    g.add_argument("--demo-chunks", type=_positive_int, help="demo answers of exactly N chunks (default: none, "
+                   "answers repeat the prompt)")
+    g.add_argument("--demo-chunk-chars", type=_positive_int, default=4, help="characters per demo chunk of --demo-chunks")
+    g.add_argument("--base-url", help="OpenAI-compatible server for --backend openai, e.g. http://127.0.0.1:11434/v1")
     g.add_argument("--model", help="model name for --backend openai")
     g.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
     g.add_argument("--backend-timeout", type=_non_negative_float, default=30.0,
                    help="seconds to the first token, and of silence mid-stream, before 504")
-    g.add_argument("--agents", type=_dotted, help="module:function returning a list of agents")
+    g.add_argument("--agents", type=_dotted,
+                   help="module:function returning a list of agents, served instead of the demo agent "
+                        "(default: the demo agent 'assistant')")
     g.add_argument("--no-agents", action="store_true", help="serve no agent")
     g = p.add_argument_group("limits and identity")
     g.add_argument("--limit", type=_limit("request"), action="append", default=[],
                    help="request limit such as 5/minute or 100/2hour (repeatable)")
     g.add_argument("--token-limit", type=_limit("token"), action="append", default=[],
                    help="token limit such as 1000/minute (repeatable)")
-    g.add_argument("--redis-url", help="share limits through Redis, e.g. redis://127.0.0.1:6379/0")
-    g.add_argument("--redis-prefix", default="monoai:", help="key prefix in Redis (default monoai:)")
+    g.add_argument("--redis-url", help="share limits through Redis, e.g. redis://127.0.0.1:6379/0 "
+                        "(default: none, counters in memory; needs pip install 'monoai_tornado[redis]')")
+    g.add_argument("--redis-prefix", default="monoai:", help="key prefix in Redis")
     g.add_argument("--limiter-fail-open", action="store_true",
                    help="let requests pass when Redis is down (default: 503 limiter_unavailable)")
-    g.add_argument("--user-validator", type=_dotted, help="module:function validating user_id")
+    g.add_argument("--user-validator", type=_dotted,
+                   help="module:function validating user_id (default: none, every user_id taken as is)")
     g.add_argument("--reject-invalid-users", action="store_true",
                    help="403 for a user_id the validator refuses (default: limit by IP)")
     g.add_argument("--trusted-proxy", type=_cidr, action="append", default=[],
                    help="CIDR of a proxy whose X-Forwarded-For is believed (repeatable)")
-    g.add_argument("--admin-token", help="require 'Authorization: Bearer TOKEN' on the stats endpoints")
+    g.add_argument("--admin-token", help="require 'Authorization: Bearer TOKEN' on the stats endpoints (default: none, open)")
     g = p.add_argument_group("server")
     g.add_argument("--processes", type=_positive_int, default=1, help="worker processes on one port")
     g.add_argument("--cors-origin", action="append", default=[],
-                   help="allowed CORS / WebSocket origin (repeatable; default any)")
-    g.add_argument("--max-body-size", type=_size, default=1024 * 1024, help="bytes per request body (default 1m)")
-    g.add_argument("--max-ws-message-size", type=_size, default=1024 * 1024,
-                   help="bytes per WebSocket message (default 1m)")
+                   help="allowed CORS / WebSocket origin (repeatable; default: any)")
+    g.add_argument("--max-body-size", type=_size, default="1m", help="bytes per request body (512k, 1m, ...)")
+    g.add_argument("--max-ws-message-size", type=_size, default="1m", help="bytes per WebSocket message")
     g.add_argument("--ws-ping-interval", type=_non_negative_float, default=20.0,
                    help="seconds between WebSocket keep-alive pings (0: none)")
     g.add_argument("--idle-timeout", type=_non_negative_float, default=60.0,
-                   help="seconds a connection may idle or take to send its headers (default 60)")
-    g.add_argument("--max-concurrent-runs", type=_positive_int, help="runs per process before 503 overloaded")
+                   help="seconds a connection may idle or take to send its headers")
+    g.add_argument("--max-concurrent-runs", type=_positive_int,
+                   help="runs per process before 503 overloaded (default: none, no cap)")
     g.add_argument("--drain-timeout", type=_non_negative_float, default=30.0,
-                   help="seconds in-flight runs get to finish on SIGTERM (default 30)")
+                   help="seconds in-flight runs get to finish on SIGTERM")
     return p
 
 
@@ -165,7 +216,14 @@ def build_agents(args: argparse.Namespace, backend: Any) -> Any:
     if args.no_agents:
         return None
     if args.agents:
-        return load_object(args.agents)()
+        factory = load_object(args.agents, "--agents")
+        try:
+            agents = factory()
+        except Exception as exc:
+            raise OptionError(f"--agents {args.agents} raised {type(exc).__name__}: {exc}") from None
+        if not isinstance(agents, (list, tuple, dict)):
+            raise OptionError(f"--agents {args.agents} returned {type(agents).__name__}, not a list of agents")
+        return agents
     try:
         from .agents import default_agents
     except ImportError:
@@ -177,10 +235,14 @@ def build_limiter(args: argparse.Namespace) -> Any:
     limits = [*args.limit, *args.token_limit]
     if not limits:
         return None
-    from .ratelimit import MemoryStore, RateLimiter, RedisStore
+    from .ratelimit import MemoryStore, RateLimiter
 
-    store = RedisStore(args.redis_url, prefix=args.redis_prefix) if args.redis_url else MemoryStore()
-    return RateLimiter(limits, store, fail_open=args.limiter_fail_open)
+    if not args.redis_url:
+        return RateLimiter(limits, MemoryStore(), fail_open=args.limiter_fail_open)
+    require("redis.asyncio", "redis", "--redis-url")
+    from .ratelimit.redis_store import RedisStore
+
+    return RateLimiter(limits, RedisStore(args.redis_url, prefix=args.redis_prefix), fail_open=args.limiter_fail_open)
 
 
 def build_application(args: argparse.Namespace) -> Any:
@@ -193,7 +255,7 @@ def build_application(args: argparse.Namespace) -> Any:
         model=backend,
         agents=build_agents(args, backend),
         rate_limiter=build_limiter(args),
-        user_validator=load_object(args.user_validator) if args.user_validator else None,
+        user_validator=load_object(args.user_validator, "--user-validator") if args.user_validator else None,
         cors_origins=args.cors_origin or ("*",),
         max_body_size=args.max_body_size,
         max_ws_message_size=args.max_ws_message_size,
@@ -213,6 +275,14 @@ def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
                      f"store each process would keep its own budget ({args.processes}x the limit)")
     if args.backend == "openai" and (not args.base_url or not args.model):
         parser.error("--backend openai needs --base-url and --model")
+    try:
+        if args.redis_url:
+            require("redis.asyncio", "redis", "--redis-url")
+        for option, spec in (("--user-validator", args.user_validator), ("--agents", args.agents)):
+            if spec:
+                load_object(spec, option)
+    except (OptionError, MissingExtra) as exc:
+        parser.error(str(exc))
 
 
 def warn_about_exposure(args: argparse.Namespace) -> None:
@@ -226,13 +296,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_options(parser, args)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    warn_about_exposure(args)
-    from .server import run
+    from .server import configure_logging, run
 
+    configure_logging(args.log_level)
+    warn_about_exposure(args)
     try:
         run(lambda: build_application(args), args.host, args.port, processes=args.processes,
             drain_timeout=args.drain_timeout)
+    except (OptionError, MissingExtra) as exc:
+        parser.error(str(exc))
     except OSError as exc:
-        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"{parser.prog}: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+              file=sys.stderr)
         raise SystemExit(1) from None

@@ -13,6 +13,13 @@ from .workers import fork_workers
 
 log = logging.getLogger("monoai_tornado.server")
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(level: str = "info") -> None:
+    """Timestamped log lines on stderr at ``level``, unless logging is configured already."""
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
+
 
 async def drain(app: Any, server: Any, timeout: float) -> None:
     """Stop accepting, let prompts in progress finish up to ``timeout`` seconds (their answers
@@ -46,11 +53,15 @@ async def serve_forever(app: Any, sockets: list[Any], drain_timeout: float) -> N
     """Serve on already bound sockets until SIGTERM/SIGINT, then drain and return."""
     server = app.http_server()
     server.add_sockets(sockets)
+    limiter = app.rate_limiter
+    watch = asyncio.ensure_future(limiter.watch()) if limiter is not None else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    if watch is not None:
+        watch.cancel()
     log.info("shutting down: draining for up to %.0f s", drain_timeout)
     await drain(app, server, drain_timeout)
     log.info("stopped")

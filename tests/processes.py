@@ -27,15 +27,16 @@ def wait_for(url: str, seconds: float = 20) -> None:
     raise AssertionError(f"{url} did not answer within {seconds} s")
 
 
-def start_server(*args: str, capture: bool = False, env: dict[str, str] | None = None) -> tuple[str, subprocess.Popen]:
-    """Start the server with ``args`` and wait until it answers; returns (base URL, process)."""
+def start_server(*args: str, capture: bool = False, env: dict[str, str] | None = None,
+                 ready: str = "/health") -> tuple[str, subprocess.Popen]:
+    """Start the server with ``args`` and wait until ``ready`` answers 200; returns (base URL, process)."""
     port = free_port()
     output: Any = subprocess.PIPE if capture else subprocess.DEVNULL
     proc = subprocess.Popen([sys.executable, "-m", "monoai_tornado", "--port", str(port), *args],
                             stdout=output, stderr=subprocess.STDOUT, text=True, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(base + "/health")
+        wait_for(base + ready)
     except AssertionError:
         proc.kill()
         proc.communicate()

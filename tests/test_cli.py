@@ -2,15 +2,26 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import time
+import urllib.error
 import urllib.request
 
 import pytest
 
 from monoai_tornado.cli import build_parser
 from tests.processes import start_server, stop_server
+
+
+def get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
 
 
 def post(url: str, body: dict) -> tuple[int, dict]:
@@ -26,8 +37,8 @@ def post(url: str, body: dict) -> tuple[int, dict]:
 def run_server():
     procs = []
 
-    def start(*args: str) -> tuple[str, subprocess.Popen]:
-        base, proc = start_server(*args, capture=True)
+    def start(*args: str, **options) -> tuple[str, subprocess.Popen]:
+        base, proc = start_server(*args, capture=True, **options)
         procs.append(proc)
         return base, proc
 
@@ -57,15 +68,111 @@ def test_demo_chunk_options_shape_every_answer(run_server):
     assert len(body["response"]) == 24
 
 
+def run_cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "monoai_tornado", *argv], capture_output=True, text=True,
+                          timeout=30, env=env)
+
+
 @pytest.mark.parametrize("argv", [["--bogus"], ["--port", "notaport"], ["--port", "70000"],
                                   ["--limit", "5/fortnight"], ["--limit", "abc"], ["--demo-delay", "-1"],
                                   ["--max-body-size", "lots"], ["--trusted-proxy", "not-a-cidr"],
                                   ["--backend", "nope"], ["--user-validator", "nocolon"]])
-def test_malformed_options_exit_2_with_usage(argv):
-    proc = subprocess.run([sys.executable, "-m", "monoai_tornado", *argv], capture_output=True, text=True, timeout=30)
+def test_malformed_options_exit_2_with_one_line(argv):
+    proc = run_cli(*argv)
     assert proc.returncode == 2
-    assert "usage:" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("monoai-tornado: error: ")  # not the usage block
+    assert argv[0].lstrip("-").split("-")[0] in proc.stderr  # it names what is wrong
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["--user-validator", "nosuch:fn"], "cannot import 'nosuch'"),
+    (["--agents", "nosuch:fn"], "cannot import 'nosuch'"),
+    (["--agents", "json:nosuch"], "has no attribute 'nosuch'"),
+    (["--user-validator", "json:__doc__"], "is not callable"),
+    (["--agents", "json:dumps"], "raised TypeError"),
+    (["--agents", "os:getcwd"], "not a list of agents"),
+])
+def test_options_naming_code_that_cannot_be_used_give_one_line(argv, says):
+    proc = run_cli(*argv)
+    assert proc.returncode != 0
+    assert proc.stdout == ""
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert argv[0] in proc.stderr and argv[1] in proc.stderr and says in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_help_gives_every_option_its_help_and_default():
+    parser = build_parser()
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())  # argparse wraps lines
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help", "version"):
+            continue
+        assert action.help, f"{action.option_strings[0]} has no help"
+        start = text.index(action.option_strings[0] + " ", text.index("options:"))
+        described = text[start:start + 400]
+        assert "default" in described, f"{action.option_strings[0]}: no default in {described!r}"
+    assert "(default: 8000)" in text and "(default: 1m)" in text
+
+
+def test_version():
+    from monoai_tornado import __version__
+
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"monoai-tornado {__version__}"
+
+
+def without_redis(tmp_path) -> dict[str, str]:
+    """An environment where ``import redis`` fails, as after a plain ``pip install -e .``."""
+    (tmp_path / "redis").mkdir()
+    (tmp_path / "redis" / "__init__.py").write_text('raise ImportError("redis is not installed (simulated)")\n')
+    return {**os.environ, "PYTHONPATH": str(tmp_path)}
+
+
+@pytest.mark.process
+def test_limits_need_no_redis_package(run_server, tmp_path):
+    # The README's rate-limit command after the README's install (no redis): limits in memory.
+    base, _ = run_server("--limit", "100/minute", "--token-limit", "100000/minute", env=without_redis(tmp_path))
+    status, body = post(base + "/model", {"prompt": "hello"})
+    assert status == 200 and body["usage"]["total_tokens"] > 0
+
+
+def test_redis_url_without_the_redis_package_names_the_extra(tmp_path):
+    proc = run_cli("--redis-url", "redis://127.0.0.1:6379/0", "--limit", "5/minute", env=without_redis(tmp_path))
+    assert proc.returncode != 0
+    assert proc.stderr.count("\n") == 1 and "pip install 'monoai_tornado[redis]'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.process
+@pytest.mark.redis
+def test_unreachable_redis_is_reported_at_start_and_retried(run_server, tmp_path):
+    from tests.ratelimit_fixtures import RedisServer, need_redis
+
+    need_redis()  # redis-server must be installed (CI installs it)
+    redis = RedisServer(tmp_path)  # not started yet: nothing answers at its URL
+    base, proc = run_server("--redis-url", redis.url, "--limit", "5/minute", ready="/")
+    status, body = get(base + "/health")
+    assert status == 503 and body["limiter"] == "unavailable"
+    assert post(base + "/model", {"prompt": "x"})[0] == 503
+    redis.start()
+    try:
+        for _ in range(100):  # the server keeps retrying: /health turns ok without any prompt
+            status, body = get(base + "/health")
+            if status == 200:
+                break
+            time.sleep(0.1)
+        assert status == 200 and body == {"status": "ok", "app": "MonoAI Tornado", "limiter": "ok"}
+        assert post(base + "/model", {"prompt": "x"})[0] == 200
+    finally:
+        output = stop_server(proc)
+        redis.stop()
+    warnings = [line for line in output.splitlines() if "WARNING" in line and redis.url in line]
+    assert len(warnings) == 1, output  # one warning naming the URL and the error
+    assert "ConnectionError" in warnings[0] or "refused" in warnings[0].lower()
+    assert "available again" in output
 
 
 def test_processes_with_memory_limits_are_refused():

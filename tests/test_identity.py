@@ -83,9 +83,14 @@ async def test_validate_user_endpoint(url, fetch):
     assert json_of(await fetch(url + "/validate-user", "POST", {"user_id": 7}))["user_id"] == "7"
 
 
-async def test_validate_user_needs_a_user_id(url, fetch):
-    response = await fetch(url + "/validate-user", "POST", {})
+@pytest.mark.parametrize("body", [{}, {"user_id": None}, {"user_id": ""}, {"user_id": "   "}])
+async def test_validate_user_needs_a_user_id(url, fetch, body):
+    # API.md, "Compatibility with the original": missing, null or empty is a 400, as the original.
+    response = await fetch(url + "/validate-user", "POST", body)
     assert response.code == 400 and json_of(response)["code"] == "missing_user_id"
+
+
+async def test_validate_user_refuses_bad_json(url, fetch):
     response = await fetch(url + "/validate-user", "POST", b"nope")
     assert response.code == 400 and json_of(response)["code"] == "invalid_json"
 

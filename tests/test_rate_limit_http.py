@@ -137,6 +137,21 @@ async def test_stats_figures_match_what_was_sent(serve, fetch, counter):
     assert 0 < user["reset_in"]["10-per-60"] <= 60
 
 
+async def test_stats_carry_the_original_keys_too(serve, fetch, counter):
+    # API.md, "Compatibility with the original": a client written for MonoAI reads these keys.
+    backend = ScriptedBackend(["x"], usage=(4, 6))
+    url = serve(make_app(counter, [Limit("request", 10, "minute"), Limit("token", 1000, "day")], backend=backend))
+    await fetch(url + "/model", "POST", {"prompt": "q", "user_id": "a"})
+    stats = json_of(await fetch(url + "/rate-limit/stats"))
+    assert "10-per-60" in stats["rate_limiter"] and "MemoryStore" in stats["rate_limiter"]
+    assert stats["global_stats"]["totals"] == stats["totals"] == {"requests": 1, "tokens": 10}
+    assert stats["global_stats"]["active_users"] == 1
+    user = json_of(await fetch(url + "/rate-limit/stats/a"))
+    assert user["stats"]["10-per-60"]["used"] == user["usage"]["10-per-60"] == 1
+    assert user["stats"]["1000-tokens-per-86400"]["remaining"] == 990
+    assert user["stats"]["10-per-60"]["reset_in"] == user["reset_in"]["10-per-60"]
+
+
 async def test_admin_token_guards_the_stats(serve, fetch, counter):
     url = serve(make_app(counter, [Limit("request", 10, "minute")], admin_token="s3cret"))
     for headers in [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}]:

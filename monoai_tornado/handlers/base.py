@@ -96,6 +96,11 @@ class JsonHandler(tornado.web.RequestHandler):
         self.set_status(status)
         self.finish(dumps(value))
 
+    def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
+        """An :class:`ApiError` is an answer, logged once by the access log; the rest as Tornado does."""
+        if not isinstance(value, ApiError):
+            super().log_exception(typ, value, tb)
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, ApiError):

@@ -30,12 +30,23 @@ class RootHandler(JsonHandler):
 
 
 class HealthHandler(JsonHandler):
-    """``GET /health``."""
+    """``GET /health``; with a limiter, its store's state, and 503 while prompts would be refused
+    (so that a load balancer sends them elsewhere)."""
 
     endpoint = "health"
 
-    def get(self) -> None:
-        self.send_json({"status": "ok", "app": self.context.name})
+    async def get(self) -> None:
+        body: dict[str, Any] = {"status": "ok", "app": self.context.name}
+        limiter = self.context.limiter
+        if limiter is None:
+            self.send_json(body)
+            return
+        available = await limiter.check()
+        body["limiter"] = "ok" if available else "unavailable"
+        if available or limiter.fail_open:
+            self.send_json(body)
+        else:
+            self.send_json({**body, "status": "unavailable"}, status=503)
 
 
 class AgentsHandler(JsonHandler):
@@ -62,7 +73,7 @@ class ValidateUserHandler(JsonHandler):
             raise PayloadTooLarge(f"Request body is larger than {self.context.max_body_size} bytes")
         body = load_json_object(self.request.body)
         user_id = user_id_of(body)
-        if user_id is None:
+        if user_id is None or not user_id.strip():
             raise BadRequest("Field 'user_id' is required", code="missing_user_id")
         validation = await self.context.pipeline.identity.validate(user_id)
         if validation.valid:
@@ -82,7 +93,9 @@ class StatsHandler(JsonHandler):
         if limiter is None:
             self.send_json({"message": "Rate limiter not configured"})
             return
-        self.send_json(await limiter.stats())
+        stats = await limiter.stats()
+        # The original's keys beside our own, for clients written for MonoAI.
+        self.send_json({"rate_limiter": limiter.describe(), "global_stats": stats, **stats})
 
 
 class UserStatsHandler(JsonHandler):
@@ -96,7 +109,10 @@ class UserStatsHandler(JsonHandler):
         if limiter is None:
             self.send_json({"message": "Rate limiter not configured"})
             return
-        self.send_json(await limiter.user_stats(user_id))
+        stats = await limiter.user_stats(user_id)
+        per_limit = {name: {"used": used, "remaining": stats["remaining"][name], "reset_in": stats["reset_in"][name]}
+                     for name, used in stats["usage"].items()}
+        self.send_json({**stats, "stats": per_limit})
 
 
 class MetricsHandler(JsonHandler):

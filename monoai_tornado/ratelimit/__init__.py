@@ -34,6 +34,9 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # redis is imported only by those who use it.
     if name == "RedisStore":
+        from ..extras import require
+
+        require("redis.asyncio", "redis", "RedisStore")
         from .redis_store import RedisStore
 
         return RedisStore

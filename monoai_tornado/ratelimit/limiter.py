@@ -6,6 +6,7 @@ or :class:`RedisStore`), which checks every limit before it counts anything, ato
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -44,6 +45,8 @@ class Store(Protocol):
     async def window_stats(
         self, limits: Sequence[Limit], starts: Sequence[int]
     ) -> tuple[list[int], list[int], int]: ...
+
+    async def ping(self) -> None: ...
 
     async def aclose(self) -> None: ...
 
@@ -300,6 +303,30 @@ class RateLimiter:
             "totals": {"requests": max(requests, default=0), "tokens": max(tokens, default=0)},
             "windows": windows,
         }
+
+    def describe(self) -> str:
+        """One line: the limits and the store, e.g. ``RateLimiter(10-per-60; MemoryStore)``."""
+        names = ", ".join(limit.name for limit in self._limits)
+        return f"RateLimiter({names}; {type(self._store).__name__})"
+
+    @property
+    def available(self) -> bool:
+        """False from a failed call to the store until one succeeds again."""
+        return not self._outage
+
+    async def check(self) -> bool:
+        """Ask the store whether it answers now; an outage is logged as admissions log it."""
+        try:
+            await self._read("ping")
+        except LimiterUnavailable:
+            return False
+        return True
+
+    async def watch(self, interval: float = 1.0) -> None:
+        """Check the store now (a warning names it and the error when it does not answer), and
+        again every ``interval`` seconds until it does; started when a server starts."""
+        while not await self.check():
+            await asyncio.sleep(interval)
 
     async def aclose(self) -> None:
         """Release the store (its connections, for Redis)."""

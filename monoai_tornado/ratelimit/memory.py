@@ -117,3 +117,6 @@ class MemoryStore:
     async def aclose(self) -> None:
         """Drop every counter."""
         self._windows.clear()
+
+    async def ping(self) -> None:
+        """Memory always answers."""

@@ -187,6 +187,10 @@ class RedisStore:
         )
         return list(result[0:-1:2]), list(result[1:-1:2]), int(result[-1])
 
+    async def ping(self) -> None:
+        """One PING: raises :class:`StoreUnavailable` when Redis does not answer."""
+        await self._call(self._redis.ping())
+
     async def delete_all(self) -> int:
         """Delete every key under this store's prefix (tests, resets); returns how many."""
         deleted = 0

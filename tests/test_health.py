@@ -1,0 +1,54 @@
+"""``/health`` tells a load balancer whether prompts would be served: the limiter's store state."""
+from __future__ import annotations
+
+import pytest
+
+from monoai_tornado import Application, DemoBackend
+from monoai_tornado.ratelimit import Limit, RateLimiter
+from tests.conftest import json_of
+from tests.ratelimit_fixtures import free_port
+
+
+def dead_redis_limiter(**options) -> RateLimiter:
+    """A limiter whose Redis URL nothing answers (a free port nobody listens on)."""
+    from monoai_tornado.ratelimit import RedisStore
+
+    return RateLimiter([Limit("request", 5, "minute")], RedisStore(f"redis://127.0.0.1:{free_port()}/0"), **options)
+
+
+async def test_health_without_a_limiter_keeps_the_original_shape(serve, fetch, counter):
+    url = serve(Application("H", model=DemoBackend(delay=0), token_counter=counter))
+    response = await fetch(url + "/health")
+    assert response.code == 200 and json_of(response) == {"status": "ok", "app": "H"}
+
+
+async def test_health_reports_a_working_limiter(serve, fetch, counter):
+    limiter = RateLimiter([Limit("request", 5, "minute")])
+    url = serve(Application("H", model=DemoBackend(delay=0), rate_limiter=limiter, token_counter=counter))
+    response = await fetch(url + "/health")
+    assert response.code == 200 and json_of(response) == {"status": "ok", "app": "H", "limiter": "ok"}
+
+
+@pytest.mark.redis
+async def test_health_is_503_while_prompts_would_be_refused(serve, fetch, counter):
+    limiter = dead_redis_limiter()
+    url = serve(Application("H", model=DemoBackend(delay=0), rate_limiter=limiter, token_counter=counter))
+    try:
+        response = await fetch(url + "/health")
+        assert response.code == 503
+        assert json_of(response) == {"status": "unavailable", "app": "H", "limiter": "unavailable"}
+        assert (await fetch(url + "/model", "POST", {"prompt": "x"})).code == 503  # as /health said
+    finally:
+        await limiter.aclose()
+
+
+@pytest.mark.redis
+async def test_health_with_fail_open_says_unavailable_but_serves(serve, fetch, counter):
+    limiter = dead_redis_limiter(fail_open=True)
+    url = serve(Application("H", model=DemoBackend(delay=0), rate_limiter=limiter, token_counter=counter))
+    try:
+        response = await fetch(url + "/health")
+        assert response.code == 200 and json_of(response)["limiter"] == "unavailable"
+        assert (await fetch(url + "/model", "POST", {"prompt": "x"})).code == 200  # prompts pass, unlimited
+    finally:
+        await limiter.aclose()
