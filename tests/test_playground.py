@@ -14,8 +14,8 @@ from monoai_tornado.handlers.pages import playground_page
 from tests.conftest import json_of
 from tests.pages_helpers import with_pages
 
-STABLE_IDS = ["target", "transport", "user-id", "prompt", "send", "stop", "status", "error", "answer",
-              "usage", "iterations", "headers"]
+STABLE_IDS = ["target", "transport", "user-id", "api-key", "system", "max-tokens", "prompt", "send", "stop",
+              "new-chat", "status", "prompt-error", "conversation", "limits", "iterations", "headers"]
 
 
 class _Collector(HTMLParser):
@@ -75,14 +75,15 @@ async def test_strict_content_security_policy(url, fetch):
     assert "'self'" in csp["connect-src"]
     host = url.split("//", 1)[1]
     assert set(csp["connect-src"]) == {"'self'", f"ws://{host}", f"wss://{host}"}
-    # No 'unsafe-inline' / 'unsafe-eval': exactly the page's own inline blocks, by hash.
+    # No 'unsafe-inline' / 'unsafe-eval': exactly the page's own inline blocks, by hash, and
+    # scripts from this server (the Markdown lexer shipped in the package).
     text = response.body.decode()
-    for directive, tag in (("script-src", "script"), ("style-src", "style")):
+    for directive, tag, own in (("script-src", "script", {"'self'"}), ("style-src", "style", set())):
         blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", text, re.DOTALL)
         assert blocks, tag
         expected = {"'sha256-" + base64.b64encode(hashlib.sha256(b.encode()).digest()).decode() + "'"
                     for b in blocks}
-        assert set(csp[directive]) == expected
+        assert set(csp[directive]) == expected | own
     assert csp["require-trusted-types-for"] == ["'script'"]
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["X-Frame-Options"] == "DENY"
@@ -94,8 +95,12 @@ async def test_no_external_urls(url, fetch):
     for tag, attribute, value in page.links:
         assert not re.match(r"^\s*(https?:)?//", value, re.IGNORECASE), (tag, attribute, value)
         assert not value.lower().startswith("javascript:"), (tag, attribute, value)
-    # Nothing loads from a script or stylesheet file either: everything is inline.
-    assert not [attrs for tag, attrs in page.tags if tag == "script" and "src" in attrs]
+    # Script files come from this server's package data only (relative to the page), and load.
+    sources = [attrs["src"] for tag, attrs in page.tags if tag == "script" and "src" in attrs]
+    assert sources == ["static/vendor/marked.umd.js"]
+    for source in sources:
+        script = await fetch(f"{url}/{source}")
+        assert script.code == 200 and script.headers["Content-Type"].startswith("application/javascript")
     assert not [attrs for tag, attrs in page.tags if tag == "link" and attrs.get("rel") == "stylesheet"]
     text = response.body.decode()
     assert not re.search(r"https?://", text), "the page must not name any other host"
@@ -121,7 +126,8 @@ async def test_a_hostile_host_header_is_not_copied_into_the_policy(url, fetch):
         csp = _csp(response.headers["Content-Security-Policy"])
         assert csp["connect-src"] == ["'self'"]
         assert "evil" not in response.headers["Content-Security-Policy"]
-        assert csp["script-src"][0].startswith("'sha256-")
+        assert csp["script-src"][0] == "'self'"
+        assert all(source.startswith("'sha256-") for source in csp["script-src"][1:])
 
 
 async def test_the_page_works_under_a_prefix(serve, fetch, counter):
