@@ -1,0 +1,139 @@
+"""The playground as a chat, in a real browser: Markdown, safety, Stop, limits, conversation.
+
+Playwright drives Debian's Chromium against a real server in the test's IOLoop (see
+``tests/test_browser.py`` for the helpers and the CI rule: under ``CI=true`` these never skip).
+"""
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+from monoai_tornado import Application, DemoBackend
+from monoai_tornado.ratelimit import Limit, RateLimiter
+from tests.backends_for_tests import ScriptedBackend
+from tests.pages_helpers import with_pages
+from tests.test_browser import (ARTIFACTS, MID_STREAM, ask, bounded, browser_page, no_page_errors,
+                                open_playground, pytestmark, wait_state, wait_until)
+
+__all__ = ["pytestmark"]  # the browser tests' skip rule applies here too
+
+DOCS = pathlib.Path(__file__).parent.parent / "docs"
+FROZEN_NOW = 1_700_000_030.0
+
+MARKDOWN_ANSWER = [
+    "Here is **the plan**:\n\n",
+    "1. read `config.toml`\n2. run it\n\n",
+    "```python\nprint('hello')\n", "print(1 < 2)\n```\n\n",
+    "| name | value |\n|---|---|\n| a | 1 |\n| b | 2 |\n",
+]
+
+
+async def limit_rows(page: Any) -> list[str]:
+    return await page.eval_on_selector_all(".limit .limit-text", "nodes => nodes.map(n => n.textContent)")
+
+
+@bounded(60)
+async def test_markdown_answers_render_with_a_copyable_code_block(serve: Any, counter: Any) -> None:
+    backend = ScriptedBackend(MARKDOWN_ANSWER, delay=0.01)
+    url = serve(with_pages(Application("Markdown", model=backend, token_counter=counter)))
+    async with browser_page("chat-markdown") as (page, seen):
+        await page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url)
+        await open_playground(page, url)
+        await ask(page, "show me markdown", transport="ws")
+        assert await wait_state(page, "done", "error") == "done"
+        assert await page.text_content("#answer strong") == "the plan"
+        assert await page.eval_on_selector_all("#answer ol > li", "n => n.map(x => x.textContent)") == [
+            "read config.toml", "run it"]
+        assert await page.text_content("#answer li code") == "config.toml"
+        code = "print('hello')\nprint(1 < 2)"
+        assert await page.text_content("#answer .codeblock pre code") == code
+        assert await page.text_content("#answer .codeblock .lang") == "python"
+        cells = await page.eval_on_selector_all("#answer table td", "n => n.map(x => x.textContent)")
+        assert cells == ["a", "1", "b", "2"]
+        await page.click("#answer .codeblock .copy")
+        await page.wait_for_selector("#answer .codeblock .copy[data-copied=true]")
+        assert await page.evaluate("() => navigator.clipboard.readText()") == code
+        no_page_errors(seen)
+
+
+@bounded(60)
+async def test_html_in_a_model_answer_never_runs(serve: Any, counter: Any) -> None:
+    hostile = [
+        "<script>window.pwned = 1</script>\n\n",
+        "Look: <img src=x onerror=\"window.pwned = 2\"> and ",
+        "[a link](javascript:window.pwned=3) and <b onmouseover=\"window.pwned=4\">bold</b>\n",
+    ]
+    backend = ScriptedBackend(hostile, delay=0.01)
+    url = serve(with_pages(Application("Hostile", model=backend, token_counter=counter)))
+    async with browser_page("chat-hostile") as (page, seen):
+        await open_playground(page, url)
+        for transport in ("ws", "sse"):
+            await ask(page, "be evil", transport=transport)
+            assert await wait_state(page, "done", "error") == "done"
+            text = await page.text_content("#answer")
+            assert "<script>window.pwned = 1</script>" in text and "<img src=x" in text
+        assert await page.locator("#conversation script, #conversation img, #conversation b").count() == 0
+        hrefs = await page.eval_on_selector_all("#conversation a", "n => n.map(a => a.getAttribute('href'))")
+        assert not [h for h in hrefs if h and h.lower().startswith("javascript")], hrefs
+        await page.hover("#answer")
+        assert await page.evaluate("() => window.pwned") is None
+        no_page_errors(seen)
+
+
+@bounded(60)
+async def test_stop_keeps_the_partial_answer_and_shows_its_usage(serve: Any, counter: Any) -> None:
+    backend = ScriptedBackend([f"piece{i} " for i in range(200)], delay=0.05)
+    url = serve(with_pages(Application("Stop", model=backend, token_counter=counter)))
+    async with browser_page("chat-stop") as (page, seen):
+        await open_playground(page, url)
+        for number, transport in enumerate(("ws", "sse"), start=1):
+            await ask(page, "go on", transport=transport)
+            await page.wait_for_function(MID_STREAM)
+            await page.click("#stop")
+            assert await wait_state(page, "cancelled", "done", "error") == "cancelled"
+            shown = await page.text_content("#answer")
+            assert shown.startswith("piece0") and "piece199" not in shown
+            usage = await page.text_content("#usage")
+            assert "tokens" in usage and "completion" in usage, usage
+            await wait_until(lambda: backend.cancelled == number)
+        # Both stopped turns stay in the conversation.
+        assert await page.locator("#conversation .turn").count() == 2
+        no_page_errors(seen)
+
+
+@bounded(60)
+async def test_limits_show_as_bars_that_go_down_then_the_429(serve: Any, counter: Any) -> None:
+    limiter = RateLimiter([Limit("request", 3, "minute"), Limit("token", 100_000, "hour")],
+                          clock=lambda: FROZEN_NOW)
+    url = serve(with_pages(Application("Limits", model=DemoBackend(delay=0), rate_limiter=limiter,
+                                       token_counter=counter)))
+    resets = 60 - int(FROZEN_NOW) % 60
+    async with browser_page("chat-limits") as (page, seen):
+        await open_playground(page, url)
+        await ask(page, "one", transport="sse")
+        assert await wait_state(page, "done", "error") == "done"
+        rows = await limit_rows(page)
+        assert rows[0] == f"2 of 3 requests left this minute, resets in {resets} s", rows
+        assert rows[1].endswith("tokens left this hour, resets in " + str(3600 - int(FROZEN_NOW) % 3600) + " s")
+        first = int(await page.get_attribute(".limit .bar", "aria-valuenow"))
+        # Over WebSocket the page asks /rate-limit/stats for the user it names.
+        await page.fill("#user-id", "alice")
+        await ask(page, "two", transport="ws")
+        assert await wait_state(page, "done", "error") == "done"
+        await page.wait_for_function(
+            "() => (document.querySelector('.limit .limit-text') || {}).textContent"
+            f" === '2 of 3 requests left this minute, resets in {resets} s'")
+        await page.fill("#user-id", "")
+        await ask(page, "three", transport="sse")
+        assert await wait_state(page, "done", "error") == "done"
+        assert (await limit_rows(page))[0].startswith("1 of 3 requests left")
+        assert int(await page.get_attribute(".limit .bar", "aria-valuenow")) < first
+        await ask(page, "four", transport="sse")
+        assert await wait_state(page, "done", "error") == "done"
+        await ask(page, "five", transport="sse")
+        assert await wait_state(page, "done", "error") == "error"
+        assert (await page.text_content("#error")).startswith(f"rate limited, retry in {resets} s")
+        assert (await limit_rows(page))[0].startswith("0 of 3 requests left")
+        assert await page.get_attribute(".limit .bar", "class") == "bar empty"
+        assert await page.get_attribute("#status", "data-state") == "error"
+        no_page_errors(seen)
