@@ -102,3 +102,37 @@ async def test_example_agents_load_from_the_command_line_spec(serve, fetch, coun
     url = serve(Application("Shop", agents=build_agents(DemoBackend(delay=0)), token_counter=counter))
     result = json_of(await fetch(url + "/agent/shop", "POST", {"prompt": "what is 3*19.99?"}))
     assert result["response"] == "3*19.99 = 59.97."
+
+
+@pytest.mark.parametrize(("prompt", "item", "answer"), [
+    ("what is the price of bread?", "bread", "The price_of tool returned 2.25."),
+    ("price_of coffee", "coffee", "The price_of tool returned 7.9."),
+    ('Look up the unit price of "apple" in the shop', "apple", "The price_of tool returned 0.5."),
+])
+async def test_demo_model_calls_the_users_own_tool_the_prompt_mentions(serve, fetch, counter, prompt, item, answer):
+    from monoai_tornado.cli import load_object
+
+    build_agents = load_object("examples.agent_with_tools:build_agents")
+    url = serve(Application("Shop", agents=build_agents(DemoBackend(delay=0)), token_counter=counter))
+    result = json_of(await fetch(url + "/agent/shop", "POST", {"prompt": prompt}))
+    tool_steps = [step for step in result["iterations"] if step["type"] == "tool"]
+    assert [(step["name"], step["arguments"], step["error"]) for step in tool_steps] == [
+        ("price_of", {"item": item}, None)]
+    assert result["response"] == answer
+
+
+async def test_demo_model_reports_a_users_tool_failing(serve, fetch, counter):
+    from monoai_tornado.cli import load_object
+
+    url = serve(Application("Shop", agents=load_object("examples.agent_with_tools:build_agents")(DemoBackend(delay=0)),
+                            token_counter=counter))
+    result = json_of(await fetch(url + "/agent/shop", "POST", {"prompt": "what is the price of caviar?"}))
+    assert "no such item: caviar" in result["response"]
+
+
+async def test_default_assistant_counts_words_when_asked(serve, fetch, counter):
+    from monoai_tornado.agents import default_agents
+
+    url = serve(Application("A", agents=default_agents(DemoBackend(delay=0)), token_counter=counter))
+    result = json_of(await fetch(url + "/agent/assistant", "POST", {"prompt": 'count the words in "one two three"'}))
+    assert result["response"] == "The word_count tool returned 3."

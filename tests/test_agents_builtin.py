@@ -133,6 +133,27 @@ def test_plan_calls_only_for_offered_tools() -> None:
     assert plan_calls("tell me a story", OFFERED) == []
 
 
+LOOKUP = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather of a city, in degrees.",
+    "parameters": {"type": "object", "properties": {
+        "city": {"type": "string"}, "days": {"type": "integer"}, "unit": {"type": "string", "enum": ["C", "F"]}}}}}
+
+
+@pytest.mark.parametrize(("prompt", "arguments"), [
+    ("get weather for Rome in 3 days, unit F", {"city": "Rome", "days": 3, "unit": "F"}),
+    ('get_weather "Paris"', {"city": "Paris"}),
+    ("what is the current weather of the city Oslo", {"city": "Oslo"}),
+])
+def test_plan_calls_asks_for_a_mentioned_tool_with_arguments_from_the_prompt(prompt, arguments) -> None:
+    calls = plan_calls(prompt, {}, tools=[LOOKUP])
+    assert [(call.name, json.loads(call.arguments)) for call in calls] == [("get_weather", arguments)]
+
+
+def test_plan_calls_leaves_unmentioned_tools_alone() -> None:
+    assert plan_calls("tell me a story", {}, tools=[LOOKUP]) == []
+    assert plan_calls("what is 2+2", OFFERED, tools=[LOOKUP]) == [ToolCall("call_1", "calculator", '{"expression": "2+2"}')]
+
+
 def _assistant(*calls: tuple[str, str, dict]) -> dict:
     return {
         "role": "assistant",

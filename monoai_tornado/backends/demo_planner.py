@@ -5,6 +5,8 @@ Deterministic rules, no model:
 * the last message is the user's and asks for arithmetic (``what is 12*(3+4)?``) or the time
   (``what time is it?``), and a ``calculator`` or ``current_utc_time`` tool is offered: say a
   short sentence and ask for one tool call per expression (several are asked for in parallel);
+* any other offered tool the prompt mentions, by name or description, is asked for with
+  arguments from the prompt (:mod:`.demo_tools`: ``the price of bread`` -> ``price_of(item="bread")``);
 * the last messages are tool results: answer with them (``12*(3+4) = 84.``), or say which
   call failed and why;
 * anything else: the usual demo answer.
@@ -14,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Sequence
 
 from .base import BackendEvent, Message, TextDelta, ToolCall, ToolCallsRequested
 from .demo import DemoBackend
+from .demo_tools import mentioned_tools
 
 CALCULATOR = "calculator"
 CLOCK = "current_utc_time"
@@ -44,7 +47,7 @@ async def plan_demo_turn(
             yield event
         return
     if last.get("role") == "user":
-        calls = plan_calls(str(last.get("content") or ""), offered, first_id=_calls_so_far(messages) + 1)
+        calls = plan_calls(str(last.get("content") or ""), offered, first_id=_calls_so_far(messages) + 1, tools=tools)
         if calls:
             yield TextDelta(_preamble(calls))
             yield ToolCallsRequested(tuple(calls))
@@ -57,14 +60,18 @@ async def plan_demo_turn(
 
 # --- asking for tools ------------------------------------------------------------------------
 
-def plan_calls(prompt: str, offered: dict[str, str | None], *, first_id: int = 1) -> list[ToolCall]:
-    """The tool calls ``prompt`` calls for, among the ``offered`` tools (name -> first parameter)."""
+def plan_calls(
+    prompt: str, offered: dict[str, str | None], *, first_id: int = 1, tools: Sequence[dict[str, Any]] = ()
+) -> list[ToolCall]:
+    """The tool calls ``prompt`` calls for, among the ``offered`` tools (name -> first parameter),
+    and any other of ``tools`` (schemas) the prompt mentions (:mod:`.demo_tools`)."""
     requests: list[tuple[str, dict[str, Any]]] = []
     if CALCULATOR in offered:
         parameter = offered[CALCULATOR] or "expression"
         requests += [(CALCULATOR, {parameter: expression}) for expression in find_expressions(prompt)]
     if CLOCK in offered and _TIME_RE.search(prompt):
         requests.append((CLOCK, {}))
+    requests += mentioned_tools(prompt, tools, skip=frozenset((CALCULATOR, CLOCK)))
     return [
         ToolCall(f"call_{first_id + index}", name, json.dumps(arguments))
         for index, (name, arguments) in enumerate(requests)
@@ -96,6 +103,8 @@ def _preamble(calls: list[ToolCall]) -> str:
         return "Let me use the calculator."
     if names == {CLOCK}:
         return "Let me check the clock."
+    if len(names) == 1:
+        return f"Let me use {next(iter(names))}."
     return "Let me use my tools."
 
 
