@@ -24,18 +24,22 @@ import tornado.web
 
 
 class ProxyHandler(tornado.web.RequestHandler):
-    def initialize(self, upstream: str, client: Any) -> None:
+    def initialize(self, upstream: str, client: Any, pool: Any) -> None:
         self.upstream = upstream
         self.client = client
+        self.pool = pool
 
     async def post(self) -> None:
         request = tornado.httpclient.HTTPRequest(
             self.upstream + self.request.path, method="POST", body=self.request.body,
             headers={"Content-Type": self.request.headers.get("Content-Type", "application/json")},
-            header_callback=self._on_header, streaming_callback=self._on_chunk,
-            connect_timeout=30, request_timeout=60)
+            streaming_callback=self._on_chunk, connect_timeout=30, request_timeout=60)
         try:
-            await self.client.fetch(request, raise_error=False)
+            if self.pool is not None:
+                await self.pool.fetch(request, self._on_start).future
+            else:
+                request.header_callback = self._on_header
+                await self.client.fetch(request, raise_error=False)
         except Exception as exc:  # the upstream is gone: nothing to relay
             if not self._headers_written:
                 self.set_status(502)
@@ -49,21 +53,27 @@ class ProxyHandler(tornado.web.RequestHandler):
         elif line[:13].lower() == "content-type:":
             self.set_header("Content-Type", line[13:].strip())
 
+    def _on_start(self, start_line: Any, headers: Any) -> None:
+        self.set_status(start_line.code)
+        if "Content-Type" in headers:
+            self.set_header("Content-Type", headers["Content-Type"])
+
     def _on_chunk(self, chunk: bytes) -> None:
         self.write(chunk)
         self.flush()
 
 
-def make_client(keep_alive: bool) -> Any:
-    if keep_alive:
-        import os
-        import sys
+def make_pool(keep_alive: bool) -> Any:
+    """The kept-alive connection pool of monoai_tornado (plumbing only), or None."""
+    if not keep_alive:
+        return None
+    import os
+    import sys
 
-        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        from monoai_tornado.backends.upstream import KeepAliveClient
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from monoai_tornado.backends.upstream import UpstreamPool
 
-        return KeepAliveClient()
-    return tornado.httpclient.AsyncHTTPClient(max_clients=10_000)
+    return UpstreamPool()
 
 
 async def main() -> None:
@@ -73,8 +83,9 @@ async def main() -> None:
     parser.add_argument("--upstream", required=True, help="base URL, e.g. http://127.0.0.1:9000")
     parser.add_argument("--keep-alive", action="store_true", help="reuse upstream connections")
     args = parser.parse_args()
-    client = make_client(args.keep_alive)
-    app = tornado.web.Application([(r"/.*", ProxyHandler, {"upstream": args.upstream.rstrip("/"), "client": client})])
+    client = tornado.httpclient.AsyncHTTPClient(max_clients=10_000)
+    app = tornado.web.Application([(r"/.*", ProxyHandler, {"upstream": args.upstream.rstrip("/"), "client": client,
+                                                           "pool": make_pool(args.keep_alive)})])
     server = tornado.httpserver.HTTPServer(app)
     server.listen(args.port, args.host)
     stop = asyncio.Event()

@@ -69,7 +69,7 @@ LITELLM_CONFIG = os.path.join(BENCH_DIR, "litellm_config.yaml")
 MODEL = "bench-model"
 PROMPT = "Say something about benchmarks, please."
 CHUNKS, CHUNK_CHARS = 16, 4
-DEFAULT_LINES = "direct,floor-proxy,ours,ours /model,litellm"
+DEFAULT_LINES = "direct,floor-proxy,floor-proxy+ka,ours,ours /model,litellm"
 SUMMARY_LINES = ("direct", "floor-proxy", "ours", "litellm")
 
 

@@ -49,7 +49,7 @@ async def no_new_tasks(before: set[asyncio.Task[Any]], timeout: float = 2.0) -> 
 
 def client_tasks() -> set[asyncio.Task[Any]]:
     """Pending tasks of Tornado's HTTP client and of the backend (not of the fake upstream)."""
-    names = ("_HTTPConnection", "TCPClient", "_AbortableTCPClient", "OpenAIBackend", "_Exchange")
+    names = ("_HTTPConnection", "TCPClient", "UpstreamCall", "OpenAIBackend", "_Exchange")
     return {t for t in asyncio.all_tasks() if not t.done()
             and any(n in getattr(t.get_coro(), "__qualname__", "") for n in names)}
 

@@ -2,12 +2,12 @@
 
 OpenAI, Ollama (``/v1``), vLLM, llama.cpp's server and LM Studio all answer
 ``POST {base_url}/chat/completions`` with ``"stream": true`` as server-sent events. This
-backend sends that request with Tornado's own HTTP client, parses the events as the bytes
-arrive and yields text as soon as it comes.
+backend sends that request with Tornado's own HTTP/1.1 machinery over a kept-alive connection
+(:mod:`.upstream`), parses the events as the bytes arrive and yields text as soon as it comes.
 
-Each call gets its own client and connection: concurrent calls never queue behind a shared
-``max_clients`` limit, and cancelling a call closes exactly its socket, so the upstream sees
-the client leave and stops generating. The API key is sent in the ``Authorization`` header
+Each call in flight has a connection of its own (concurrent calls never queue behind a shared
+limit); a finished call leaves its connection open for the next one. Cancelling a call
+closes exactly its socket, so the upstream sees the client leave and stops generating. The API key is sent in the ``Authorization`` header
 only; it never appears in an error message, a log line or ``repr()``.
 """
 from __future__ import annotations
@@ -19,15 +19,13 @@ import urllib.parse
 from typing import Any, AsyncIterator
 
 from tornado.httpclient import HTTPRequest, HTTPResponse
-from tornado.httputil import HTTPHeaders
-from tornado.iostream import IOStream, StreamClosedError
-from tornado.netutil import Resolver
-from tornado.simple_httpclient import HTTPTimeoutError, SimpleAsyncHTTPClient
-from tornado.tcpclient import TCPClient
+from tornado.httputil import HTTPHeaders, ResponseStartLine
+from tornado.simple_httpclient import HTTPTimeoutError
 
 from ..errors import BackendError, BackendTimeout
 from .base import Backend, BackendEvent, CallOptions, Message, ReportedUsage, TextDelta, ToolCall, ToolCallsRequested
 from .sse import ServerSentEvent, SSEError, SSEParser
+from .upstream import shared_pool
 
 log = logging.getLogger("monoai_tornado.backends.openai")
 
@@ -41,50 +39,6 @@ ABORT_GRACE = 1.0
 MAX_REASON = 200
 
 
-class _AbortableTCPClient(TCPClient):
-    """A TCP client for one request that can close its connection, even while connecting."""
-
-    def __init__(self, resolver: Resolver) -> None:
-        super().__init__(resolver=resolver)
-        self.stream: IOStream | None = None
-        self.aborted = False
-        self._connecting: asyncio.Future[IOStream] | None = None
-
-    async def connect(self, *args: Any, **kwargs: Any) -> IOStream:  # type: ignore[override]
-        if self.aborted:
-            raise StreamClosedError()
-        self._connecting = asyncio.ensure_future(super().connect(*args, **kwargs))
-        try:
-            stream = await self._connecting
-        except asyncio.CancelledError:
-            if self.aborted:  # our abort(), not a cancellation of the request's own task
-                raise StreamClosedError() from None
-            raise
-        if self.aborted:
-            stream.close()
-            raise StreamClosedError()
-        self.stream = stream
-        return stream
-
-    def abort(self) -> None:
-        """Close the connection now (the peer sees it close) or stop it being made."""
-        self.aborted = True
-        if self._connecting is not None and not self._connecting.done():
-            self._connecting.cancel()
-        if self.stream is not None:
-            self.stream.close()
-
-
-class _OneRequestClient(SimpleAsyncHTTPClient):
-    """Tornado's HTTP client, with a TCP client whose one connection can be aborted."""
-
-    tcp_client: _AbortableTCPClient
-
-    def initialize(self, **kwargs: Any) -> None:  # type: ignore[override]
-        super().initialize(**kwargs)
-        self.tcp_client = _AbortableTCPClient(self.resolver)
-
-
 class _Exchange:
     """One streaming POST: body chunks are queued, in order, for the generator to read."""
 
@@ -96,18 +50,13 @@ class _Exchange:
         self._buffered = 0
         self._resume: asyncio.Future[None] | None = None
         request.streaming_callback = self._on_chunk
-        request.header_callback = self._on_header
-        self.client = _OneRequestClient(force_instance=True, max_clients=1)
-        self.fetch: asyncio.Future[HTTPResponse] = self.client.fetch(request, raise_error=False)  # type: ignore[assignment]
+        self.call = shared_pool().fetch(request, self._on_headers)
+        self.fetch: asyncio.Future[HTTPResponse] = self.call.future
         self.fetch.add_done_callback(lambda _: self.queue.put_nowait(None))
 
-    def _on_header(self, line: str) -> None:
-        if line.startswith("HTTP/"):
-            parts = line.split(None, 2)
-            self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-            self.headers = HTTPHeaders()
-        elif line.strip():
-            self.headers.parse_line(line)
+    def _on_headers(self, start_line: ResponseStartLine, headers: HTTPHeaders) -> None:
+        self.status = start_line.code
+        self.headers = headers
 
     @property
     def is_event_stream(self) -> bool:
@@ -142,7 +91,7 @@ class _Exchange:
         """Abort the request if it is still running, then release the client."""
         try:
             if not self.fetch.done():
-                self.client.tcp_client.abort()  # the socket is closed here, synchronously
+                self.call.abort()  # the socket is closed here, synchronously
                 self._wake()
                 await asyncio.wait([self.fetch], timeout=ABORT_GRACE)
         finally:
@@ -150,7 +99,6 @@ class _Exchange:
                 _retrieve(self.fetch)
             else:
                 self.fetch.add_done_callback(_retrieve)
-            self.client.close()
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

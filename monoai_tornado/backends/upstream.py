@@ -1,0 +1,267 @@
+"""Kept-alive HTTP/1.1 connections to upstream servers, reused from one request to the next.
+
+Tornado's simple HTTP client opens a connection per request: a resolver call in a thread, a
+TCP handshake and ``Connection: close`` each time. In front of a fast model server that is
+most of what a proxied request costs. :class:`UpstreamPool` sends each request with Tornado's
+own HTTP/1.1 machinery (:class:`~tornado.http1connection.HTTP1Connection`) over a connection
+left open by an earlier request to the same scheme, host and port when there is one, and
+keeps the connection for the next request once the answer has been read to its end.
+
+A connection goes back to the pool only after a complete answer whose length was known
+(``Content-Length`` or chunked) and that did not say ``Connection: close``. A call that is
+aborted closes its own connection, so the upstream sees the client leave (and stops
+generating). A kept connection that the upstream closed meanwhile is noticed before it is
+used (a non-blocking peek), and a request that fails on a reused connection before any byte
+of its answer came back is sent once more on a new connection.
+"""
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import urllib.parse
+import weakref
+from typing import Any, Awaitable, Callable
+
+from tornado.http1connection import HTTP1Connection, HTTP1ConnectionParameters
+from tornado.httpclient import HTTPRequest, HTTPResponse
+from tornado.httputil import HTTPHeaders, HTTPMessageDelegate, RequestStartLine, ResponseStartLine
+from tornado.iostream import IOStream, StreamClosedError
+from tornado.simple_httpclient import HTTPTimeoutError
+from tornado.tcpclient import TCPClient
+
+#: Seconds a connection may wait in the pool before it is closed rather than reused.
+IDLE_TIMEOUT = 15.0
+#: Connections kept per (scheme, host, port).
+MAX_IDLE = 512
+#: Largest answer header; bodies are streamed and not limited here.
+MAX_HEADER_SIZE = 64 * 1024
+
+Target = tuple[str, str, int]
+HeadersCallback = Callable[[ResponseStartLine, HTTPHeaders], None]
+
+
+class _Delegate(HTTPMessageDelegate):
+    """Receives one answer: its start line and headers, then its body chunks."""
+
+    def __init__(self, request: HTTPRequest, on_headers: HeadersCallback | None) -> None:
+        self.request = request
+        self.on_headers = on_headers
+        self.start_line: ResponseStartLine | None = None
+        self.headers = HTTPHeaders()
+        self.keep_alive = False
+        self.closed = False
+        self.body: list[bytes] = []
+
+    def headers_received(self, start_line: Any, headers: HTTPHeaders) -> None:
+        assert isinstance(start_line, ResponseStartLine)
+        self.start_line, self.headers = start_line, headers
+        framed = "Content-Length" in headers or headers.get("Transfer-Encoding", "").lower() == "chunked"
+        self.keep_alive = (framed and start_line.version == "HTTP/1.1"
+                           and headers.get("Connection", "").lower() != "close")
+        if self.on_headers is not None:
+            self.on_headers(start_line, headers)
+
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        callback = self.request.streaming_callback
+        if callback is not None:
+            return callback(chunk)
+        self.body.append(chunk)
+        return None
+
+    def finish(self) -> None:
+        pass
+
+    def on_connection_close(self) -> None:
+        self.closed = True
+
+
+class UpstreamCall:
+    """One request sent through the pool; :attr:`future` resolves to its response.
+
+    The response's body is empty when the request has a ``streaming_callback`` (the chunks
+    went there). :meth:`abort` closes the call's connection at once, or stops it being made.
+    """
+
+    def __init__(self, pool: "UpstreamPool", request: HTTPRequest, on_headers: HeadersCallback | None) -> None:
+        self.pool = pool
+        self.request = request
+        self.delegate = _Delegate(request, on_headers)
+        self.stream: IOStream | None = None
+        self.aborted = False
+        self._connecting: asyncio.Future[IOStream] | None = None
+        self.future: asyncio.Future[HTTPResponse] = asyncio.ensure_future(self._run())
+
+    def abort(self) -> None:
+        """Close the connection now (the upstream sees it close); the call ends in an error."""
+        self.aborted = True
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
+        if self.stream is not None:
+            self.stream.close()
+
+    async def _run(self) -> HTTPResponse:
+        start = asyncio.get_running_loop().time()
+        target, path, host = self.pool.target(self.request.url)
+        stream = self.pool.take(target)
+        reused = stream is not None
+        while True:
+            if stream is None:
+                stream = await self._connect(target)
+            try:
+                return await self._exchange(stream, target, path, host, start)
+            except StreamClosedError:
+                if not reused or self.aborted or self.delegate.start_line is not None:
+                    raise
+            # The upstream had closed this kept connection before our request reached it.
+            stream, reused = None, False
+
+    async def _connect(self, target: Target) -> IOStream:
+        if self.aborted:
+            raise StreamClosedError()
+        scheme, host, port = target
+        timeout = self.request.connect_timeout or None
+        self._connecting = asyncio.ensure_future(self.pool.tcp.connect(
+            host, port, ssl_options=self.pool.ssl_context() if scheme == "https" else None,
+            max_buffer_size=self.pool.max_buffer_size, timeout=timeout))
+        try:
+            stream = await self._connecting
+        except asyncio.CancelledError:
+            if self.aborted:  # our abort(), not a cancellation of the caller's task
+                raise StreamClosedError() from None
+            raise
+        except TimeoutError:
+            raise HTTPTimeoutError("Timeout while connecting") from None
+        if self.aborted:
+            stream.close()
+            raise StreamClosedError()
+        stream.set_nodelay(True)
+        return stream
+
+    async def _exchange(self, stream: IOStream, target: Target, path: str, host: str, start: float) -> HTTPResponse:
+        self.stream = stream
+        if self.aborted:
+            stream.close()
+            raise StreamClosedError()
+        request = self.request
+        body = request.body or b""
+        headers = HTTPHeaders(request.headers)
+        headers["Host"] = host
+        headers["Content-Length"] = str(len(body))
+        connection = HTTP1Connection(stream, True, self.pool.params)
+        await connection.write_headers(RequestStartLine(request.method, path, "HTTP/1.1"), headers, body)
+        connection.finish()
+        delegate = self.delegate
+        complete = await connection.read_response(delegate)
+        if not complete or delegate.closed or delegate.start_line is None:
+            connection.close()
+            raise StreamClosedError()
+        if delegate.keep_alive and not self.aborted and not stream.closed():
+            self.pool.give_back(target, connection.detach())
+        else:
+            connection.close()
+        self.stream = None
+        return HTTPResponse(request, delegate.start_line.code, reason=delegate.start_line.reason,
+                            headers=delegate.headers, effective_url=request.url,
+                            buffer=None, start_time=start)
+
+
+class UpstreamPool:
+    """Keeps connections to upstream servers open between requests; one per event loop."""
+
+    def __init__(self, *, idle_timeout: float = IDLE_TIMEOUT, max_idle: int = MAX_IDLE,
+                 max_buffer_size: int = 100 * 1024 * 1024) -> None:
+        self.idle_timeout = idle_timeout
+        self.max_idle = max_idle
+        self.max_buffer_size = max_buffer_size
+        self.tcp = TCPClient()
+        self.params = HTTP1ConnectionParameters(no_keep_alive=False, max_header_size=MAX_HEADER_SIZE,
+                                                max_body_size=1 << 62, decompress=False)
+        self._idle: dict[Target, list[tuple[IOStream, float]]] = {}
+        self._targets: dict[str, tuple[Target, str, str]] = {}
+        self._ssl: ssl.SSLContext | None = None
+
+    def fetch(self, request: HTTPRequest, on_headers: HeadersCallback | None = None) -> UpstreamCall:
+        """Send ``request`` (its method, headers, body and ``streaming_callback`` are used)."""
+        return UpstreamCall(self, request, on_headers)
+
+    def target(self, url: str) -> tuple[Target, str, str]:
+        """``((scheme, host, port), path with query, Host header)`` of ``url`` (cached)."""
+        known = self._targets.get(url)
+        if known is None:
+            parts = urllib.parse.urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"unsupported URL: {parts.scheme}://{parts.hostname}")
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            path = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+            known = ((parts.scheme, parts.hostname, port), path, parts.netloc.rpartition("@")[2])
+            if len(self._targets) < 1024:
+                self._targets[url] = known
+        return known
+
+    def take(self, target: Target) -> IOStream | None:
+        """A kept connection to ``target`` that is still open, or None."""
+        idle = self._idle.get(target)
+        if not idle:
+            return None
+        now = asyncio.get_running_loop().time()
+        while idle:
+            stream, since = idle.pop()
+            if now - since < self.idle_timeout and _still_open(stream):
+                return stream
+            stream.close()
+        return None
+
+    def give_back(self, target: Target, stream: IOStream) -> None:
+        """Keep ``stream`` for the next request to ``target``."""
+        idle = self._idle.setdefault(target, [])
+        now = asyncio.get_running_loop().time()
+        while idle and (len(idle) >= self.max_idle or now - idle[0][1] >= self.idle_timeout):
+            idle.pop(0)[0].close()  # the oldest first
+        idle.append((stream, now))
+
+    def idle_connections(self, url: str | None = None) -> int:
+        """Connections kept open, to the server of ``url`` or to any."""
+        if url is not None:
+            return len(self._idle.get(self.target(url)[0], ()))
+        return sum(len(idle) for idle in self._idle.values())
+
+    def close(self) -> None:
+        """Close every kept connection."""
+        for idle in self._idle.values():
+            for stream, _ in idle:
+                stream.close()
+        self._idle.clear()
+
+    def ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        return self._ssl
+
+
+def _still_open(stream: IOStream) -> bool:
+    """Whether the upstream has not closed (nor written to) this idle connection."""
+    if stream.closed():
+        return False
+    sock = stream.socket
+    if isinstance(sock, ssl.SSLSocket):
+        return True  # no cheap peek under TLS: a closed one is retried once instead
+    try:
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return True  # nothing to read: open and idle
+    except OSError:
+        return False
+    return False  # b"": closed by the peer; or bytes nobody asked for
+
+
+_pools: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, UpstreamPool]" = weakref.WeakKeyDictionary()
+
+
+def shared_pool() -> UpstreamPool:
+    """The pool of the running event loop (connections belong to one loop)."""
+    loop = asyncio.get_running_loop()
+    pool = _pools.get(loop)
+    if pool is None:
+        pool = _pools[loop] = UpstreamPool()
+    return pool
