@@ -1,11 +1,12 @@
 """Gateway overhead: what each gateway adds between a client and a fast model server, in one run.
 
     python bench/gateway.py [--rounds 3] [--quick] [--lines direct,floor-proxy,ours,litellm,...]
-                            [--duration 6] [--paced-rate 50] [--paced-duration 6] [--json FILE]
+                            [--duration 6] [--paced-rate 20] [--paced-duration 6] [--json FILE]
 
 A fast OpenAI-compatible upstream (``bench/fast_upstream.py``: 16 chunks of 4 characters,
 ``usage`` in the last chunk) answers every request. In front of it, alternating in rounds
-(every line once per round, a fresh server each time):
+(every line once per round; each server is started once, before the first round, and idles while
+the others are measured):
 
 - ``direct``: the upstream itself, the zero-overhead line;
 - ``floor-proxy``: a bare Tornado proxy (``bench/floor_proxy.py``) forwarding with Tornado's
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -71,6 +73,8 @@ PROMPT = "Say something about benchmarks, please."
 CHUNKS, CHUNK_CHARS = 16, 4
 DEFAULT_LINES = "direct,floor-proxy,floor-proxy+ka,ours,ours /model,litellm"
 SUMMARY_LINES = ("direct", "floor-proxy", "ours", "litellm")
+#: Our server, with uvloop when installed or forced onto asyncio; "try" runs the copy in --try-dir.
+OURS_SERVERS = ("ours", "ours+asyncio", "try", "try+asyncio")
 
 
 # -- what is sent ------------------------------------------------------------------------------
@@ -136,6 +140,8 @@ class Setup:
     server_cpus: str
     load_cpus: str
     ours_v1: bool = True
+    #: Another copy of the package, measured as the "try" servers (A/B of a change).
+    try_dir: str | None = None
     env: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
@@ -150,11 +156,14 @@ class Setup:
         if server == "floor-proxy+ka":
             return Variant(server, pinned(cpus, PYTHON, os.path.join(BENCH_DIR, "floor_proxy.py"), "--port", "{port}",
                                           "--upstream", self.upstream, "--keep-alive"))
-        if server in ("ours", "ours+asyncio"):
-            loop = ("--event-loop", "asyncio") if server == "ours+asyncio" else ()
+        if server in OURS_SERVERS:
+            loop = ("--event-loop", "asyncio") if server.endswith("+asyncio") else ()
+            where = OURS_DIR if server.startswith("ours") else self.try_dir
+            if where is None:
+                raise SystemExit(f"{server} needs --try-dir")
             return Variant(server, pinned(cpus, PYTHON, "-m", "monoai_tornado", "--backend", "openai", "--base-url",
                                           self.upstream + "/v1", "--model", MODEL, "--no-agents", "--log-level",
-                                          "error", "--port", "{port}", *NEVER_TRIPPING, *loop), cwd=OURS_DIR)
+                                          "error", "--port", "{port}", *NEVER_TRIPPING, *loop), cwd=where)
         if server == "litellm":
             self.env["litellm"] = {"BENCH_UPSTREAM_BASE": self.upstream + "/v1", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
                                    "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"}
@@ -166,11 +175,11 @@ class Setup:
 def make_line(name: str, setup: Setup) -> Line:
     if name == "direct":
         return Line(name, "direct", openai_shape(False), openai_shape(True))
-    if name == "ours /model":
-        return Line(name, "ours", model_shape(False), model_shape(True))
-    if name in ("ours", "ours+asyncio") and not setup.ours_v1:
+    if name.endswith(" /model") and name[:-7] in OURS_SERVERS:
+        return Line(name, name[:-7], model_shape(False), model_shape(True))
+    if name in OURS_SERVERS and not setup.ours_v1:
         return Line(name, name, model_shape(False), model_shape(True))
-    if name in ("floor-proxy", "floor-proxy+ka", "ours", "ours+asyncio", "litellm"):
+    if name in ("floor-proxy", "floor-proxy+ka", "litellm", *OURS_SERVERS):
         return Line(name, name, openai_shape(False), openai_shape(True))
     raise SystemExit(f"unknown line {name!r}; choose from {DEFAULT_LINES}")
 
@@ -433,28 +442,30 @@ def measure_port(port: int, pid: int | None, line: Line, cfg: Config, cpus: str)
 
 
 def run(line_names: Sequence[str], rounds: int, cfg: Config, setup: Setup) -> dict[str, list[dict[str, float]]]:
+    """Start every server once (LiteLLM takes long to start), then measure the lines in turn,
+    round after round; only the line being measured has load, the others idle."""
     lines = [make_line(n, setup) for n in line_names]
-    # Lines on one server share its start in a round: ours and ours /model are one process.
-    servers: list[str] = []
-    for ln in lines:
-        if ln.server not in servers:
-            servers.append(ln.server)
     results: dict[str, list[dict[str, float]]] = {ln.name: [] for ln in lines}
-    for r in range(rounds):
-        for server in servers:
-            mine = [ln for ln in lines if ln.server == server]
+    with contextlib.ExitStack() as stack:
+        running: dict[str, tuple[int, int | None]] = {"direct": (setup.upstream_port, None)}
+        for ln in lines:
+            if ln.server in running:
+                continue
             started = time.monotonic()
-            if server == "direct":
-                measured = {ln.name: measure_port(setup.upstream_port, None, ln, cfg, setup.load_cpus) for ln in mine}
-            else:
-                variant = setup.variant(server)
-                timeout = 120.0 if server == "litellm" else 30.0
-                with GatewayServer(variant, mine[0].stream, setup.env.get(server), timeout) as srv:
-                    measured = {ln.name: measure_port(srv.port, srv.pid, ln, cfg, setup.load_cpus) for ln in mine}
-            for name, m in measured.items():
-                results[name].append(m)
+            timeout = 300.0 if ln.server == "litellm" else 60.0
+            srv = stack.enter_context(GatewayServer(setup.variant(ln.server), ln.stream, setup.env.get(ln.server),
+                                                    timeout))
+            running[ln.server] = (srv.port, srv.pid)
+            print(f"  {ln.server} up on port {srv.port} ({time.monotonic() - started:.1f} s)", file=sys.stderr,
+                  flush=True)
+        for r in range(rounds):
+            for ln in lines:
+                started = time.monotonic()
+                port, pid = running[ln.server]
+                m = measure_port(port, pid, ln, cfg, setup.load_cpus)
+                results[ln.name].append(m)
                 shown = ", ".join(f"{k}={fmt(v, 2 if abs(v) < 100 else 0)}" for k, v in m.items())
-                print(f"  [round {r + 1}/{rounds}] {name}: {shown} ({time.monotonic() - started:.1f} s)",
+                print(f"  [round {r + 1}/{rounds}] {ln.name}: {shown} ({time.monotonic() - started:.1f} s)",
                       file=sys.stderr, flush=True)
     return results
 
@@ -565,11 +576,13 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=6.0, help="seconds of each wrk load")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--paced-rate", type=float, default=50.0, help="streamed requests per second, open loop")
+    parser.add_argument("--paced-rate", type=float, default=20.0, help="streamed requests per second, open loop")
     parser.add_argument("--paced-duration", type=float, default=6.0)
     parser.add_argument("--server-cpus", default="0", help="taskset CPU list of the server measured ('' for none)")
     parser.add_argument("--load-cpus", default="1", help="taskset CPU list of the upstream and the load generators")
     parser.add_argument("--json", help="write the summary and every raw measurement to this file")
+    parser.add_argument("--try-dir", help="a copy of the repository (its monoai_tornado/) measured as the 'try' "
+                                          "lines: try, try /model, try+asyncio")
     parser.add_argument("--paced-client", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.paced_client:
@@ -592,8 +605,9 @@ def main() -> None:
     machine = machine_line()
     print(machine)
     with GatewayUpstream(upstream):
-        setup = Setup(upstream_port, args.server_cpus, args.load_cpus)
-        if any(n in ("ours", "ours+asyncio") for n in names):
+        setup = Setup(upstream_port, args.server_cpus, args.load_cpus,
+                      try_dir=os.path.abspath(args.try_dir) if args.try_dir else None)
+        if any(n in OURS_SERVERS for n in names):
             setup.ours_v1 = ours_has_v1(setup)
             if not setup.ours_v1:
                 print("(ours has no /v1/chat/completions in this checkout: 'ours' goes through /model and "
