@@ -10,7 +10,6 @@ Tornado handlers.
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any, Iterable, Mapping, Sequence
 
 import tornado.httpserver
@@ -21,18 +20,12 @@ from .backends.base import Backend
 from .context import DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_WS_MESSAGE_SIZE, ServerContext
 from .deadlines import DeadlineHTTPServer
 from .handlers.base import NotFoundHandler, log_request
-from .handlers.http import PromptHandler
-from .handlers.meta import (AgentsHandler, HealthHandler, MetricsHandler, RootHandler, StatsHandler,
-                            UserStatsHandler, ValidateUserHandler)
-from .handlers.pages import DocsHandler, OpenAPIHandler, PlaygroundHandler, StaticAssetHandler
-from .handlers.websocket import PromptSocket
 from .identity import IdentityResolver, UserValidator
 from .pipeline import ModelTarget, Pipeline, Target
+from .routes import endpoint_lines, endpoint_names, routes_for, url_specs
 from .usage import TokenCounter
 
 log = logging.getLogger("monoai_tornado")
-
-AGENT_NAME = r"(?P<agent_name>[^/]+)"
 
 
 def _as_backend(model: Any) -> Backend:
@@ -109,6 +102,8 @@ class Application:
         self.rate_limiter = rate_limiter
         self.websocket_ping_interval = websocket_ping_interval
         self.counter = token_counter or TokenCounter(self.model.encoding_model if self.model else None)
+        #: The endpoints this app serves (see :mod:`monoai_tornado.routes`).
+        self.routes = routes_for(has_model=self.model is not None, has_agents=bool(self.agents))
         identity = IdentityResolver(user_validator, trusted_proxies, reject_invalid_users)
         self.pipeline = Pipeline(counter=self.counter, identity=identity, limiter=rate_limiter,
                                  max_concurrent_runs=max_concurrent_runs)
@@ -122,6 +117,7 @@ class Application:
             max_ws_message_size=max_ws_message_size,
             admin_token=admin_token,
             sse_keepalive_interval=sse_keepalive_interval,
+            endpoints=tuple(endpoint_names(self.routes)),
         )
         metrics = self.pipeline.metrics
         metrics.gauge("monoai_runs_in_flight", "Runs in flight in this process.",
@@ -129,41 +125,9 @@ class Application:
         metrics.gauge("monoai_websockets_open", "Open WebSocket connections in this process.",
                       lambda: len(self.context.websockets))
 
-    def handlers(self, prefix: str = "") -> list[tornado.web.URLSpec]:
+    def handlers(self, prefix: str = "") -> list[tornado.routing.URLSpec]:
         """URL specs of every endpoint, under ``prefix`` (e.g. ``"/ai"``), for your own app."""
-        prefix = prefix.rstrip("/")
-        if prefix and not prefix.startswith("/"):
-            prefix = "/" + prefix
-        p = re.escape(prefix)
-        ctx = {"context": self.context}
-        specs: list[tuple[str, Any, dict[str, Any]]] = []
-        # Prompt endpoints first: Tornado tries the patterns in order, and they take the traffic.
-        if self.context.model is not None:
-            specs += [
-                (rf"{p}/model", PromptHandler, ctx),
-                (rf"{p}/model/stream", PromptHandler, {**ctx, "streaming": True}),
-                (rf"{p}/model/ws", PromptSocket, ctx),
-            ]
-        if self.agents:
-            specs += [
-                (rf"{p}/agents", AgentsHandler, ctx),
-                (rf"{p}/agent/{AGENT_NAME}", PromptHandler, ctx),
-                (rf"{p}/agent/{AGENT_NAME}/stream", PromptHandler, {**ctx, "streaming": True}),
-                (rf"{p}/agent/{AGENT_NAME}/ws", PromptSocket, ctx),
-            ]
-        specs += [
-            (rf"{p}/?" if prefix else r"/", RootHandler, ctx),
-            (rf"{p}/health", HealthHandler, ctx),
-            (rf"{p}/metrics", MetricsHandler, ctx),
-            (rf"{p}/validate-user", ValidateUserHandler, ctx),
-            (rf"{p}/rate-limit/stats", StatsHandler, ctx),
-            (rf"{p}/rate-limit/stats/(?P<user_id>[^/]+)", UserStatsHandler, ctx),
-            (rf"{p}/playground", PlaygroundHandler, ctx),
-            (rf"{p}/openapi.json", OpenAPIHandler, ctx),
-            (rf"{p}/docs", DocsHandler, ctx),
-            (rf"{p}/static/(?P<name>[A-Za-z0-9_.\-/]+)", StaticAssetHandler, ctx),
-        ]
-        return [tornado.web.url(pattern, handler, kwargs) for pattern, handler, kwargs in specs]
+        return url_specs(self.routes, prefix, self.context)
 
     def make_app(self, **settings: Any) -> tornado.web.Application:
         """A ``tornado.web.Application`` serving every endpoint (JSON 404 for the rest)."""
@@ -201,19 +165,7 @@ class Application:
 
     def endpoint_lines(self, base: str) -> list[str]:
         """Human readable list of what is served, for the start banner."""
-        lines = [f"GET  {base}/playground   (try it in a browser)", f"GET  {base}/openapi.json",
-                 f"GET  {base}/docs         (API docs, Swagger UI)",
-                 f"GET  {base}/", f"GET  {base}/health", f"GET  {base}/metrics", f"POST {base}/validate-user",
-                 f"GET  {base}/rate-limit/stats", f"GET  {base}/rate-limit/stats/{{user_id}}"]
-        if self.model is not None:
-            lines += [f"POST {base}/model", f"POST {base}/model/stream",
-                      f"WS   {base.replace('http', 'ws', 1)}/model/ws"]
-        if self.agents:
-            lines.append(f"GET  {base}/agents")
-        for name in sorted(self.agents):
-            lines += [f"POST {base}/agent/{name}", f"POST {base}/agent/{name}/stream",
-                      f"WS   {base.replace('http', 'ws', 1)}/agent/{name}/ws"]
-        return lines
+        return endpoint_lines(self.routes, base, self.agents)
 
     def serve(self, host: str = "127.0.0.1", port: int = 8000, *, drain_timeout: float = 30.0) -> None:
         """Listen on ``host:port`` until SIGTERM or SIGINT, then drain as the command line does.

@@ -35,8 +35,10 @@ class RunEvents(Protocol):
 class UsageMeter:
     """Sums the usage of a run's model calls; counts the call in flight on demand."""
 
-    def __init__(self, counter: TokenCounter) -> None:
+    def __init__(self, counter: TokenCounter, *, admitted_prompt_tokens: int | None = None) -> None:
         self.counter = counter
+        #: The prompt's tokens as counted at admission, for a call whose prompt is that alone.
+        self.admitted_prompt_tokens = admitted_prompt_tokens
         self.finished = Usage()
         self._live_messages: list[Message] | None = None
         self._live_prompt_tokens: int | None = None
@@ -44,13 +46,12 @@ class UsageMeter:
         self.started_at = time.monotonic()
         #: When the run produced its first text (``time.monotonic()``), for latency metrics.
         self.first_text_at: float | None = None
-        #: ``(prompt, tokens)`` already counted at admission, reused for a call on that prompt alone.
-        self.known_prompt: tuple[str, int] | None = None
 
-    def begin(self, messages: list[Message]) -> list[str]:
-        """A model call starts with these messages; returns the list its text parts go to."""
+    def begin(self, messages: list[Message], prompt_tokens: int | None = None) -> list[str]:
+        """A model call starts with these messages (``prompt_tokens`` of them when already known);
+        returns the list its text parts go to."""
         self._live_messages = messages
-        self._live_prompt_tokens = None
+        self._live_prompt_tokens = prompt_tokens
         self._live_parts = []
         return self._live_parts
 
@@ -78,17 +79,11 @@ class UsageMeter:
         self._live_parts = []
         return usage
 
-    def _prompt_tokens(self, messages: list[Message]) -> int:
-        known = self.known_prompt
-        if known is not None and len(messages) == 1 and messages[0].get("content") is known[0]:
-            return known[1]
-        return self.counter.count_messages(messages)
-
     def _estimate_live(self, tool_calls: tuple[ToolCall, ...] = ()) -> Usage:
         if self._live_messages is None:
             return Usage()
         if self._live_prompt_tokens is None:
-            self._live_prompt_tokens = self._prompt_tokens(self._live_messages)
+            self._live_prompt_tokens = self.counter.count_messages(self._live_messages)
         completion = self.counter.count("".join(self._live_parts))
         for call in tool_calls:
             completion += self.counter.count(call.name) + self.counter.count(call.arguments)
@@ -117,12 +112,14 @@ async def call_model(
     on_text: TextCallback | None,
     tools: list[dict[str, Any]] | None = None,
     options: CallOptions | None = None,
+    prompt_tokens: int | None = None,
 ) -> CallOutcome:
     """Run one backend call, awaiting ``on_text`` (when given) for every piece of text, in order.
 
+    ``prompt_tokens``: the messages' tokens when already counted (at admission).
     Cancelling the calling task closes the backend's stream at once.
     """
-    parts = meter.begin(messages)
+    parts = meter.begin(messages, prompt_tokens)
     calls: list[ToolCall] = []
     reported: ReportedUsage | None = None
     if options is not None:

@@ -29,6 +29,8 @@ class ServerContext:
     max_ws_message_size: int = DEFAULT_MAX_WS_MESSAGE_SIZE
     admin_token: str | None = None
     sse_keepalive_interval: float = 15.0
+    #: ``"METHOD /path"`` of every endpoint served (``GET /`` lists them).
+    endpoints: tuple[str, ...] = ()
     started_at: datetime.datetime = field(
         default_factory=lambda: datetime.datetime.now(datetime.timezone.utc)
     )

@@ -1,21 +1,23 @@
 """Errors a client can see, each with its HTTP status and machine code (API.md "Errors").
 
-Every error that reaches a client is an :class:`ApiError`; handlers render them in one place
-(``write_error`` for HTTP, an error message for WebSocket). Other exceptions are bugs and are
-rendered as a generic 500 without a traceback.
+Every error that reaches a client is an :class:`ApiError`, a plain exception that knows
+nothing of Tornado; :func:`monoai_tornado.rendering.render_error` turns any exception into the
+status, body and headers of every transport (JSON, SSE, WebSocket, OpenAI's shape). Other
+exceptions are bugs and are rendered as a generic 500 without a traceback.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from tornado.web import HTTPError
+if TYPE_CHECKING:
+    from .ratelimit.limiter import LimitState
 
 
-class ApiError(HTTPError):
+class ApiError(Exception):
     """An error with an HTTP status, a machine code and a human readable message.
 
-    It is a Tornado ``HTTPError``, so raising it in a handler gives its status (logged as a
-    warning, not as an uncaught exception) and ``write_error`` renders :meth:`to_dict`.
+    ``retry_after`` (seconds) becomes a ``Retry-After`` header and a ``retry_after`` field;
+    ``headers`` are any other headers the answer must carry.
     """
 
     status = 500
@@ -29,22 +31,20 @@ class ApiError(HTTPError):
         code: str | None = None,
         headers: Mapping[str, str] | None = None,
         extra: Mapping[str, Any] | None = None,
+        retry_after: int | None = None,
     ) -> None:
         if status is not None:
             self.status = status
         if code is not None:
             self.code = code
-        super().__init__(self.status, message)
+        super().__init__(message)
         self.message = message
         self.headers = dict(headers or {})
         self.extra = dict(extra or {})
+        self.retry_after = retry_after
 
     def __str__(self) -> str:
         return self.message
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON body: ``{"error": ..., "code": ...}`` plus any extra fields."""
-        return {"error": self.message, "code": self.code, **self.extra}
 
 
 class InvalidJson(ApiError):
@@ -72,7 +72,13 @@ class PayloadTooLarge(ApiError):
 
 
 class RateLimited(ApiError):
+    """A limit is exhausted; ``states`` are the limits' figures after the refusal."""
+
     status, code = 429, "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int, states: Sequence[LimitState] = ()) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.states = tuple(states)
 
 
 class BackendError(ApiError):

@@ -12,7 +12,11 @@ endpoints are not HTTP operations; ``info.description`` describes them.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
+
+from .ratelimit.headers import RATE_LIMIT_HEADERS
+from .handlers.pages import static_assets
+from .routes import Route, routes_for
 
 __all__ = ["build_openapi"]
 
@@ -106,6 +110,8 @@ def _schemas(has_limiter: bool) -> dict[str, Schema]:
             "msg": STRING, "started_at": {"type": "string", "format": "date-time"},
             "model": _ref("schemas", "ModelInfo"), "notice": STRING,
             "agents": {"type": "array", "items": STRING},
+            "endpoints": {"type": "array", "items": STRING,
+                          "description": "What is served, as \"METHOD /path\" (WS for WebSockets)."},
         }, ["msg", "started_at", "agents"]),
         "Health": _obj({"status": {"const": "ok"}, "app": STRING}),
         "ValidateUserRequest": _obj({"user_id": {"type": ["string", "integer"]}}),
@@ -139,22 +145,10 @@ def _schemas(has_limiter: bool) -> dict[str, Schema]:
     return schemas
 
 
-_RATE_HEADERS = {
-    "x-ratelimit-limit-requests": "Requests allowed in the tightest request window.",
-    "x-ratelimit-remaining-requests": "Requests left in that window.",
-    "x-ratelimit-reset-requests": "Seconds until that window resets.",
-    "x-ratelimit-limit-tokens": "Tokens allowed in the tightest token window.",
-    "x-ratelimit-remaining-tokens": "Tokens left in that window.",
-    "x-ratelimit-reset-tokens": "Seconds until that window resets.",
-    "RateLimit-Policy": 'IETF draft field, e.g. "10-per-60";q=10;w=60',
-    "RateLimit": 'IETF draft field, e.g. "10-per-60";r=3;t=42',
-}
-
-
 def _headers() -> dict[str, Schema]:
     headers = {
         name: {"description": text, "schema": {"type": "integer" if name.startswith("x-") else "string"}}
-        for name, text in _RATE_HEADERS.items()
+        for name, text in RATE_LIMIT_HEADERS.items()
     }
     headers["Retry-After"] = {"description": "Seconds to wait before trying again.",
                               "required": True, "schema": {"type": "integer", "minimum": 1}}
@@ -162,7 +156,7 @@ def _headers() -> dict[str, Schema]:
 
 
 def _rate_headers() -> dict[str, Schema]:
-    return {name: _ref("headers", name) for name in _RATE_HEADERS}
+    return {name: _ref("headers", name) for name in RATE_LIMIT_HEADERS}
 
 
 def _responses(has_limiter: bool) -> dict[str, Schema]:
@@ -249,8 +243,6 @@ def _prompt_operation(summary: str, result: str, *, stream: bool, agent: bool, h
 
 
 def _static_names() -> list[str]:
-    from .handlers.pages import static_assets  # here: the handlers import this module
-
     return sorted(static_assets())
 
 
@@ -326,14 +318,31 @@ def build_openapi(
     admin_token: bool,
     *,
     server_url: str | None = None,
+    routes: Sequence[Route] | None = None,
 ) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of an app so configured (``server_url``: where it is mounted)."""
+    """The OpenAPI 3.1 document of an app so configured (``server_url``: where it is mounted).
+
+    Its paths are the routes (by default the route table's for that configuration) that are
+    HTTP operations, each built by the builder of its ``operationId``.
+    """
     agent_names = sorted(agent_names)
-    paths: dict[str, Any] = {
-        "/": _get("Greeting, start time, model and agents", _json(_ref("schemas", "Root"), "About the app."),
-                  "getRoot", "meta"),
-        "/health": _get("Liveness", _json(_ref("schemas", "Health"), "The app is up."), "getHealth", "meta"),
-        "/validate-user": {"post": {
+    served = routes_for(has_model, bool(agent_names)) if routes is None else routes
+    name = {"name": "name", "in": "path", "required": True, "description": "The agent's name.",
+            "schema": {"type": "string", "enum": agent_names}}
+
+    def prompt(operation_id: str, stream: bool, agent: bool) -> Schema:
+        summary = ("Run an agent" if agent else "Ask the model") + \
+            (" (streamed; SSE with Accept: text/event-stream)" if stream else "")
+        post = _prompt_operation(summary, "AgentResult" if agent else "ModelResult", stream=stream, agent=agent,
+                                 has_limiter=has_limiter, operation_id=operation_id)
+        return {"parameters": [name], "post": post} if agent else {"post": post}
+
+    builders: dict[str, Callable[[], Schema]] = {
+        "getRoot": lambda: _get("Greeting, start time, model and agents",
+                                _json(_ref("schemas", "Root"), "About the app."), "getRoot", "meta"),
+        "getHealth": lambda: _get("Liveness", _json(_ref("schemas", "Health"), "The app is up."), "getHealth",
+                                  "meta"),
+        "validateUser": lambda: {"post": {
             "operationId": "validateUser",
             "summary": "Run the configured user validator on a user_id",
             "tags": ["meta"],
@@ -345,23 +354,30 @@ def build_openapi(
                 "413": _ref("responses", "PayloadTooLarge"),
             },
         }},
-        "/rate-limit/stats": _stats_operation("Global rate-limit figures", "LimiterStats", "getRateLimitStats",
-                                              has_limiter, admin_token),
-        "/rate-limit/stats/{user_id}": _stats_operation(
+        "getRateLimitStats": lambda: _stats_operation("Global rate-limit figures", "LimiterStats",
+                                                      "getRateLimitStats", has_limiter, admin_token),
+        "getUserRateLimitStats": lambda: _stats_operation(
             "One user's usage, remaining and reset times", "UserStats", "getUserRateLimitStats",
             has_limiter, admin_token,
             [{"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}]),
-        "/metrics": _metrics_operation(admin_token),
-        "/playground": _get("A page to try the model and agents in a browser",
-                            {"description": "A self-contained HTML page.",
-                             "content": {"text/html": {"schema": {"type": "string"}}}},
-                            "getPlayground", "meta"),
-        "/openapi.json": _get("This document", _json({"type": "object"}, "The OpenAPI 3.1 document."),
-                              "getOpenAPI", "meta"),
-        "/docs": _get("API docs of this document (Swagger UI, served offline)",
-                      {"description": "An HTML page.", "content": {"text/html": {"schema": {"type": "string"}}}},
-                      "getDocs", "meta"),
-        "/static/{name}": _get(
+        "getMetrics": lambda: _metrics_operation(admin_token),
+        "getPlayground": lambda: _get("A page to try the model and agents in a browser",
+                                      {"description": "A self-contained HTML page.",
+                                       "content": {"text/html": {"schema": {"type": "string"}}}},
+                                      "getPlayground", "meta"),
+        "getOpenAPI": lambda: _get("This document", _json({"type": "object"}, "The OpenAPI 3.1 document."),
+                                   "getOpenAPI", "meta"),
+        "askModel": lambda: prompt("askModel", stream=False, agent=False),
+        "askModelStream": lambda: prompt("askModelStream", stream=True, agent=False),
+        "listAgents": lambda: _get("Agents and their tools", _json(_ref("schemas", "AgentList"), "The agents."),
+                                   "listAgents", "agents"),
+        "runAgent": lambda: prompt("runAgent", stream=False, agent=True),
+        "runAgentStream": lambda: prompt("runAgentStream", stream=True, agent=True),
+        "getDocs": lambda: _get("API docs of this document (Swagger UI, served offline)",
+                                {"description": "An HTML page.",
+                                 "content": {"text/html": {"schema": {"type": "string"}}}},
+                                "getDocs", "meta"),
+        "getStaticFile": lambda: _get(
             "A script or style sheet the pages load (shipped with the package)",
             {"description": "The file.",
              "content": {"application/javascript": {"schema": {"type": "string"}},
@@ -370,25 +386,7 @@ def build_openapi(
             parameters=[{"name": "name", "in": "path", "required": True,
                          "schema": {"type": "string", "enum": _static_names()}}]),
     }
-    if has_model:
-        for suffix, stream in (("", False), ("/stream", True)):
-            paths["/model" + suffix] = {"post": _prompt_operation(
-                "Ask the model" + (" (streamed; SSE with Accept: text/event-stream)" if stream else ""),
-                "ModelResult", stream=stream, agent=False, has_limiter=has_limiter,
-                operation_id="askModelStream" if stream else "askModel")}
-    if agent_names:
-        paths["/agents"] = _get("Agents and their tools", _json(_ref("schemas", "AgentList"), "The agents."),
-                                "listAgents", "agents")
-        name = {"name": "name", "in": "path", "required": True, "description": "The agent's name.",
-                "schema": {"type": "string", "enum": agent_names}}
-        for suffix, stream in (("", False), ("/stream", True)):
-            paths["/agent/{name}" + suffix] = {
-                "parameters": [name],
-                "post": _prompt_operation(
-                    "Run an agent" + (" (streamed; SSE with Accept: text/event-stream)" if stream else ""),
-                    "AgentResult", stream=stream, agent=True, has_limiter=has_limiter,
-                    operation_id="runAgentStream" if stream else "runAgent"),
-            }
+    paths = {route.path: builders[route.operation]() for route in served if route.operation is not None}
     components: dict[str, Any] = {"schemas": _schemas(has_limiter), "responses": _responses(has_limiter)}
     if has_limiter:
         components["headers"] = _headers()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Protocol
 
 from .backends.base import Backend
@@ -18,7 +18,7 @@ from .calls import RunEvents, UsageMeter, call_model
 from .errors import ApiError, BackendError, ClientGone, Overloaded, RateLimited
 from .identity import Identity, IdentityResolver
 from .metrics import Metrics
-from .ratelimit import rate_limit_headers
+from .ratelimit import Admission
 from .requests import PromptRequest
 from .usage import TokenCounter, Usage
 
@@ -44,7 +44,8 @@ class ModelTarget:
     async def run(self, prompt: str, *, meter: UsageMeter, events: RunEvents) -> dict[str, Any]:
         messages = [{"role": "user", "content": prompt}]
         on_text = events.on_text if getattr(events, "wants_text", True) else None
-        outcome = await call_model(self.backend, messages, meter=meter, on_text=on_text)
+        outcome = await call_model(self.backend, messages, meter=meter, on_text=on_text,
+                                   prompt_tokens=meter.admitted_prompt_tokens)
         return {
             "prompt": prompt,
             "response": outcome.text,
@@ -55,12 +56,11 @@ class ModelTarget:
 
 @dataclass
 class Ticket:
-    """An admitted request: who it is, the limiter's reservation, the headers to send."""
+    """An admitted request: who it is and the limiter's admission (None without a limiter)."""
 
     request: PromptRequest
     identity: Identity
-    admission: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
+    admission: Admission | None = None
     #: What the run used, once it ended (for the access log).
     usage: Usage | None = None
     #: The prompt's tokens when admission counted them (so the run need not count them again).
@@ -96,39 +96,29 @@ class Pipeline:
         for task in list(self._runs):
             task.cancel()
 
-    async def admit(self, request: PromptRequest, peer: str, headers: Mapping[str, str], *,
-                    with_headers: bool = True) -> Ticket:
+    async def admit(self, request: PromptRequest, peer: str, headers: Mapping[str, str]) -> Ticket:
         """Identify the user and take the request through the rate limiter, before any model work.
 
-        ``with_headers=False`` skips building the rate-limit headers of an admitted request
-        (WebSocket prompts have no headers to send them in).
+        The ticket's ``admission`` holds the limits' figures a transport may send as headers.
         """
         identity = await self.identity.resolve(request.user_id, peer, headers)
         if self.max_concurrent_runs is not None and self.runs_in_flight >= self.max_concurrent_runs:
             self.metrics.count_refusal("overloaded")
-            raise Overloaded("Server is at its limit of concurrent runs; try again shortly",
-                             headers={"Retry-After": "1"}, extra={"retry_after": 1})
+            raise Overloaded("Server is at its limit of concurrent runs; try again shortly", retry_after=1)
         if self.limiter is None:
             return Ticket(request, identity)
         prompt_tokens = self.counter.count(request.prompt)
         admission = await self.limiter.admit(identity.key, prompt_tokens)
         if not admission.allowed:
-            limit_headers = rate_limit_headers(admission.states)
             self.metrics.count_refusal("rate_limited")
             retry_after = max(1, int(math.ceil(admission.retry_after)))
-            raise RateLimited(
-                f"Rate limit exceeded for {identity.key}; retry in {retry_after} s",
-                headers={**limit_headers, "Retry-After": str(retry_after)},
-                extra={"retry_after": retry_after},
-            )
-        limit_headers = rate_limit_headers(admission.states) if with_headers else {}
-        return Ticket(request, identity, admission, limit_headers, prompt_tokens=prompt_tokens)
+            raise RateLimited(f"Rate limit exceeded for {identity.key}; retry in {retry_after} s",
+                              retry_after=retry_after, states=admission.states)
+        return Ticket(request, identity, admission, prompt_tokens=prompt_tokens)
 
     async def run(self, ticket: Ticket, target: Target, events: RunEvents) -> dict[str, Any]:
         """Run an admitted prompt; the tokens it used are recorded however it ends."""
-        meter = UsageMeter(self.counter)
-        if ticket.prompt_tokens is not None:
-            meter.known_prompt = (ticket.request.prompt, ticket.prompt_tokens)
+        meter = UsageMeter(self.counter, admitted_prompt_tokens=ticket.prompt_tokens)
         task = asyncio.current_task()
         assert task is not None
         self._runs.add(task)

@@ -101,7 +101,9 @@ class Agent:
 
         last_text = ""
         for turn in range(1, self.max_iterations + 1):
-            outcome = await call_model(self.model, messages, meter=meter, on_text=events.on_text, tools=schemas)
+            known = meter.admitted_prompt_tokens if len(messages) == 1 else None  # the prompt alone
+            outcome = await call_model(self.model, messages, meter=meter, on_text=events.on_text, tools=schemas,
+                                       prompt_tokens=known)
             calls = _unique_ids(outcome.tool_calls, turn, call_ids)
             await record(_model_step(outcome, calls))
             messages.append(_assistant_message(outcome.text, calls))

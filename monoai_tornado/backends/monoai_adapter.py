@@ -248,7 +248,7 @@ class MonoAIAgentAdapter:
 
     async def run(self, prompt: str, *, meter: UsageMeter, events: RunEvents) -> dict[str, Any]:
         """Run the object on ``prompt``, streaming its chunks to ``events.on_text``."""
-        meter.begin([{"role": "user", "content": prompt}])
+        meter.begin([{"role": "user", "content": prompt}], meter.admitted_prompt_tokens)
         parts: list[str] = []
         result: Any = None
         call = _stream_call(self.obj, "run", prompt, kind="agent", name=self.name, lock=self._lock,

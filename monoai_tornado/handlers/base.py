@@ -10,28 +10,14 @@ import tornado.web
 
 from ..context import ServerContext
 from ..errors import ApiError, Forbidden, NotFound
+from ..pipeline import Ticket
+from ..ratelimit.headers import RATE_LIMIT_HEADERS, rate_limit_headers
+from ..rendering import render_error
 
 log = logging.getLogger("monoai_tornado.http")
 
-#: Codes for errors Tornado raises itself (unknown method, bad request line, ...).
-HTTP_CODES = {
-    400: "bad_request",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    429: "rate_limited",
-    502: "backend_error",
-    503: "unavailable",
-    504: "backend_timeout",
-}
-
 #: Headers a browser script may read on cross-origin answers (the playground shows them).
-EXPOSED_HEADERS = ", ".join([
-    "Retry-After", "RateLimit", "RateLimit-Policy",
-    "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
-    "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens",
-])
+EXPOSED_HEADERS = ", ".join(["Retry-After", *RATE_LIMIT_HEADERS])
 
 
 def dumps(value: Any) -> str:
@@ -46,7 +32,7 @@ class JsonHandler(tornado.web.RequestHandler):
     #: The endpoint's name in metrics.
     endpoint = "other"
     #: The admitted prompt (prompt handlers), for the access log.
-    ticket: Any = None
+    ticket: Ticket | None = None
 
     def endpoint_label(self) -> str:
         return self.endpoint
@@ -102,22 +88,29 @@ class JsonHandler(tornado.web.RequestHandler):
             super().log_exception(typ, value, tb)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Every error answer: the body and headers :func:`render_error` gives."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, ApiError):
-            for name, value in exc.headers.items():
-                self.set_header(name, value)
-            body = exc.to_dict()
-        elif isinstance(exc, tornado.web.HTTPError) and status_code < 500:
-            body = {"error": exc.log_message % exc.args if exc.log_message else self._reason,
-                    "code": HTTP_CODES.get(status_code, "http_error")}
-        elif status_code < 500:
-            body = {"error": self._reason, "code": HTTP_CODES.get(status_code, "http_error")}
-        else:
-            body = {"error": "Internal server error", "code": "internal_error"}
-        if status_code == 405:
+        answer = render_error(exc, status=status_code, reason=self._reason)
+        self.set_status(answer.status)
+        for name, value in answer.headers.items():
+            self.set_header(name, value)
+        if answer.status == 405:
             self.set_header("Allow", ", ".join(self.allowed_methods()))
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(dumps(body))
+        self.finish(dumps(answer.body))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """An :class:`ApiError` is the client's problem: one warning line, no traceback."""
+        if isinstance(value, ApiError):
+            log.warning("%d %s %s: %s", value.status, self.request.method, self.request.uri, value.message)
+        else:
+            super().log_exception(typ, value, tb)
+
+    def set_limit_headers(self, ticket: Ticket) -> None:
+        """The rate-limit headers of an admitted request (none without a limiter)."""
+        if ticket.admission is not None:
+            for name, value in rate_limit_headers(ticket.admission.states).items():
+                self.set_header(name, value)
 
     @property
     def peer_ip(self) -> str:
@@ -161,8 +154,14 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     if not access_log.isEnabledFor(level):
         return
     request = handler.request
-    ticket = getattr(handler, "ticket", None)
-    user = ticket.identity.key if ticket is not None else f"ip:{request.remote_ip}"
-    tokens = ticket.usage.total_tokens if ticket is not None and ticket.usage is not None else None
+    ticket = handler.ticket if isinstance(handler, JsonHandler) else None
+    user, tokens = access_fields(ticket, request.remote_ip)
     access_log.log(level, "%d %s %s user=%s tokens=%s %.2fms", status, request.method, request.uri, user,
-                   "-" if tokens is None else tokens, 1000.0 * request.request_time())
+                   tokens, 1000.0 * request.request_time())
+
+
+def access_fields(ticket: Ticket | None, remote_ip: str | None) -> tuple[str, str]:
+    """The ``user`` and ``tokens`` fields of an access-log line (HTTP and WebSocket alike)."""
+    if ticket is None:
+        return f"ip:{remote_ip}", "-"
+    return ticket.identity.key, "-" if ticket.usage is None else str(ticket.usage.total_tokens)

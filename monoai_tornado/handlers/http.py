@@ -14,6 +14,7 @@ import tornado.web
 from tornado.iostream import StreamClosedError
 
 from ..errors import ApiError, ClientGone, PayloadTooLarge, ShuttingDown
+from ..rendering import render_error
 from ..requests import parse_prompt_body
 from .base import JsonHandler, dumps
 
@@ -91,8 +92,7 @@ class PromptHandler(JsonHandler):
         request = parse_prompt_body(b"".join(self._body))
         ticket = await self.context.pipeline.admit(request, self.peer_ip, self.request.headers)
         self.ticket = ticket
-        for name, value in ticket.headers.items():
-            self.set_header(name, value)
+        self.set_limit_headers(ticket)
         if self.wants_sse():
             await self._answer_with_events(ticket, target)
         else:
@@ -129,13 +129,12 @@ class PromptHandler(JsonHandler):
             result = await self._run_until_done(ticket, target, _SseEvents(self))
             if result is not None:
                 await self.send_event("complete", {"result": result})
-        except ApiError as exc:
-            await self._send_event_quietly("error", exc.to_dict())
         except (StreamClosedError, ClientGone):
             return
-        except Exception:
-            log.exception("SSE run failed")
-            await self._send_event_quietly("error", {"error": "Internal server error", "code": "internal_error"})
+        except Exception as exc:
+            if not isinstance(exc, ApiError):
+                log.exception("SSE run failed")
+            await self._send_event_quietly("error", render_error(exc).body)
         finally:
             keepalive.stop()
         if not self._client_gone:

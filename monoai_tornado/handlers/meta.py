@@ -26,6 +26,7 @@ class RootHandler(JsonHandler):
             if model.get("provider") == "demo":
                 body["notice"] = "This server runs the built-in DEMO model, not a real LLM."
         body["agents"] = sorted(ctx.agents)
+        body["endpoints"] = list(ctx.endpoints)
         self.send_json(body)
 
 

@@ -16,7 +16,6 @@ import importlib.resources
 import re
 from dataclasses import dataclass
 
-from ..openapi import build_openapi
 from ..errors import NotFound
 from .base import JsonHandler
 
@@ -172,7 +171,10 @@ class OpenAPIHandler(JsonHandler):
     endpoint = "openapi"
 
     def get(self) -> None:
-        from .. import __version__  # here: the package imports app, which imports this module
+        # Here: the package imports app, and the OpenAPI paths come from the route table,
+        # which imports this module.
+        from .. import __version__
+        from ..openapi import build_openapi
 
         ctx = self.context
         path = self.request.path

@@ -20,7 +20,9 @@ from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from ..context import ServerContext
 from ..errors import ApiError, ClientGone, Overloaded, ShuttingDown
 from ..requests import PromptRequest, load_json_object, parse_prompt_object
-from .base import dumps
+from ..pipeline import Ticket
+from ..rendering import render_error
+from .base import access_fields, dumps
 
 log = logging.getLogger("monoai_tornado.websocket")
 access_log = logging.getLogger("monoai_tornado.access")
@@ -144,7 +146,7 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
         try:
             self.target = self.context.target(agent_name)
         except ApiError as exc:
-            self.send_nowait(exc.to_dict())
+            self.send_nowait(render_error(exc).body)
             self.close(CLOSE_POLICY_VIOLATION, exc.message[:120])
             return
         self.context.websockets.add(self)
@@ -169,7 +171,7 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
             if self.waiting is not None and len(self.waiting) >= MAX_QUEUED_PROMPTS:
                 raise Overloaded(f"Too many prompts waiting on this connection (max {MAX_QUEUED_PROMPTS})")
         except ApiError as exc:
-            self.send_nowait(exc.to_dict())
+            self.send_nowait(render_error(exc).body)
             return
         if self.current is None:
             self.current = asyncio.ensure_future(self._serve_one(request))
@@ -262,7 +264,7 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
                     if task is not None:
                         task.uncancel()  # the cancel was for that prompt, not for this task
                     if self.context.shutting_down:
-                        await self.send(ShuttingDown("Server is shutting down; the run was stopped").to_dict())
+                        await self.send(render_error(ShuttingDown("Server is shutting down; the run was stopped")).body)
                     else:
                         await self.send({"type": "cancelled"})
                 if self.closed or not self.waiting:
@@ -281,33 +283,30 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
         outcome = "complete"
         started = time.monotonic()
         try:
-            ticket = await pipeline.admit(request, self.request.remote_ip or "unknown", self.request.headers,
-                                          with_headers=False)
+            ticket = await pipeline.admit(request, self.request.remote_ip or "unknown", self.request.headers)
             events = _SocketEvents(self)
             result = await pipeline.run(ticket, self.target, events)
             await events.flush()
             await self.send({"type": "complete", "result": result})
-        except ApiError as exc:
-            outcome = exc.code
-            await self.send(exc.to_dict())
         except ClientGone:
             outcome = "client_gone"
         except asyncio.CancelledError:
             outcome = "cancelled"
             raise
-        except Exception:
-            outcome = "internal_error"
-            log.exception("WebSocket prompt failed")
-            await self.send({"error": "Internal server error", "code": "internal_error"})
+        except Exception as exc:
+            if not isinstance(exc, ApiError):
+                log.exception("WebSocket prompt failed")
+            error = render_error(exc)
+            outcome = error.body["code"]
+            await self.send(error.body)
         finally:
             self._account(ticket, outcome, started)
 
-    def _account(self, ticket: Any, outcome: str, started: float) -> None:
+    def _account(self, ticket: Ticket | None, outcome: str, started: float) -> None:
         """Metrics and an access log line per prompt, as HTTP requests get."""
         endpoint = "agent_ws" if self.path_kwargs.get("agent_name") else "model_ws"
         self.context.pipeline.metrics.count_request(endpoint, outcome)
         if access_log.isEnabledFor(logging.INFO):
-            user = ticket.identity.key if ticket is not None else f"ip:{self.request.remote_ip}"
-            tokens = ticket.usage.total_tokens if ticket is not None and ticket.usage is not None else "-"
+            user, tokens = access_fields(ticket, self.request.remote_ip)
             access_log.info("%s WS %s user=%s tokens=%s %.2fms", outcome, self.request.path, user, tokens,
                             1000.0 * (time.monotonic() - started))

@@ -19,8 +19,21 @@ import math
 from typing import Sequence
 
 from .limiter import LimitState
+from .limits import Limit
 
-__all__ = ["rate_limit_headers"]
+__all__ = ["RATE_LIMIT_HEADERS", "rate_limit_headers"]
+
+#: Every rate-limit header an answer may carry, with its meaning (OpenAPI and CORS derive from it).
+RATE_LIMIT_HEADERS = {
+    "x-ratelimit-limit-requests": "Requests allowed in the tightest request window.",
+    "x-ratelimit-remaining-requests": "Requests left in that window.",
+    "x-ratelimit-reset-requests": "Seconds until that window resets.",
+    "x-ratelimit-limit-tokens": "Tokens allowed in the tightest token window.",
+    "x-ratelimit-remaining-tokens": "Tokens left in that window.",
+    "x-ratelimit-reset-tokens": "Seconds until that window resets.",
+    "RateLimit-Policy": 'IETF draft field, e.g. "10-per-60";q=10;w=60',
+    "RateLimit": 'IETF draft field, e.g. "10-per-60";r=3;t=42',
+}
 
 
 @functools.lru_cache(maxsize=1024)
@@ -31,14 +44,14 @@ def _sf_string(text: str) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _policy(limits: tuple) -> str:
+def _policy(limits: tuple[Limit, ...]) -> str:
     return ", ".join(f"{_sf_string(l.name)};q={l.value};w={l.window_seconds}" for l in limits)
 
 
 #: Header names by unit: (limit, remaining, reset).
-_NAMES = {
-    False: ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"),
-    True: ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"),
+_NAMES: dict[bool, tuple[str, ...]] = {
+    is_token: tuple(name for name in RATE_LIMIT_HEADERS if name.endswith("-tokens" if is_token else "-requests"))
+    for is_token in (False, True)
 }
 
 
@@ -51,10 +64,10 @@ def rate_limit_headers(states: Sequence[LimitState]) -> dict[str, str]:
         return {}
     # The tightest limit of each unit: least remaining, then the one that resets first.
     tightest: dict[bool, LimitState] = {}
-    for state in states:
-        best = tightest.get(state.limit.is_token)
-        if best is None or (state.remaining, state.reset_in) < (best.remaining, best.reset_in):
-            tightest[state.limit.is_token] = state
+    for candidate in states:
+        best = tightest.get(candidate.limit.is_token)
+        if best is None or (candidate.remaining, candidate.reset_in) < (best.remaining, best.reset_in):
+            tightest[candidate.limit.is_token] = candidate
     headers: dict[str, str] = {}
     current: list[str] = []
     for is_token in (False, True):

@@ -1,0 +1,137 @@
+"""The one route table: every endpoint the server has, as a record.
+
+``Application.handlers(prefix)`` (Tornado's URL specs), the endpoint list of ``GET /`` and of
+the start banner, and the paths of ``/openapi.json`` all derive from :data:`ROUTES`, so a new
+endpoint is one record here (and, when it is an HTTP operation, one builder in
+:mod:`monoai_tornado.openapi`).
+
+>>> [f"{r.methods[0]} {r.path}" for r in routes_for(has_model=True, has_agents=False)][:3]
+['POST /model', 'POST /model/stream', 'WS /model/ws']
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Literal, Mapping
+
+import tornado.routing
+import tornado.web
+
+from .handlers.http import PromptHandler
+from .handlers.meta import (AgentsHandler, HealthHandler, MetricsHandler, RootHandler, StatsHandler,
+                            UserStatsHandler, ValidateUserHandler)
+from .handlers.pages import DocsHandler, OpenAPIHandler, PlaygroundHandler, StaticAssetHandler
+from .handlers.websocket import PromptSocket
+
+__all__ = ["ROUTES", "Route", "routes_for", "url_specs", "endpoint_lines", "endpoint_names"]
+
+#: Path parameters: their name in a path template, and the handler argument they fill.
+PATH_PARAMETERS = {"name": "agent_name", "user_id": "user_id"}
+#: What a path parameter matches unless its route says otherwise.
+SEGMENT = "[^/]+"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One endpoint.
+
+    ``path`` is a template (``/agent/{name}``); ``methods`` the HTTP methods it answers, or
+    ``("WS",)`` for a WebSocket; ``operation`` its OpenAPI ``operationId`` (None: not an HTTP
+    operation of the document); ``serves`` says when it exists (always, with a model, with
+    agents); ``options`` are handler arguments beside the context; ``note`` shows in the banner;
+    ``parameters`` give a path parameter its own handler argument and regex; ``listed`` False
+    keeps a route out of the banner and ``GET /``'s list (the pages' files).
+    """
+
+    path: str
+    methods: tuple[str, ...]
+    handler: type[tornado.web.RequestHandler]
+    operation: str | None = None
+    serves: Literal["always", "model", "agents"] = "always"
+    options: Mapping[str, Any] = field(default_factory=dict)
+    note: str = ""
+    parameters: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    listed: bool = True
+
+    def pattern(self, prefix: str) -> str:
+        """The URL regex of this route under ``prefix`` (normalised, maybe empty)."""
+        if self.path == "/":
+            return rf"{re.escape(prefix)}/?" if prefix else "/"
+        parts = re.split(r"\{(\w+)\}", self.path)
+        regex = [re.escape(prefix)]
+        for i, part in enumerate(parts):
+            if i % 2 == 0:
+                regex.append(re.escape(part))
+            else:
+                argument, matches = self.parameters.get(part, (PATH_PARAMETERS[part], SEGMENT))
+                regex.append(f"(?P<{argument}>{matches})")
+        return "".join(regex)
+
+    @property
+    def prompt(self) -> bool:
+        """Whether prompts run here (the routes that take the traffic)."""
+        return self.handler is PromptHandler or self.handler is PromptSocket
+
+
+_STREAMING = {"streaming": True}
+
+#: Every endpoint, in the order the banner lists them.
+ROUTES: tuple[Route, ...] = (
+    Route("/playground", ("GET",), PlaygroundHandler, "getPlayground", note="(try it in a browser)"),
+    Route("/openapi.json", ("GET",), OpenAPIHandler, "getOpenAPI"),
+    Route("/docs", ("GET",), DocsHandler, "getDocs", note="(API docs, Swagger UI)"),
+    Route("/static/{name}", ("GET",), StaticAssetHandler, "getStaticFile",
+          parameters={"name": ("name", r"[A-Za-z0-9_.\-/]+")}, listed=False),
+    Route("/", ("GET",), RootHandler, "getRoot"),
+    Route("/health", ("GET",), HealthHandler, "getHealth"),
+    Route("/metrics", ("GET",), MetricsHandler, "getMetrics"),
+    Route("/validate-user", ("POST",), ValidateUserHandler, "validateUser"),
+    Route("/rate-limit/stats", ("GET",), StatsHandler, "getRateLimitStats"),
+    Route("/rate-limit/stats/{user_id}", ("GET",), UserStatsHandler, "getUserRateLimitStats"),
+    Route("/model", ("POST",), PromptHandler, "askModel", "model"),
+    Route("/model/stream", ("POST",), PromptHandler, "askModelStream", "model", _STREAMING),
+    Route("/model/ws", ("WS",), PromptSocket, None, "model"),
+    Route("/agents", ("GET",), AgentsHandler, "listAgents", "agents"),
+    Route("/agent/{name}", ("POST",), PromptHandler, "runAgent", "agents"),
+    Route("/agent/{name}/stream", ("POST",), PromptHandler, "runAgentStream", "agents", _STREAMING),
+    Route("/agent/{name}/ws", ("WS",), PromptSocket, None, "agents"),
+)
+
+
+def routes_for(has_model: bool, has_agents: bool, routes: Iterable[Route] = ROUTES) -> list[Route]:
+    """The routes an app so configured serves, in table order."""
+    wanted = {"always": True, "model": has_model, "agents": has_agents}
+    return [route for route in routes if wanted[route.serves]]
+
+
+def url_specs(routes: Iterable[Route], prefix: str, context: Any) -> list[tornado.routing.URLSpec]:
+    """Tornado URL specs for ``routes`` under ``prefix``; prompt routes first, since Tornado
+    tries the patterns in order and they take the traffic."""
+    prefix = prefix.rstrip("/")
+    if prefix and not prefix.startswith("/"):
+        prefix = "/" + prefix
+    ordered = sorted(routes, key=lambda route: not route.prompt)
+    return [tornado.web.url(route.pattern(prefix), route.handler, {"context": context, **route.options})
+            for route in ordered]
+
+
+def endpoint_names(routes: Iterable[Route]) -> list[str]:
+    """``"METHOD /path"`` per method of every route (``GET /``'s list)."""
+    return [f"{method} {route.path}" for route in routes if route.listed for method in route.methods]
+
+
+def endpoint_lines(routes: Iterable[Route], base: str, agent_names: Iterable[str]) -> list[str]:
+    """Human readable lines of what is served at ``base`` (the start banner), agents by name."""
+    ws_base = base.replace("http", "ws", 1)
+    names = sorted(agent_names)
+    lines: list[str] = []
+    for route in routes:
+        if not route.listed:
+            continue
+        paths = [route.path.replace("{name}", name) for name in names] if route.serves == "agents" and \
+            "{name}" in route.path else [route.path]
+        for method in route.methods:
+            for path in paths:
+                line = f"{method:<4} {ws_base if method == 'WS' else base}{path}"
+                lines.append(f"{line}   {route.note}" if route.note else line)
+    return lines
