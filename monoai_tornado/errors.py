@@ -46,6 +46,13 @@ class ApiError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON body: ``{"error": ..., "code": ...}`` plus any extra fields."""
+        body = {"error": self.message, "code": self.code, **self.extra}
+        if self.retry_after is not None:
+            body["retry_after"] = self.retry_after
+        return body
+
 
 class InvalidJson(ApiError):
     status, code = 400, "invalid_json"

@@ -67,21 +67,19 @@ def _openai_type(status: int) -> str:
     return "invalid_request_error" if status < 500 else "api_error"
 
 
-def _parts(exc: BaseException | None, status: int, reason: str | None) -> tuple[int, str, str, dict[str, Any]]:
-    """``(status, message, code, extra fields)`` of an exception (or of a bare status)."""
+def _parts(exc: BaseException | None, status: int, reason: str | None) -> tuple[int, dict[str, Any]]:
+    """``(status, JSON body)`` of an exception (or of a bare status)."""
     if isinstance(exc, ApiError):
-        extra = dict(exc.extra)
-        if exc.retry_after is not None:
-            extra["retry_after"] = exc.retry_after
-        return exc.status, exc.message, exc.code, extra
+        return exc.status, exc.to_dict()
     if isinstance(exc, HTTPError):
         status = exc.status_code
         reason = exc.log_message % exc.args if exc.log_message else exc.reason or reason
     elif exc is not None:
         status = 500  # a bug: nothing of it is shown
     if status >= 500:
-        return status, INTERNAL_ERROR, "internal_error", {}
-    return status, reason or http.client.responses.get(status, "Error"), HTTP_CODES.get(status, "http_error"), {}
+        return status, {"error": INTERNAL_ERROR, "code": "internal_error"}
+    message = reason or http.client.responses.get(status, "Error")
+    return status, {"error": message, "code": HTTP_CODES.get(status, "http_error")}
 
 
 def render_error(exc: BaseException | None, *, shape: Shape = "json", status: int = 500,
@@ -90,7 +88,7 @@ def render_error(exc: BaseException | None, *, shape: Shape = "json", status: in
     by its status, anything else as a bare 500 ``internal_error``. Without an exception,
     ``status`` and ``reason`` describe the error (Tornado's own ``send_error``).
     """
-    status, message, code, extra = _parts(exc, status, reason)
+    status, body = _parts(exc, status, reason)
     headers: dict[str, str] = {}
     if isinstance(exc, ApiError):
         if isinstance(exc, RateLimited):
@@ -99,8 +97,6 @@ def render_error(exc: BaseException | None, *, shape: Shape = "json", status: in
         if exc.retry_after is not None:
             headers["Retry-After"] = str(exc.retry_after)
     if shape == "openai":
-        body: dict[str, Any] = {"error": {"message": message, "type": _openai_type(status), "code": code,
-                                          "param": None}}
-    else:
-        body = {"error": message, "code": code, **extra}
+        body = {"error": {"message": body["error"], "type": _openai_type(status), "code": body["code"],
+                          "param": None}}
     return ErrorAnswer(status, body, headers)
