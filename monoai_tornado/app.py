@@ -21,7 +21,7 @@ from .context import DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_WS_MESSAGE_SIZE, ServerC
 from .deadlines import DeadlineHTTPServer
 from .handlers.base import NotFoundHandler, log_request
 from .identity import IdentityResolver, UserValidator
-from .pipeline import ModelTarget, Pipeline, Target
+from .pipeline import DEFAULT_MAX_TOKENS, ModelTarget, Pipeline, Target
 from .routes import endpoint_lines, endpoint_names, routes_for, url_specs
 from .usage import TokenCounter
 
@@ -71,6 +71,7 @@ class Application:
         admin_token: when set, the stats endpoints need ``Authorization: Bearer TOKEN``.
         idle_timeout / body_timeout: seconds a connection may idle or send its headers, and
             send its body, before it is closed.
+        default_max_tokens: the completion cap of a run whose request names no ``max_tokens``.
     """
 
     def __init__(
@@ -93,6 +94,7 @@ class Application:
         sse_keepalive_interval: float = 15.0,
         idle_timeout: float = 60.0,
         body_timeout: float = 60.0,
+        default_max_tokens: int = DEFAULT_MAX_TOKENS,
     ) -> None:
         self.idle_timeout = idle_timeout
         self.body_timeout = body_timeout
@@ -106,7 +108,7 @@ class Application:
         self.routes = routes_for(has_model=self.model is not None, has_agents=bool(self.agents))
         identity = IdentityResolver(user_validator, trusted_proxies, reject_invalid_users)
         self.pipeline = Pipeline(counter=self.counter, identity=identity, limiter=rate_limiter,
-                                 max_concurrent_runs=max_concurrent_runs)
+                                 max_concurrent_runs=max_concurrent_runs, default_max_tokens=default_max_tokens)
         self.context = ServerContext(
             name=name,
             pipeline=self.pipeline,

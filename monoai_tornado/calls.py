@@ -8,6 +8,8 @@ the usage of every call of a run, including the one still streaming, so that a r
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import inspect
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol
@@ -33,45 +35,113 @@ class RunEvents(Protocol):
 
 
 class UsageMeter:
-    """Sums the usage of a run's model calls; counts the call in flight on demand."""
+    """Sums the usage of a run's model calls; counts the call in flight on demand.
 
-    def __init__(self, counter: TokenCounter, *, admitted_prompt_tokens: int | None = None) -> None:
+    It also holds the run to its caps: ``max_tokens`` completion tokens over all its calls,
+    and, under a token limit, ``budget`` tokens in all (the reservation admission made).
+    Metering is cheap: a token is at least one byte of UTF-8, so the text of the call in
+    flight is only counted once the bytes it streamed reach the tokens it had left.
+    """
+
+    def __init__(self, counter: TokenCounter, *, admitted_prompt_tokens: int | None = None,
+                 max_tokens: int | None = None, budget: int | None = None) -> None:
         self.counter = counter
         #: The prompt's tokens as counted at admission, for a call whose prompt is that alone.
         self.admitted_prompt_tokens = admitted_prompt_tokens
+        self.max_tokens = max_tokens
+        self.budget = budget
         self.finished = Usage()
+        #: True once the run reached a cap: its answer ends there (``finish_reason: "length"``).
+        self.capped = False
+        #: The completion cap of the call in flight (None: uncapped).
+        self.call_cap: int | None = None
         self._live_messages: list[Message] | None = None
         self._live_prompt_tokens: int | None = None
         self._live_parts: list[str] = []
+        #: Bytes the call in flight may still stream before its text must be counted.
+        self._room: int | None = None
+        #: Tokens counted so far of the call's parts ``[:_counted_parts]`` (piece by piece).
+        self._counted_tokens = 0
+        self._counted_parts = 0
+        #: ``(parts, tokens)``: an exact count of the call's first ``parts`` parts joined.
+        self._exact: tuple[int, int] | None = None
         self.started_at = time.monotonic()
         #: When the run produced its first text (``time.monotonic()``), for latency metrics.
         self.first_text_at: float | None = None
 
     def begin(self, messages: list[Message], prompt_tokens: int | None = None) -> list[str]:
         """A model call starts with these messages (``prompt_tokens`` of them when already known);
-        returns the list its text parts go to."""
+        returns the list its text parts go to. Sets the call's cap from what the run has left."""
         self._live_messages = messages
         self._live_prompt_tokens = prompt_tokens
         self._live_parts = []
+        self._counted_tokens = self._counted_parts = 0
+        self._exact = None
+        cap = None if self.max_tokens is None else self.max_tokens - self.finished.completion_tokens
+        if self.budget is not None:
+            if prompt_tokens is None:
+                prompt_tokens = self._live_prompt_tokens = self.counter.count_messages(messages)
+            left = self.budget - self.finished.total_tokens - prompt_tokens
+            cap = left if cap is None else min(cap, left)
+        self.call_cap = self._room = None if cap is None else max(0, cap)
         return self._live_parts
 
-    def add_text(self, text: str) -> None:
-        """The call in flight produced ``text`` (counted lazily, never per chunk)."""
+    def add_text(self, text: str) -> bool:
+        """The call in flight produced ``text``; True when that reached the cap (stop the call)."""
         if self.first_text_at is None:
             self.first_text_at = time.monotonic()
         self._live_parts.append(text)
+        room = self._room
+        if room is None:
+            return False
+        room -= len(text) if text.isascii() else len(text.encode())
+        self._room = room
+        return room <= 0 and self._reached()
 
-    def add_texts(self, texts: tuple[str, ...]) -> None:
-        """Several pieces at once, in order (empty ones skipped)."""
+    def add_texts(self, texts: tuple[str, ...]) -> bool:
+        """Several pieces at once, in order (empty ones skipped); True when they reached the cap
+        (the pieces after the one that reached it are dropped)."""
+        if self._room is not None:
+            joined = "".join(texts)
+            size = len(joined) if joined.isascii() else len(joined.encode())
+            if size >= self._room:
+                return any(self.add_text(text) for text in texts if text)
+            self._room -= size
         texts = tuple(text for text in texts if text) if "" in texts else texts
         if texts and self.first_text_at is None:
             self.first_text_at = time.monotonic()
         self._live_parts.extend(texts)
+        return False
+
+    def _reached(self) -> bool:
+        """Count the text streamed since the last count; True (and ``capped``) at the cap."""
+        assert self.call_cap is not None
+        parts = self._live_parts
+        self._counted_tokens += self.counter.count("".join(parts[self._counted_parts:]))
+        self._counted_parts = len(parts)
+        if self._counted_tokens >= self.call_cap:  # pieces counted apart: confirm on the whole text
+            self._counted_tokens = self.counter.count("".join(parts))
+            self._exact = (len(parts), self._counted_tokens)
+        left = self.call_cap - self._counted_tokens
+        if left > 0:
+            self._room = left
+            return False
+        self._room = None
+        self.capped = True
+        return True
+
+    def skip_call(self) -> None:
+        """The call begun is not made (nothing left under the cap): it costs nothing."""
+        self.capped = True
+        self._live_messages = None
+        self._live_parts = []
 
     def end(self, reported: ReportedUsage | None, tool_calls: tuple[ToolCall, ...] = ()) -> Usage:
         """The call in flight finished; returns its usage (reported, else estimated)."""
         if reported is not None:
             usage = Usage(max(0, int(reported.prompt_tokens)), max(0, int(reported.completion_tokens)))
+            if self.call_cap is not None and usage.completion_tokens >= self.call_cap:
+                self.capped = True  # the upstream stopped at the max_tokens it was given
         else:
             usage = self._estimate_live(tool_calls)
         self.finished = self.finished + usage
@@ -84,7 +154,11 @@ class UsageMeter:
             return Usage()
         if self._live_prompt_tokens is None:
             self._live_prompt_tokens = self.counter.count_messages(self._live_messages)
-        completion = self.counter.count("".join(self._live_parts))
+        exact = self._exact
+        if exact is not None and exact[0] == len(self._live_parts):
+            completion = exact[1]
+        else:
+            completion = self.counter.count("".join(self._live_parts))
         for call in tool_calls:
             completion += self.counter.count(call.name) + self.counter.count(call.arguments)
         return Usage(self._live_prompt_tokens, completion, estimated=True)
@@ -94,6 +168,11 @@ class UsageMeter:
         """Finished calls plus an estimate of the call still in flight, if any."""
         return self.finished + self._estimate_live()
 
+    @property
+    def finish_reason(self) -> str:
+        """``"length"`` when the run stopped at a cap, else ``"stop"``."""
+        return "length" if self.capped else "stop"
+
 
 @dataclass
 class CallOutcome:
@@ -102,6 +181,31 @@ class CallOutcome:
     text: str
     tool_calls: tuple[ToolCall, ...]
     usage: Usage
+    #: ``"length"`` (stopped at the cap), ``"tool_calls"`` or ``"stop"``.
+    finish_reason: str = "stop"
+
+
+#: Whether each backend class's ``stream`` takes ``options`` (backends older than CallOptions do not).
+_TAKES_OPTIONS: dict[type, bool] = {}
+
+
+def _takes_options(backend: Backend) -> bool:
+    kind = type(backend)
+    known = _TAKES_OPTIONS.get(kind)
+    if known is None:
+        parameters = inspect.signature(kind.stream).parameters.values()
+        known = _TAKES_OPTIONS[kind] = any(
+            p.name == "options" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    return known
+
+
+def _capped_options(options: CallOptions | None, cap: int) -> CallOptions:
+    """``options`` with ``max_tokens`` no larger than ``cap``."""
+    if options is None:
+        return CallOptions(max_tokens=cap)
+    if options.max_tokens is not None and options.max_tokens <= cap:
+        return options
+    return dataclasses.replace(options, max_tokens=cap)
 
 
 async def call_model(
@@ -117,15 +221,24 @@ async def call_model(
     """Run one backend call, awaiting ``on_text`` (when given) for every piece of text, in order.
 
     ``prompt_tokens``: the messages' tokens when already counted (at admission).
-    Cancelling the calling task closes the backend's stream at once.
+    The call is capped by the meter (``max_tokens`` goes to the backend) and stopped, its
+    stream closed, once its text reaches the cap. Cancelling the calling task closes the
+    backend's stream at once.
     """
     parts = meter.begin(messages, prompt_tokens)
+    cap = meter.call_cap
+    if cap is not None:
+        if cap == 0:  # the run has nothing left for another call
+            meter.skip_call()
+            return CallOutcome("", (), Usage(), "length")
+        options = _capped_options(options, cap)
     calls: list[ToolCall] = []
     reported: ReportedUsage | None = None
-    if options is not None:
+    if options is not None and _takes_options(backend):
         stream = backend.stream(messages, tools=tools, options=options)
     else:  # backends written before CallOptions existed take no such keyword
         stream = backend.stream(messages, tools=tools) if tools else backend.stream(messages)
+    capped = False
     async with contextlib.aclosing(stream):
         async for event in stream:
             if type(event) is TextDelta or isinstance(event, TextDelta):  # the common case first
@@ -141,12 +254,20 @@ async def call_model(
             else:
                 raise BackendError(f"backend {backend.name!r} yielded an unknown event {type(event).__name__}")
             if on_text is None:  # a whole-JSON answer: nothing to do per piece
-                meter.add_texts(texts)
+                if meter.add_texts(texts):
+                    break
                 continue
             for text in texts:
                 if text:
-                    meter.add_text(text)
+                    capped = meter.add_text(text)
                     await on_text(text)
+                    if capped:
+                        break
+            if capped:
+                break
     text = "".join(parts)
+    if meter.capped:  # cut short: tool calls it may have begun are not run
+        calls.clear()
     usage = meter.end(reported, tuple(calls))
-    return CallOutcome(text, tuple(calls), usage)
+    finish = "length" if meter.capped else "tool_calls" if calls else "stop"
+    return CallOutcome(text, tuple(calls), usage, finish)

@@ -194,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds a connection may idle or take to send its headers")
     g.add_argument("--max-concurrent-runs", type=_positive_int,
                    help="runs per process before 503 overloaded (default: none, no cap)")
+    g.add_argument("--default-max-tokens", type=_positive_int, default=4096,
+                   help="completion cap of a request without max_tokens")
     g.add_argument("--drain-timeout", type=_non_negative_float, default=30.0,
                    help="seconds in-flight runs get to finish on SIGTERM")
     return p
@@ -264,6 +266,7 @@ def build_application(args: argparse.Namespace) -> Any:
         admin_token=args.admin_token,
         websocket_ping_interval=args.ws_ping_interval or None,
         max_concurrent_runs=args.max_concurrent_runs,
+        default_max_tokens=args.default_max_tokens,
         idle_timeout=args.idle_timeout or 60.0,
     )
 

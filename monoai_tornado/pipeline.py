@@ -24,6 +24,9 @@ from .usage import TokenCounter, Usage
 
 log = logging.getLogger("monoai_tornado.pipeline")
 
+#: The completion cap of a run whose request names none (``--default-max-tokens``).
+DEFAULT_MAX_TOKENS = 4096
+
 
 class Target(Protocol):
     """Something a prompt runs on: the model, or an agent."""
@@ -51,6 +54,7 @@ class ModelTarget:
             "response": outcome.text,
             "model": self.backend.describe(),
             "usage": outcome.usage.to_dict(),
+            "finish_reason": "length" if outcome.finish_reason == "length" else "stop",
         }
 
 
@@ -65,6 +69,13 @@ class Ticket:
     usage: Usage | None = None
     #: The prompt's tokens when admission counted them (so the run need not count them again).
     prompt_tokens: int | None = None
+    #: The run's completion cap: the request's ``max_tokens``, else the server's default,
+    #: lowered to what the user's token budget had left.
+    max_tokens: int | None = None
+    #: Tokens in all the run may use (the reservation), under a token limit.
+    budget: int | None = None
+    #: Set once the run's place and reservation were given back (see :meth:`Pipeline.finish`).
+    finished: bool = False
 
 
 class Pipeline:
@@ -78,12 +89,16 @@ class Pipeline:
         limiter: Any = None,
         max_concurrent_runs: int | None = None,
         metrics: Metrics | None = None,
+        default_max_tokens: int = DEFAULT_MAX_TOKENS,
     ) -> None:
         self.metrics = metrics or Metrics()
         self.counter = counter
         self.identity = identity
         self.limiter = limiter
         self.max_concurrent_runs = max_concurrent_runs
+        self.default_max_tokens = default_max_tokens
+        #: Admitted runs not yet finished: counted when admitted, so the limit is exact.
+        self.admitted = 0
         self._runs: set[asyncio.Task[Any]] = set()
         self._settling: set[asyncio.Task[None]] = set()
 
@@ -102,11 +117,21 @@ class Pipeline:
         The ticket's ``admission`` holds the limits' figures a transport may send as headers.
         """
         identity = await self.identity.resolve(request.user_id, peer, headers)
-        if self.max_concurrent_runs is not None and self.runs_in_flight >= self.max_concurrent_runs:
+        max_tokens = request.max_tokens or self.default_max_tokens
+        # Checked and counted in one step, before any await: the limit is exact.
+        if self.max_concurrent_runs is not None and self.admitted >= self.max_concurrent_runs:
             self.metrics.count_refusal("overloaded")
             raise Overloaded("Server is at its limit of concurrent runs; try again shortly", retry_after=1)
+        self.admitted += 1
         if self.limiter is None:
-            return Ticket(request, identity)
+            return Ticket(request, identity, max_tokens=max_tokens)
+        try:
+            return await self._admit_limited(request, identity, max_tokens)
+        except BaseException:
+            self.admitted -= 1
+            raise
+
+    async def _admit_limited(self, request: PromptRequest, identity: Identity, max_tokens: int) -> Ticket:
         prompt_tokens = self.counter.count(request.prompt)
         admission = await self.limiter.admit(identity.key, prompt_tokens)
         if not admission.allowed:
@@ -114,11 +139,12 @@ class Pipeline:
             retry_after = max(1, int(math.ceil(admission.retry_after)))
             raise RateLimited(f"Rate limit exceeded for {identity.key}; retry in {retry_after} s",
                               retry_after=retry_after, states=admission.states)
-        return Ticket(request, identity, admission, prompt_tokens=prompt_tokens)
+        return Ticket(request, identity, admission, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
 
     async def run(self, ticket: Ticket, target: Target, events: RunEvents) -> dict[str, Any]:
         """Run an admitted prompt; the tokens it used are recorded however it ends."""
-        meter = UsageMeter(self.counter, admitted_prompt_tokens=ticket.prompt_tokens)
+        meter = UsageMeter(self.counter, admitted_prompt_tokens=ticket.prompt_tokens,
+                           max_tokens=ticket.max_tokens, budget=ticket.budget)
         task = asyncio.current_task()
         assert task is not None
         self._runs.add(task)
@@ -136,10 +162,22 @@ class Pipeline:
         finally:
             self._runs.discard(task)
             usage = self._measure(ticket, meter)
-            settlement = self._record(ticket, usage.total_tokens)
+            settlement = self.finish(ticket, usage.total_tokens)
         if settlement is not None:
             await asyncio.shield(settlement)
         return result
+
+    def finish(self, ticket: Ticket, total_tokens: int = 0) -> asyncio.Task[None] | None:
+        """Give back an admitted request's place and settle its reservation to ``total_tokens``.
+
+        :meth:`run` does it when the run ends, however it ends; a handler calls it (with 0)
+        for a ticket whose run never started (the client left first). Only the first call counts.
+        """
+        if ticket.finished:
+            return None
+        ticket.finished = True
+        self.admitted -= 1
+        return self._record(ticket, total_tokens)
 
     def _measure(self, ticket: Ticket, meter: UsageMeter) -> Usage:
         """What the run used (counted once), into the ticket and the metrics."""

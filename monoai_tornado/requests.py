@@ -14,6 +14,8 @@ class PromptRequest:
 
     prompt: str
     user_id: str | None = None
+    #: The completion cap the client asked for (``max_tokens``), else the server's default.
+    max_tokens: int | None = None
 
 
 def load_json_object(raw: bytes | str) -> dict[str, Any]:
@@ -42,12 +44,22 @@ def user_id_of(body: dict[str, Any]) -> str | None:
     return str(user_id)
 
 
+def max_tokens_of(body: dict[str, Any], field: str = "max_tokens") -> int | None:
+    """The optional completion cap: a positive integer, else 400 ``invalid_json``."""
+    value = body.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidJson(f"Field '{field}' must be a positive integer")
+    return value
+
+
 def parse_prompt_object(body: dict[str, Any]) -> PromptRequest:
     """Validate a decoded body: ``prompt`` must be a non-blank string."""
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise MissingPrompt("Field 'prompt' is required and must be a non-empty string")
-    return PromptRequest(prompt=prompt, user_id=user_id_of(body))
+    return PromptRequest(prompt=prompt, user_id=user_id_of(body), max_tokens=max_tokens_of(body))
 
 
 def parse_prompt_body(raw: bytes | str) -> PromptRequest:

@@ -28,9 +28,12 @@ class ScriptedBackend(Backend):
         self.finished = 0
         self.cancelled = 0
         self.sent_pieces: list[int] = []
+        #: The CallOptions of every call, in order.
+        self.options: list[Any] = []
 
     async def stream(self, messages: list[dict[str, Any]], *, tools: Any = None, options: Any = None) -> AsyncIterator[BackendEvent]:
         self.started += 1
+        self.options.append(options)
         sent = 0
         try:
             for index, piece in enumerate(self.pieces):

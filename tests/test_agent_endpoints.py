@@ -32,7 +32,8 @@ async def test_agent_result_over_http(url, fetch, path):
     response = await fetch(url + path, "POST", {"prompt": "what is 12*(3+4)?"})
     assert response.code == 200
     result = json_of(response)
-    assert set(result) == {"prompt", "response", "iterations", "usage"}
+    assert set(result) == {"prompt", "response", "iterations", "usage", "finish_reason"}
+    assert result["finish_reason"] == "stop"
     assert_calculator_run(result)
 
 

@@ -126,6 +126,7 @@ async def test_two_step_run_on_the_demo_model() -> None:
             "total_tokens": first["total_tokens"] + second["total_tokens"],
             "estimated": True,
         },
+        "finish_reason": "stop",
     }
     assert "stopped" not in result
     assert meter.finished.to_dict() == result["usage"]

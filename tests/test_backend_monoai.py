@@ -330,7 +330,8 @@ async def test_agent_run_streams_passes_iterations_and_uses_reported_usage(count
     assert recorder.texts == ["Thinking", "...", " done: ", "cats"]
     assert result == {"prompt": "cats", "response": "done: cats",
                       "iterations": [{"step": 1, "tool": "search", "output": "found"}],
-                      "usage": {"prompt_tokens": 12, "completion_tokens": 30, "total_tokens": 42}}
+                      "usage": {"prompt_tokens": 12, "completion_tokens": 30, "total_tokens": 42},
+                      "finish_reason": "stop"}
 
 
 async def test_agent_without_usage_or_streaming_is_estimated_and_sent_whole(counter: TokenCounter) -> None:

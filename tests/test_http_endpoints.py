@@ -39,7 +39,8 @@ async def test_model_result_shape_and_usage(demo_url, fetch, counter, path):
     assert response.code == 200
     assert response.headers["Content-Type"].startswith("application/json")
     body = json_of(response)
-    assert set(body) == {"prompt", "response", "model", "usage"}
+    assert set(body) == {"prompt", "response", "model", "usage", "finish_reason"}
+    assert body["finish_reason"] == "stop"
     assert body["prompt"] == "Ciao mondo"
     assert "Ciao mondo" in body["response"]
     assert body["model"] == {"provider": "demo", "name": "monoai-demo"}

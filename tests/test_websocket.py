@@ -25,7 +25,7 @@ async def test_chunks_in_order_then_complete_equal_to_http_result(url, fetch):
     assert all(m["type"] == "chunk" for m in chunk_messages)
     result = messages[-1]["result"]
     assert chunks_of(messages) == result["response"]
-    assert set(result) == {"prompt", "response", "model", "usage"}
+    assert set(result) == {"prompt", "response", "model", "usage", "finish_reason"}
     http_result = await fetch(url + "/model", "POST", {"prompt": "Ciao WebSocket"})
     import json
     assert json.loads(http_result.body)["response"] == result["response"]
@@ -196,7 +196,7 @@ async def test_a_reader_that_stops_reading_gets_the_waiting_chunks_joined(serve,
     backend = ScriptedBackend(pieces, usage=(3, 3))
     url = serve(Application("T", model=backend, token_counter=counter))
     ws = await connect(url, "/model/ws", max_message_size=64 * 1024 * 1024)
-    await send(ws, {"prompt": "a long answer"})
+    await send(ws, {"prompt": "a long answer", "max_tokens": 10**7})
     await asyncio.sleep(1.0)  # read nothing meanwhile: the socket's buffers fill up
     messages = await read_until_end(ws, timeout=30)
     chunk_messages = [m for m in messages if m.get("type") == "chunk"]

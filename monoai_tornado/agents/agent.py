@@ -104,17 +104,21 @@ class Agent:
             known = meter.admitted_prompt_tokens if len(messages) == 1 else None  # the prompt alone
             outcome = await call_model(self.model, messages, meter=meter, on_text=events.on_text, tools=schemas,
                                        prompt_tokens=known)
+            if outcome.finish_reason == "length" and not outcome.usage.total_tokens:
+                break  # the run's cap was used up: no call was made
             calls = _unique_ids(outcome.tool_calls, turn, call_ids)
             await record(_model_step(outcome, calls))
             messages.append(_assistant_message(outcome.text, calls))
             last_text = outcome.text or last_text
-            if not calls:
+            if not calls:  # the final answer, or the run's cap reached
                 return self._result(prompt, outcome.text, iterations, meter)
             if turn == self.max_iterations:
                 break  # nobody would read these tools' results
             for step in await self._run_tools(calls, events, record):
                 content = step["output"] if step["error"] is None else f"Error: {step['error']}"
                 messages.append({"role": "tool", "tool_call_id": step["id"], "content": _as_text(content)})
+        if meter.capped:
+            return self._result(prompt, last_text, iterations, meter)
         response = last_text or (
             f"The agent stopped after {self.max_iterations} model calls without a final answer."
         )
@@ -122,7 +126,8 @@ class Agent:
 
     @staticmethod
     def _result(prompt: str, response: str, iterations: list[Step], meter: UsageMeter) -> dict[str, Any]:
-        return {"prompt": prompt, "response": response, "iterations": iterations, "usage": meter.finished.to_dict()}
+        return {"prompt": prompt, "response": response, "iterations": iterations, "usage": meter.finished.to_dict(),
+                "finish_reason": meter.finish_reason}
 
     async def _run_tools(
         self, calls: Sequence[ToolCall], events: RunEvents, record: Callable[[Step], Any]

@@ -259,8 +259,12 @@ class MonoAIAgentAdapter:
                     result = item.result
                 else:
                     parts.append(item)
-                    meter.add_text(item)
+                    capped = meter.add_text(item)
                     await events.on_text(item)
+                    if capped:  # the run's cap: stop the object's run here
+                        break
+        if meter.capped:
+            result = {"response": "".join(parts)}
         if isinstance(result, dict) and not isinstance(result.get("response"), str) and parts:
             result = {**result, "response": "".join(parts)}
         response, reported = _response_and_usage(result, "agent", self.name, "run")
@@ -271,7 +275,7 @@ class MonoAIAgentAdapter:
         iterations = result.get("iterations") if isinstance(result, dict) else None
         return {"prompt": prompt, "response": response,
                 "iterations": iterations if isinstance(iterations, list) else [],
-                "usage": meter.finished.to_dict()}
+                "usage": meter.finished.to_dict(), "finish_reason": meter.finish_reason}
 
 
 def adapt_model(obj: Any) -> Backend:

@@ -213,21 +213,27 @@ class OpenAIBackend(Backend):
     def __repr__(self) -> str:
         return f"OpenAIBackend({_safe_url(self.base_url)!r}, {self.name!r})"
 
-    def payload(self, messages: list[Message], tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        """The JSON body sent upstream for ``messages``."""
+    def payload(self, messages: list[Message], tools: list[dict[str, Any]] | None = None,
+                options: CallOptions | None = None) -> dict[str, Any]:
+        """The JSON body sent upstream for ``messages``; the call's cap is sent as ``max_tokens``."""
         body: dict[str, Any] = {"model": self.name, "messages": messages, "stream": True,
                                 "stream_options": {"include_usage": True}}
         if tools:
             body["tools"] = tools
         body.update(self.extra_body)
+        if options is not None and options.max_tokens is not None:
+            configured = body.get("max_tokens")
+            cap = options.max_tokens
+            body["max_tokens"] = min(cap, configured) if isinstance(configured, int) and configured > 0 else cap
         return body
 
-    def _request(self, messages: list[Message], tools: list[dict[str, Any]] | None) -> HTTPRequest:
+    def _request(self, messages: list[Message], tools: list[dict[str, Any]] | None,
+                 options: CallOptions | None = None) -> HTTPRequest:
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream",
                    "User-Agent": "monoai_tornado"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
-        body = json.dumps(self.payload(messages, tools), ensure_ascii=False).encode("utf-8")
+        body = json.dumps(self.payload(messages, tools, options), ensure_ascii=False).encode("utf-8")
         # Tornado's own timeouts are a backstop; ours fire first and say which one it was.
         return HTTPRequest(self.url, method="POST", headers=headers, body=body, follow_redirects=False,
                            connect_timeout=self.first_token_timeout + 1, request_timeout=self.timeout + 1)
@@ -244,7 +250,7 @@ class OpenAIBackend(Backend):
     ) -> AsyncIterator[BackendEvent]:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        exchange = _Exchange(self._request(messages, tools))
+        exchange = _Exchange(self._request(messages, tools, options))
         assembler = _Assembler()
         parser = SSEParser()
         body = bytearray()  # an error body, or a whole JSON answer

@@ -92,13 +92,16 @@ class PromptHandler(JsonHandler):
         request = parse_prompt_body(b"".join(self._body))
         ticket = await self.context.pipeline.admit(request, self.peer_ip, self.request.headers)
         self.ticket = ticket
-        self.set_limit_headers(ticket)
-        if self.wants_sse():
-            await self._answer_with_events(ticket, target)
-        else:
-            result = await self._run_until_done(ticket, target, _SilentEvents())
-            if result is not None:
-                self.send_json(result)
+        try:
+            self.set_limit_headers(ticket)
+            if self.wants_sse():
+                await self._answer_with_events(ticket, target)
+            else:
+                result = await self._run_until_done(ticket, target, _SilentEvents())
+                if result is not None:
+                    self.send_json(result)
+        finally:
+            self.context.pipeline.finish(ticket)  # a run that never started gives its place back
 
     async def _run_until_done(self, ticket: Any, target: Any, events: Any) -> dict[str, Any] | None:
         """Run the prompt as its own task so that a closed connection can cancel it."""

@@ -300,6 +300,8 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
             outcome = error.body["code"]
             await self.send(error.body)
         finally:
+            if ticket is not None:
+                pipeline.finish(ticket)  # a run that never started gives its place back
             self._account(ticket, outcome, started)
 
     def _account(self, ticket: Ticket | None, outcome: str, started: float) -> None:
