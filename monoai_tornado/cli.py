@@ -196,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="runs per process before 503 overloaded (default: none, no cap)")
     g.add_argument("--default-max-tokens", type=_positive_int, default=4096,
                    help="completion cap of a request without max_tokens")
+    g.add_argument("--event-loop", choices=["auto", "uvloop", "asyncio"], default="auto",
+                   help="auto (default): uvloop when installed (pip install 'monoai_tornado[fast]'), else asyncio")
     g.add_argument("--drain-timeout", type=_non_negative_float, default=30.0,
                    help="seconds in-flight runs get to finish on SIGTERM")
     return p
@@ -281,6 +283,8 @@ def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     try:
         if args.redis_url:
             require("redis.asyncio", "redis", "--redis-url")
+        if args.event_loop == "uvloop":
+            require("uvloop", "fast", "--event-loop uvloop")
         for option, spec in (("--user-validator", args.user_validator), ("--agents", args.agents)):
             if spec:
                 load_object(spec, option)
@@ -305,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     warn_about_exposure(args)
     try:
         run(lambda: build_application(args), args.host, args.port, processes=args.processes,
-            drain_timeout=args.drain_timeout)
+            drain_timeout=args.drain_timeout, event_loop=args.event_loop)
     except (OptionError, MissingExtra) as exc:
         parser.error(str(exc))
     except OSError as exc:

@@ -9,6 +9,7 @@ from typing import Any
 import tornado.netutil
 
 from .handlers.websocket import CLOSE_GOING_AWAY
+from .loops import loop_factory
 from .workers import fork_workers
 
 log = logging.getLogger("monoai_tornado.server")
@@ -68,12 +69,14 @@ async def serve_forever(app: Any, sockets: list[Any], drain_timeout: float) -> N
 
 
 def run(app_factory: Any, host: str, port: int, *, processes: int = 1, drain_timeout: float = 30.0,
-        banner: bool = True) -> None:
+        banner: bool = True, event_loop: str = "auto") -> None:
     """Bind ``host:port``, fork ``processes`` workers if asked, and serve each until stopped.
 
     ``app_factory()`` builds the Application in each worker (after the fork), so that every
-    process owns its own IOLoop resources (Redis connections, HTTP clients).
+    process owns its own IOLoop resources (Redis connections, HTTP clients). ``event_loop``:
+    ``auto`` (uvloop when installed), ``uvloop`` or ``asyncio`` (:mod:`monoai_tornado.loops`).
     """
+    loop_name, factory = loop_factory(event_loop)
     sockets = tornado.netutil.bind_sockets(port, host)
     actual_port = sockets[0].getsockname()[1]
     worker = fork_workers(processes) if processes > 1 else 0
@@ -85,4 +88,6 @@ def run(app_factory: Any, host: str, port: int, *, processes: int = 1, drain_tim
         for line in app.endpoint_lines(base):
             print(f"  {line}", flush=True)
         app.log_start(host, actual_port)
-    asyncio.run(serve_forever(app, sockets, drain_timeout))
+        log.info("event loop: %s", loop_name)
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(serve_forever(app, sockets, drain_timeout))
