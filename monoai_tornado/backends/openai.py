@@ -74,8 +74,21 @@ class _Exchange:
 
     async def next_chunk(self, deadline: float) -> bytes | None:
         """The next body chunk, or None once the response is over; TimeoutError at ``deadline``."""
-        async with asyncio.timeout_at(deadline):
-            chunk = await self.queue.get()
+        queue = self.queue
+        if queue.empty():
+            async with asyncio.timeout_at(deadline):
+                chunk = await queue.get()
+        else:  # already here: no timer to set
+            chunk = queue.get_nowait()
+        if chunk is not None and not queue.empty():  # what is already read goes as one piece
+            parts = [chunk]
+            while not queue.empty():
+                more = queue.get_nowait()
+                if more is None:
+                    queue.put_nowait(None)  # the end stays last
+                    break
+                parts.append(more)
+            chunk = b"".join(parts)
         if chunk is not None:
             self._buffered -= len(chunk)
             if self._resume is not None and self._buffered <= HIGH_WATER // 2:

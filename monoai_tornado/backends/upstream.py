@@ -27,6 +27,7 @@ from tornado.http1connection import HTTP1Connection, HTTP1ConnectionParameters
 from tornado.httpclient import HTTPRequest, HTTPResponse
 from tornado.httputil import HTTPHeaders, HTTPMessageDelegate, RequestStartLine, ResponseStartLine
 from tornado.iostream import IOStream, StreamClosedError
+from tornado.netutil import DefaultLoopResolver, is_valid_ip
 from tornado.simple_httpclient import HTTPTimeoutError
 from tornado.tcpclient import TCPClient
 
@@ -39,6 +40,16 @@ MAX_HEADER_SIZE = 64 * 1024
 
 Target = tuple[str, str, int]
 HeadersCallback = Callable[[ResponseStartLine, HTTPHeaders], None]
+
+
+class _Resolver(DefaultLoopResolver):
+    """Looks host names up (in a thread, as asyncio does); an IP address needs no look-up."""
+
+    async def resolve(self, host: str, port: int, family: socket.AddressFamily = socket.AF_UNSPEC
+                      ) -> list[tuple[int, Any]]:
+        if is_valid_ip(host):
+            return [(socket.AF_INET6 if ":" in host else socket.AF_INET, (host, port))]
+        return await super().resolve(host, port, family)
 
 
 class _Delegate(HTTPMessageDelegate):
@@ -174,7 +185,7 @@ class UpstreamPool:
         self.idle_timeout = idle_timeout
         self.max_idle = max_idle
         self.max_buffer_size = max_buffer_size
-        self.tcp = TCPClient()
+        self.tcp = TCPClient(resolver=_Resolver())
         self.params = HTTP1ConnectionParameters(no_keep_alive=False, max_header_size=MAX_HEADER_SIZE,
                                                 max_body_size=1 << 62, decompress=False)
         self._idle: dict[Target, list[tuple[IOStream, float]]] = {}
