@@ -23,9 +23,12 @@ the others are measured):
 Each server runs pinned to ``--server-cpus`` (taskset); the upstream and the load generators
 run on ``--load-cpus``. Per line and round: requests/s with 64 connections, non-streamed and
 streamed (wrk, keep-alive), the server's CPU per request and its RSS (the whole process tree),
-errors; then the latency of streamed requests at a paced open-loop load (``--paced-rate`` per
-second, measured from when each request was due, so a server that falls behind is not excused
-by a waiting client) and what it adds over ``direct`` in the same round. Every figure is also
+errors; then, once every line's throughput is known, the latency of streamed requests at a
+paced open-loop load that every server carries (``--paced-rate`` per second, lowered to half
+the slowest server's streamed req/s of the round; at least 20 requests), measured from when
+each request was due, so a server that falls behind is not excused by a waiting client, and
+what it adds over ``direct`` in the same round. After each load the script waits (at most
+30 s) until the server has worked off what the load left queued. Every figure is also
 shown as a ratio to ``floor-proxy`` and to ``litellm`` of the same round (median over rounds).
 
 Only 127.0.0.1 is ever contacted; every load is bounded in time and count; every process is
@@ -71,7 +74,7 @@ LITELLM_CONFIG = os.path.join(BENCH_DIR, "litellm_config.yaml")
 MODEL = "bench-model"
 PROMPT = "Say something about benchmarks, please."
 CHUNKS, CHUNK_CHARS = 16, 4
-DEFAULT_LINES = "direct,floor-proxy,floor-proxy+ka,ours,ours /model,litellm"
+DEFAULT_LINES = "direct,floor-proxy,floor-proxy+ka,ours,ours /model,ours+asyncio,litellm"
 SUMMARY_LINES = ("direct", "floor-proxy", "ours", "litellm")
 #: Our server, with uvloop when installed or forced onto asyncio; "try" runs the copy in --try-dir.
 OURS_SERVERS = ("ours", "ours+asyncio", "try", "try+asyncio")
@@ -423,22 +426,45 @@ class Config:
     paced_duration: float
 
 
-def measure_port(port: int, pid: int | None, line: Line, cfg: Config, cpus: str) -> dict[str, float]:
+def wait_idle(pid: int | None, limit: float = 30.0) -> None:
+    """Wait (at most ``limit`` s) until the server has worked off what the last load left queued."""
+    if not pid:
+        return
+    deadline = time.monotonic() + limit
+    before = tree_cpu(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = tree_cpu(pid)
+        if now - before < 0.025:  # under 10 % of a CPU
+            return
+        before = now
+
+
+def measure_throughput(port: int, pid: int | None, line: Line, cfg: Config, cpus: str) -> dict[str, float]:
+    """Requests/s, latency, CPU per request and errors with ``cfg.connections`` connections."""
     out: dict[str, float] = {}
     for label, shape in (("plain", line.plain), ("stream", line.stream)):
         if cfg.warmup > 0:
             run_wrk(port, shape, cfg.warmup, cfg.connections, cpus)
+            wait_idle(pid)
         cpu0 = tree_cpu(pid) if pid else 0.0
         result = run_wrk(port, shape, cfg.duration, cfg.connections, cpus)
         cpu = tree_cpu(pid) - cpu0 if pid else float("nan")
+        wait_idle(pid)
         out[f"{label}_rps"] = result["rps"]
         out[f"{label}_p50_ms"] = result["p50_ms"]
         out[f"{label}_p99_ms"] = result["p99_ms"]
         out[f"{label}_errors"] = result["errors"]
         out[f"{label}_cpu_ms"] = 1000 * cpu / result["requests"] if result["requests"] and pid else float("nan")
-    out.update(run_paced(port, line.stream, cfg.paced_rate, cfg.paced_duration, cpus))
     out["rss_mib"] = tree_rss(pid) / 2**20 if pid else float("nan")
     return out
+
+
+def paced_rate(cfg: Config, measured: dict[str, dict[str, float]]) -> float:
+    """``cfg.paced_rate``, lowered to half the slowest server's streamed req/s in this round
+    (so that every server carries it), never under 2 req/s."""
+    slowest = min((m["stream_rps"] for m in measured.values() if m["stream_rps"] > 0), default=cfg.paced_rate)
+    return max(2.0, min(cfg.paced_rate, slowest / 2))
 
 
 def run(line_names: Sequence[str], rounds: int, cfg: Config, setup: Setup) -> dict[str, list[dict[str, float]]]:
@@ -459,14 +485,21 @@ def run(line_names: Sequence[str], rounds: int, cfg: Config, setup: Setup) -> di
             print(f"  {ln.server} up on port {srv.port} ({time.monotonic() - started:.1f} s)", file=sys.stderr,
                   flush=True)
         for r in range(rounds):
+            measured: dict[str, dict[str, float]] = {}
+            for ln in lines:  # the throughput of every line, then the latency at a rate all carry
+                port, pid = running[ln.server]
+                measured[ln.name] = measure_throughput(port, pid, ln, cfg, setup.load_cpus)
+            rate = paced_rate(cfg, measured)
             for ln in lines:
                 started = time.monotonic()
                 port, pid = running[ln.server]
-                m = measure_port(port, pid, ln, cfg, setup.load_cpus)
+                m = measured[ln.name]
+                m.update(run_paced(port, ln.stream, rate, max(cfg.paced_duration, 20 / rate), setup.load_cpus))
+                m["paced_rate"] = rate
+                wait_idle(pid)
                 results[ln.name].append(m)
                 shown = ", ".join(f"{k}={fmt(v, 2 if abs(v) < 100 else 0)}" for k, v in m.items())
-                print(f"  [round {r + 1}/{rounds}] {ln.name}: {shown} ({time.monotonic() - started:.1f} s)",
-                      file=sys.stderr, flush=True)
+                print(f"  [round {r + 1}/{rounds}] {ln.name}: {shown}", file=sys.stderr, flush=True)
     return results
 
 
@@ -535,7 +568,9 @@ def report(results: dict[str, list[dict[str, float]]], cfg: Config) -> None:
         row += [_ratio(results, name, r, "rss_mib") for r in ("floor-proxy", "litellm")]
         row.append(fmt(sum(_per_round(results, name, "paced_errors"))))
         rows.append(row)
-    print_table(f"Streamed, paced open loop: {cfg.paced_rate:g} req/s for {cfg.paced_duration:g} s, latency from when "
+    rates = sorted({m.get("paced_rate", cfg.paced_rate) for rounds in results.values() for m in rounds})
+    shown_rates = "/".join(f"{r:g}" for r in rates)
+    print_table(f"Streamed, paced open loop: {shown_rates} req/s (per round) for {cfg.paced_duration:g} s, latency from when "
                 f"each was due; added = minus direct's in the same round; - fp: minus floor-proxy's added", header, rows)
 
 
@@ -576,7 +611,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=6.0, help="seconds of each wrk load")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--paced-rate", type=float, default=20.0, help="streamed requests per second, open loop")
+    parser.add_argument("--paced-rate", type=float, default=20.0, help="streamed requests per second, open loop (at most; see above)")
     parser.add_argument("--paced-duration", type=float, default=6.0)
     parser.add_argument("--server-cpus", default="0", help="taskset CPU list of the server measured ('' for none)")
     parser.add_argument("--load-cpus", default="1", help="taskset CPU list of the upstream and the load generators")
@@ -591,7 +626,7 @@ def main() -> None:
         print(json.dumps(asyncio.run(_paced_main(spec["port"], shape, spec["rate"], spec["duration"], 256))))
         return
     if args.quick:
-        args.rounds, args.duration, args.warmup, args.paced_duration = 2, 2.0, 1.0, 3.0
+        args.rounds, args.duration, args.warmup, args.paced_duration = 2, 2.0, 0.5, 3.0
     cfg = Config(args.duration, args.warmup, args.connections, args.paced_rate, args.paced_duration)
     names = [n.strip() for n in args.lines.split(",") if n.strip()]
     if "litellm" in names:
