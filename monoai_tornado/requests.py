@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,8 +19,17 @@ class PromptRequest:
     max_tokens: int | None = None
 
 
+#: A ``\uD800``-``\uDFFF`` escape: the only way JSON text can carry a UTF-16 surrogate.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+
+
 def load_json_object(raw: bytes | str) -> dict[str, Any]:
-    """Decode a JSON object, raising :class:`InvalidJson` for anything else."""
+    """Decode a JSON object, raising :class:`InvalidJson` for anything else.
+
+    Text that is not valid Unicode (an unpaired UTF-16 surrogate such as ``"\ud800"``) is
+    refused here, once for every field and transport: it could not be encoded to UTF-8 by
+    anything downstream (Redis, the backend, the answer).
+    """
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
         value = json.loads(text)
@@ -27,7 +37,27 @@ def load_json_object(raw: bytes | str) -> dict[str, Any]:
         raise InvalidJson("Request body is not valid JSON") from None
     if not isinstance(value, dict):
         raise InvalidJson("Request body must be a JSON object")
+    if _SURROGATE_ESCAPE.search(text) is not None and _has_lone_surrogate(value):
+        raise InvalidJson("Request body is not valid JSON: a string holds an unpaired UTF-16 surrogate")
     return value
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """True when a string anywhere in ``value`` (keys included) cannot be encoded as UTF-8."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def user_id_of(body: dict[str, Any]) -> str | None:

@@ -271,3 +271,21 @@ def test_script_files_ship_with_the_package() -> None:
 
     names = {path.name for path in resources.files("monoai_tornado.ratelimit").iterdir()}
     assert {"admit.lua", "settle.lua", "stats.lua"} <= names
+
+
+async def test_a_poisoned_call_fails_alone_in_its_batch(shared_redis: str, redis_prefix: str, clock: FakeClock) -> None:
+    """A user id Redis cannot encode, admitted in the same loop pass as 20 good ones: the 20 pass."""
+    limiter = RateLimiter(LIMITS, RedisStore(shared_redis, prefix=redis_prefix), clock=clock)
+    try:
+        users = [f"good-{i}" for i in range(10)] + ["\ud800"] + [f"good-{i}" for i in range(10, 20)]
+        results = await asyncio.gather(*(limiter.admit(user, 3) for user in users), return_exceptions=True)
+        poisoned = results.pop(10)
+        assert isinstance(poisoned, ValueError)
+        assert all(not isinstance(r, BaseException) and r.allowed for r in results), results
+        settled = await asyncio.gather(limiter.settle(results[0], 5), limiter.store.settle(
+            "\udfff", LIMITS[1:], [0], 1), return_exceptions=True)
+        assert settled[0] is None and isinstance(settled[1], ValueError)
+        assert (await limiter.user_stats("good-0"))["usage"] == {"1000-per-60": 1, "1000000-tokens-per-3600": 5}
+        assert (await limiter.stats())["active_users"] == 20
+    finally:
+        await limiter.aclose()

@@ -18,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import math
 from importlib import resources
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import DataError
 from redis.exceptions import NoScriptError
 from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -75,6 +76,7 @@ class RedisStore:
         self._admit = self._redis.register_script(_script("admit.lua"))
         self._settle = self._redis.register_script(_script("settle.lua"))
         self._stats = self._redis.register_script(_script("stats.lua"))
+        self._encode: Callable[[Any], bytes] = self._redis.get_encoder().encode  # type: ignore[no-untyped-call]
         self._bound: Sequence[Limit] | None = None
         self._heads: list[tuple[str, str]] = []
         #: Script calls waiting for this loop pass's round trip: (script, keys, args, future).
@@ -100,9 +102,16 @@ class RedisStore:
         """Queue one script call for this loop pass's round trip; the future gets its reply.
 
         The first call of a pass starts the task that sends; it runs in the next pass, by
-        when every call of this pass has joined the queue.
+        when every call of this pass has joined the queue. Arguments are encoded here, so
+        that one that cannot be (text that is not valid Unicode) fails its own call only.
         """
         future = asyncio.get_running_loop().create_future()
+        try:
+            args = [self._encode(arg) if type(arg) is str else arg for arg in args]
+        except (UnicodeEncodeError, DataError) as exc:
+            # Fails this call alone: left in the batch, it would fail every call of the pass.
+            future.set_exception(ValueError(f"an argument cannot be sent to Redis: {exc}"))
+            return future
         self._queued.append((script, keys, args, future))
         if len(self._queued) == 1:
             task = asyncio.ensure_future(self._send())
