@@ -17,6 +17,9 @@ from .errors import Forbidden
 log = logging.getLogger("monoai_tornado.identity")
 
 ValidatorResult = Union[bool, str, None]
+#: The namespace of IP identities (``ip:ADDRESS``); no user id can enter it.
+IP_PREFIX = "ip:"
+
 UserValidator = Callable[[str], Union[ValidatorResult, Awaitable[ValidatorResult]]]
 
 
@@ -49,7 +52,13 @@ class IdentityResolver:
         self.reject_invalid = reject_invalid
 
     async def validate(self, user_id: str) -> Validation:
-        """Run the validator: True -> valid, a string -> valid and normalized, else invalid."""
+        """Run the validator: True -> valid, a string -> valid and normalized, else invalid.
+
+        An id in the IP namespace (``ip:...``), given or normalized to, is never a user: it
+        would spend the budget of the anonymous clients at that address.
+        """
+        if user_id.startswith(IP_PREFIX):
+            return Validation(False)
         if self.validator is None:
             return Validation(True)
         try:
@@ -60,7 +69,7 @@ class IdentityResolver:
             log.exception("user_validator raised for user_id %r; treating it as invalid", user_id)
             return Validation(False)
         if isinstance(verdict, str):
-            return Validation(True, verdict) if verdict else Validation(False)
+            return Validation(True, verdict) if verdict and not verdict.startswith(IP_PREFIX) else Validation(False)
         return Validation(verdict is True)
 
     def _is_trusted(self, address: str) -> bool:
@@ -96,7 +105,7 @@ class IdentityResolver:
                 return Identity(validation.normalized or user_id, "user", ip)
             if self.reject_invalid:
                 raise Forbidden("Invalid user_id")
-        return Identity(f"ip:{ip}", "ip", ip)
+        return Identity(IP_PREFIX + ip, "ip", ip)
 
 
 def _is_ip(text: str) -> bool:
