@@ -121,8 +121,12 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
     def initialize(self, context: ServerContext) -> None:
         self.context = context
         self.target: Any = None
-        self.waiting: collections.deque[PromptRequest] | None = None
+        #: Prompts waiting behind the one in service; None for one cancelled before it began.
+        self.waiting: collections.deque[PromptRequest | None] | None = None
         self.current: asyncio.Task[None] | None = None
+        #: Where the prompt in service is: "idle" (none), "starting" (handed to the worker,
+        #: not begun), "running" (a cancel stops it) or "cancelling" (a cancel was asked for).
+        self.phase = "idle"
         self.closed = False
         self._write_frame: Any = None
 
@@ -174,6 +178,7 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
             self.send_nowait(render_error(exc).body)
             return
         if self.current is None:
+            self.phase = "starting"
             self.current = asyncio.ensure_future(self._serve_one(request))
             self.context.busy.add(self)
         else:
@@ -246,36 +251,63 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
     # -- running prompts -----------------------------------------------------------------
 
     def _cancel_current(self) -> None:
-        if self.current is not None and not self.current.done():
+        """Stop the prompt in service, whatever its phase; once it is being cancelled, the
+        next cancel is for the next prompt waiting, if any (so each prompt sent and cancelled
+        in a row is cancelled), else it adds nothing.
+
+        The worker task is cancelled only while it runs the prompt: a task cancelled before
+        its first step never enters its ``try``, so its cleanup would never run.
+        """
+        if self.phase == "running" and self.current is not None:
+            self.phase = "cancelling"
             self.current.cancel()
-        else:
+        elif self.phase == "starting":
+            self.phase = "cancelling"  # the worker answers "cancelled" instead of running it
+        elif self.phase == "cancelling" and self.waiting is not None:
+            for index, request in enumerate(self.waiting):
+                if request is not None:
+                    self.waiting[index] = None
+                    return
+        elif self.phase == "idle":
             self.send_nowait({"error": "No prompt is running", "code": "nothing_to_cancel"})
 
-    async def _serve_one(self, request: PromptRequest) -> None:
+    async def _serve_one(self, request: PromptRequest | None) -> None:
         """Serve ``request``, then the prompts that came meanwhile, in order (one task per burst)."""
         try:
             while True:
-                try:
-                    await self._serve_prompt(request)
-                except asyncio.CancelledError:
-                    if self.closed:
-                        raise
-                    task = asyncio.current_task()
-                    if task is not None:
-                        task.uncancel()  # the cancel was for that prompt, not for this task
-                    if self.context.shutting_down:
-                        await self.send(render_error(ShuttingDown("Server is shutting down; the run was stopped")).body)
-                    else:
-                        await self.send({"type": "cancelled"})
+                await self._serve_or_skip(request)
                 if self.closed or not self.waiting:
                     return
                 request = self.waiting.popleft()
+                self.phase = "starting" if request is not None else "cancelling"
         except (ClientGone, asyncio.CancelledError):
             pass
         finally:
+            self.phase = "idle"
             if self.current is asyncio.current_task():
                 self.current = None
             self.context.busy.discard(self)
+
+    async def _serve_or_skip(self, request: PromptRequest | None) -> None:
+        """Serve one prompt, or only answer "cancelled" when a cancel came before it began."""
+        if self.phase != "cancelling" and request is not None:
+            self.phase = "running"
+            try:
+                await self._serve_prompt(request)
+                return
+            except asyncio.CancelledError:
+                if self.closed:
+                    raise
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()  # the cancel was for that prompt, not for this task
+        else:
+            self._account(None, "cancelled", time.monotonic())
+        self.phase = "idle"
+        if self.context.shutting_down:
+            await self.send(render_error(ShuttingDown("Server is shutting down; the run was stopped")).body)
+        else:
+            await self.send({"type": "cancelled"})
 
     async def _serve_prompt(self, request: PromptRequest) -> None:
         pipeline = self.context.pipeline
