@@ -17,6 +17,8 @@ from .base import Backend, BackendEvent, CallOptions, Message, TextDelta, TextDe
 
 #: Default pause between chunks, in seconds: visible streaming without slowing tests.
 DEFAULT_DELAY = 0.005
+#: The answer quotes at most this much of the prompt, so its length (and time) stays bounded.
+MAX_QUOTED_CHARS = 500
 
 
 def _last_user_text(messages: list[Message]) -> str:
@@ -74,8 +76,9 @@ class DemoBackend(Backend):
         if self._fixed_pieces is not None:
             return self._fixed_pieces
         prompt = _last_user_text(messages).strip()
+        quoted = prompt if len(prompt) <= MAX_QUOTED_CHARS else prompt[:MAX_QUOTED_CHARS] + "..."
         text = (
-            f"[demo model, not a real LLM] You said: \"{prompt}\". "
+            f"[demo model, not a real LLM] You said: \"{quoted}\". "
             f"That is {len(prompt.split())} words and {len(prompt)} characters. "
             "Run with --backend openai to serve a real model."
         )

@@ -25,8 +25,18 @@ from .demo_tools import mentioned_tools
 CALCULATOR = "calculator"
 CLOCK = "current_utc_time"
 
-#: Arithmetic-looking runs: numbers joined by operators and parentheses.
-_EXPRESSION_RE = re.compile(r"(?<![\w.])-?[\d(][\d\s.+\-*/%()]*[\d)]")
+#: Runs of characters an expression is made of. A character class repeated with nothing after
+#: it matches in one pass (no backtracking): the finder below is linear in the prompt's length.
+_RUN_RE = re.compile(r"[\d\s.+\-*/%()]+")
+#: Where an expression may start: a digit or "(", maybe after "-", not inside a word or number.
+_START_RE = re.compile(r"(?<![\w.])-?[\d(]")
+_CLOSER_RE = re.compile(r"[\d)]")
+#: The last digit or ")" before the end (each character is tried once: linear).
+_LAST_CLOSER_RE = re.compile(r"[\d)][^\d)]*\Z")
+#: At most this many calculator calls per prompt, and expressions of at most this many
+#: characters (the calculator's own limit): the demo's work per request stays bounded.
+MAX_EXPRESSIONS = 8
+MAX_EXPRESSION_CHARS = 500
 _NUMBER_RE = re.compile(r"\d+(?:\.\d+)?")
 _OPERATOR_RE = re.compile(r"[-+*/%]")
 _TIME_RE = re.compile(
@@ -79,22 +89,47 @@ def plan_calls(
 
 
 def find_expressions(text: str) -> list[str]:
-    """The arithmetic expressions in ``text``, in order (``"compute 2+2 and 3*3"`` -> two)."""
-    found = []
-    for match in _EXPRESSION_RE.finditer(text):
-        expression = _balanced(match.group().strip())
+    """The arithmetic expressions in ``text``, in order (``"compute 2+2 and 3*3"`` -> two).
+
+    An expression starts at a digit or "(" (maybe after "-") that does not continue a word or
+    a number, and ends at the last digit or ")" of its run of arithmetic characters. Linear
+    in ``len(text)``; at most :data:`MAX_EXPRESSIONS`, each at most :data:`MAX_EXPRESSION_CHARS`.
+    """
+    found: list[str] = []
+    for run in _RUN_RE.finditer(text):
+        start = _START_RE.search(text, run.start(), run.end())
+        if start is None:
+            continue
+        limit = min(run.end(), start.start() + MAX_EXPRESSION_CHARS)
+        if _CLOSER_RE.search(text, limit, run.end()) is not None:
+            continue  # it ends further on: too long
+        closer = _LAST_CLOSER_RE.search(text, start.end(), limit)
+        if closer is None:
+            continue
+        end = closer.start() + 1
+        expression = _balanced(text[start.start():end].strip())
         if len(_NUMBER_RE.findall(expression)) >= 2 and _OPERATOR_RE.search(expression.lstrip("-")):
             found.append(expression)
+            if len(found) == MAX_EXPRESSIONS:
+                break
     return found
 
 
 def _balanced(expression: str) -> str:
     """Drop unmatched parentheses at the ends (``"2+2)"`` from ``"(compute 2+2)"``)."""
-    while expression.endswith(")") and expression.count(")") > expression.count("("):
-        expression = expression[:-1].rstrip()
-    while expression.startswith("(") and expression.count("(") > expression.count(")"):
-        expression = expression[1:].lstrip()
-    return expression
+    opened, closed = expression.count("("), expression.count(")")
+    start, end = 0, len(expression)
+    while end > start and expression[end - 1] == ")" and closed > opened:
+        end -= 1
+        closed -= 1
+        while end > start and expression[end - 1].isspace():
+            end -= 1
+    while start < end and expression[start] == "(" and opened > closed:
+        start += 1
+        opened -= 1
+        while start < end and expression[start].isspace():
+            start += 1
+    return expression[start:end]
 
 
 def _preamble(calls: list[ToolCall]) -> str:
