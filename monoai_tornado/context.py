@@ -11,6 +11,7 @@ from typing import Any
 
 from .errors import NotFound
 from .pipeline import ModelTarget, Pipeline, Target
+from .ratelimit import Limiter
 
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 DEFAULT_MAX_WS_MESSAGE_SIZE = 1024 * 1024
@@ -43,7 +44,7 @@ class ServerContext:
     busy: set[Any] = field(default_factory=set)
 
     @property
-    def limiter(self) -> Any:
+    def limiter(self) -> Limiter | None:
         return self.pipeline.limiter
 
     def target(self, agent_name: str | None) -> Target:

@@ -23,6 +23,8 @@ import tornado.httpserver
 import tornado.ioloop
 from tornado import httputil
 
+from .tornado_internals import stop_request_timers
+
 log = logging.getLogger("monoai_tornado.http")
 
 
@@ -122,14 +124,13 @@ class DeadlineHTTPServer(tornado.httpserver.HTTPServer):
     Takes ``idle_connection_timeout`` and ``body_timeout`` as ``HTTPServer`` does.
     """
 
-    def initialize(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def initialize(self, *args: Any, **kwargs: Any) -> None:
         idle_timeout = kwargs.get("idle_connection_timeout") or 3600.0  # Tornado's default
         body_timeout = kwargs.pop("body_timeout", None)
         super().initialize(*args, **kwargs)
         self.deadlines = ConnectionDeadlines(idle_timeout, body_timeout)
         # Tornado's own per-request timers are replaced by the deadlines above.
-        self.conn_params.header_timeout = None
-        self.conn_params.body_timeout = None
+        stop_request_timers(self)
 
     def add_sockets(self, sockets: Any) -> None:
         """Listen (``listen``, ``bind``/``start`` and ``add_sockets`` all end here) and start sweeping."""

@@ -146,7 +146,7 @@ def _schemas(has_limiter: bool) -> dict[str, Schema]:
 
 
 def _headers() -> dict[str, Schema]:
-    headers = {
+    headers: dict[str, Schema] = {
         name: {"description": text, "schema": {"type": "integer" if name.startswith("x-") else "string"}}
         for name, text in RATE_LIMIT_HEADERS.items()
     }

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Protocol
 
 from .backends.base import Backend
-from .calls import RunEvents, UsageMeter, call_model
+from .calls import RunEvents, SilentEvents, UsageMeter, call_model
 from .errors import ApiError, BackendError, ClientGone, Overloaded, RateLimited
 from .identity import Identity, IdentityResolver
 from .metrics import Metrics
-from .ratelimit import Admission
+from .ratelimit import Admission, Limiter
 from .requests import PromptRequest
 from .usage import TokenCounter, Usage
 
@@ -46,7 +46,7 @@ class ModelTarget:
 
     async def run(self, prompt: str, *, meter: UsageMeter, events: RunEvents) -> dict[str, Any]:
         messages = [{"role": "user", "content": prompt}]
-        on_text = events.on_text if getattr(events, "wants_text", True) else None
+        on_text = None if isinstance(events, SilentEvents) else events.on_text
         outcome = await call_model(self.backend, messages, meter=meter, on_text=on_text,
                                    prompt_tokens=meter.admitted_prompt_tokens)
         return {
@@ -86,7 +86,7 @@ class Pipeline:
         *,
         counter: TokenCounter,
         identity: IdentityResolver,
-        limiter: Any = None,
+        limiter: Limiter | None = None,
         max_concurrent_runs: int | None = None,
         metrics: Metrics | None = None,
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
@@ -126,14 +126,15 @@ class Pipeline:
         if self.limiter is None:
             return Ticket(request, identity, max_tokens=max_tokens)
         try:
-            return await self._admit_limited(request, identity, max_tokens)
+            return await self._admit_limited(self.limiter, request, identity, max_tokens)
         except BaseException:
             self.admitted -= 1
             raise
 
-    async def _admit_limited(self, request: PromptRequest, identity: Identity, max_tokens: int) -> Ticket:
+    async def _admit_limited(self, limiter: Limiter, request: PromptRequest, identity: Identity,
+                             max_tokens: int) -> Ticket:
         prompt_tokens = self.counter.count(request.prompt)
-        admission = await self.limiter.admit(identity.key, prompt_tokens)
+        admission = await limiter.admit(identity.key, prompt_tokens)
         if not admission.allowed:
             self.metrics.count_refusal("rate_limited")
             retry_after = max(1, int(math.ceil(admission.retry_after)))
@@ -189,19 +190,19 @@ class Pipeline:
 
     def _record(self, ticket: Ticket, total: int) -> asyncio.Task[None] | None:
         """Settle the reservation with the real total in a task the run's cancellation cannot stop."""
-        if self.limiter is None or ticket.admission is None:
+        limiter = self.limiter
+        if limiter is None or ticket.admission is None:
             return None
-        settle_now = getattr(self.limiter, "settle_now", None)
-        if settle_now is not None and settle_now(ticket.admission, total):
+        if limiter.settle_now(ticket.admission, total):
             return None  # the memory store settles at once: no task needed
-        task = asyncio.ensure_future(self._settle(ticket, total))
+        task = asyncio.ensure_future(self._settle(limiter, ticket.admission, ticket, total))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
         return task
 
-    async def _settle(self, ticket: Ticket, total_tokens: int) -> None:
+    async def _settle(self, limiter: Limiter, admission: Admission, ticket: Ticket, total_tokens: int) -> None:
         try:
-            await self.limiter.settle(ticket.admission, total_tokens)
+            await limiter.settle(admission, total_tokens)
         except Exception:
             log.warning("could not record %d tokens for %s", total_tokens, ticket.identity.key, exc_info=True)
 

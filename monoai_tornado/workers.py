@@ -58,8 +58,8 @@ def fork_workers(count: int) -> int:
             break
         except InterruptedError:
             continue
-        index = children.pop(pid, None)
-        if index is None:
+        index = children.pop(pid, -1)
+        if index < 0:  # not one of ours
             continue
         code = os.waitstatus_to_exitcode(status)
         if stopping or code == 0:

@@ -169,7 +169,7 @@ async def test_upstream_http_errors_give_backend_error_with_status_and_reason(st
             await collect(OpenAIBackend(upstream.base_url, "m", api_key=KEY))
     error = caught.value
     assert type(error) is BackendError and error.status == 502 and error.code == "backend_error"
-    assert str(status) in str(error) and getattr(error, "upstream_status") == status
+    assert str(status) in str(error) and error.upstream_status == status
     assert (message.split(":")[0] if status == 401 else message) in str(error)
     assert KEY not in str(error) and KEY not in repr(error.to_dict())
 

@@ -12,7 +12,7 @@ from monoai_tornado import Application, DemoBackend
 from monoai_tornado.ratelimit import Limit, RateLimiter
 from tests.backends_for_tests import ScriptedBackend
 from tests.pages_helpers import with_pages
-from tests.test_browser import (ARTIFACTS, MID_STREAM, ask, bounded, browser_page, no_page_errors,
+from tests.test_browser import (MID_STREAM, ask, bounded, browser_page, no_page_errors,
                                 open_playground, pytestmark, wait_state, wait_until)
 
 __all__ = ["pytestmark"]  # the browser tests' skip rule applies here too
@@ -95,7 +95,7 @@ async def test_stop_keeps_the_partial_answer_and_shows_its_usage(serve: Any, cou
             assert shown.startswith("piece0") and "piece199" not in shown
             usage = await page.text_content("#usage")
             assert "tokens" in usage and "completion" in usage, usage
-            await wait_until(lambda: backend.cancelled == number)
+            await wait_until(lambda: backend.cancelled == number)  # noqa: B023 (called in this turn)
         # Both stopped turns stay in the conversation.
         assert await page.locator("#conversation .turn").count() == 2
         no_page_errors(seen)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
-import pytest
 
 from monoai_tornado import Application, DemoBackend
 from monoai_tornado.agents import default_agents

@@ -386,6 +386,9 @@ class _DownStore:
     async def window_stats(self, *args: Any) -> Any:
         raise StoreUnavailable("connection refused")
 
+    async def ping(self) -> None:
+        raise StoreUnavailable("connection refused")
+
     async def aclose(self) -> None:
         pass
 

@@ -71,7 +71,7 @@ class Agent:
         self.max_iterations = max_iterations
         self.tool_timeout = tool_timeout
         self.description = description if description is not None else _first_line(instructions)
-        if self.tools and not getattr(model, "supports_tools", False):
+        if self.tools and not model.supports_tools:
             log.warning("agent %r has tools but backend %r does not support tools", name, model.name)
 
     def __repr__(self) -> str:
@@ -137,7 +137,7 @@ class Agent:
         try:
             for call in calls:
                 arguments, tool, error = self._prepare(call)
-                if error is not None:
+                if tool is None or error is not None:
                     tasks.append(_done_task(_tool_step(call, arguments, None, error, 0.0)))
                     continue
                 await events.on_step({"type": "tool_started", "id": call.id, "name": call.name, "arguments": arguments})

@@ -286,7 +286,7 @@ class Tool:
 
 
 def _build(func: Callable[..., Any], name: str | None, description: str | None, thread: bool) -> Tool:
-    tool_name = name or getattr(func, "__name__", "")
+    tool_name: str = name or str(getattr(func, "__name__", ""))
     if not _NAME_RE.match(tool_name):
         raise ValueError(f"tool name {tool_name!r} must match {_NAME_RE.pattern}")
     summary, arg_docs = parse_docstring(inspect.getdoc(func))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Mapping, Union
+from typing import Any, AsyncGenerator, Mapping, Union
 
 Message = dict[str, Any]
 """An OpenAI chat message: ``{"role": "user", "content": "..."}`` and friends."""
@@ -109,8 +109,10 @@ class Backend(abc.ABC):
         *,
         tools: list[dict[str, Any]] | None = None,
         options: CallOptions | None = None,
-    ) -> AsyncIterator[BackendEvent]:
+    ) -> AsyncGenerator[BackendEvent, None]:
         """Stream the answer to ``messages`` as :data:`BackendEvent` objects.
+
+        An async generator: the caller closes it (``contextlib.aclosing``) to stop the call.
 
         ``options`` is given only when the call has any (older backends may omit the keyword).
         """

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any, AsyncIterator
+from typing import Any, AsyncGenerator
 
 from .base import Backend, BackendEvent, CallOptions, Message, TextDelta, TextDeltas
 
@@ -23,8 +23,9 @@ MAX_QUOTED_CHARS = 500
 
 def _last_user_text(messages: list[Message]) -> str:
     for message in reversed(messages):
-        if message.get("role") == "user" and isinstance(message.get("content"), str):
-            return message["content"]
+        content = message.get("content")
+        if message.get("role") == "user" and isinstance(content, str):
+            return content
     return ""
 
 
@@ -90,7 +91,7 @@ class DemoBackend(Backend):
         *,
         tools: list[dict[str, Any]] | None = None,
         options: CallOptions | None = None,
-    ) -> AsyncIterator[BackendEvent]:
+    ) -> AsyncGenerator[BackendEvent, None]:
         if tools:
             from .demo_planner import plan_demo_turn
 
@@ -105,7 +106,7 @@ class DemoBackend(Backend):
                 await asyncio.sleep(self.delay)
             yield TextDelta(piece)
 
-    async def stream_text(self, text: str) -> AsyncIterator[BackendEvent]:
+    async def stream_text(self, text: str) -> AsyncGenerator[BackendEvent, None]:
         """Stream ``text`` word by word with the configured delay (used by the planner)."""
         for index, piece in enumerate(split_into_chunks(text)):
             if index and self.delay:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from typing import Any, AsyncIterator, Sequence
+from typing import Any, AsyncGenerator, Sequence
 
 from .base import BackendEvent, Message, TextDelta, ToolCall, ToolCallsRequested
 from .demo import DemoBackend
@@ -48,7 +48,7 @@ _TIME_RE = re.compile(
 
 async def plan_demo_turn(
     backend: DemoBackend, messages: list[Message], tools: list[dict[str, Any]]
-) -> AsyncIterator[BackendEvent]:
+) -> AsyncGenerator[BackendEvent, None]:
     """Stream the demo model's turn when ``tools`` are offered (see the module docstring)."""
     offered = _tool_parameters(tools)
     last = messages[-1] if messages else {}

@@ -26,7 +26,7 @@ import inspect
 import logging
 import weakref
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncGenerator, Mapping
 
 from ..calls import RunEvents, UsageMeter
 from ..errors import ApiError, BackendError, BackendTimeout
@@ -80,7 +80,7 @@ class _Channel:
 
 async def _stream_call(target: Any, method: str, prompt: str, *, kind: str, name: str, lock: asyncio.Lock,
                        executor: concurrent.futures.Executor | None,
-                       timeout: float | None) -> AsyncIterator[str | _Finished]:
+                       timeout: float | None) -> AsyncGenerator[str | _Finished, None]:
     """Call ``target.<method>(prompt)`` holding ``lock``; yield its chunks, then its result.
 
     The object's exceptions come out as API errors (BackendError, or BackendTimeout when
@@ -139,7 +139,11 @@ async def _stream_call(target: Any, method: str, prompt: str, *, kind: str, name
                 _retrieve(work)
             lock.release()
         else:  # cancelled or timed out: the object keeps the lock until its call returns
-            work.add_done_callback(lambda done: (_retrieve(done), lock.release()))
+            def release(done: asyncio.Future[Any]) -> None:
+                _retrieve(done)
+                lock.release()
+
+            work.add_done_callback(release)
             if isinstance(work, asyncio.Task):
                 work.cancel()
                 await asyncio.wait([work], timeout=CANCEL_GRACE)
@@ -192,7 +196,7 @@ class MonoAIModelBackend(Backend):
         *,
         tools: list[dict[str, Any]] | None = None,
         options: CallOptions | None = None,
-    ) -> AsyncIterator[BackendEvent]:
+    ) -> AsyncGenerator[BackendEvent, None]:
         prompt = prompt_of(messages)
         streamed = False
         result: Any = None

@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 import urllib.parse
-from typing import Any, AsyncIterator
+from typing import Any, AsyncGenerator
 
 from tornado.httpclient import HTTPRequest, HTTPResponse
 from tornado.httputil import HTTPHeaders, ResponseStartLine
@@ -260,7 +260,7 @@ class OpenAIBackend(Backend):
         *,
         tools: list[dict[str, Any]] | None = None,
         options: CallOptions | None = None,
-    ) -> AsyncIterator[BackendEvent]:
+    ) -> AsyncGenerator[BackendEvent, None]:
         loop = asyncio.get_running_loop()
         started = loop.time()
         exchange = _Exchange(self._request(messages, tools, options))

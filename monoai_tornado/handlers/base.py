@@ -13,6 +13,7 @@ from ..errors import ApiError, Forbidden, NotFound
 from ..pipeline import Ticket
 from ..ratelimit.headers import RATE_LIMIT_HEADERS, rate_limit_headers
 from ..rendering import render_error
+from ..tornado_internals import reason
 
 log = logging.getLogger("monoai_tornado.http")
 
@@ -55,7 +56,7 @@ class JsonHandler(tornado.web.RequestHandler):
         origin = self.request.headers.get("Origin")
         if "*" in self.context.cors_origins:
             self.set_header("Access-Control-Allow-Origin", "*")
-        elif self.context.origin_allowed(origin):
+        elif origin is not None and self.context.origin_allowed(origin):
             self.set_header("Access-Control-Allow-Origin", origin)
             self.set_header("Vary", "Origin")
         if origin is not None:
@@ -90,7 +91,7 @@ class JsonHandler(tornado.web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Every error answer: the body and headers :func:`render_error` gives."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        answer = render_error(exc, status=status_code, reason=self._reason)
+        answer = render_error(exc, status=status_code, reason=reason(self))
         self.set_status(answer.status)
         for name, value in answer.headers.items():
             self.set_header(name, value)
@@ -98,13 +99,6 @@ class JsonHandler(tornado.web.RequestHandler):
             self.set_header("Allow", ", ".join(self.allowed_methods()))
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(dumps(answer.body))
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        """An :class:`ApiError` is the client's problem: one warning line, no traceback."""
-        if isinstance(value, ApiError):
-            log.warning("%d %s %s: %s", value.status, self.request.method, self.request.uri, value.message)
-        else:
-            super().log_exception(typ, value, tb)
 
     def set_limit_headers(self, ticket: Ticket) -> None:
         """The rate-limit headers of an admitted request (none without a limiter)."""

@@ -13,28 +13,17 @@ import tornado.ioloop
 import tornado.web
 from tornado.iostream import StreamClosedError
 
+from ..calls import SilentEvents
 from ..errors import ApiError, ClientGone, PayloadTooLarge, ShuttingDown
 from ..rendering import render_error
 from ..requests import parse_prompt_body
+from ..tornado_internals import http_stream, is_finished
 from .base import JsonHandler, dumps
 
 log = logging.getLogger("monoai_tornado.http")
 
 #: nginx's status for a request whose client went away before the answer (never sent).
 CLIENT_CLOSED_REQUEST = 499
-
-
-class _SilentEvents:
-    """Run events for a whole-JSON answer: nothing is sent before the end."""
-
-    #: Tells the model target not to call on_text per chunk at all.
-    wants_text = False
-
-    async def on_text(self, text: str) -> None:
-        pass
-
-    async def on_step(self, step: dict[str, Any]) -> None:
-        pass
 
 
 class _SseEvents:
@@ -58,13 +47,13 @@ class PromptHandler(JsonHandler):
         kind = "agent" if self.path_kwargs.get("agent_name") else "model"
         return f"{kind}_stream" if self.streaming else kind
 
-    def initialize(self, context: Any, streaming: bool = False) -> None:  # type: ignore[override]
+    def initialize(self, context: Any, streaming: bool = False) -> None:
         super().initialize(context)
         self.streaming = streaming
         self._body: list[bytes] = []
         self._body_size = 0
         self._body_too_large = False
-        self._run: asyncio.Future[Any] | None = None
+        self._run: asyncio.Future[dict[str, Any]] | None = None
         self._client_gone = False
         self._sse_started = False
 
@@ -97,7 +86,7 @@ class PromptHandler(JsonHandler):
             if self.wants_sse():
                 await self._answer_with_events(ticket, target)
             else:
-                result = await self._run_until_done(ticket, target, _SilentEvents())
+                result = await self._run_until_done(ticket, target, SilentEvents())
                 if result is not None:
                     self.send_json(result)
         finally:
@@ -120,8 +109,9 @@ class PromptHandler(JsonHandler):
         self.set_header("Content-Type", "text/event-stream; charset=UTF-8")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
-        if self.request.connection.stream is not None:  # type: ignore[attr-defined]
-            self.request.connection.stream.set_nodelay(True)  # type: ignore[attr-defined]
+        stream = http_stream(self)
+        if stream is not None:
+            stream.set_nodelay(True)
         self._sse_started = True
         keepalive = tornado.ioloop.PeriodicCallback(
             self._keepalive, self.context.sse_keepalive_interval * 1000
@@ -159,7 +149,7 @@ class PromptHandler(JsonHandler):
             pass
 
     def _keepalive(self) -> None:
-        if not self._client_gone and not self._finished:
+        if not self._client_gone and not is_finished(self):
             self.write(": keep-alive\n\n")
             # A client gone meanwhile is noticed by on_connection_close; drop the error here.
             self.flush().add_done_callback(lambda future: future.exception())

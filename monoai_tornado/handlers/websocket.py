@@ -15,13 +15,14 @@ from typing import Any
 
 import tornado.websocket
 from tornado.iostream import StreamClosedError
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from json.encoder import encode_basestring
 
 from ..context import ServerContext
 from ..errors import ApiError, ClientGone, Overloaded, ShuttingDown
 from ..requests import PromptRequest, load_json_object, parse_prompt_object
 from ..pipeline import Ticket
 from ..rendering import render_error
+from ..tornado_internals import FrameWriter, frame_writer, websocket_backed_up
 from .base import access_fields, dumps
 
 log = logging.getLogger("monoai_tornado.websocket")
@@ -128,7 +129,7 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
         #: not begun), "running" (a cancel stops it) or "cancelling" (a cancel was asked for).
         self.phase = "idle"
         self.closed = False
-        self._write_frame: Any = None
+        self._write_frame: FrameWriter | None = None
 
     # -- Tornado hooks -------------------------------------------------------------------
 
@@ -142,11 +143,12 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
 
     @property
     def ping_interval(self) -> float | None:
-        return self.settings.get("websocket_ping_interval", 20.0)
+        interval = self.settings.get("websocket_ping_interval", 20.0)
+        return None if interval is None else float(interval)
 
     def open(self, agent_name: str | None = None) -> None:
         self.set_nodelay(True)
-        self._write_frame = self._frame_writer()
+        self._write_frame = frame_writer(self)  # None: compressed, so the public path
         try:
             self.target = self.context.target(agent_name)
         except ApiError as exc:
@@ -195,22 +197,9 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
 
     # -- sending -------------------------------------------------------------------------
 
-    def _frame_writer(self) -> Any:
-        """Tornado's own frame writer, or None when the connection compresses or it is missing.
-
-        ``write_message`` wraps every write in a task of its own; our messages, chunks above
-        all, skip that task and write the frame directly (``_write_frame`` is Tornado's, so
-        without it, or with compression negotiated, the public path is used).
-        """
-        protocol = self.ws_connection
-        if protocol is None or getattr(protocol, "_compressor", None) is not None:
-            return None
-        return getattr(protocol, "_write_frame", None)
-
     def backed_up(self) -> bool:
         """True while the socket holds bytes the kernel has not taken yet (a slow reader)."""
-        stream = getattr(self.ws_connection, "stream", None)
-        return stream is None or stream.writing()
+        return websocket_backed_up(self)
 
     def send_text_nowait(self, text: str) -> "asyncio.Future[None]":
         """Queue an encoded message; the future is done once the kernel took it. ClientGone if closed."""
@@ -219,7 +208,7 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
             raise ClientGone()
         try:
             if self._write_frame is not None:
-                return self._write_frame(True, TEXT_OPCODE, text.encode())  # type: ignore[no-any-return]
+                return self._write_frame(True, TEXT_OPCODE, text.encode())
             return self.write_message(text)
         except (StreamClosedError, tornado.websocket.WebSocketClosedError):
             raise ClientGone() from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .headers import rate_limit_headers
-from .limiter import Admission, LimitState, RateLimiter, Store, StoreUnavailable
+from .limiter import Admission, FastPath, Limiter, LimitState, RateLimiter, Store, StoreUnavailable
 from .limits import Limit, parse_limit
 from .memory import MemoryStore
 
@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Admission",
+    "FastPath",
     "Limit",
+    "Limiter",
     "LimitState",
     "MemoryStore",
     "RateLimiter",

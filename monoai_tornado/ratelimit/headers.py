@@ -45,7 +45,7 @@ def _sf_string(text: str) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _policy(limits: tuple[Limit, ...]) -> str:
-    return ", ".join(f"{_sf_string(l.name)};q={l.value};w={l.window_seconds}" for l in limits)
+    return ", ".join(f"{_sf_string(limit.name)};q={limit.value};w={limit.window_seconds}" for limit in limits)
 
 
 #: Header names by unit: (limit, remaining, reset).

@@ -11,13 +11,15 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Awaitable, Callable, Protocol, Sequence, TypeVar, runtime_checkable
 
 from ..errors import LimiterUnavailable
 from .limits import Limit
 from .memory import MemoryStore
 
-__all__ = ["Admission", "LimitState", "RateLimiter", "Store", "StoreUnavailable"]
+__all__ = ["Admission", "FastPath", "Limiter", "LimitState", "RateLimiter", "Store", "StoreUnavailable"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("monoai_tornado.ratelimit")
 
@@ -26,6 +28,7 @@ class StoreUnavailable(LimiterUnavailable):
     """A store could not be reached (connection refused or lost, timeout)."""
 
 
+@runtime_checkable
 class Store(Protocol):
     """What a limiter needs from a store; ``starts`` are the current window starts.
 
@@ -49,6 +52,18 @@ class Store(Protocol):
     async def ping(self) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class FastPath(Protocol):
+    """A store that decides and settles without waiting (the memory store): the limiter then
+    spends no coroutine per request. Checked once, when the limiter is built."""
+
+    def admit_now(
+        self, user: str, limits: Sequence[Limit], starts: Sequence[int], tokens: int
+    ) -> tuple[bool, list[int]]: ...
+
+    def settle_now(self, user: str, limits: Sequence[Limit], starts: Sequence[int], delta: int) -> None: ...
 
 
 @dataclass(slots=True)
@@ -114,6 +129,31 @@ class _Policy:
         return windows
 
 
+@runtime_checkable
+class Limiter(Protocol):
+    """What the server needs from a rate limiter (:class:`RateLimiter` is one); an
+    ``Application`` checks it once, when it is built."""
+
+    async def admit(self, user: str, prompt_tokens: int = 0, limits: Sequence[Limit] | None = None) -> Admission: ...
+
+    def settle_now(self, admission: Admission, total_tokens: int) -> bool: ...
+
+    async def settle(self, admission: Admission, total_tokens: int) -> None: ...
+
+    async def stats(self) -> dict[str, Any]: ...
+
+    async def user_stats(self, user: str, limits: Sequence[Limit] | None = None) -> dict[str, Any]: ...
+
+    async def aclose(self) -> None: ...
+
+    async def check(self) -> bool: ...
+
+    def describe(self) -> str: ...
+
+    @property
+    def fail_open(self) -> bool: ...
+
+
 class RateLimiter:
     """Holds users to several :class:`Limit` at once; one atomic admission per request.
 
@@ -142,11 +182,14 @@ class RateLimiter:
         self._limits = self._policy.limits
         #: Policies of limits passed to :meth:`admit`, by their limits (few: one per key's set).
         self._policies: dict[tuple[Limit, ...], _Policy] = {}
-        self._store: Any = MemoryStore() if store is None else store
+        self._store: Store = MemoryStore() if store is None else store
+        if not isinstance(self._store, Store):
+            raise TypeError(f"store must have the Store methods (admit, settle, usage, window_stats, aclose), "
+                            f"not {type(self._store).__name__}")
         self._clock = clock
         self.fail_open = fail_open
         # The memory store decides synchronously: skip a coroutine on the hot path.
-        self._admit_now = getattr(self._store, "admit_now", None)
+        self._fast: FastPath | None = self._store if isinstance(self._store, FastPath) else None
         self._outage = False
 
     @property
@@ -157,7 +200,7 @@ class RateLimiter:
     @property
     def store(self) -> Store:
         """Where the counters live."""
-        return self._store  # type: ignore[no-any-return]
+        return self._store
 
     def _policy_for(self, limits: Sequence[Limit] | None) -> _Policy:
         """The limiter's own policy (``limits`` None), else the one of ``limits``, made once."""
@@ -185,9 +228,9 @@ class RateLimiter:
         now = self._clock()
         _, starts, ends = policy.windows_now(int(now))
         limits = policy.limits
-        admit_now = self._admit_now
-        if admit_now is not None:
-            allowed, used = admit_now(user, limits, starts, prompt_tokens)
+        fast = self._fast
+        if fast is not None:
+            allowed, used = fast.admit_now(user, limits, starts, prompt_tokens)
         else:
             try:
                 allowed, used = await self._store.admit(user, limits, starts, prompt_tokens, now)
@@ -227,12 +270,12 @@ class RateLimiter:
 
     def settle_now(self, admission: Admission, total_tokens: int) -> bool:
         """Settle at once when the store can without waiting (memory); False means use :meth:`settle`."""
-        settle_now = getattr(self._store, "settle_now", None)
-        if settle_now is None:
+        fast = self._fast
+        if fast is None:
             return False
         correction = self._correction(admission, total_tokens)
         if correction is not None:
-            settle_now(admission.user, self._token_limits_of(admission), *correction)
+            fast.settle_now(admission.user, self._token_limits_of(admission), *correction)
         return True
 
     async def settle(self, admission: Admission, total_tokens: int) -> None:
@@ -254,9 +297,9 @@ class RateLimiter:
         if self._outage:
             self._recovered()
 
-    async def _read(self, method: str, *args: Any) -> Any:
+    async def _read(self, reading: Awaitable[T]) -> T:
         try:
-            result = await getattr(self._store, method)(*args)
+            result = await reading
         except StoreUnavailable as exc:
             self._failed(exc)
             raise LimiterUnavailable("rate limiter store unavailable") from exc
@@ -272,7 +315,7 @@ class RateLimiter:
         policy = self._policy_for(limits)
         now = self._clock()
         _, starts, ends = policy.windows_at(int(now))
-        used = await self._read("usage", user, policy.limits, starts)
+        used = await self._read(self._store.usage(user, policy.limits, starts))
         usage: dict[str, int] = {}
         remaining: dict[str, int] = {}
         reset_in: dict[str, float] = {}
@@ -290,7 +333,7 @@ class RateLimiter:
         """
         now = self._clock()
         _, starts, ends = self._policy.windows_at(int(now))
-        totals, users, active = await self._read("window_stats", self._limits, starts)
+        totals, users, active = await self._read(self._store.window_stats(self._limits, starts))
         windows = {
             limit.name: {"used": total, "users": count, "reset_in": round(end - now, 3)}
             for limit, end, total, count in zip(self._limits, ends, totals, users)
@@ -317,7 +360,7 @@ class RateLimiter:
     async def check(self) -> bool:
         """Ask the store whether it answers now; an outage is logged as admissions log it."""
         try:
-            await self._read("ping")
+            await self._read(self._store.ping())
         except LimiterUnavailable:
             return False
         return True

@@ -91,7 +91,7 @@ class RedisStore:
     def _keys(self, limits: Sequence[Limit], starts: Sequence[int]) -> list[str]:
         if limits is not self._bound:
             self._bound = limits
-            self._heads = [(f"{self.prefix}c:{l.name}:", f"{self.prefix}t:{l.name}:") for l in limits]
+            self._heads = [(f"{self.prefix}c:{limit.name}:", f"{self.prefix}t:{limit.name}:") for limit in limits]
         keys = []
         for (counts, total), start in zip(self._heads, starts):
             keys.append(f"{counts}{start}")

@@ -1,0 +1,64 @@
+"""Every use of Tornado's private or undocumented parts, in one place.
+
+Each function names the assumption it makes about Tornado (checked on 6.6; the pin in
+``setup.py`` is ``tornado>=6.3,<7``) and ``tests/test_tornado_internals.py`` has a test per
+assumption, so a Tornado release that breaks one fails there, by name, not somewhere deep in
+a handler.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import tornado.httpserver
+import tornado.web
+import tornado.websocket
+from tornado.concurrent import Future
+from tornado.iostream import IOStream
+
+__all__ = ["FrameWriter", "frame_writer", "http_stream", "is_finished", "reason", "stop_request_timers",
+           "websocket_backed_up"]
+
+#: ``WebSocketProtocol13._write_frame(fin, opcode, data) -> Future``.
+FrameWriter = Callable[[bool, int, bytes], "Future[None]"]
+
+
+def http_stream(handler: tornado.web.RequestHandler) -> IOStream | None:
+    """The ``IOStream`` of an HTTP/1 request (``HTTP1Connection.stream``), None once detached."""
+    stream = getattr(handler.request.connection, "stream", None)
+    return stream if isinstance(stream, IOStream) else None
+
+
+def is_finished(handler: tornado.web.RequestHandler) -> bool:
+    """Whether ``finish()`` was called (``RequestHandler._finished``)."""
+    return bool(handler._finished)
+
+
+def reason(handler: tornado.web.RequestHandler) -> str:
+    """The reason phrase of the status set (``RequestHandler._reason``)."""
+    return str(handler._reason)
+
+
+def frame_writer(handler: tornado.websocket.WebSocketHandler) -> FrameWriter | None:
+    """Tornado's frame writer of an open, uncompressed WebSocket (``_write_frame``), or None.
+
+    Writing a frame directly skips the task ``write_message`` makes per message; with
+    compression negotiated (``_compressor``) the public path must be used.
+    """
+    protocol = handler.ws_connection
+    if protocol is None or getattr(protocol, "_compressor", None) is not None:
+        return None
+    writer: FrameWriter | None = getattr(protocol, "_write_frame", None)
+    return writer
+
+
+def websocket_backed_up(handler: tornado.websocket.WebSocketHandler) -> bool:
+    """True while the socket holds bytes the kernel has not taken (``stream.writing()``), or
+    when there is no stream any more."""
+    stream = getattr(handler.ws_connection, "stream", None)
+    return not isinstance(stream, IOStream) or stream.writing()
+
+
+def stop_request_timers(server: tornado.httpserver.HTTPServer) -> None:
+    """Turn off Tornado's per-request header and body timers (``HTTPServer.conn_params``)."""
+    server.conn_params.header_timeout = None
+    server.conn_params.body_timeout = None
