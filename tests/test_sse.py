@@ -146,3 +146,13 @@ async def test_pieces_handed_over_together_still_stream_one_event_each(serve, fe
     assert events[-1][0] == "complete" and "".join(chunks) == events[-1][1]["result"]["response"]
     whole = json_of(await fetch(url + "/model", "POST", {"prompt": "batch"}))
     assert whole["response"] == "".join(chunks) and whole["usage"]["completion_tokens"] > 0
+
+
+async def test_chunks_written_together_keep_every_character_and_their_order(serve, fetch, counter):
+    """Chunk events of one loop pass leave in one write; each is still whole JSON, in order."""
+    pieces = ['quote " and \\ backslash', "line\nbreak", "tab\there", "caf\u00e9 \u2603 \U0001f600", "</script>", "x" * 3000]
+    url = serve(Application("T", model=ScriptedBackend(pieces), token_counter=counter))
+    response = await fetch(url + "/model/stream", "POST", {"prompt": "escapes"}, headers=SSE)
+    events = parse_sse(response.body)
+    assert [data["content"] for name, data in events if name == "chunk"] == pieces
+    assert events[-1][0] == "complete" and events[-1][1]["result"]["response"] == "".join(pieces)

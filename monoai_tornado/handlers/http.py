@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from json.encoder import encode_basestring
 from typing import Any
 
 import tornado.ioloop
@@ -27,13 +28,13 @@ CLIENT_CLOSED_REQUEST = 499
 
 
 class _SseEvents:
-    """Run events written as server-sent events, each flushed as it is produced."""
+    """Run events written as server-sent events as they are produced (see ``send_soon``)."""
 
     def __init__(self, handler: "PromptHandler") -> None:
         self.handler = handler
 
     async def on_text(self, text: str) -> None:
-        await self.handler.send_event("chunk", {"content": text})
+        await self.handler.send_soon('event: chunk\ndata: {"content":' + encode_basestring(text) + "}\n\n")
 
     async def on_step(self, step: dict[str, Any]) -> None:
         await self.handler.send_event("step", {"step": step})
@@ -56,6 +57,8 @@ class PromptHandler(JsonHandler):
         self._run: asyncio.Future[dict[str, Any]] | None = None
         self._client_gone = False
         self._sse_started = False
+        self._flush_due = False
+        self._flushing: asyncio.Future[None] | None = None
 
     def prepare(self) -> None:
         self.context.busy.add(self)
@@ -142,6 +145,32 @@ class PromptHandler(JsonHandler):
         except StreamClosedError:
             raise ClientGone() from None
 
+    async def send_soon(self, text: str) -> None:
+        """Write ``text`` (whole events); it is flushed once the run yields the loop.
+
+        So the events produced in one go (the pieces of one upstream read) leave in one write,
+        each still an event of its own. The next one waits for that flush only when the
+        kernel did not take it at once: a slow reader slows its own run, as with ``flush()``.
+        """
+        if self._client_gone:
+            raise ClientGone()
+        flushing = self._flushing
+        if flushing is not None and not flushing.done():
+            try:
+                await flushing
+            except StreamClosedError:
+                raise ClientGone() from None
+        self.write(text)
+        if not self._flush_due:
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._flush_due = False
+        if not self._client_gone and not is_finished(self):
+            self._flushing = flushing = self.flush()
+            flushing.add_done_callback(_seen)
+
     async def _send_event_quietly(self, event: str, data: dict[str, Any]) -> None:
         try:
             await self.send_event(event, data)
@@ -152,7 +181,7 @@ class PromptHandler(JsonHandler):
         if not self._client_gone and not is_finished(self):
             self.write(": keep-alive\n\n")
             # A client gone meanwhile is noticed by on_connection_close; drop the error here.
-            self.flush().add_done_callback(lambda future: future.exception())
+            self.flush().add_done_callback(_seen)
 
     def on_finish(self) -> None:
         self.context.busy.discard(self)
@@ -166,4 +195,7 @@ class PromptHandler(JsonHandler):
             self._run.cancel()
 
 
-
+def _seen(future: "asyncio.Future[None]") -> None:
+    """Marks a flush's error as seen: a client gone is noticed by on_connection_close."""
+    if not future.cancelled():
+        future.exception()
