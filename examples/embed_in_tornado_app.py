@@ -1,8 +1,9 @@
 """Mount monoai_tornado's endpoints under /ai inside your own Tornado application.
 
-    python examples/embed_in_tornado_app.py
+    python examples/embed_in_tornado_app.py              # --port 8080 for another port
     curl -s -X POST localhost:8000/ai/model -d '{"prompt":"hi"}'
 """
+import argparse
 import asyncio
 
 import tornado.web
@@ -24,4 +25,6 @@ async def main(port: int = 8000) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description="Serve the model under /ai beside your own handlers.")
+    parser.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000)")
+    asyncio.run(main(parser.parse_args().port))

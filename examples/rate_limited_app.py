@@ -2,10 +2,12 @@
 user validator (user_* ids as they are, admin_* normalized to user_*, anything else refused
 and limited by IP address).
 
-    python examples/rate_limited_app.py
+    python examples/rate_limited_app.py                  # --port 8080 for another port
     curl -si -X POST localhost:8000/model -d '{"prompt":"hi","user_id":"user_1"}' | grep -i ratelimit
     curl -s localhost:8000/rate-limit/stats/user_1
 """
+import argparse
+
 from monoai_tornado import Application, DemoBackend
 from monoai_tornado.ratelimit import Limit, RateLimiter
 
@@ -28,4 +30,6 @@ def build_app() -> Application:
 
 
 if __name__ == "__main__":
-    build_app().serve(port=8000)
+    parser = argparse.ArgumentParser(description="Serve the demo model under rate limits.")
+    parser.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000)")
+    build_app().serve(port=parser.parse_args().port)

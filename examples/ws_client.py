@@ -2,12 +2,17 @@
 
     python -m monoai_tornado &
     python examples/ws_client.py "Ciao WebSocket"
-    python examples/ws_client.py --path /agent/assistant/ws "what is 12*(3+4)?"
+    python examples/ws_client.py --agent assistant "what is 12*(3+4)?"
+    python examples/ws_client.py --port 8080 "hi"          # or --url ws://host:port
+
+It needs nothing beyond the server's own install (Tornado's WebSocket client).
 """
 import argparse
 import asyncio
 import json
+import sys
 
+from tornado.httpclient import HTTPClientError
 from tornado.websocket import websocket_connect
 
 
@@ -35,14 +40,29 @@ async def ask(url: str, prompt: str, user_id: str | None) -> dict:
         ws.close()
 
 
+def server_url(args: argparse.Namespace) -> str:
+    """The WebSocket URL of the prompt path: ``--url`` (http:// or ws://) or localhost ``--port``."""
+    base = args.url or f"ws://127.0.0.1:{args.port}"
+    base = base.rstrip("/").replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+    path = f"/agent/{args.agent}/ws" if args.agent else args.path
+    return base + path
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description="Send one prompt over WebSocket and print the answer as it streams.")
     parser.add_argument("prompt")
-    parser.add_argument("--server", default="ws://127.0.0.1:8000")
-    parser.add_argument("--path", default="/model/ws")
+    parser.add_argument("--port", type=int, default=8000, help="the server's port on 127.0.0.1 (default 8000)")
+    parser.add_argument("--url", "--server", help="the server's base URL instead, e.g. ws://10.0.0.5:8000")
+    parser.add_argument("--agent", help="ask this agent instead of the model")
+    parser.add_argument("--path", default="/model/ws", help="the WebSocket path (default /model/ws)")
     parser.add_argument("--user-id")
     args = parser.parse_args()
-    asyncio.run(ask(args.server + args.path, args.prompt, args.user_id))
+    url = server_url(args)
+    try:
+        asyncio.run(ask(url, args.prompt, args.user_id))
+    except (RuntimeError, ConnectionError, HTTPClientError, OSError) as exc:
+        hint = " (is the server running? python -m monoai_tornado)" if isinstance(exc, ConnectionRefusedError) else ""
+        sys.exit(f"\nerror: {url}: {exc}{hint}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Awaitable, Callable
 
 import pytest
@@ -9,6 +10,28 @@ import tornado.testing
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
 from monoai_tornado.usage import TokenCounter
+
+
+#: The browser the browser tests drive (``$MONOAI_TEST_CHROMIUM`` to point elsewhere).
+CHROMIUM = os.environ.get("MONOAI_TEST_CHROMIUM", "/usr/bin/chromium")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture
+def need_chromium() -> None:
+    """Skip with the reason (locally) or fail (under CI, which must run them) without the browser."""
+    if os.path.exists(CHROMIUM):
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true: the browser tests must run, but {CHROMIUM} is missing (apt-get install -y chromium)")
+    pytest.skip(f"browser tests skipped: {CHROMIUM} is missing (apt-get install -y chromium)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that needs the browser is marked ``browser`` (``-m "not browser"`` to leave them out)."""
+    for item in items:
+        if "need_chromium" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
 
 
 @pytest.fixture(scope="session")

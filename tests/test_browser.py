@@ -1,12 +1,12 @@
 """The playground in a real browser: Playwright driving Debian's Chromium.
 
 The server and Playwright's async API share the test's IOLoop. Every wait is bounded, and
-every test is bounded as a whole. Screenshots go to ``tests/artifacts/``; the agent run's is
-copied to ``docs/playground.png`` for the README when that is missing or when
-``UPDATE_DOCS_SCREENSHOT=1`` (so that test runs do not rewrite a committed file).
+every test is bounded as a whole. Screenshots go to ``tests/artifacts/``; the README's
+``docs/playground.png`` is made by ``docs/make_screenshot.py`` from the real server.
 
-Under CI (``CI=true``) these tests must run; locally they are skipped only when
-``/usr/bin/chromium`` is missing.
+Under CI (``CI=true``) these tests must run: a missing browser fails them. Elsewhere they are
+skipped when ``/usr/bin/chromium`` (or ``$MONOAI_TEST_CHROMIUM``) is missing, and pytest
+says why (``-rs`` in pytest.ini).
 """
 from __future__ import annotations
 
@@ -14,9 +14,7 @@ import asyncio
 import contextlib
 import functools
 import json
-import os
 import pathlib
-import shutil
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -30,21 +28,18 @@ from monoai_tornado.agents import calculator as builtin_calculator
 from monoai_tornado.backends.base import Backend
 from monoai_tornado.ratelimit import Limit, RateLimiter
 from tests.backends_for_tests import ScriptedBackend
+from tests.conftest import CHROMIUM
 from tests.pages_helpers import page_specs, with_pages
 
-CHROMIUM = "/usr/bin/chromium"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ARTIFACTS = pathlib.Path(__file__).parent / "artifacts"
-DOCS_SCREENSHOT = pathlib.Path(__file__).parent.parent / "docs" / "playground.png"
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run"]
 WAIT_MS = 10_000
 FROZEN_NOW = 1_700_000_030.0
 
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM) and not IN_CI,
-    reason=f"{CHROMIUM} is missing (apt-get install -y chromium); under CI=true these tests run",
-)
+#: Skipped, saying why, when the browser is missing; failed instead under CI; marked ``browser``
+#: (tests/conftest.py). Other browser test modules import it.
+pytestmark = pytest.mark.usefixtures("need_chromium")
 
 
 def bounded(seconds: float) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
@@ -280,9 +275,6 @@ async def test_agent_iterations_show_as_they_happen(serve, counter, transport):
             assert headers["x-ratelimit-limit-tokens"] == "100000"
             assert headers["RateLimit"].startswith('"100-per-60";r=99;')
             await page.screenshot(path=str(ARTIFACTS / "playground.png"), full_page=True)
-            if not DOCS_SCREENSHOT.exists() or os.environ.get("UPDATE_DOCS_SCREENSHOT"):
-                DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
-                shutil.copyfile(ARTIFACTS / "playground.png", DOCS_SCREENSHOT)
         no_page_errors(seen)
 
 
