@@ -31,8 +31,6 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 NOT_RUN = {
     "pip install -q -e '.[test]' && .venv/bin/python -m pytest -q":
         "the test command: CI (.ci/run) runs it word for word; run here it would recurse",
-    "const ws = new WebSocket(": "browser JavaScript; tests/test_browser.py drives the playground, which does the same",
-    "const response = await fetch('/model/stream'": "browser JavaScript; tests/test_browser.py covers the playground's SSE",
     "python -m monoai_tornado [--host 127.0.0.1]": "the synopsis of the options, not a command",
     "upstream monoai {": "nginx configuration",
     "OPENAI_API_KEY=sk-...": "needs an OpenAI-compatible upstream (network, or Ollama, vLLM, ...)",
@@ -53,6 +51,8 @@ RUN = [
     'OpenAIBackend("http://127.0.0.1:11434/v1"',
     "def price_of(item: str) -> float:",
     "curl -s -X POST localhost:8000/agent/shop",
+    "const ws = new WebSocket(",  # in Chromium
+    "const response = await fetch('/model/stream'",  # in Chromium
 ]
 
 
@@ -305,3 +305,36 @@ def test_readme_scale_out_on_one_machine(clone):
     finally:
         stop(proc)
         delete_prefix(REDIS_URL, prefix)
+
+
+@pytest.mark.process
+async def test_readme_javascript_runs_in_the_browser(serve, counter, need_chromium):
+    from monoai_tornado import Application, DemoBackend
+    from tests.test_browser import browser_page, no_page_errors
+
+    url = serve(Application("JS", model=DemoBackend(delay=0), token_counter=counter))
+    port = url.rsplit(":", 1)[1]
+    # console.log and console.error of a snippet are collected; the WebSocket one ends at its result.
+    websocket = block(RUN[13]).replace("localhost:8000", f"localhost:{port}")
+    fetch_sse = block(RUN[14])
+    async with browser_page("readme-js") as (page, seen):
+        await page.goto(url + "/health")
+        logged = await page.evaluate("""() => new Promise(resolve => {
+            const logs = [];
+            const console = {log: (...a) => { logs.push(a); if (a[0] === 'Complete:') resolve(logs); },
+                             error: (...a) => { logs.push(['error', ...a]); resolve(logs); }};
+            %s
+        })""" % websocket)
+        chunks = [entry[1] for entry in logged if entry[0] == "Chunk:"]
+        assert logged[-1][0] == "Complete:" and "".join(chunks) == logged[-1][1]["response"]
+        assert "Ciao WebSocket" in logged[-1][1]["response"]
+        logged = await page.evaluate("""async () => {
+            const logs = [];
+            const console = {log: (...a) => logs.push(a), error: (...a) => logs.push(['error', ...a])};
+            %s
+            return logs;
+        }""" % fetch_sse)
+        assert not [entry for entry in logged if entry[0] == "error"], logged
+        assert logged[-1][0] == "usage" and logged[-1][1]["total_tokens"] > 0
+        assert "Ciao mondo streaming" in "".join(entry[0] for entry in logged[:-1])
+        no_page_errors(seen)
