@@ -84,7 +84,8 @@ class JsonHandler(tornado.web.RequestHandler):
         self.finish(dumps(value))
 
     def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
-        """An :class:`ApiError` is an answer, logged once by the access log; the rest as Tornado does."""
+        """An :class:`ApiError` is the client's problem, an answer: no traceback, and its one line
+        is the access log's (with the user and the time); the rest as Tornado does."""
         if not isinstance(value, ApiError):
             super().log_exception(typ, value, tb)
 
