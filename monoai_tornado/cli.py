@@ -170,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="request limit such as 5/minute or 100/2hour (repeatable)")
     g.add_argument("--token-limit", type=_limit("token"), action="append", default=[],
                    help="token limit such as 1000/minute (repeatable)")
+    g.add_argument("--concurrency-limit", type=_positive_int,
+                   help="runs a user may have in flight at once, over every transport, before 429 "
+                        "too_many_concurrent (default: none, no limit)")
     g.add_argument("--redis-url", help="share limits through Redis, e.g. redis://127.0.0.1:6379/0 "
                         "(default: none, counters in memory; needs pip install 'monoai_tornado[redis]')")
     g.add_argument("--redis-prefix", default="monoai:", help="key prefix in Redis")
@@ -237,16 +240,17 @@ def build_agents(args: argparse.Namespace, backend: Any) -> Any:
 
 def build_limiter(args: argparse.Namespace) -> Any:
     limits = [*args.limit, *args.token_limit]
-    if not limits:
+    if not limits and args.concurrency_limit is None:
         return None
     from .ratelimit import MemoryStore, RateLimiter
 
+    options = {"fail_open": args.limiter_fail_open, "concurrency_limit": args.concurrency_limit}
     if not args.redis_url:
-        return RateLimiter(limits, MemoryStore(), fail_open=args.limiter_fail_open)
+        return RateLimiter(limits, MemoryStore(), **options)
     require("redis.asyncio", "redis", "--redis-url")
     from .ratelimit.redis_store import RedisStore
 
-    return RateLimiter(limits, RedisStore(args.redis_url, prefix=args.redis_prefix), fail_open=args.limiter_fail_open)
+    return RateLimiter(limits, RedisStore(args.redis_url, prefix=args.redis_prefix), **options)
 
 
 def build_application(args: argparse.Namespace) -> Any:
@@ -275,7 +279,7 @@ def build_application(args: argparse.Namespace) -> Any:
 
 def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse combinations that would silently misbehave."""
-    if args.processes > 1 and not args.redis_url and (args.limit or args.token_limit):
+    if args.processes > 1 and not args.redis_url and (args.limit or args.token_limit or args.concurrency_limit):
         parser.error(f"--processes {args.processes} with limits needs --redis-url: with the in-memory "
                      f"store each process would keep its own budget ({args.processes}x the limit)")
     if args.backend == "openai" and (not args.base_url or not args.model):

@@ -88,6 +88,12 @@ class RateLimited(ApiError):
         self.states = tuple(states)
 
 
+class TooManyConcurrent(ApiError):
+    """The user already has as many runs in flight as the concurrency limit allows."""
+
+    status, code = 429, "too_many_concurrent"
+
+
 class BackendError(ApiError):
     """The model backend failed or answered nonsense (root of every backend failure)."""
 

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Protocol
 
 from .backends.base import Backend
 from .calls import RunEvents, SilentEvents, UsageMeter, call_model
-from .errors import ApiError, BackendError, ClientGone, Overloaded, RateLimited
+from .errors import ApiError, BackendError, ClientGone, Overloaded, RateLimited, TooManyConcurrent
 from .identity import Identity, IdentityResolver
 from .metrics import Metrics
 from .ratelimit import Admission, Limiter
@@ -134,13 +134,20 @@ class Pipeline:
     async def _admit_limited(self, limiter: Limiter, request: PromptRequest, identity: Identity,
                              max_tokens: int) -> Ticket:
         prompt_tokens = self.counter.count(request.prompt)
-        admission = await limiter.admit(identity.key, prompt_tokens)
+        admission = await limiter.admit(identity.key, prompt_tokens, max_tokens=max_tokens)
+        if admission.too_many_concurrent:
+            self.metrics.count_refusal("too_many_concurrent")
+            raise TooManyConcurrent(f"{identity.key} already has as many runs in flight as allowed; "
+                                    "wait for one to end")
         if not admission.allowed:
             self.metrics.count_refusal("rate_limited")
             retry_after = max(1, int(math.ceil(admission.retry_after)))
             raise RateLimited(f"Rate limit exceeded for {identity.key}; retry in {retry_after} s",
                               retry_after=retry_after, states=admission.states)
-        return Ticket(request, identity, admission, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
+        if admission.max_tokens is None:  # no token limit applies
+            return Ticket(request, identity, admission, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
+        return Ticket(request, identity, admission, prompt_tokens=prompt_tokens, max_tokens=admission.max_tokens,
+                      budget=admission.reserved_tokens)
 
     async def run(self, ticket: Ticket, target: Target, events: RunEvents) -> dict[str, Any]:
         """Run an admitted prompt; the tokens it used are recorded however it ends."""

@@ -383,6 +383,9 @@ class _DownStore:
     async def usage(self, *args: Any) -> Any:
         raise StoreUnavailable("connection refused")
 
+    async def user_figures(self, *args: Any) -> Any:
+        raise StoreUnavailable("connection refused")
+
     async def window_stats(self, *args: Any) -> Any:
         raise StoreUnavailable("connection refused")
 

@@ -181,6 +181,7 @@ async def test_user_stats_figures(make_limiter: LimiterFactory, clock: FakeClock
         "usage": {"5-per-60": 2, "500-tokens-per-3600": 90},
         "remaining": {"5-per-60": 3, "500-tokens-per-3600": 410},
         "reset_in": {"5-per-60": pytest.approx(49.75), "500-tokens-per-3600": pytest.approx(3589.75)},
+        "reserved": {"5-per-60": 0, "500-tokens-per-3600": 0},
     }
     assert (await limiter.user_stats("nobody"))["usage"] == {"5-per-60": 0, "500-tokens-per-3600": 0}
 
@@ -196,7 +197,7 @@ async def test_stats_figures_match_what_was_sent(make_limiter: LimiterFactory, c
     assert stats["limits"] == [limit.to_dict() for limit in limits]
     assert stats["active_users"] == 3
     assert stats["totals"] == {"requests": 9, "tokens": 90}
-    assert stats["windows"]["100-per-60"] == {"used": 9, "users": 3, "reset_in": pytest.approx(59.75)}
+    assert stats["windows"]["100-per-60"] == {"used": 9, "reserved": 0, "users": 3, "reset_in": pytest.approx(59.75)}
     clock.advance(60)  # a new minute; the hour and the day go on
     await limiter.admit("dave", 1)
     stats = await limiter.stats()
@@ -265,10 +266,10 @@ class FailingStore(MemoryStore):
         super().__init__()
         self.up = False
 
-    async def admit(self, user, limits, starts, tokens, now):  # type: ignore[no-untyped-def]
+    async def admit(self, user, limits, starts, tokens, now, cap=0, slot=None):  # type: ignore[no-untyped-def]
         if not self.up:
             raise StoreUnavailable("down")
-        return MemoryStore.admit_now(self, user, limits, starts, tokens)
+        return MemoryStore.admit_now(self, user, limits, starts, tokens, cap, slot)
 
 
 async def test_store_outage_fails_closed_or_open_and_recovers(caplog: pytest.LogCaptureFixture) -> None:

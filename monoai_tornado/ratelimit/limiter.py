@@ -7,8 +7,11 @@ or :class:`RedisStore`), which checks every limit before it counts anything, ato
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
+import os
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Protocol, Sequence, TypeVar, runtime_checkable
@@ -32,22 +35,31 @@ class StoreUnavailable(LimiterUnavailable):
 class Store(Protocol):
     """What a limiter needs from a store; ``starts`` are the current window starts.
 
-    ``admit`` checks every limit, then counts, atomically; it answers whether the request
-    is admitted and each limit's usage after the decision. A store that cannot be reached
-    raises :class:`StoreUnavailable`.
+    ``admit`` checks every limit (and the user's runs in flight against a concurrency
+    ``slot``), then counts and reserves, atomically; it answers whether the request is
+    admitted, each limit's usage after the decision, and the completion tokens reserved
+    (-1: refused for the concurrency limit). ``settle`` corrects a run's reservation to what
+    it used and releases it and its slot. A store that cannot be reached raises
+    :class:`StoreUnavailable`.
     """
 
     async def admit(
-        self, user: str, limits: Sequence[Limit], starts: Sequence[int], tokens: int, now: float
-    ) -> tuple[bool, list[int]]: ...
+        self, user: str, limits: Sequence[Limit], starts: Sequence[int], tokens: int, now: float,
+        cap: int = 0, slot: tuple[int, str] | None = None,
+    ) -> tuple[bool, list[int], int]: ...
 
-    async def settle(self, user: str, limits: Sequence[Limit], starts: Sequence[int], delta: int) -> None: ...
+    async def settle(self, user: str, limits: Sequence[Limit], starts: Sequence[int], delta: int,
+                     reserved: int = 0, slot: str | None = None) -> None: ...
 
     async def usage(self, user: str, limits: Sequence[Limit], starts: Sequence[int]) -> list[int]: ...
 
+    async def user_figures(
+        self, user: str, limits: Sequence[Limit], starts: Sequence[int]
+    ) -> tuple[list[int], list[int], int]: ...
+
     async def window_stats(
         self, limits: Sequence[Limit], starts: Sequence[int]
-    ) -> tuple[list[int], list[int], int]: ...
+    ) -> tuple[list[int], list[int], int, list[int]]: ...
 
     async def ping(self) -> None: ...
 
@@ -60,10 +72,12 @@ class FastPath(Protocol):
     spends no coroutine per request. Checked once, when the limiter is built."""
 
     def admit_now(
-        self, user: str, limits: Sequence[Limit], starts: Sequence[int], tokens: int
-    ) -> tuple[bool, list[int]]: ...
+        self, user: str, limits: Sequence[Limit], starts: Sequence[int], tokens: int, cap: int = 0,
+        slot: tuple[int, str] | None = None,
+    ) -> tuple[bool, list[int], int]: ...
 
-    def settle_now(self, user: str, limits: Sequence[Limit], starts: Sequence[int], delta: int) -> None: ...
+    def settle_now(self, user: str, limits: Sequence[Limit], starts: Sequence[int], delta: int,
+                   reserved: int = 0, slot: str | None = None) -> None: ...
 
 
 @dataclass(slots=True)
@@ -81,9 +95,11 @@ class Admission:
     """The answer to :meth:`RateLimiter.admit`.
 
     ``retry_after`` is the whole seconds until the exhausted windows reset (0 when allowed);
-    ``reserved_tokens`` the prompt tokens held against the token limits until
-    :meth:`RateLimiter.settle`; ``degraded`` marks a request let through unchecked because
-    the store was down (fail open).
+    ``reserved_tokens`` the tokens held against the token limits until
+    :meth:`RateLimiter.settle` (the prompt's plus ``max_tokens``); ``max_tokens`` the
+    completion tokens the run may make under the token limits (None when none applies);
+    ``too_many_concurrent`` marks a refusal for the concurrency limit; ``degraded`` a request
+    let through unchecked because the store was down (fail open).
     """
 
     allowed: bool
@@ -96,6 +112,10 @@ class Admission:
     _settled: bool = field(default=False, repr=False)
     #: The limits the request was held to (the limiter's own, or those passed to ``admit``).
     _policy: "_Policy | None" = field(default=None, repr=False)
+    max_tokens: int | None = None
+    too_many_concurrent: bool = False
+    #: The run's concurrency slot, released when it is settled.
+    _slot: str | None = field(default=None, repr=False)
 
 
 class _Policy:
@@ -134,7 +154,8 @@ class Limiter(Protocol):
     """What the server needs from a rate limiter (:class:`RateLimiter` is one); an
     ``Application`` checks it once, when it is built."""
 
-    async def admit(self, user: str, prompt_tokens: int = 0, limits: Sequence[Limit] | None = None) -> Admission: ...
+    async def admit(self, user: str, prompt_tokens: int = 0, limits: Sequence[Limit] | None = None, *,
+                    max_tokens: int = 0) -> Admission: ...
 
     def settle_now(self, admission: Admission, total_tokens: int) -> bool: ...
 
@@ -177,7 +198,14 @@ class RateLimiter:
         *,
         clock: Callable[[], float] = time.time,
         fail_open: bool = False,
+        concurrency_limit: int | None = None,
     ) -> None:
+        if concurrency_limit is not None and concurrency_limit < 1:
+            raise ValueError(f"concurrency_limit must be >= 1, not {concurrency_limit}")
+        #: Runs a user may have in flight at once (None: any number).
+        self.concurrency_limit = concurrency_limit
+        self._slot_ids = itertools.count(1)
+        self._slot_prefix = f"{os.getpid()}-{secrets.token_hex(4)}:"
         self._policy = _Policy(limits)
         self._limits = self._policy.limits
         #: Policies of limits passed to :meth:`admit`, by their limits (few: one per key's set).
@@ -214,26 +242,33 @@ class RateLimiter:
             policy = self._policies[key] = _Policy(key)
         return policy
 
-    async def admit(self, user: str, prompt_tokens: int = 0, limits: Sequence[Limit] | None = None) -> Admission:
-        """Admit or refuse one request of ``user`` whose prompt has ``prompt_tokens`` tokens.
+    async def admit(self, user: str, prompt_tokens: int = 0, limits: Sequence[Limit] | None = None, *,
+                    max_tokens: int = 0) -> Admission:
+        """Admit or refuse one request of ``user`` whose prompt has ``prompt_tokens`` tokens and
+        whose answer may have up to ``max_tokens``.
 
-        Refused when a request limit is full or a token limit's usage plus the prompt would
-        pass it; then nothing is counted. Admitted: every request counter gets 1 and every
-        token counter reserves ``prompt_tokens``. ``limits``, when given, replace the
-        limiter's own for this request (an API key's limits).
+        Refused when a request limit is full, when a token limit has no room for the prompt
+        (and, with ``max_tokens``, one completion token), or when the user already has
+        ``concurrency_limit`` runs in flight; then nothing is counted. Admitted: every request
+        counter gets 1, every token counter reserves the prompt plus ``min(max_tokens, what
+        is left)`` (``admission.max_tokens``), and the run takes a slot until it is settled.
+        ``limits``, when given, replace the limiter's own for this request (an API key's).
         """
-        if prompt_tokens < 0:
-            raise ValueError(f"prompt_tokens must not be negative, not {prompt_tokens}")
+        if prompt_tokens < 0 or max_tokens < 0:
+            raise ValueError(f"tokens must not be negative, not {prompt_tokens}, {max_tokens}")
         policy = self._policy if limits is None else self._policy_for(limits)
         now = self._clock()
         _, starts, ends = policy.windows_now(int(now))
         limits = policy.limits
+        slot = None if self.concurrency_limit is None else (
+            self.concurrency_limit, f"{self._slot_prefix}{next(self._slot_ids)}")
         fast = self._fast
         if fast is not None:
-            allowed, used = fast.admit_now(user, limits, starts, prompt_tokens)
+            allowed, used, granted = fast.admit_now(user, limits, starts, prompt_tokens, max_tokens, slot)
         else:
             try:
-                allowed, used = await self._store.admit(user, limits, starts, prompt_tokens, now)
+                allowed, used, granted = await self._store.admit(
+                    user, limits, starts, prompt_tokens, now, max_tokens, slot)
             except StoreUnavailable as exc:
                 self._failed(exc)
                 if self.fail_open:
@@ -246,51 +281,62 @@ class RateLimiter:
             value = limit.value
             states.append(LimitState(limit, count, value - count if count < value else 0, end - now))
         if allowed:
-            return Admission(True, user, states, 0, prompt_tokens, False, starts, _policy=policy)
+            capped = bool(policy.token_limits)
+            return Admission(True, user, states, 0, prompt_tokens + granted if capped else prompt_tokens, False,
+                             starts, _policy=policy, max_tokens=granted if capped else None,
+                             _slot=slot[1] if slot is not None else None)
+        if granted < 0:
+            return Admission(False, user, states, 0, 0, False, starts, _policy=policy, too_many_concurrent=True)
         retry = 0.0
+        need = prompt_tokens + 1 if max_tokens else prompt_tokens
         for state in states:
-            cost = prompt_tokens if state.limit.is_token else 1
+            cost = need if state.limit.is_token else 1
             if state.used + cost > state.limit.value and state.reset_in > retry:
                 retry = state.reset_in
         return Admission(False, user, states, math.ceil(retry), 0, False, starts, _policy=policy)
 
-    def _correction(self, admission: Admission, total_tokens: int) -> tuple[list[int], int] | None:
-        """The token windows and delta a settle must apply, or None; marks the admission settled."""
+    def _settlement(
+        self, admission: Admission, total_tokens: int
+    ) -> tuple[tuple[Limit, ...], list[int], int, int, str | None] | None:
+        """What a settle must send the store (limits, starts, delta, reserved, slot), or None
+        when nothing; marks the admission settled."""
         if not admission.allowed or admission.degraded or admission._settled:
             return None
         admission._settled = True
-        delta = total_tokens - admission.reserved_tokens
         policy = admission._policy or self._policy
-        if delta == 0 or not policy.token_limits:
+        slot = admission._slot
+        if not policy.token_limits:
+            return None if slot is None else ((), [], 0, 0, slot)
+        reserved = admission.reserved_tokens
+        delta = total_tokens - reserved
+        if delta == 0 and reserved == 0 and slot is None:
             return None
-        return [admission._starts[i] for i in policy.token_indexes], delta
-
-    def _token_limits_of(self, admission: Admission) -> tuple[Limit, ...]:
-        return (admission._policy or self._policy).token_limits
+        return policy.token_limits, [admission._starts[i] for i in policy.token_indexes], delta, reserved, slot
 
     def settle_now(self, admission: Admission, total_tokens: int) -> bool:
         """Settle at once when the store can without waiting (memory); False means use :meth:`settle`."""
         fast = self._fast
         if fast is None:
             return False
-        correction = self._correction(admission, total_tokens)
-        if correction is not None:
-            fast.settle_now(admission.user, self._token_limits_of(admission), *correction)
+        settlement = self._settlement(admission, total_tokens)
+        if settlement is not None:
+            fast.settle_now(admission.user, *settlement)
         return True
 
     async def settle(self, admission: Admission, total_tokens: int) -> None:
         """Record the tokens a run really used (finished, failed or cancelled alike).
 
         The token counters of the admission's windows move by ``total_tokens`` minus the
-        reservation (never below 0). Refused, degraded and already settled admissions are
-        left alone; so are windows that have ended. A store failure here is part of the
-        outage (logged once) and the correction is lost.
+        reservation (never below 0), the reservation is released, and so is the run's
+        concurrency slot. Refused, degraded and already settled admissions are left alone;
+        so are windows that have ended. A store failure here is part of the outage (logged
+        once) and the correction is lost (a slot then frees itself when it expires).
         """
-        correction = self._correction(admission, total_tokens)
-        if correction is None:
+        settlement = self._settlement(admission, total_tokens)
+        if settlement is None:
             return
         try:
-            await self._store.settle(admission.user, self._token_limits_of(admission), *correction)
+            await self._store.settle(admission.user, *settlement)
         except StoreUnavailable as exc:
             self._failed(exc)
             return
@@ -315,15 +361,21 @@ class RateLimiter:
         policy = self._policy_for(limits)
         now = self._clock()
         _, starts, ends = policy.windows_at(int(now))
-        used = await self._read(self._store.usage(user, policy.limits, starts))
+        used, held, running = await self._read(self._store.user_figures(user, policy.limits, starts))
         usage: dict[str, int] = {}
         remaining: dict[str, int] = {}
         reset_in: dict[str, float] = {}
-        for limit, end, count in zip(policy.limits, ends, used):
+        reserved: dict[str, int] = {}
+        for limit, end, count, holds in zip(policy.limits, ends, used, held):
             usage[limit.name] = count
             remaining[limit.name] = max(0, limit.value - count)
             reset_in[limit.name] = round(end - now, 3)
-        return {"user_id": user, "usage": usage, "remaining": remaining, "reset_in": reset_in}
+            reserved[limit.name] = holds
+        stats: dict[str, Any] = {"user_id": user, "usage": usage, "remaining": remaining, "reset_in": reset_in,
+                                 "reserved": reserved}
+        if self.concurrency_limit is not None:
+            stats["concurrency"] = {"limit": self.concurrency_limit, "in_flight": running}
+        return stats
 
     async def stats(self) -> dict[str, Any]:
         """The limits, users active in the current windows, and totals (the whole fleet's on Redis).
@@ -333,17 +385,20 @@ class RateLimiter:
         """
         now = self._clock()
         _, starts, ends = self._policy.windows_at(int(now))
-        totals, users, active = await self._read(self._store.window_stats(self._limits, starts))
+        totals, users, active, reserved = await self._read(self._store.window_stats(self._limits, starts))
         windows = {
-            limit.name: {"used": total, "users": count, "reset_in": round(end - now, 3)}
-            for limit, end, total, count in zip(self._limits, ends, totals, users)
+            limit.name: {"used": total, "reserved": held, "users": count, "reset_in": round(end - now, 3)}
+            for limit, end, total, count, held in zip(self._limits, ends, totals, users, reserved)
         }
         requests = [total for limit, total in zip(self._limits, totals) if not limit.is_token]
-        tokens = [total for limit, total in zip(self._limits, totals) if limit.is_token]
+        tokens = [(total, held) for limit, total, held in zip(self._limits, totals, reserved) if limit.is_token]
+        most = max(tokens, default=(0, 0))
         return {
             "limits": [limit.to_dict() for limit in self._limits],
+            "concurrency_limit": self.concurrency_limit,
             "active_users": active,
-            "totals": {"requests": max(requests, default=0), "tokens": max(tokens, default=0)},
+            "totals": {"requests": max(requests, default=0), "tokens": most[0]},
+            "reserved_tokens": most[1],
             "windows": windows,
         }
 

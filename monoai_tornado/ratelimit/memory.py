@@ -17,12 +17,14 @@ __all__ = ["MemoryStore"]
 class _Window:
     """The counters of one limit's current window."""
 
-    __slots__ = ("start", "counts", "total")
+    __slots__ = ("start", "counts", "total", "reserved")
 
     def __init__(self, start: int) -> None:
         self.start = start
         self.counts: dict[str, int] = {}
         self.total = 0
+        #: user -> tokens of ``counts`` held by runs in flight (a token limit's reservations).
+        self.reserved: dict[str, int] = {}
 
 
 class MemoryStore:
@@ -35,6 +37,8 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._windows: dict[str, _Window] = {}
+        #: user -> runs in flight, for a concurrency limit.
+        self._running: dict[str, int] = {}
 
     def _current(self, limit: Limit, start: int) -> _Window:
         """The window of ``limit`` starting at ``start``, dropping an older one."""
@@ -44,17 +48,24 @@ class MemoryStore:
         return window
 
     def admit_now(
-        self, user: str, limits: Sequence[Limit], starts: Sequence[int], tokens: int
-    ) -> tuple[bool, list[int]]:
-        """Check every limit, then count the request and reserve ``tokens``; all or nothing.
+        self, user: str, limits: Sequence[Limit], starts: Sequence[int], tokens: int, cap: int = 0,
+        slot: tuple[int, str] | None = None,
+    ) -> tuple[bool, list[int], int]:
+        """Check every limit, then count the request and reserve its tokens; all or nothing.
 
-        Returns whether the request is admitted and each limit's usage after the decision.
-        A window older than the one kept (the clock went back) is counted in the kept one.
+        A token limit reserves ``tokens`` (the prompt) plus ``min(cap, what is left)``; with a
+        ``cap``, at least one completion token must fit. ``slot`` is ``(limit, id)`` for a
+        concurrency limit: refused when the user already has ``limit`` runs in flight.
+        Returns whether the request is admitted, each limit's usage after the decision, and
+        the completion tokens reserved (-1 when refused for the concurrency limit). A window
+        older than the one kept (the clock went back) is counted in the kept one.
         """
         windows = self._windows
         used: list[int] = []
         current: list[_Window] = []
         allowed = True
+        granted = cap
+        need = tokens + 1 if cap > 0 else tokens
         for limit, start in zip(limits, starts):
             window = windows.get(limit.name)
             if window is None or window.start < start:
@@ -62,29 +73,48 @@ class MemoryStore:
             current.append(window)
             count = window.counts.get(user, 0)
             used.append(count)
-            if count + (tokens if limit.is_token else 1) > limit.value:
+            if not limit.is_token:
+                if count >= limit.value:
+                    allowed = False
+            elif count + need > limit.value:
                 allowed = False
-        if allowed:
-            for index, window in enumerate(current):
-                cost = tokens if limits[index].is_token else 1
-                window.counts[user] = used[index] = used[index] + cost
-                window.total += cost
-        return allowed, used
+            elif limit.value - count - tokens < granted:
+                granted = limit.value - count - tokens
+        if allowed and slot is not None and self._running.get(user, 0) >= slot[0]:
+            return False, used, -1
+        if not allowed:
+            return False, used, 0
+        for index, window in enumerate(current):
+            if limits[index].is_token:
+                cost = tokens + granted
+                if cost:
+                    window.reserved[user] = window.reserved.get(user, 0) + cost
+            else:
+                cost = 1
+            window.counts[user] = used[index] = used[index] + cost
+            window.total += cost
+        if slot is not None:
+            self._running[user] = self._running.get(user, 0) + 1
+        return True, used, granted
 
     async def admit(
-        self, user: str, limits: Sequence[Limit], starts: Sequence[int], tokens: int, now: float = 0.0
-    ) -> tuple[bool, list[int]]:
+        self, user: str, limits: Sequence[Limit], starts: Sequence[int], tokens: int, now: float = 0.0,
+        cap: int = 0, slot: tuple[int, str] | None = None,
+    ) -> tuple[bool, list[int], int]:
         """Awaitable form of :meth:`admit_now` (the store protocol)."""
-        return self.admit_now(user, limits, starts, tokens)
+        return self.admit_now(user, limits, starts, tokens, cap, slot)
 
     async def settle(
-        self, user: str, limits: Sequence[Limit], starts: Sequence[int], delta: int
+        self, user: str, limits: Sequence[Limit], starts: Sequence[int], delta: int, reserved: int = 0,
+        slot: str | None = None,
     ) -> None:
         """Awaitable form of :meth:`settle_now` (the store protocol)."""
-        self.settle_now(user, limits, starts, delta)
+        self.settle_now(user, limits, starts, delta, reserved, slot)
 
-    def settle_now(self, user: str, limits: Sequence[Limit], starts: Sequence[int], delta: int) -> None:
-        """Add ``delta`` tokens (may be negative; never below 0) to windows still kept."""
+    def settle_now(self, user: str, limits: Sequence[Limit], starts: Sequence[int], delta: int,
+                   reserved: int = 0, slot: str | None = None) -> None:
+        """Add ``delta`` tokens (may be negative; never below 0) to windows still kept, release
+        the run's ``reserved`` tokens and its concurrency ``slot``."""
         for limit, start in zip(limits, starts):
             window = self._windows.get(limit.name)
             if window is None or window.start != start:
@@ -95,20 +125,42 @@ class MemoryStore:
             new = max(0, count + delta)
             window.counts[user] = new
             window.total = max(0, window.total + new - count)
+            held = window.reserved.get(user, 0) - reserved
+            if held > 0:
+                window.reserved[user] = held
+            else:
+                window.reserved.pop(user, None)
+        if slot is not None:
+            running = self._running.get(user, 0) - 1
+            if running > 0:
+                self._running[user] = running
+            else:
+                self._running.pop(user, None)
 
     async def usage(self, user: str, limits: Sequence[Limit], starts: Sequence[int]) -> list[int]:
         """Each limit's usage by ``user`` in its current window."""
         return [self._current(limit, start).counts.get(user, 0) for limit, start in zip(limits, starts)]
 
+    async def user_figures(
+        self, user: str, limits: Sequence[Limit], starts: Sequence[int]
+    ) -> tuple[list[int], list[int], int]:
+        """Each limit's usage by ``user`` and the part of it reserved by runs in flight; and
+        how many runs ``user`` has in flight (counted under a concurrency limit)."""
+        current = [self._current(limit, start) for limit, start in zip(limits, starts)]
+        return ([w.counts.get(user, 0) for w in current], [w.reserved.get(user, 0) for w in current],
+                self._running.get(user, 0))
+
     async def window_stats(
         self, limits: Sequence[Limit], starts: Sequence[int]
-    ) -> tuple[list[int], list[int], int]:
-        """Per limit: total used and users counted; and users counted under any limit."""
+    ) -> tuple[list[int], list[int], int, list[int]]:
+        """Per limit: total used and users counted; users counted under any limit; and per
+        limit the tokens reserved by runs in flight."""
         current = [self._current(limit, start) for limit, start in zip(limits, starts)]
         active: set[str] = set()
         for window in current:
             active.update(window.counts)
-        return [w.total for w in current], [len(w.counts) for w in current], len(active)
+        return ([w.total for w in current], [len(w.counts) for w in current], len(active),
+                [sum(w.reserved.values()) for w in current])
 
     def size(self) -> int:
         """How many (limit, user) counters are held: memory is proportional to it."""

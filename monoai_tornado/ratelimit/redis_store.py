@@ -4,10 +4,12 @@ Each decision is one EVALSHA of ``admit.lua`` (shipped beside this module), whic
 limit and only then counts, atomically. The decisions and settlements asked for in one pass of
 the event loop go to Redis together, in one pipelined round trip (each script still runs on its
 own and atomically), so under load a round trip serves many requests. Per limit and window
-there are two keys, both expiring when the window ends::
+there are three keys, all expiring when the window ends, and per user a set of runs in flight::
 
-    {prefix}c:{limit name}:{window start}   hash user -> used (requests or tokens)
+    {prefix}c:{limit name}:{window start}   hash user -> used (requests or tokens, reservations included)
     {prefix}t:{limit name}:{window start}   the window's total over all users
+    {prefix}r:{limit name}:{window start}   hash user -> tokens reserved by runs in flight
+    {prefix}s:{user}                        sorted set: the user's runs in flight -> expiry (ms)
 
 so settling tokens and reading stats also go to Redis, and ``/rate-limit/stats`` shows the
 whole fleet's figures. Connection refused or lost and timeouts raise
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from importlib import resources
 from typing import Any, Callable, Sequence
 
@@ -33,6 +36,12 @@ from .limiter import StoreUnavailable
 from .limits import Limit
 
 __all__ = ["RedisStore"]
+
+#: Milliseconds a concurrency slot lives unless its process refreshes it: a crashed process's
+#: slots free themselves within this time.
+SLOT_TTL_MS = 30_000
+#: Seconds between two refreshes of the slots a process holds.
+SLOT_REFRESH = 10.0
 
 #: Failures that mean "the store cannot answer now", as opposed to bugs.
 UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError, asyncio.TimeoutError)
@@ -78,7 +87,12 @@ class RedisStore:
         self._stats = self._redis.register_script(_script("stats.lua"))
         self._encode: Callable[[Any], bytes] = self._redis.get_encoder().encode  # type: ignore[no-untyped-call]
         self._bound: Sequence[Limit] | None = None
-        self._heads: list[tuple[str, str]] = []
+        self._heads: list[tuple[str, str, str]] = []
+        #: Concurrency slots this process holds: slot id -> key; kept alive by a heartbeat.
+        self._slots: dict[str, str] = {}
+        self._heartbeat: asyncio.Task[None] | None = None
+        #: The limiter's clock at the last admission, and ``time.monotonic()`` then.
+        self._last_now = (0.0, 0.0)
         #: Script calls waiting for this loop pass's round trip: (script, keys, args, future).
         self._queued: list[tuple[Any, list[str], list[Any], asyncio.Future[Any]]] = []
         self._flushes: set[asyncio.Task[None]] = set()
@@ -89,14 +103,19 @@ class RedisStore:
         return self._redis
 
     def _keys(self, limits: Sequence[Limit], starts: Sequence[int]) -> list[str]:
+        """Per limit: its window's counts, total and reservations keys."""
         if limits is not self._bound:
             self._bound = limits
-            self._heads = [(f"{self.prefix}c:{limit.name}:", f"{self.prefix}t:{limit.name}:") for limit in limits]
-        keys = []
-        for (counts, total), start in zip(self._heads, starts):
-            keys.append(f"{counts}{start}")
-            keys.append(f"{total}{start}")
+            p = self.prefix
+            self._heads = [(f"{p}c:{limit.name}:", f"{p}t:{limit.name}:", f"{p}r:{limit.name}:") for limit in limits]
+        keys: list[str] = []
+        for (counts, total, held), start in zip(self._heads, starts):
+            keys += (f"{counts}{start}", f"{total}{start}", f"{held}{start}")
         return keys
+
+    def _slot_key(self, user: str) -> str:
+        """The sorted set of ``user``'s runs in flight (slot id -> expiry in ms)."""
+        return f"{self.prefix}s:{user}"
 
     def _run_script(self, script: Any, keys: list[str], args: list[Any]) -> "asyncio.Future[Any]":
         """Queue one script call for this loop pass's round trip; the future gets its reply.
@@ -156,45 +175,97 @@ class RedisStore:
             raise StoreUnavailable(f"redis at {self.url}: {type(exc).__name__}: {exc}") from exc
 
     async def admit(
-        self, user: str, limits: Sequence[Limit], starts: Sequence[int], tokens: int, now: float
-    ) -> tuple[bool, list[int]]:
-        """Check every limit, then count the request and reserve ``tokens``: one EVALSHA."""
-        args: list[Any] = [user, tokens]
+        self, user: str, limits: Sequence[Limit], starts: Sequence[int], tokens: int, now: float,
+        cap: int = 0, slot: tuple[int, str] | None = None,
+    ) -> tuple[bool, list[int], int]:
+        """Check every limit (and the concurrency ``slot``), then count the request and reserve
+        its tokens: one EVALSHA (see ``admit.lua``)."""
+        limit_slots, slot_id = slot if slot is not None else (0, "")
+        args: list[Any] = [user, tokens, cap, limit_slots, slot_id, int(now * 1000), SLOT_TTL_MS]
         for limit, start in zip(limits, starts):
             ttl = math.ceil((start + limit.window_seconds - now) * 1000)
             args += (limit.value, 1 if limit.is_token else 0, ttl if ttl > 0 else 1)
-        result = await self._run_script(self._admit, self._keys(limits, starts), args)
-        return result[0] == 1, result[1:]
+        key = self._slot_key(user)
+        result = await self._run_script(self._admit, [*self._keys(limits, starts), key], args)
+        if slot is not None:
+            self._last_now = (now, time.monotonic())
+            if result[0] == 1:
+                self._hold(slot_id, key)
+        return result[0] == 1, result[2:], result[1]
 
     async def settle(
-        self, user: str, limits: Sequence[Limit], starts: Sequence[int], delta: int
+        self, user: str, limits: Sequence[Limit], starts: Sequence[int], delta: int, reserved: int = 0,
+        slot: str | None = None,
     ) -> None:
-        """Add ``delta`` tokens (may be negative; never below 0) to windows not yet expired."""
-        await self._run_script(self._settle, self._keys(limits, starts), [user, delta])
+        """Add ``delta`` tokens (may be negative; never below 0) to windows not yet expired,
+        release the run's ``reserved`` tokens and its concurrency ``slot``."""
+        if slot is not None:
+            self._slots.pop(slot, None)
+        await self._run_script(self._settle, [*self._keys(limits, starts), self._slot_key(user)],
+                               [user, delta, reserved, slot or ""])
+
+    def _now_ms(self) -> int:
+        """The limiter's clock now (as of its last admission), in ms."""
+        then, at = self._last_now
+        if not then:
+            return int(time.time() * 1000)
+        return int((then + time.monotonic() - at) * 1000)
+
+    def _hold(self, slot: str, key: str) -> None:
+        """Keep ``slot`` alive while this process runs (a dead process's slots expire)."""
+        self._slots[slot] = key
+        if self._heartbeat is None or self._heartbeat.done():
+            self._heartbeat = asyncio.ensure_future(self._beat())
+
+    async def _beat(self) -> None:
+        """Every ``SLOT_REFRESH`` seconds, push the expiry of the slots held; stop when none is."""
+        while self._slots:
+            await asyncio.sleep(SLOT_REFRESH)
+            expiry = self._now_ms() + SLOT_TTL_MS
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for slot, key in list(self._slots.items()):
+                        pipe.zadd(key, {slot: expiry}, xx=True)
+                        pipe.pexpire(key, SLOT_TTL_MS)
+                    await self._call(pipe.execute())
+            except StoreUnavailable:
+                continue  # the next beat tries again; slots expire only after SLOT_TTL_MS
 
     async def usage(self, user: str, limits: Sequence[Limit], starts: Sequence[int]) -> list[int]:
         """Each limit's usage by ``user`` in its current window: one pipelined round trip."""
         keys = self._keys(limits, starts)
         async with self._redis.pipeline(transaction=False) as pipe:
-            for counts in keys[::2]:
+            for counts in keys[::3]:
                 pipe.hget(counts, user)
             values = await self._call(pipe.execute())
         return [int(value) if value is not None else 0 for value in values]
 
+    async def user_figures(
+        self, user: str, limits: Sequence[Limit], starts: Sequence[int]
+    ) -> tuple[list[int], list[int], int]:
+        """Each limit's usage by ``user`` and the part of it reserved by runs in flight; and how
+        many runs ``user`` has in flight: one pipelined round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for index, key in enumerate(self._keys(limits, starts)):
+                if index % 3 != 1:  # counts and reservations, not totals
+                    pipe.hget(key, user)
+            pipe.zcount(self._slot_key(user), f"({self._now_ms()}", "+inf")
+            values = [int(value) if value is not None else 0 for value in await self._call(pipe.execute())]
+        return values[0:-1:2], values[1:-1:2], values[-1]
+
     async def window_stats(
         self, limits: Sequence[Limit], starts: Sequence[int]
-    ) -> tuple[list[int], list[int], int]:
-        """Per limit: total used and users counted; and users counted under any limit.
+    ) -> tuple[list[int], list[int], int, list[int]]:
+        """Per limit: total used and users counted; users counted under any limit; and per
+        limit the tokens reserved by runs in flight (one script, ``stats.lua``).
 
         When the longest window is a multiple of every other, the windows nest and it holds
         every active user, so no user list has to be read.
         """
         longest = max((limit.window_seconds for limit in limits), default=1)
         nested = all(longest % limit.window_seconds == 0 for limit in limits)
-        result = await self._call(
-            self._stats(self._keys(limits, starts), ["0" if nested else "1"])
-        )
-        return list(result[0:-1:2]), list(result[1:-1:2]), int(result[-1])
+        result = await self._call(self._stats(self._keys(limits, starts), ["0" if nested else "1"]))
+        return list(result[0:-1:3]), list(result[1:-1:3]), int(result[-1]), list(result[2:-1:3])
 
     async def ping(self) -> None:
         """One PING: raises :class:`StoreUnavailable` when Redis does not answer."""
@@ -210,6 +281,8 @@ class RedisStore:
 
     async def aclose(self) -> None:
         """Send what is queued, then close the connections."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         if self._flushes:
             await asyncio.gather(*list(self._flushes), return_exceptions=True)
         await self._redis.aclose()
