@@ -82,6 +82,22 @@ def json_of(response: HTTPResponse) -> Any:
     return json.loads(response.body)
 
 
+async def sse_until(url: str, body: dict[str, Any], seen: bytes) -> None:
+    """POST ``body`` to ``url``'s ``/model/stream`` asking for SSE over a raw socket, read until
+    ``seen`` arrives, then leave (close the socket mid-answer)."""
+    import asyncio
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(url.rsplit(":", 1)[1]))
+    raw = json.dumps(body).encode()
+    writer.write(b"POST /model/stream HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(raw), raw))
+    await writer.drain()
+    data = b""
+    while seen not in data:
+        data += await asyncio.wait_for(reader.read(4096), 10)
+    writer.close()
+
+
 def parse_sse(body: bytes) -> list[tuple[str, Any]]:
     """``[(event, data), ...]`` of a server-sent events body (comments skipped)."""
     events = []

@@ -10,7 +10,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from monoai_tornado import Application, DemoBackend
 from monoai_tornado.backends.base import Backend, TextDelta
 from tests.backends_for_tests import ScriptedBackend
-from tests.conftest import json_of, parse_sse
+from tests.conftest import json_of, parse_sse, sse_until
 
 SSE = {"Accept": "text/event-stream"}
 
@@ -120,15 +120,7 @@ async def test_keepalive_comments_during_silence(serve, counter):
 async def test_client_going_away_cancels_the_backend(serve, counter):
     backend = GatedBackend()
     url = serve(Application("T", model=backend, token_counter=counter))
-    reader, writer = await asyncio.open_connection("127.0.0.1", int(url.rsplit(":", 1)[1]))
-    body = json.dumps({"prompt": "x"}).encode()
-    writer.write(b"POST /model/stream HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n"
-                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-    await writer.drain()
-    data = b""
-    while b"first" not in data:
-        data += await asyncio.wait_for(reader.read(4096), 10)
-    writer.close()
+    await sse_until(url, {"prompt": "x"}, b"first")
     for _ in range(200):
         if backend.cancelled:
             break

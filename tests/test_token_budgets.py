@@ -7,7 +7,6 @@ a user's next run at once with 429 ``too_many_concurrent`` while other users run
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import pytest
@@ -16,7 +15,7 @@ from ratelimit_fixtures import REDIS_URL, redis_prefix, store_kind  # noqa: F401
 from monoai_tornado import Application
 from monoai_tornado.ratelimit import Limit, MemoryStore, RateLimiter, RedisStore
 from tests.backends_for_tests import ScriptedBackend
-from tests.conftest import json_of, parse_sse
+from tests.conftest import json_of, parse_sse, sse_until
 from tests.ws_helpers import chunks_of, connect, read, read_until_end, send
 
 SSE = {"Accept": "text/event-stream"}
@@ -118,15 +117,7 @@ async def test_a_client_leaving_mid_stream_returns_the_unused_reservation(serve,
         assert (await read(ws))["type"] == "chunk"
         ws.close()
     else:
-        reader, writer = await asyncio.open_connection("127.0.0.1", int(url.rsplit(":", 1)[1]))
-        raw = json.dumps(body).encode()
-        writer.write(b"POST /model/stream HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n"
-                     b"Content-Length: %d\r\n\r\n%s" % (len(raw), raw))
-        await writer.drain()
-        data = b""
-        while b"event: chunk" not in data:
-            data += await asyncio.wait_for(reader.read(4096), 10)
-        writer.close()
+        await sse_until(url, body, b"event: chunk")
     used = await settled(limiter, "u")
     assert counter.count("go") < used < counter.count("go") + 200
     assert backend.cancelled == 1
