@@ -26,11 +26,10 @@ from typing import Any, Callable, Sequence
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError
 from redis.exceptions import NoScriptError
-from redis.exceptions import ReadOnlyError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisClusterException
+from redis.exceptions import RedisError
 
 from .limiter import StoreUnavailable
 from .limits import Limit
@@ -43,8 +42,32 @@ SLOT_TTL_MS = 30_000
 #: Seconds between two refreshes of the slots a process holds.
 SLOT_REFRESH = 10.0
 
-#: Failures that mean "the store cannot answer now", as opposed to bugs.
-UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError, asyncio.TimeoutError)
+#: Failures that mean "the store cannot answer now": any Redis or cluster error (a lost or
+#: refused connection, a timeout, CLUSTERDOWN, CROSSSLOT, a script error...), never a 500.
+UNAVAILABLE = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
+CLUSTER_SCHEME = "redis+cluster://"
+
+
+def connect(url: str, *, socket_timeout: float, max_connections: int) -> Any:
+    """A redis-py asyncio client for ``url``: ``redis+cluster://host:port[,host:port]`` gives a
+    :class:`RedisCluster` started from those nodes, any other URL a plain :class:`Redis`."""
+    timeouts: dict[str, Any] = {
+        "socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout, "retry": Retry(NoBackoff(), 0),
+    }
+    if not url.startswith(CLUSTER_SCHEME):
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=socket_timeout,
+                                                        **timeouts)
+        return aioredis.Redis.from_pool(pool)  # closing the client closes the pool
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+    nodes = []
+    for address in url[len(CLUSTER_SCHEME):].split("/")[0].split(","):
+        host, _, port = address.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"{url}: expected redis+cluster://host:port[,host:port]")
+        nodes.append(ClusterNode(host.strip("[]"), int(port)))
+    return RedisCluster(startup_nodes=nodes, max_connections=max_connections, cluster_error_retry_attempts=0,
+                        **timeouts)
 
 
 def _script(name: str) -> str:
@@ -73,19 +96,12 @@ class RedisStore:
     ) -> None:
         self.url = url
         self.prefix = prefix
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=socket_timeout,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
-        self._redis = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
+        self.cluster = url.startswith(CLUSTER_SCHEME)
+        self._redis = connect(url, socket_timeout=socket_timeout, max_connections=max_connections)
         self._admit = self._redis.register_script(_script("admit.lua"))
         self._settle = self._redis.register_script(_script("settle.lua"))
         self._stats = self._redis.register_script(_script("stats.lua"))
-        self._encode: Callable[[Any], bytes] = self._redis.get_encoder().encode  # type: ignore[no-untyped-call]
+        self._encode: Callable[[Any], bytes] = self._redis.get_encoder().encode
         self._bound: Sequence[Limit] | None = None
         self._heads: list[tuple[str, str, str]] = []
         #: Concurrency slots this process holds: slot id -> key; kept alive by a heartbeat.
@@ -98,7 +114,7 @@ class RedisStore:
         self._flushes: set[asyncio.Task[None]] = set()
 
     @property
-    def client(self) -> aioredis.Redis:
+    def client(self) -> Any:
         """The redis-py client (for tests and maintenance)."""
         return self._redis
 
@@ -148,7 +164,7 @@ class RedisStore:
         for (*_, future), reply in zip(batch, replies):
             if not future.done():
                 if isinstance(reply, Exception):
-                    future.set_exception(reply)
+                    future.set_exception(self._unavailable(reply) if isinstance(reply, UNAVAILABLE) else reply)
                 else:
                     future.set_result(reply)
 
@@ -157,7 +173,10 @@ class RedisStore:
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:  # first use, or Redis restarted: load the scripts, run those calls again
             for script in {calls[i][0] for i in missing}:
-                await self._redis.script_load(script.script)
+                try:  # on a cluster, loaded on every master; a master that is down fails its calls
+                    await self._redis.script_load(script.script)
+                except UNAVAILABLE:
+                    pass
             for i, reply in zip(missing, await self._pipelined([calls[i] for i in missing])):
                 replies[i] = reply
         return replies
@@ -165,14 +184,21 @@ class RedisStore:
     async def _pipelined(self, calls: list[tuple[Any, list[str], list[Any]]]) -> list[Any]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for script, keys, args in calls:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                # execute_command, not evalsha(): redis-py's cluster pipeline blocks the method
+                # name, but routes the command itself by its keys' slot.
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
             return list(await pipe.execute(raise_on_error=False))
 
     async def _call(self, coroutine: Any) -> Any:
         try:
             return await coroutine
         except UNAVAILABLE as exc:
-            raise StoreUnavailable(f"redis at {self.url}: {type(exc).__name__}: {exc}") from exc
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
+        unavailable = StoreUnavailable(f"redis at {self.url}: {type(exc).__name__}: {exc}")
+        unavailable.__cause__ = exc
+        return unavailable
 
     async def admit(
         self, user: str, limits: Sequence[Limit], starts: Sequence[int], tokens: int, now: float,
