@@ -75,7 +75,6 @@ MODEL = "bench-model"
 PROMPT = "Say something about benchmarks, please."
 CHUNKS, CHUNK_CHARS = 16, 4
 DEFAULT_LINES = "direct,floor-proxy,floor-proxy+ka,ours,ours /model,ours+asyncio,litellm"
-SUMMARY_LINES = ("direct", "floor-proxy", "ours", "litellm")
 #: Our server, with uvloop when installed or forced onto asyncio; "try" runs the copy in --try-dir.
 OURS_SERVERS = ("ours", "ours+asyncio", "try", "try+asyncio")
 
@@ -575,8 +574,9 @@ def report(results: dict[str, list[dict[str, float]]], cfg: Config) -> None:
 
 
 def summary(results: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
+    """Medians by line; a figure a line could not give (no request got through) is null."""
     add50, add99 = added(results, "p50"), added(results, "p99")
-    return {
+    figures = {
         "stream_rps": {n: median(_per_round(results, n, "stream_rps")) for n in results},
         "plain_rps": {n: median(_per_round(results, n, "plain_rps")) for n in results},
         "stream_cpu_ms_per_req": {n: median(_per_round(results, n, "stream_cpu_ms")) for n in results if n != "direct"},
@@ -584,6 +584,7 @@ def summary(results: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
         "added_p99_ms": {n: median(v) for n, v in add99.items()},
         "rss_mib": {n: median(_per_round(results, n, "rss_mib")) for n in results if n != "direct"},
     }
+    return {key: {n: (v if v == v else None) for n, v in by_line.items()} for key, by_line in figures.items()}
 
 
 def machine_line() -> str:
