@@ -1,7 +1,7 @@
 -- Admit one request under every limit, atomically: check all, then count and reserve.
--- KEYS[3i-2]: hash user -> used in limit i's current window; KEYS[3i-1]: that window's total;
--- KEYS[3i]: hash user -> tokens reserved by runs in flight (token limits);
--- KEYS[#KEYS]: sorted set of the user's runs in flight (id -> expiry in ms), for a concurrency limit.
+-- KEYS[i]: the user's hash in limit i's current window: u -> used, h -> tokens reserved by runs
+-- in flight (token limits); KEYS[#KEYS]: sorted set of the user's runs in flight (id -> expiry
+-- in ms), for a concurrency limit. Every key is in the user's hash slot (one cluster node).
 -- ARGV[1]: user; ARGV[2]: prompt tokens; ARGV[3]: completion cap asked for (0: none);
 -- ARGV[4]: concurrency limit (0: none); ARGV[5]: the run's slot id; ARGV[6]: now in ms;
 -- ARGV[7]: ms a slot lives unless refreshed; then per limit i, from ARGV[8 + 3(i-1)]:
@@ -16,7 +16,7 @@ local user = ARGV[1]
 local tokens = tonumber(ARGV[2])
 local cap = tonumber(ARGV[3])
 local slots = tonumber(ARGV[4])
-local n = (#KEYS - 1) / 3
+local n = #KEYS - 1
 local need = tokens
 if cap > 0 then need = tokens + 1 end
 local granted = cap
@@ -24,7 +24,7 @@ local result = {1, 0}
 for i = 1, n do
   local base = 8 + 3 * (i - 1)
   local value = tonumber(ARGV[base])
-  local used = tonumber(redis.call("HGET", KEYS[3 * i - 2], user) or "0")
+  local used = tonumber(redis.call("HGET", KEYS[i], "u") or "0")
   result[i + 2] = used
   if ARGV[base + 1] == "1" then
     if used + need > value then
@@ -50,19 +50,14 @@ end
 result[2] = granted
 for i = 1, n do
   local base = 8 + 3 * (i - 1)
-  local counts, total, ttl = KEYS[3 * i - 2], KEYS[3 * i - 1], ARGV[base + 2]
+  local key, ttl = KEYS[i], ARGV[base + 2]
   local cost = 1
   if ARGV[base + 1] == "1" then
     cost = tokens + granted
-    if cost > 0 then
-      redis.call("HINCRBY", KEYS[3 * i], user, cost)
-      redis.call("PEXPIRE", KEYS[3 * i], ttl)
-    end
+    if cost > 0 then redis.call("HINCRBY", key, "h", cost) end
   end
-  result[i + 2] = redis.call("HINCRBY", counts, user, cost)
-  redis.call("INCRBY", total, cost)
-  redis.call("PEXPIRE", counts, ttl)
-  redis.call("PEXPIRE", total, ttl)
+  result[i + 2] = redis.call("HINCRBY", key, "u", cost)
+  redis.call("PEXPIRE", key, ttl)
 end
 if slots > 0 then
   redis.call("ZADD", slotkey, now + tonumber(ARGV[7]), ARGV[5])

@@ -3,17 +3,24 @@
 Each decision is one EVALSHA of ``admit.lua`` (shipped beside this module), which checks every
 limit and only then counts, atomically. The decisions and settlements asked for in one pass of
 the event loop go to Redis together, in one pipelined round trip (each script still runs on its
-own and atomically), so under load a round trip serves many requests. Per limit and window
-there are three keys, all expiring when the window ends, and per user a set of runs in flight::
+own and atomically), so under load a round trip serves many requests.
 
-    {prefix}c:{limit name}:{window start}   hash user -> used (requests or tokens, reservations included)
-    {prefix}t:{limit name}:{window start}   the window's total over all users
-    {prefix}r:{limit name}:{window start}   hash user -> tokens reserved by runs in flight
-    {prefix}s:{user}                        sorted set: the user's runs in flight -> expiry (ms)
+Keys are laid out by user, so that they shard over a Redis Cluster (``redis+cluster://``)::
 
-so settling tokens and reading stats also go to Redis, and ``/rate-limit/stats`` shows the
-whole fleet's figures. Connection refused or lost and timeouts raise
-:class:`StoreUnavailable`; the limiter turns them into a 503 or a degraded pass.
+    {prefix}{{user}}l:{limit name}:{window start}   hash u -> used (requests or tokens,
+                                                    reservations included), h -> tokens
+                                                    reserved by runs in flight; expires with
+                                                    its window
+    {prefix}{{user}}s                               sorted set: the user's runs in flight ->
+                                                    expiry (ms); expires 30 s after the last
+
+``{user}`` is a hash tag (the user id with ``%``, ``{`` and ``}`` percent-escaped, so nobody
+picks another's slot): one admission's keys all live in one slot, hence one node, and users
+spread over the nodes. No key is written by every admission: the window's fleet figures for
+``/rate-limit/stats`` are summed on read, by a SCAN of every master (see :meth:`window_stats`),
+a rare admin read, rather than kept in a per-window total that would be one hot key on one
+node. Any Redis error (connection, timeout, CLUSTERDOWN, CROSSSLOT...) raises
+:class:`StoreUnavailable` for the call it hit; the limiter turns it into a 503 or a degraded pass.
 """
 from __future__ import annotations
 
@@ -70,6 +77,17 @@ def connect(url: str, *, socket_timeout: float, max_connections: int) -> Any:
                         **timeouts)
 
 
+def tag_escape(text: str) -> str:
+    """``text`` without ``{`` or ``}`` (percent-escaped, ``%`` too, so it stays one-to-one):
+    a user id cannot end its hash tag early and so pick another user's slot."""
+    return text.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+
+
+def glob_escape(text: str) -> str:
+    """``text`` matched literally in a SCAN pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
 def _script(name: str) -> str:
     return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
 
@@ -100,17 +118,17 @@ class RedisStore:
         self._redis = connect(url, socket_timeout=socket_timeout, max_connections=max_connections)
         self._admit = self._redis.register_script(_script("admit.lua"))
         self._settle = self._redis.register_script(_script("settle.lua"))
-        self._stats = self._redis.register_script(_script("stats.lua"))
         self._encode: Callable[[Any], bytes] = self._redis.get_encoder().encode
         self._bound: Sequence[Limit] | None = None
-        self._heads: list[tuple[str, str, str]] = []
+        self._heads: list[str] = []
+        self._head = tag_escape(prefix)
         #: Concurrency slots this process holds: slot id -> key; kept alive by a heartbeat.
         self._slots: dict[str, str] = {}
         self._heartbeat: asyncio.Task[None] | None = None
         #: The limiter's clock at the last admission, and ``time.monotonic()`` then.
         self._last_now = (0.0, 0.0)
         #: Script calls waiting for this loop pass's round trip: (script, keys, args, future).
-        self._queued: list[tuple[Any, list[str], list[Any], asyncio.Future[Any]]] = []
+        self._queued: list[tuple[Any, list[Any], list[Any], asyncio.Future[Any]]] = []
         self._flushes: set[asyncio.Task[None]] = set()
 
     @property
@@ -118,22 +136,19 @@ class RedisStore:
         """The redis-py client (for tests and maintenance)."""
         return self._redis
 
-    def _keys(self, limits: Sequence[Limit], starts: Sequence[int]) -> list[str]:
-        """Per limit: its window's counts, total and reservations keys."""
+    def _keys(self, user: str, limits: Sequence[Limit], starts: Sequence[int]) -> list[str]:
+        """Per limit: ``user``'s hash in its current window (``u`` used, ``h`` reserved)."""
         if limits is not self._bound:
             self._bound = limits
-            p = self.prefix
-            self._heads = [(f"{p}c:{limit.name}:", f"{p}t:{limit.name}:", f"{p}r:{limit.name}:") for limit in limits]
-        keys: list[str] = []
-        for (counts, total, held), start in zip(self._heads, starts):
-            keys += (f"{counts}{start}", f"{total}{start}", f"{held}{start}")
-        return keys
+            self._heads = [f"}}l:{limit.name}:" for limit in limits]
+        tag = f"{self._head}{{{tag_escape(user)}"
+        return [f"{tag}{head}{start}" for head, start in zip(self._heads, starts)]
 
     def _slot_key(self, user: str) -> str:
         """The sorted set of ``user``'s runs in flight (slot id -> expiry in ms)."""
-        return f"{self.prefix}s:{user}"
+        return f"{self._head}{{{tag_escape(user)}}}s"
 
-    def _run_script(self, script: Any, keys: list[str], args: list[Any]) -> "asyncio.Future[Any]":
+    def _run_script(self, script: Any, keys: list[Any], args: list[Any]) -> "asyncio.Future[Any]":
         """Queue one script call for this loop pass's round trip; the future gets its reply.
 
         The first call of a pass starts the task that sends; it runs in the next pass, by
@@ -143,6 +158,7 @@ class RedisStore:
         future = asyncio.get_running_loop().create_future()
         try:
             args = [self._encode(arg) if type(arg) is str else arg for arg in args]
+            keys = [self._encode(key) for key in keys]
         except (UnicodeEncodeError, DataError) as exc:
             # Fails this call alone: left in the batch, it would fail every call of the pass.
             future.set_exception(ValueError(f"an argument cannot be sent to Redis: {exc}"))
@@ -212,7 +228,7 @@ class RedisStore:
             ttl = math.ceil((start + limit.window_seconds - now) * 1000)
             args += (limit.value, 1 if limit.is_token else 0, ttl if ttl > 0 else 1)
         key = self._slot_key(user)
-        result = await self._run_script(self._admit, [*self._keys(limits, starts), key], args)
+        result = await self._run_script(self._admit, [*self._keys(user, limits, starts), key], args)
         if slot is not None:
             self._last_now = (now, time.monotonic())
             if result[0] == 1:
@@ -227,7 +243,7 @@ class RedisStore:
         release the run's ``reserved`` tokens and its concurrency ``slot``."""
         if slot is not None:
             self._slots.pop(slot, None)
-        await self._run_script(self._settle, [*self._keys(limits, starts), self._slot_key(user)],
+        await self._run_script(self._settle, [*self._keys(user, limits, starts), self._slot_key(user)],
                                [user, delta, reserved, slot or ""])
 
     def _now_ms(self) -> int:
@@ -259,39 +275,59 @@ class RedisStore:
 
     async def usage(self, user: str, limits: Sequence[Limit], starts: Sequence[int]) -> list[int]:
         """Each limit's usage by ``user`` in its current window: one pipelined round trip."""
-        keys = self._keys(limits, starts)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for counts in keys[::3]:
-                pipe.hget(counts, user)
-            values = await self._call(pipe.execute())
-        return [int(value) if value is not None else 0 for value in values]
+        return (await self.user_figures(user, limits, starts, slots=False))[0]
 
     async def user_figures(
-        self, user: str, limits: Sequence[Limit], starts: Sequence[int]
+        self, user: str, limits: Sequence[Limit], starts: Sequence[int], *, slots: bool = True
     ) -> tuple[list[int], list[int], int]:
         """Each limit's usage by ``user`` and the part of it reserved by runs in flight; and how
-        many runs ``user`` has in flight: one pipelined round trip."""
+        many runs ``user`` has in flight: one pipelined round trip (all in ``user``'s slot)."""
         async with self._redis.pipeline(transaction=False) as pipe:
-            for index, key in enumerate(self._keys(limits, starts)):
-                if index % 3 != 1:  # counts and reservations, not totals
-                    pipe.hget(key, user)
-            pipe.zcount(self._slot_key(user), f"({self._now_ms()}", "+inf")
-            values = [int(value) if value is not None else 0 for value in await self._call(pipe.execute())]
-        return values[0:-1:2], values[1:-1:2], values[-1]
+            for key in self._keys(user, limits, starts):
+                pipe.hmget(key, "u", "h")
+            if slots:
+                pipe.zcount(self._slot_key(user), f"({self._now_ms()}", "+inf")
+            replies = await self._call(pipe.execute())
+        figures = [[int(value or 0) for value in reply] for reply in replies[:len(limits)]]
+        return [used for used, _ in figures], [held for _, held in figures], int(replies[-1]) if slots else 0
 
     async def window_stats(
         self, limits: Sequence[Limit], starts: Sequence[int]
     ) -> tuple[list[int], list[int], int, list[int]]:
         """Per limit: total used and users counted; users counted under any limit; and per
-        limit the tokens reserved by runs in flight (one script, ``stats.lua``).
+        limit the tokens reserved by runs in flight.
 
-        When the longest window is a multiple of every other, the windows nest and it holds
-        every active user, so no user list has to be read.
+        No key holds these (every admission would write it: a hot key on one node). They are
+        summed on read: a SCAN of every master for the current windows' per-user hashes, then
+        one pipelined HMGET per hash found. Stats are a rare, admin-guarded read whose cost grows
+        with the users active in the window; admissions stay on their user's node alone.
         """
-        longest = max((limit.window_seconds for limit in limits), default=1)
-        nested = all(longest % limit.window_seconds == 0 for limit in limits)
-        result = await self._call(self._stats(self._keys(limits, starts), ["0" if nested else "1"]))
-        return list(result[0:-1:3]), list(result[1:-1:3]), int(result[-1]), list(result[2:-1:3])
+        index = {f"{limit.name}:{start}": i for i, (limit, start) in enumerate(zip(limits, starts))}
+        totals, users, held = [0] * len(limits), [0] * len(limits), [0] * len(limits)
+        found: list[tuple[int, str, bytes]] = []
+        skip = len(self._head) + 1
+        pattern = glob_escape(self._head) + "{*}l:*"
+        async def scan() -> None:
+            async for key in self._redis.scan_iter(match=pattern, count=1000):
+                tag, _, window = key.decode("utf-8", "replace")[skip:].rpartition("}l:")
+                if window in index:
+                    found.append((index[window], tag, key))
+        await self._call(scan())
+        active: set[str] = set()
+        for start in range(0, len(found), 1000):
+            chunk = found[start:start + 1000]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for *_, key in chunk:
+                    pipe.hmget(key, "u", "h")
+                replies = await self._call(pipe.execute())
+            for (i, tag, _), (used, reserved) in zip(chunk, replies):
+                if used is None:
+                    continue  # expired since the scan
+                totals[i] += int(used)
+                held[i] += int(reserved or 0)
+                users[i] += 1
+                active.add(tag)
+        return totals, users, len(active), held
 
     async def ping(self) -> None:
         """One PING: raises :class:`StoreUnavailable` when Redis does not answer."""
@@ -300,7 +336,7 @@ class RedisStore:
     async def delete_all(self) -> int:
         """Delete every key under this store's prefix (tests, resets); returns how many."""
         deleted = 0
-        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix) + "*"
+        pattern = glob_escape(self._head) + "*"
         async for key in self._redis.scan_iter(match=pattern, count=500):
             deleted += await self._call(self._redis.unlink(key))
         return deleted
