@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator
 
 import pytest
 import tornado.testing
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
 from monoai_tornado.usage import TokenCounter
+import ratelimit_fixtures
+from redis_cluster import LocalCluster, cluster_available, start_cluster
 
 
 #: The browser the browser tests drive (``$MONOAI_TEST_CHROMIUM`` to point elsewhere).
@@ -111,3 +113,25 @@ def parse_sse(body: bytes) -> list[tuple[str, Any]]:
         if data:
             events.append((name, json.loads("\n".join(data))))
     return events
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """A real three-master Redis Cluster, started once for the session (skipped locally,
+    failed under CI, without redis-server and redis-cli)."""
+    if not cluster_available():
+        if ratelimit_fixtures.in_ci():
+            pytest.fail("redis-server/redis-cli are not installed (CI must run the cluster tests)")
+        pytest.skip("redis-server/redis-cli are not installed")
+    cluster = start_cluster()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def store_url(store_kind: str, request: pytest.FixtureRequest) -> str:
+    """The Redis URL of the store under test ("" for memory)."""
+    if store_kind == "cluster":
+        cluster: LocalCluster = request.getfixturevalue("redis_cluster")
+        return cluster.url
+    return ratelimit_fixtures.REDIS_URL if store_kind == "redis" else ""

@@ -88,7 +88,8 @@ def redis_prefix() -> Iterator[str]:
         delete_prefix(REDIS_URL, prefix)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("cluster", marks=pytest.mark.redis)])
 def store_kind(request: pytest.FixtureRequest) -> str:
     if request.param == "redis":
         need_redis()
@@ -99,18 +100,20 @@ LimiterFactory = Callable[..., RateLimiter]
 
 
 @pytest.fixture
-def make_limiter(store_kind: str, clock: FakeClock, redis_prefix: str, io_loop: Any) -> Iterator[LimiterFactory]:
+def make_limiter(
+    store_kind: str, store_url: str, clock: FakeClock, redis_prefix: str, io_loop: Any
+) -> Iterator[LimiterFactory]:
     """``make_limiter(limits, **kwargs)``: a limiter on the store under test and the fake clock.
 
-    With Redis, every limiter made in one test shares the test's prefix, like processes
-    sharing one Redis; with memory, ``shared=True`` reuses the previous limiter's store.
+    With Redis (single or cluster), every limiter made in one test shares the test's prefix,
+    like processes sharing one Redis; with memory, ``shared=True`` reuses the previous limiter's store.
     """
     made: list[RateLimiter] = []
 
     def make(limits: Sequence[Limit], *, shared: bool = False, **kwargs: Any) -> RateLimiter:
         kwargs.setdefault("clock", clock)
-        if store_kind == "redis":
-            store: Any = RedisStore(REDIS_URL, prefix=redis_prefix)
+        if store_url:
+            store: Any = RedisStore(store_url, prefix=redis_prefix)
         elif shared and made:
             store = made[-1].store
         else:

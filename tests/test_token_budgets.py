@@ -10,7 +10,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from ratelimit_fixtures import REDIS_URL, redis_prefix, store_kind  # noqa: F401  (fixtures)
+from ratelimit_fixtures import redis_prefix, store_kind  # noqa: F401  (fixtures)
 
 from monoai_tornado import Application
 from monoai_tornado.ratelimit import Limit, MemoryStore, RateLimiter, RedisStore
@@ -25,11 +25,11 @@ LIMIT = Limit("token", 5000, "hour")
 
 
 @pytest.fixture
-def make_store(store_kind: str, redis_prefix: str, io_loop: Any) -> Any:  # noqa: F811
+def make_store(store_url: str, redis_prefix: str, io_loop: Any) -> Any:  # noqa: F811
     stores: list[Any] = []
 
     def make() -> Any:
-        store = RedisStore(REDIS_URL, prefix=redis_prefix) if store_kind == "redis" else MemoryStore()
+        store = RedisStore(store_url, prefix=redis_prefix) if store_url else MemoryStore()
         stores.append(store)
         return store
 

@@ -73,7 +73,7 @@ def connect(url: str, *, socket_timeout: float, max_connections: int) -> Any:
         if not host or not port.isdigit():
             raise ValueError(f"{url}: expected redis+cluster://host:port[,host:port]")
         nodes.append(ClusterNode(host.strip("[]"), int(port)))
-    return RedisCluster(startup_nodes=nodes, max_connections=max_connections, cluster_error_retry_attempts=0,
+    return RedisCluster(startup_nodes=nodes, max_connections=max_connections,
                         **timeouts)
 
 
