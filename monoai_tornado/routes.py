@@ -20,14 +20,14 @@ import tornado.web
 from .handlers.http import PromptHandler
 from .handlers.meta import (AgentsHandler, HealthHandler, MetricsHandler, RootHandler, StatsHandler,
                             UserStatsHandler, ValidateUserHandler)
-from .handlers.openai_front import ChatCompletionsHandler, ModelsHandler, V1NotFoundHandler
+from .handlers.openai_front import ChatCompletionsHandler, ModelsHandler
 from .handlers.pages import DocsHandler, OpenAPIHandler, PlaygroundHandler, StaticAssetHandler
 from .handlers.websocket import PromptSocket
 
 __all__ = ["ROUTES", "Route", "routes_for", "url_specs", "endpoint_lines", "endpoint_names"]
 
 #: Path parameters: their name in a path template, and the handler argument they fill.
-PATH_PARAMETERS = {"name": "agent_name", "user_id": "user_id", "path": "path"}
+PATH_PARAMETERS = {"name": "agent_name", "user_id": "user_id"}
 #: What a path parameter matches unless its route says otherwise.
 SEGMENT = "[^/]+"
 
@@ -95,8 +95,6 @@ ROUTES: tuple[Route, ...] = (
     Route("/v1/chat/completions", ("POST",), ChatCompletionsHandler, "createChatCompletion", "prompts",
           note="(any OpenAI client: base URL /v1)"),
     Route("/v1/models", ("GET",), ModelsHandler, "listModelsV1", "prompts"),
-    Route("/v1/{path}", ("GET", "POST"), V1NotFoundHandler, None, "prompts", parameters={"path": ("path", ".*")},
-          listed=False),
     Route("/agents", ("GET",), AgentsHandler, "listAgents", "agents"),
     Route("/agent/{name}", ("POST",), PromptHandler, "runAgent", "agents"),
     Route("/agent/{name}/stream", ("POST",), PromptHandler, "runAgentStream", "agents", _STREAMING),

@@ -264,3 +264,15 @@ def test_the_readme_python_example_prints_a_streamed_answer_and_its_usage(server
     assert "I saw 2 messages (1 system, 1 user)" in lines[1] and " stop " in lines[1]
     assert 'You said: "Stream it"' in lines[2]
     assert lines[3].startswith("usage: CompletionUsage(completion_tokens=")
+
+
+def test_an_unknown_path_under_v1_is_a_404_in_openai_shape(servers: Any) -> None:
+    import json
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(servers() + "/v1/embeddings", data=b"{}", timeout=10)
+    assert missing.value.code == 404
+    assert json.loads(missing.value.read())["error"] == {
+        "message": "No endpoint at /v1/embeddings", "type": "not_found_error", "code": "not_found", "param": None}

@@ -19,7 +19,6 @@ from referencing.jsonschema import DRAFT202012
 from monoai_tornado import Application, DemoBackend
 from monoai_tornado.agents import default_agents
 from monoai_tornado.backends.base import Backend, TextDelta
-from monoai_tornado.handlers.base import NotFoundHandler
 from monoai_tornado.handlers.websocket import PromptSocket
 from monoai_tornado.openapi import build_openapi
 from monoai_tornado.ratelimit import Limit, RateLimiter, StoreUnavailable
@@ -127,7 +126,7 @@ def _template(pattern: str) -> str:
 
 def _served_http_paths(app: Application) -> set[str]:
     return {_template(spec.regex.pattern) for spec in page_specs(app)
-            if not issubclass(spec.handler_class, (PromptSocket, NotFoundHandler))}
+            if not issubclass(spec.handler_class, PromptSocket)}
 
 
 def _full_app(counter: Any, **kwargs: Any) -> Application:

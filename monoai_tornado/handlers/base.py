@@ -129,6 +129,8 @@ class NotFoundHandler(JsonHandler):
     endpoint = "unknown"
 
     def prepare(self) -> None:
+        if "/v1/" in self.request.path:
+            self.error_shape = "openai"  # an OpenAI client that took a wrong path reads OpenAI's shape
         if self.request.method != "OPTIONS":
             raise NotFound(f"No endpoint at {self.request.path}")
 

@@ -20,7 +20,7 @@ from ..calls import SilentEvents
 from ..chat_request import ChatRequest, parse_chat_body
 from ..errors import BadRequest, NotFound, PayloadTooLarge
 from ..pipeline import ModelTarget, Target
-from .base import JsonHandler, NotFoundHandler, dumps
+from .base import JsonHandler, dumps
 from .http import PromptHandler
 
 #: Prefix of the ids that name agents as models.
@@ -46,10 +46,6 @@ class ModelsHandler(OpenAIShapedErrors):
         data += [{"id": AGENT_PREFIX + name, "object": "model", "created": created, "owned_by": self.context.name}
                  for name in sorted(self.context.agents)]
         self.send_json({"object": "list", "data": data})
-
-
-class V1NotFoundHandler(OpenAIShapedErrors, NotFoundHandler):
-    """Any other path under ``/v1``: 404 in OpenAI's shape."""
 
 
 def target_for(handler: JsonHandler, chat: ChatRequest) -> Target:
