@@ -13,19 +13,17 @@ connection alone, server CPU ms per answer. The load is the one ``bench/load_ws.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import (HOST, PYTHON, Metric, Results, Server, Variant, alternate, cpu_seconds,  # noqa: E402
-                    dump_json, percentile, raise_nofile, report, variants)
+from common import (HOST, Metric, Results, Server, Variant, alternate, client_figures, dump_json,  # noqa: E402
+                    load_parser, percentile, raise_nofile, report, run_client_procs, variants)
 
 DEFAULT_SERVERS = "floor,ours,ours+memory,ours+redis"
 PATH = "/v1/chat/completions"
@@ -107,41 +105,13 @@ async def _alone_main(port: int, requests: int) -> list[float]:
 
 def run_clients(port: int, connections: int, requests: int, procs: int, server_pid: int,
                 timeout: float = 300.0) -> dict[str, float]:
-    shares = [connections // procs + (1 if i < connections % procs else 0) for i in range(procs)]
-    children = [subprocess.Popen(
-        [PYTHON, os.path.abspath(__file__), "--client", "--port", str(port), "--connections", str(n),
-         "--requests", str(requests), "--timeout", str(timeout)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for n in shares if n > 0]
-    try:
-        for child in children:
-            assert child.stdout is not None
-            if child.stdout.readline().strip() != "READY":
-                raise RuntimeError("a /v1 client did not get ready")
-        cpu0 = cpu_seconds(server_pid)
-        for child in children:
-            assert child.stdin is not None
-            child.stdin.write("go\n")
-            child.stdin.flush()
-        outputs = [json.loads(child.communicate(timeout=timeout + 60)[0]) for child in children]
-        server_cpu = cpu_seconds(server_pid) - cpu0
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-    seconds = max(o["end"] for o in outputs) - min(o["start"] for o in outputs)
-    latencies = [x for o in outputs for x in o["latencies"]]
-    answers = sum(o["answers"] for o in outputs)
-    return {
-        "chunks_per_s": sum(o["chunks"] for o in outputs) / seconds,
-        "answers_per_s": answers / seconds,
-        "first_p50_ms": percentile(latencies, 50) * 1000,
-        "first_p99_ms": percentile(latencies, 99) * 1000,
-        "chunks_per_answer": sum(o["chunks"] for o in outputs) / answers if answers else float("nan"),
-        "server_cpu_ms_per_answer": 1000 * server_cpu / answers if answers else float("nan"),
-        "client_cpu_pct": 100 * max(o["client_cpu"] for o in outputs) / seconds,
-        "errors": sum(o["errors"] for o in outputs),
-    }
+    outputs, server_cpu = run_client_procs(os.path.abspath(__file__), port, connections, procs,
+                                           ["--requests", str(requests)], timeout, server_pid)
+    figures = client_figures(outputs, server_cpu)
+    answers = figures["answers"]
+    return {**figures, "chunks_per_s": sum(o["chunks"] for o in outputs) / figures["seconds"],
+            "chunks_per_answer": sum(o["chunks"] for o in outputs) / answers if answers else float("nan"),
+            "errors": sum(o["errors"] for o in outputs)}
 
 
 V1_METRICS = [Metric("chunks_per_s", "chunks/s"), Metric("answers_per_s", "answers/s"),
@@ -172,16 +142,9 @@ def title(connections: int, requests: int, rounds: int) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--servers", default=DEFAULT_SERVERS, help=f"comma separated (default {DEFAULT_SERVERS})")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser = load_parser(__doc__ or "", DEFAULT_SERVERS)
     parser.add_argument("--connections", type=int, default=100)
     parser.add_argument("--requests", type=int, default=20, help="streamed requests per connection, in sequence")
-    parser.add_argument("--client-procs", type=int, default=2)
-    parser.add_argument("--json", help="also write the raw measurements to this file")
-    parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--timeout", type=float, default=300.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
         raise_nofile(args.connections + 1024)

@@ -68,6 +68,24 @@ def load_json_object(raw: bytes | str) -> dict[str, Any]:
     return value
 
 
+def _has_lone_surrogate(value: Any) -> bool:
+    """True when a string anywhere in ``value`` (keys included) cannot be encoded as UTF-8."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def user_id_of(body: dict[str, Any], field: str = "user_id") -> str | None:
     """The optional user id in ``field``: a string, or a number turned into its decimal string."""
     user_id = body.get(field)

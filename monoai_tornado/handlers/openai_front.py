@@ -26,6 +26,7 @@ from .http import PromptHandler
 #: Prefix of the ids that name agents as models.
 AGENT_PREFIX = "agent/"
 
+
 class OpenAIShapedErrors(JsonHandler):
     """Errors of every ``/v1`` answer in OpenAI's shape."""
 
