@@ -6,6 +6,7 @@ the script that started it. Nothing here talks to anything but 127.0.0.1.
 """
 from __future__ import annotations
 
+import argparse
 import base64
 import contextlib
 import json
@@ -38,6 +39,71 @@ PROMPT_BODY = '{"prompt":"Say something about benchmarks, please."}'
 #: No-op limits: they never trip during a benchmark.
 NEVER_TRIPPING = ["--limit", "100000000/minute", "--token-limit", "100000000000/minute"]
 REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+# -- command lines ---------------------------------------------------------------------------
+
+def load_parser(doc: str, default_servers: str) -> argparse.ArgumentParser:
+    """The options every load script takes (``--servers``, ``--rounds``, ``--client-procs``,
+    ``--json``) and the hidden ones its client processes are started with."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--servers", default=default_servers, help=f"comma separated (default {default_servers})")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--client-procs", type=int, default=2)
+    parser.add_argument("--json", help="also write the raw measurements to this file")
+    # internal: one client process
+    parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--timeout", type=float, default=300.0, help=argparse.SUPPRESS)
+    return parser
+
+
+def run_client_procs(script: str, port: int, connections: int, procs: int, extra: Sequence[str],
+                     timeout: float, server_pid: int | None) -> tuple[list[dict[str, Any]], float]:
+    """Start ``procs`` client processes of ``script`` sharing ``connections``, wait until all
+    print READY (connected and warm), tell them to go, and collect what each printed (JSON),
+    with the server's CPU seconds meanwhile (NaN without ``server_pid``)."""
+    shares = [connections // procs + (1 if i < connections % procs else 0) for i in range(procs)]
+    children = [subprocess.Popen(
+        [PYTHON, script, "--client", "--port", str(port), "--connections", str(n), *extra,
+         "--timeout", str(timeout)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for n in shares if n > 0]
+    try:
+        for child in children:
+            assert child.stdout is not None
+            line = child.stdout.readline()
+            if line.strip() != "READY":
+                raise RuntimeError(f"{os.path.basename(script)} client did not get ready: {line!r}")
+        cpu0 = cpu_seconds(server_pid) if server_pid else 0.0
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        outputs = [json.loads(child.communicate(timeout=timeout + 60)[0]) for child in children]
+        server_cpu = (cpu_seconds(server_pid) - cpu0) if server_pid else float("nan")
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    return outputs, server_cpu
+
+
+def client_figures(outputs: Sequence[dict[str, Any]], server_cpu: float) -> dict[str, float]:
+    """What every closed-loop load reports from its client processes' outputs (``start``,
+    ``end``, ``answers``, ``latencies`` to the first chunk, ``client_cpu``)."""
+    seconds = max(o["end"] for o in outputs) - min(o["start"] for o in outputs)
+    latencies = [x for o in outputs for x in o["latencies"]]
+    answers = sum(o["answers"] for o in outputs)
+    return {
+        "seconds": seconds,
+        "answers_per_s": answers / seconds,
+        "first_p50_ms": percentile(latencies, 50) * 1000,
+        "first_p99_ms": percentile(latencies, 99) * 1000,
+        "server_cpu_ms_per_answer": 1000 * server_cpu / answers if answers else float("nan"),
+        "client_cpu_pct": 100 * max(o["client_cpu"] for o in outputs) / seconds,
+        "answers": answers,
+    }
 
 
 # -- servers ---------------------------------------------------------------------------------

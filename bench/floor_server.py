@@ -6,6 +6,8 @@
 --demo-chunk-chars 4`` (same ``response`` text, same keys, a ``usage`` object), and
 ``WS /model/ws`` sends the same 64 ``{"type":"chunk","content":...}`` messages, one message
 per chunk, awaiting each ``write_message()``, then ``{"type":"complete","result":{...}}``.
+``POST /v1/chat/completions`` streams the same 64 pieces as ``chat.completion.chunk`` events,
+one flushed write each, then ``data: [DONE]``.
 
 No rate limiting, no token counting (the usage figures are a cheap length estimate), no CORS,
 no identity, no prompt queue: whatever ours costs beyond this is the price of its features.
@@ -20,6 +22,7 @@ import signal
 from typing import Any
 
 import tornado.httpserver
+import tornado.iostream
 import tornado.web
 import tornado.websocket
 
@@ -88,12 +91,43 @@ class ModelSocket(tornado.websocket.WebSocketHandler):
             pass
 
 
+class ChatCompletionsHandler(tornado.web.RequestHandler):
+    """``POST /v1/chat/completions`` streamed: a role chunk, 64 content chunks (each flushed),
+    a finish chunk, ``data: [DONE]`` - the events ours sends for the same answer."""
+
+    async def post(self) -> None:
+        try:
+            body = json.loads(self.request.body)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not body.get("messages"):
+            self.set_status(400)
+            self.finish(dumps({"error": {"message": "messages is required", "type": "invalid_request_error",
+                                         "code": "missing_prompt", "param": None}}))
+            return
+        self.set_header("Content-Type", "text/event-stream; charset=UTF-8")
+        self.request.connection.stream.set_nodelay(True)  # type: ignore[attr-defined]
+        head = {"id": "chatcmpl-floor", "object": "chat.completion.chunk", "created": 0, "model": "monoai-demo"}
+        try:
+            self.write(f"data: {dumps({**head, 'choices': [{'index': 0, 'delta': {'role': 'assistant', 'content': ''}, 'finish_reason': None}]})}\n\n")
+            await self.flush()
+            for piece in PIECES:
+                self.write(f"data: {dumps({**head, 'choices': [{'index': 0, 'delta': {'content': piece}, 'finish_reason': None}]})}\n\n")
+                await self.flush()
+            self.write(f"data: {dumps({**head, 'choices': [{'index': 0, 'delta': {}, 'finish_reason': 'stop'}]})}\n\n"
+                       "data: [DONE]\n\n")
+            self.finish()
+        except tornado.iostream.StreamClosedError:
+            pass
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description="bare Tornado floor server")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
     args = parser.parse_args()
-    app = tornado.web.Application([(r"/model", ModelHandler), (r"/model/ws", ModelSocket)])
+    app = tornado.web.Application([(r"/model", ModelHandler), (r"/model/ws", ModelSocket),
+                                   (r"/v1/chat/completions", ChatCompletionsHandler)])
     server = tornado.httpserver.HTTPServer(app)
     server.listen(args.port, args.host)
     stop = asyncio.Event()

@@ -28,20 +28,18 @@ connection is opened and warmed up (one prompt) before the clock starts.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import (PROMPT_BODY, PYTHON, Metric, Results, Server, Variant, WsClientProtocol,  # noqa: E402
-                    alternate, cpu_seconds, dump_json, percentile, raise_nofile, report, variants,
-                    ws_connect_many)
+from common import (PROMPT_BODY, Metric, Results, Server, Variant, WsClientProtocol,  # noqa: E402
+                    alternate, client_figures, dump_json, load_parser, percentile, raise_nofile, report, run_client_procs,
+                    variants, ws_connect_many)
 
 DEFAULT_SERVERS = "floor,ours,ours+memory,ours+redis"
 PATH = "/model/ws"
@@ -250,48 +248,15 @@ def rest_latency(port: int, prompts: int = 210, timeout: float = 60.0) -> dict[s
 def run_clients(port: int, connections: int, prompts: int, procs: int, timeout: float = 300.0,
                 server_pid: int | None = None) -> dict[str, float]:
     """Start ``procs`` client processes, wait until all are connected and warm, go, collect."""
-    shares = [connections // procs + (1 if i < connections % procs else 0) for i in range(procs)]
-    children = [subprocess.Popen(
-        [PYTHON, os.path.abspath(__file__), "--client", "--port", str(port), "--connections", str(n),
-         "--prompts", str(prompts), "--timeout", str(timeout)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for n in shares if n > 0]
-    try:
-        for child in children:
-            assert child.stdout is not None
-            line = child.stdout.readline()
-            if line.strip() != "READY":
-                raise RuntimeError(f"WebSocket client did not get ready: {line!r}")
-        cpu0 = cpu_seconds(server_pid) if server_pid else 0.0
-        for child in children:
-            assert child.stdin is not None
-            child.stdin.write("go\n")
-            child.stdin.flush()
-        outputs = []
-        for child in children:
-            out, _ = child.communicate(timeout=timeout + 60)
-            outputs.append(json.loads(out))
-        server_cpu = (cpu_seconds(server_pid) - cpu0) if server_pid else float("nan")
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-    start = min(o["start"] for o in outputs)
-    end = max(o["end"] for o in outputs)
-    seconds = end - start
-    latencies = [x for o in outputs for x in o["latencies"]]
-    answers = sum(o["answers"] for o in outputs)
+    outputs, server_cpu = run_client_procs(os.path.abspath(__file__), port, connections, procs,
+                                           ["--prompts", str(prompts)], timeout, server_pid)
+    figures = client_figures(outputs, server_cpu)
+    seconds, answers = figures["seconds"], figures["answers"]
     return {
-        "seconds": seconds,
+        **figures,
         "msgs_per_s": sum(o["messages"] for o in outputs) / seconds,
         "chars_per_s": sum(o["chars"] for o in outputs) / seconds,
-        "answers_per_s": answers / seconds,
-        "first_p50_ms": percentile(latencies, 50) * 1000,
-        "first_p99_ms": percentile(latencies, 99) * 1000,
         "msgs_per_answer": sum(o["messages"] for o in outputs) / answers if answers else float("nan"),
-        "server_cpu_ms_per_answer": 1000 * server_cpu / answers if answers else float("nan"),
-        "client_cpu_pct": 100 * max(o["client_cpu"] for o in outputs) / seconds,
-        "answers": answers,
         "errors": sum(o["errors"] for o in outputs) + sum(1 for o in outputs if o["timed_out"]),
     }
 
@@ -327,19 +292,11 @@ def run(server_names: list[str], rounds: int, connections: int, prompts: int, cl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--servers", default=DEFAULT_SERVERS, help=f"comma separated (default {DEFAULT_SERVERS})")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser = load_parser(__doc__ or "", DEFAULT_SERVERS)
     parser.add_argument("--connections", type=int, default=200)
     parser.add_argument("--prompts", type=int, default=20, help="prompts per connection, in sequence")
-    parser.add_argument("--client-procs", type=int, default=2)
     parser.add_argument("--paced-rate", type=float, default=None,
                         help="answers/s of the paced latency probe (default: half the floor's throughput)")
-    parser.add_argument("--json", help="also write the raw measurements to this file")
-    # internal: one client process
-    parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--timeout", type=float, default=300.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
         raise_nofile(args.connections + 1024)

@@ -1,6 +1,6 @@
 """Every benchmark, floor against ours, one table each.
 
-    python bench/run_all.py [--rounds 2] [--quick] [--only http,ws,footprint,limiter] [--json out.json]
+    python bench/run_all.py [--rounds 2] [--quick] [--only http,ws,v1,footprint,limiter] [--json out.json]
 
 Servers: the bare Tornado floor (bench/floor_server.py) and ours with no limiter, with the
 memory limiter and with the Redis limiter (``redis://127.0.0.1:6379/15``), both with limits
@@ -21,11 +21,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import footprint  # noqa: E402
 import load_http  # noqa: E402
+import load_v1  # noqa: E402
 import load_ws  # noqa: E402
 from common import BENCH_DIR, OURS_DIR, PYTHON, REPO_DIR, dump_json, report  # noqa: E402
 
 SERVERS = ["floor", "ours", "ours+memory", "ours+redis"]
-STAGES = ["http", "ws", "footprint", "limiter"]
+STAGES = ["http", "ws", "v1", "footprint", "limiter"]
 
 
 def machine_line() -> str:
@@ -60,6 +61,8 @@ def main() -> None:
     parser.add_argument("--ws-connections", type=int, default=200)
     parser.add_argument("--ws-prompts", type=int, default=20)
     parser.add_argument("--ws-client-procs", type=int, default=2)
+    parser.add_argument("--v1-connections", type=int, default=100)
+    parser.add_argument("--v1-requests", type=int, default=20)
     parser.add_argument("--idle", type=int, default=10_000)
     parser.add_argument("--json", help="write every raw measurement to this file")
     args = parser.parse_args()
@@ -69,6 +72,8 @@ def main() -> None:
         args.http_duration = min(args.http_duration, 3.0)
         args.ws_connections = min(args.ws_connections, 50)
         args.ws_prompts = min(args.ws_prompts, 5)
+        args.v1_connections = min(args.v1_connections, 25)
+        args.v1_requests = min(args.v1_requests, 5)
         args.idle = min(args.idle, 2000)
     print(machine_line())
     print(f"rounds: {args.rounds}{' (QUICK: smoke test, not figures)' if args.quick else ''}")
@@ -89,6 +94,11 @@ def main() -> None:
                f"({args.ws_client_procs} client processes; median of {args.rounds} rounds)",
                results, load_ws.WS_METRICS)
         everything["ws"] = results.to_json()
+
+    if "v1" in stages:
+        results = load_v1.run(servers, args.rounds, args.v1_connections, args.v1_requests, args.ws_client_procs)
+        report(load_v1.title(args.v1_connections, args.v1_requests, args.rounds), results, load_v1.V1_METRICS)
+        everything["v1"] = results.to_json()
 
     if "footprint" in stages:
         results = footprint.run(servers, args.rounds, args.idle, 1.0, 2.0 if args.quick else 5.0, "auto")

@@ -24,7 +24,7 @@ from .identity import IdentityResolver, UserValidator
 from .pipeline import DEFAULT_MAX_TOKENS, ModelTarget, Pipeline, Target
 from .ratelimit import Limiter
 from .routes import endpoint_lines, endpoint_names, routes_for, url_specs
-from .usage import TokenCounter
+from .usage import TokenCounter, shared_counter
 
 log = logging.getLogger("monoai_tornado")
 
@@ -106,7 +106,7 @@ class Application:
             raise TypeError(f"rate_limiter must be a RateLimiter (or have its methods), not {type(rate_limiter).__name__}")
         self.rate_limiter = rate_limiter
         self.websocket_ping_interval = websocket_ping_interval
-        self.counter = token_counter or TokenCounter(self.model.encoding_model if self.model else None)
+        self.counter = token_counter or shared_counter(self.model.encoding_model if self.model else None)
         #: The endpoints this app serves (see :mod:`monoai_tornado.routes`).
         self.routes = routes_for(has_model=self.model is not None, has_agents=bool(self.agents))
         identity = IdentityResolver(user_validator, trusted_proxies, reject_invalid_users)

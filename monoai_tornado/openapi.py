@@ -386,8 +386,13 @@ def build_openapi(
             parameters=[{"name": "name", "in": "path", "required": True,
                          "schema": {"type": "string", "enum": _static_names()}}]),
     }
+    from .openapi_v1 import v1_operations, v1_schemas
+
+    builders.update(v1_operations(_rate_headers() if has_limiter else None,
+                                  _ref("headers", "Retry-After") if has_limiter else None))
     paths = {route.path: builders[route.operation]() for route in served if route.operation is not None}
-    components: dict[str, Any] = {"schemas": _schemas(has_limiter), "responses": _responses(has_limiter)}
+    components: dict[str, Any] = {"schemas": {**_schemas(has_limiter), **v1_schemas()},
+                                  "responses": _responses(has_limiter)}
     if has_limiter:
         components["headers"] = _headers()
     if admin_token:

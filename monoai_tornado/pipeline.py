@@ -33,29 +33,36 @@ class Target(Protocol):
 
     name: str
 
-    async def run(self, prompt: str, *, meter: UsageMeter, events: RunEvents) -> dict[str, Any]:
+    async def run(self, request: PromptRequest, /, *, meter: UsageMeter, events: RunEvents) -> dict[str, Any]:
         ...
 
 
 class ModelTarget:
-    """Runs a prompt on a backend and shapes the model result of API.md."""
+    """Runs a prompt (or a whole conversation) on a backend and shapes the model result of API.md.
+
+    When the backend asked for tool calls (only when the request offered tools), the result
+    carries them as ``tool_calls`` in OpenAI's shape, with ``finish_reason: "tool_calls"``.
+    """
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self.name = backend.name
 
-    async def run(self, prompt: str, *, meter: UsageMeter, events: RunEvents) -> dict[str, Any]:
-        messages = [{"role": "user", "content": prompt}]
+    async def run(self, request: PromptRequest, /, *, meter: UsageMeter, events: RunEvents) -> dict[str, Any]:
         on_text = None if isinstance(events, SilentEvents) else events.on_text
-        outcome = await call_model(self.backend, messages, meter=meter, on_text=on_text,
-                                   prompt_tokens=meter.admitted_prompt_tokens)
-        return {
-            "prompt": prompt,
+        outcome = await call_model(self.backend, request.conversation(), meter=meter, on_text=on_text,
+                                   tools=list(request.tools) if request.tools else None,
+                                   options=request.call_options(), prompt_tokens=meter.admitted_prompt_tokens)
+        result: dict[str, Any] = {
+            "prompt": request.prompt,
             "response": outcome.text,
             "model": self.backend.describe(),
             "usage": outcome.usage.to_dict(),
-            "finish_reason": "length" if outcome.finish_reason == "length" else "stop",
+            "finish_reason": outcome.finish_reason,  # "tool_calls" only when the request offered tools
         }
+        if outcome.tool_calls:
+            result["tool_calls"] = [call.to_openai() for call in outcome.tool_calls]
+        return result
 
 
 @dataclass
@@ -133,7 +140,10 @@ class Pipeline:
 
     async def _admit_limited(self, limiter: Limiter, request: PromptRequest, identity: Identity,
                              max_tokens: int) -> Ticket:
-        prompt_tokens = self.counter.count(request.prompt)
+        if request.messages is not None:
+            prompt_tokens = self.counter.count_messages(request.messages)
+        else:
+            prompt_tokens = self.counter.count(request.prompt)
         admission = await limiter.admit(identity.key, prompt_tokens, max_tokens=max_tokens)
         if admission.too_many_concurrent:
             self.metrics.count_refusal("too_many_concurrent")
@@ -157,7 +167,7 @@ class Pipeline:
         assert task is not None
         self._runs.add(task)
         try:
-            result = await target.run(ticket.request.prompt, meter=meter, events=events)
+            result = await target.run(ticket.request, meter=meter, events=events)
         except BackendError as exc:
             self.metrics.count_backend_error(exc.code)
             raise

@@ -6,17 +6,43 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .backends.base import CallOptions, Message
 from .errors import BadRequest, InvalidJson, MissingPrompt
 
 
 @dataclass(frozen=True)
 class PromptRequest:
-    """A validated ``{"prompt": ..., "user_id": ...}`` body."""
+    """A validated prompt: ``{"prompt": ..., "user_id": ...}``, or a ``/v1`` conversation.
+
+    ``messages`` is the whole conversation when the client sent one (OpenAI chat messages,
+    system, assistant and tool turns included); ``prompt`` is then the text of its last user
+    turn. The generation options are named as OpenAI names them; ``None`` leaves the
+    backend's default.
+    """
 
     prompt: str
     user_id: str | None = None
     #: The completion cap the client asked for (``max_tokens``), else the server's default.
     max_tokens: int | None = None
+    messages: tuple[Message, ...] | None = None
+    tools: tuple[dict[str, Any], ...] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    tool_choice: Any = None
+
+    def conversation(self) -> list[Message]:
+        """The messages the backend is given: the conversation, else the prompt as one user turn."""
+        if self.messages is not None:
+            return list(self.messages)
+        return [{"role": "user", "content": self.prompt}]
+
+    def call_options(self) -> CallOptions | None:
+        """The generation options of the request, or None when it sets none."""
+        if self.temperature is None and self.top_p is None and not self.stop and self.tool_choice is None:
+            return None  # max_tokens is the run's cap: the meter passes it on
+        return CallOptions(temperature=self.temperature, top_p=self.top_p, stop=self.stop,
+                           tool_choice=self.tool_choice)
 
 
 #: A ``\uD800``-``\uDFFF`` escape: the only way JSON text can carry a UTF-16 surrogate.
@@ -60,16 +86,16 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
-def user_id_of(body: dict[str, Any]) -> str | None:
-    """The optional ``user_id``: a string, or a number turned into its decimal string."""
-    user_id = body.get("user_id")
+def user_id_of(body: dict[str, Any], field: str = "user_id") -> str | None:
+    """The optional user id in ``field``: a string, or a number turned into its decimal string."""
+    user_id = body.get(field)
     if user_id is None:
         return None
     if isinstance(user_id, bool) or not isinstance(user_id, (str, int, float)):
-        raise BadRequest("user_id must be a string or a number", code="invalid_user_id")
+        raise BadRequest(f"{field} must be a string or a number", code="invalid_user_id")
     if isinstance(user_id, float):
         if not user_id.is_integer():
-            raise BadRequest("user_id must be a string or a whole number", code="invalid_user_id")
+            raise BadRequest(f"{field} must be a string or a whole number", code="invalid_user_id")
         user_id = int(user_id)
     return str(user_id)
 

@@ -20,6 +20,7 @@ import tornado.web
 from .handlers.http import PromptHandler
 from .handlers.meta import (AgentsHandler, HealthHandler, MetricsHandler, RootHandler, StatsHandler,
                             UserStatsHandler, ValidateUserHandler)
+from .handlers.openai_front import ChatCompletionsHandler, ModelsHandler
 from .handlers.pages import DocsHandler, OpenAPIHandler, PlaygroundHandler, StaticAssetHandler
 from .handlers.websocket import PromptSocket
 
@@ -38,7 +39,7 @@ class Route:
     ``path`` is a template (``/agent/{name}``); ``methods`` the HTTP methods it answers, or
     ``("WS",)`` for a WebSocket; ``operation`` its OpenAPI ``operationId`` (None: not an HTTP
     operation of the document); ``serves`` says when it exists (always, with a model, with
-    agents); ``options`` are handler arguments beside the context; ``note`` shows in the banner;
+    agents, with either: ``prompts``); ``options`` are handler arguments beside the context; ``note`` shows in the banner;
     ``parameters`` give a path parameter its own handler argument and regex; ``listed`` False
     keeps a route out of the banner and ``GET /``'s list (the pages' files).
     """
@@ -47,7 +48,7 @@ class Route:
     methods: tuple[str, ...]
     handler: type[tornado.web.RequestHandler]
     operation: str | None = None
-    serves: Literal["always", "model", "agents"] = "always"
+    serves: Literal["always", "model", "agents", "prompts"] = "always"
     options: Mapping[str, Any] = field(default_factory=dict)
     note: str = ""
     parameters: Mapping[str, tuple[str, str]] = field(default_factory=dict)
@@ -70,7 +71,7 @@ class Route:
     @property
     def prompt(self) -> bool:
         """Whether prompts run here (the routes that take the traffic)."""
-        return self.handler is PromptHandler or self.handler is PromptSocket
+        return issubclass(self.handler, (PromptHandler, PromptSocket))
 
 
 _STREAMING = {"streaming": True}
@@ -91,6 +92,9 @@ ROUTES: tuple[Route, ...] = (
     Route("/model", ("POST",), PromptHandler, "askModel", "model"),
     Route("/model/stream", ("POST",), PromptHandler, "askModelStream", "model", _STREAMING),
     Route("/model/ws", ("WS",), PromptSocket, None, "model"),
+    Route("/v1/chat/completions", ("POST",), ChatCompletionsHandler, "createChatCompletion", "prompts",
+          note="(any OpenAI client: base URL /v1)"),
+    Route("/v1/models", ("GET",), ModelsHandler, "listModelsV1", "prompts"),
     Route("/agents", ("GET",), AgentsHandler, "listAgents", "agents"),
     Route("/agent/{name}", ("POST",), PromptHandler, "runAgent", "agents"),
     Route("/agent/{name}/stream", ("POST",), PromptHandler, "runAgentStream", "agents", _STREAMING),
@@ -100,7 +104,7 @@ ROUTES: tuple[Route, ...] = (
 
 def routes_for(has_model: bool, has_agents: bool, routes: Iterable[Route] = ROUTES) -> list[Route]:
     """The routes an app so configured serves, in table order."""
-    wanted = {"always": True, "model": has_model, "agents": has_agents}
+    wanted = {"always": True, "model": has_model, "agents": has_agents, "prompts": has_model or has_agents}
     return [route for route in routes if wanted[route.serves]]
 
 

@@ -9,6 +9,7 @@ needs no network.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -114,3 +115,9 @@ class TokenCounter:
                 function = call.get("function", {})
                 total += self.count(function.get("name", "")) + self.count(function.get("arguments", ""))
         return total
+
+
+@functools.cache
+def shared_counter(model: str | None = None) -> TokenCounter:
+    """One counter per model for the whole process (the demo model cuts its answers with it)."""
+    return TokenCounter(model)

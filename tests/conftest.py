@@ -9,7 +9,7 @@ import pytest
 import tornado.testing
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
-from monoai_tornado.usage import TokenCounter
+from monoai_tornado.usage import TokenCounter, shared_counter
 import ratelimit_fixtures
 from redis_cluster import LocalCluster, cluster_available, start_cluster
 
@@ -38,8 +38,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def counter() -> TokenCounter:
-    """One token counter for the whole run (loading an encoding takes a moment)."""
-    return TokenCounter()
+    """One token counter for the whole run (loading an encoding takes a moment); the demo model's."""
+    return shared_counter()
 
 
 @pytest.fixture

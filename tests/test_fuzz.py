@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import struct
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -66,6 +67,56 @@ def test_generated_json_bodies(server, body):
         assert payload["usage"]["total_tokens"] == payload["usage"]["prompt_tokens"] + payload["usage"]["completion_tokens"]
     else:
         assert payload["code"] in {"invalid_json", "missing_prompt", "invalid_user_id", "payload_too_large"}
+
+
+def _messages() -> st.SearchStrategy[Any]:
+    content = st.text(max_size=40) | st.none() | st.lists(
+        st.fixed_dictionaries({"type": st.sampled_from(["text", "image_url"]), "text": st.text(max_size=20)}),
+        max_size=3) | json_values
+    message = st.fixed_dictionaries({}, optional={
+        "role": st.sampled_from(["system", "user", "assistant", "tool", "developer", "robot"]) | json_values,
+        "content": content, "tool_call_id": json_values, "tool_calls": json_values, "name": json_values})
+    return st.lists(message, max_size=4) | json_values
+
+
+chat_bodies = st.fixed_dictionaries({}, optional={
+    "model": st.sampled_from(["monoai-demo", "agent/nobody", "gpt-4o"]) | json_values,
+    "messages": _messages(),
+    "stream": st.booleans() | json_values,
+    "stream_options": st.fixed_dictionaries({}, optional={"include_usage": json_values}) | json_values,
+    "max_tokens": st.integers(-3, 50) | json_values,
+    "max_completion_tokens": st.integers(-3, 50) | json_values,
+    "temperature": st.floats(allow_nan=True) | json_values,
+    "top_p": st.floats(allow_nan=True) | json_values,
+    "stop": st.text(max_size=5) | st.lists(st.text(max_size=5), max_size=6) | json_values,
+    "user": json_values,
+    "tools": st.lists(st.fixed_dictionaries({"type": st.just("function"), "function": st.fixed_dictionaries(
+        {"name": st.text(max_size=8) | json_values})}), max_size=2) | json_values,
+    "tool_choice": st.sampled_from(["auto", "none", "required", "bogus"]) | json_values,
+    "n": st.integers(-1, 3) | json_values,
+})
+
+V1_CODES = {"invalid_json", "missing_prompt", "invalid_user_id", "payload_too_large", "model_not_found",
+            "tools_not_supported"}
+
+
+@FUZZ
+@given(body=chat_bodies | json_values)
+def test_generated_chat_completion_bodies(server, body):
+    status, raw = request(server.port, "POST", "/v1/chat/completions", json.dumps(body).encode())
+    assert_clean(status, raw)
+    if status != 200:
+        error = json.loads(raw)["error"]
+        assert error["code"] in V1_CODES and error["param"] is None and error["type"] in {
+            "invalid_request_error", "not_found_error"}
+        return
+    assert isinstance(body, dict) and body.get("model") == "monoai-demo"
+    if body.get("stream") is True:
+        assert raw.endswith(b"data: [DONE]\n\n"), raw[-200:]
+    else:
+        answer = json.loads(raw)
+        assert answer["object"] == "chat.completion" and answer["choices"][0]["finish_reason"] in {
+            "stop", "length", "tool_calls"}
 
 
 @FUZZ

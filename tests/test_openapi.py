@@ -149,8 +149,23 @@ def _request_for(doc: dict[str, Any], path: str, method: str) -> tuple[str, Any]
     if "requestBody" in operation:
         ref = operation["requestBody"]["content"][JSON]["schema"]["$ref"]
         body = {"prompt": "What is 2+3?", "user_id": "alice"} if ref.endswith("/PromptRequest") \
-            else {"user_id": "alice"}
+            else {"model": "monoai-demo", "messages": [{"role": "user", "content": "What is 2+3?"}],
+                  "user": "alice"} if ref.endswith("/ChatCompletionRequest") else {"user_id": "alice"}
     return concrete, body
+
+
+def _check_v1_stream(documented: Documented, response: Any) -> list[Any]:
+    """Validate a streamed ``/v1/chat/completions`` answer: its ``data:`` lines, ``[DONE]`` last."""
+    pointer = documented.response("/v1/chat/completions", "post", response.code)
+    assert response.headers["Content-Type"].startswith(SSE)
+    lines = [line[len("data: "):] for line in response.body.decode().split("\n\n") if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    validator = documented.validator(pointer + _pointer("content", SSE, "x-sse-data"))
+    events = [json.loads(line) for line in lines[:-1]]
+    for event in events:
+        errors = list(validator.iter_errors(event))
+        assert not errors, f"{errors[0].message} in {event}"
+    return events
 
 
 # --- the document itself ----------------------------------------------------------------------
@@ -216,6 +231,10 @@ async def test_every_operation_answers_as_documented(serve, fetch, counter):
                 events = documented.check(path, method, await fetch(
                     url + concrete, "POST", body, headers={"Accept": SSE}))
                 assert [name for name, _ in events][-1] == "complete"
+            if path == "/v1/chat/completions":
+                streamed = await fetch(url + concrete, "POST", {**body, "stream": True,
+                                                                "stream_options": {"include_usage": True}})
+                assert len(_check_v1_stream(documented, streamed)) > 3
     assert called == len(doc["paths"]) >= 12
 
 

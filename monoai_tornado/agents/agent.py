@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 
 from ..backends.base import Backend, Message, ToolCall
 from ..calls import CallOutcome, RunEvents, UsageMeter, call_model
+from ..requests import PromptRequest
 from .tools import Tool, ToolArgumentsError, ToolError, as_tool
 
 log = logging.getLogger("monoai_tornado.agents")
@@ -85,12 +86,15 @@ class Agent:
         """The agent's entry in ``GET /agents``."""
         return {"name": self.name, "description": self.description, "tools": self.tool_summaries()}
 
-    async def run(self, prompt: str, *, meter: UsageMeter, events: RunEvents) -> dict[str, Any]:
-        """Answer ``prompt``, reporting text and steps to ``events``; returns the agent result."""
+    async def run(self, prompt: str | PromptRequest, /, *, meter: UsageMeter, events: RunEvents) -> dict[str, Any]:
+        """Answer ``prompt`` (a text, or a request with a whole conversation), reporting text and
+        steps to ``events``; returns the agent result."""
+        request = prompt if isinstance(prompt, PromptRequest) else PromptRequest(prompt)
+        prompt, options = request.prompt, request.call_options()
         messages: list[Message] = []
         if self.instructions:
             messages.append({"role": "system", "content": self.instructions})
-        messages.append({"role": "user", "content": prompt})
+        messages += request.conversation()
         schemas = [t.schema() for t in self.tools] or None
         iterations: list[Step] = []
         call_ids: set[str] = set()
@@ -103,7 +107,7 @@ class Agent:
         for turn in range(1, self.max_iterations + 1):
             known = meter.admitted_prompt_tokens if len(messages) == 1 else None  # the prompt alone
             outcome = await call_model(self.model, messages, meter=meter, on_text=events.on_text, tools=schemas,
-                                       prompt_tokens=known)
+                                       options=options, prompt_tokens=known)
             if outcome.finish_reason == "length" and not outcome.usage.total_tokens:
                 break  # the run's cap was used up: no call was made
             calls = _unique_ids(outcome.tool_calls, turn, call_ids)
@@ -237,14 +241,7 @@ def _model_step(outcome: CallOutcome, calls: Sequence[ToolCall]) -> Step:
 def _assistant_message(text: str, calls: Sequence[ToolCall]) -> Message:
     if not calls:
         return {"role": "assistant", "content": text}
-    return {
-        "role": "assistant",
-        "content": text or None,
-        "tool_calls": [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-            for c in calls
-        ],
-    }
+    return {"role": "assistant", "content": text or None, "tool_calls": [c.to_openai() for c in calls]}
 
 
 def _unique_ids(calls: Sequence[ToolCall], turn: int, seen: set[str]) -> tuple[ToolCall, ...]:

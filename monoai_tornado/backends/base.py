@@ -47,6 +47,10 @@ class ToolCall:
     name: str
     arguments: str
 
+    def to_openai(self) -> dict[str, Any]:
+        """The call as an OpenAI ``tool_calls`` entry."""
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+
 
 @dataclass(frozen=True)
 class ToolCallsRequested:

@@ -13,6 +13,7 @@ import asyncio
 import re
 from typing import Any, AsyncGenerator
 
+from ..usage import shared_counter
 from .base import Backend, BackendEvent, CallOptions, Message, TextDelta, TextDeltas
 
 #: Default pause between chunks, in seconds: visible streaming without slowing tests.
@@ -27,6 +28,18 @@ def _last_user_text(messages: list[Message]) -> str:
         if message.get("role") == "user" and isinstance(content, str):
             return content
     return ""
+
+
+def _history(messages: list[Message]) -> str:
+    """What the model saw before the last turn, so that a client can tell its history arrived."""
+    if len(messages) < 2:
+        return ""
+    roles: dict[str, int] = {}
+    for message in messages:
+        roles[str(message.get("role"))] = roles.get(str(message.get("role")), 0) + 1
+    counts = ", ".join(f"{count} {role}" for role, count in roles.items())
+    turns = roles.get("user", 0)
+    return f"I saw {len(messages)} messages ({counts}) in {turns} user turn{'s' if turns != 1 else ''}. "
 
 
 def split_into_chunks(text: str) -> list[str]:
@@ -81,9 +94,23 @@ class DemoBackend(Backend):
         text = (
             f"[demo model, not a real LLM] You said: \"{quoted}\". "
             f"That is {len(prompt.split())} words and {len(prompt)} characters. "
-            "Run with --backend openai to serve a real model."
+            f"{_history(messages)}Run with --backend openai to serve a real model."
         )
         return split_into_chunks(text)
+
+    def _limited(self, pieces: list[str], options: CallOptions) -> list[str]:
+        """``pieces`` cut before the first ``stop`` sequence, then to ``max_tokens`` tokens
+        (``pieces`` itself when neither cuts anything)."""
+        text = whole = "".join(pieces)
+        cut = min((i for i in (text.find(s) for s in options.stop) if i >= 0), default=len(text))
+        text = text[:cut]
+        # A token is at least one byte: a text of no more bytes than max_tokens needs no counting.
+        if options.max_tokens is not None and len(text.encode()) > options.max_tokens:
+            encoding = shared_counter().encoding
+            tokens = encoding.encode(text, disallowed_special=())
+            if len(tokens) > options.max_tokens:
+                text = encoding.decode(tokens[: options.max_tokens]).rstrip("\ufffd")
+        return pieces if text == whole else split_into_chunks(text)
 
     async def stream(
         self,
@@ -98,10 +125,14 @@ class DemoBackend(Backend):
             async for event in plan_demo_turn(self, messages, tools):
                 yield event
             return
+        pieces = self.answer_pieces(messages)
+        if options is not None and (options.stop or options.max_tokens is not None):
+            pieces = self._limited(pieces, options)
         if not self.delay:  # every piece is ready at once: hand them over in one step
-            yield self._fixed_batch or TextDeltas(tuple(self.answer_pieces(messages)))
+            batch = self._fixed_batch if pieces is self._fixed_pieces else None
+            yield batch if batch is not None else TextDeltas(tuple(pieces))
             return
-        for index, piece in enumerate(self.answer_pieces(messages)):
+        for index, piece in enumerate(pieces):
             if index and self.delay:
                 await asyncio.sleep(self.delay)
             yield TextDelta(piece)

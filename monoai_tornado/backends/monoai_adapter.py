@@ -30,6 +30,7 @@ from typing import Any, AsyncGenerator, Mapping
 
 from ..calls import RunEvents, UsageMeter
 from ..errors import ApiError, BackendError, BackendTimeout
+from ..requests import PromptRequest
 from .base import Backend, BackendEvent, CallOptions, Message, ReportedUsage, TextDelta
 
 log = logging.getLogger("monoai_tornado.backends.monoai")
@@ -250,12 +251,19 @@ class MonoAIAgentAdapter:
         """The agent's entry in ``GET /agents``."""
         return {"name": self.name, "description": self.description, "tools": self.tool_summaries()}
 
-    async def run(self, prompt: str, *, meter: UsageMeter, events: RunEvents) -> dict[str, Any]:
-        """Run the object on ``prompt``, streaming its chunks to ``events.on_text``."""
-        meter.begin([{"role": "user", "content": prompt}], meter.admitted_prompt_tokens)
+    async def run(self, prompt: str | PromptRequest, /, *, meter: UsageMeter, events: RunEvents) -> dict[str, Any]:
+        """Run the object on ``prompt``, streaming its chunks to ``events.on_text``.
+
+        The object takes one prompt string: a conversation of several messages (``/v1``) is
+        given to it as a transcript, one ``role: content`` line per message.
+        """
+        request = prompt if isinstance(prompt, PromptRequest) else PromptRequest(prompt)
+        messages = request.conversation()
+        asked = request.prompt if len(messages) == 1 else _transcript(messages)
+        meter.begin([{"role": "user", "content": asked}], meter.admitted_prompt_tokens if len(messages) == 1 else None)
         parts: list[str] = []
         result: Any = None
-        call = _stream_call(self.obj, "run", prompt, kind="agent", name=self.name, lock=self._lock,
+        call = _stream_call(self.obj, "run", asked, kind="agent", name=self.name, lock=self._lock,
                             executor=self.executor, timeout=self.timeout)
         async with contextlib.aclosing(call):
             async for item in call:
@@ -277,9 +285,13 @@ class MonoAIAgentAdapter:
             await events.on_text(response)
         meter.end(reported)
         iterations = result.get("iterations") if isinstance(result, dict) else None
-        return {"prompt": prompt, "response": response,
+        return {"prompt": request.prompt, "response": response,
                 "iterations": iterations if isinstance(iterations, list) else [],
                 "usage": meter.finished.to_dict(), "finish_reason": meter.finish_reason}
+
+
+def _transcript(messages: list[Message]) -> str:
+    return "\n".join(f"{message['role']}: {message.get('content') or ''}" for message in messages)
 
 
 def adapt_model(obj: Any) -> Backend:

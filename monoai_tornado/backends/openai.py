@@ -228,12 +228,21 @@ class OpenAIBackend(Backend):
 
     def payload(self, messages: list[Message], tools: list[dict[str, Any]] | None = None,
                 options: CallOptions | None = None) -> dict[str, Any]:
-        """The JSON body sent upstream for ``messages``; the call's cap is sent as ``max_tokens``."""
+        """The JSON body sent upstream for ``messages``: ``extra_body``, then the call's options; the
+        call's cap is sent as ``max_tokens`` (never above a configured one)."""
         body: dict[str, Any] = {"model": self.name, "messages": messages, "stream": True,
                                 "stream_options": {"include_usage": True}}
         if tools:
             body["tools"] = tools
         body.update(self.extra_body)
+        if options is not None:
+            body.update(options.extra)
+            for name, value in (("temperature", options.temperature), ("top_p", options.top_p),
+                                ("tool_choice", options.tool_choice)):
+                if value is not None:
+                    body[name] = value
+            if options.stop:
+                body["stop"] = list(options.stop)
         if options is not None and options.max_tokens is not None:
             configured = body.get("max_tokens")
             cap = options.max_tokens

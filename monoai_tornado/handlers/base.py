@@ -12,7 +12,7 @@ from ..context import ServerContext
 from ..errors import ApiError, Forbidden, NotFound
 from ..pipeline import Ticket
 from ..ratelimit.headers import RATE_LIMIT_HEADERS, rate_limit_headers
-from ..rendering import render_error
+from ..rendering import Shape, render_error
 from ..tornado_internals import reason
 
 log = logging.getLogger("monoai_tornado.http")
@@ -34,6 +34,8 @@ class JsonHandler(tornado.web.RequestHandler):
     endpoint = "other"
     #: The admitted prompt (prompt handlers), for the access log.
     ticket: Ticket | None = None
+    #: The shape of error bodies: ours, or OpenAI's on ``/v1``.
+    error_shape: Shape = "json"
 
     def endpoint_label(self) -> str:
         return self.endpoint
@@ -92,7 +94,7 @@ class JsonHandler(tornado.web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Every error answer: the body and headers :func:`render_error` gives."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        answer = render_error(exc, status=status_code, reason=reason(self))
+        answer = render_error(exc, shape=self.error_shape, status=status_code, reason=reason(self))
         self.set_status(answer.status)
         for name, value in answer.headers.items():
             self.set_header(name, value)
@@ -127,6 +129,8 @@ class NotFoundHandler(JsonHandler):
     endpoint = "unknown"
 
     def prepare(self) -> None:
+        if "/v1/" in self.request.path:
+            self.error_shape = "openai"  # an OpenAI client that took a wrong path reads OpenAI's shape
         if self.request.method != "OPTIONS":
             raise NotFound(f"No endpoint at {self.request.path}")
 

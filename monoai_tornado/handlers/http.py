@@ -108,7 +108,8 @@ class PromptHandler(JsonHandler):
                 raise ShuttingDown("Server is shutting down; the run was stopped") from None
             raise
 
-    async def _answer_with_events(self, ticket: Any, target: Any) -> None:
+    async def _answer_with_events(self, ticket: Any, target: Any, events: Any = None) -> None:
+        """Stream the run as server-sent events: headers first, then the events the hooks below write."""
         self.set_header("Content-Type", "text/event-stream; charset=UTF-8")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
@@ -122,24 +123,40 @@ class PromptHandler(JsonHandler):
         try:
             await self.flush()  # headers, rate-limit ones included, before the first event
             keepalive.start()
-            result = await self._run_until_done(ticket, target, _SseEvents(self))
+            await self.stream_started()
+            result = await self._run_until_done(ticket, target, events or _SseEvents(self))
             if result is not None:
-                await self.send_event("complete", {"result": result})
+                await self.stream_result(result)
         except (StreamClosedError, ClientGone):
             return
         except Exception as exc:
             if not isinstance(exc, ApiError):
                 log.exception("SSE run failed")
-            await self._send_event_quietly("error", render_error(exc).body)
+            await self._send_error_quietly(render_error(exc, shape=self.error_shape).body)
         finally:
             keepalive.stop()
         if not self._client_gone:
             self.finish()
 
+    async def stream_started(self) -> None:
+        """Hook: the headers went out; events a stream begins with go here."""
+
+    async def stream_result(self, result: dict[str, Any]) -> None:
+        """Hook: the run's result, as the stream's last events."""
+        await self.send_event("complete", {"result": result})
+
+    def error_event(self, body: dict[str, Any]) -> str:
+        """Hook: the event that tells the client its run failed after the stream began."""
+        return f"event: error\ndata: {dumps(body)}\n\n"
+
     async def send_event(self, event: str, data: dict[str, Any]) -> None:
+        await self.send_sse(f"event: {event}\ndata: {dumps(data)}\n\n")
+
+    async def send_sse(self, text: str) -> None:
+        """Write and flush ``text`` (whole events); ClientGone once the client left."""
         if self._client_gone:
             raise ClientGone()
-        self.write(f"event: {event}\ndata: {dumps(data)}\n\n")
+        self.write(text)
         try:
             await self.flush()
         except StreamClosedError:
@@ -171,9 +188,9 @@ class PromptHandler(JsonHandler):
             self._flushing = flushing = self.flush()
             flushing.add_done_callback(_seen)
 
-    async def _send_event_quietly(self, event: str, data: dict[str, Any]) -> None:
+    async def _send_error_quietly(self, body: dict[str, Any]) -> None:
         try:
-            await self.send_event(event, data)
+            await self.send_sse(self.error_event(body))
         except (StreamClosedError, ClientGone):
             pass
 

@@ -1,0 +1,189 @@
+"""Parsing of ``POST /v1/chat/completions`` bodies into a :class:`PromptRequest` (API.md Part 2).
+
+Every malformed field is a 400: ``messages`` absent, empty or not a list is ``missing_prompt``
+(as a missing ``prompt`` is on our own routes); any other field of the wrong type or out of
+range is ``invalid_json``. Unknown fields are ignored.
+
+>>> chat = parse_chat_object({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+>>> chat.model, chat.request.prompt, chat.stream
+('m', 'hi', False)
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .backends.base import Message
+from .errors import InvalidJson, MissingPrompt
+from .requests import PromptRequest, load_json_object, max_tokens_of, user_id_of
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+#: Most stop sequences OpenAI accepts.
+MAX_STOP = 4
+TOOL_CHOICES = frozenset({"none", "auto", "required"})
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """A validated chat-completions request: which model, the prompt request, how to answer."""
+
+    model: str
+    request: PromptRequest
+    stream: bool = False
+    include_usage: bool = False
+
+
+def _text_of(content: Any, where: str) -> str:
+    """A message's content as text: a string, a list of text parts, or null (empty)."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise InvalidJson(f"{where}.content parts must be {{\"type\": \"text\", \"text\": \"...\"}} "
+                                  "(only text is supported)")
+            texts.append(part["text"])
+        return "".join(texts)
+    raise InvalidJson(f"{where}.content must be a string or a list of text parts")
+
+
+def _tool_calls_of(calls: Any, where: str) -> list[dict[str, Any]]:
+    if not isinstance(calls, list):
+        raise InvalidJson(f"{where}.tool_calls must be a list")
+    checked = []
+    for index, call in enumerate(calls):
+        function = call.get("function") if isinstance(call, dict) else None
+        if (not isinstance(function, dict) or not isinstance(function.get("name"), str)
+                or not isinstance(function.get("arguments", ""), str) or not isinstance(call.get("id", ""), str)):
+            raise InvalidJson(f"{where}.tool_calls[{index}] must be {{\"id\", \"type\": \"function\", "
+                              "\"function\": {\"name\", \"arguments\"}}")
+        checked.append({"id": call.get("id", ""), "type": "function",
+                        "function": {"name": function["name"], "arguments": function.get("arguments", "")}})
+    return checked
+
+
+def _message_of(item: Any, index: int) -> Message:
+    """One message, checked and reduced to the fields a backend reads."""
+    where = f"messages[{index}]"
+    if not isinstance(item, dict):
+        raise InvalidJson(f"{where} must be an object with 'role' and 'content'")
+    role = item.get("role")
+    if not isinstance(role, str) or role not in ROLES:
+        raise InvalidJson(f"{where}.role must be one of {', '.join(sorted(ROLES))}")
+    message: Message = {"role": role, "content": _text_of(item.get("content"), where)}
+    if isinstance(item.get("name"), str):
+        message["name"] = item["name"]
+    if role == "assistant" and item.get("tool_calls") is not None:
+        message["tool_calls"] = _tool_calls_of(item["tool_calls"], where)
+        message["content"] = message["content"] or None
+    if role == "tool":
+        if not isinstance(item.get("tool_call_id"), str):
+            raise InvalidJson(f"{where}.tool_call_id must be a string on a tool message")
+        message["tool_call_id"] = item["tool_call_id"]
+    return message
+
+
+def _messages_of(body: dict[str, Any]) -> tuple[Message, ...]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise MissingPrompt("Field 'messages' is required and must be a non-empty list of messages")
+    return tuple(_message_of(item, index) for index, item in enumerate(messages))
+
+
+def _number(body: dict[str, Any], field: str, low: float, high: float) -> float | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not low <= value <= high:
+        raise InvalidJson(f"{field} must be a number from {low:g} to {high:g}")
+    return float(value)
+
+
+def _flag(field: str, value: Any) -> bool:
+    if value is not None and not isinstance(value, bool):
+        raise InvalidJson(f"{field} must be true or false")
+    return bool(value)
+
+
+def _max_tokens(body: dict[str, Any]) -> int | None:
+    """``max_completion_tokens`` (OpenAI's current name) else ``max_tokens``: a positive integer."""
+    completion = max_tokens_of(body, "max_completion_tokens")
+    legacy = max_tokens_of(body)
+    return completion if completion is not None else legacy
+
+
+def _stop(body: dict[str, Any]) -> tuple[str, ...]:
+    stop = body.get("stop")
+    if stop is None:
+        return ()
+    stops = [stop] if isinstance(stop, str) else stop
+    if not isinstance(stops, list) or len(stops) > MAX_STOP or not all(isinstance(s, str) and s for s in stops):
+        raise InvalidJson(f"stop must be a non-empty string or a list of at most {MAX_STOP} of them")
+    return tuple(stops)
+
+
+def _tools(body: dict[str, Any]) -> tuple[dict[str, Any], ...] | None:
+    tools = body.get("tools")
+    if tools is None:
+        return None
+    if not isinstance(tools, list):
+        raise InvalidJson("tools must be a list of function tools")
+    for index, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if (not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(function, dict)
+                or not isinstance(function.get("name"), str) or not function["name"]
+                or not isinstance(function.get("parameters", {}), dict)):
+            raise InvalidJson(f"tools[{index}] must be {{\"type\": \"function\", \"function\": "
+                              "{\"name\", \"description\"?, \"parameters\"?}}")
+    return tuple(tools) or None
+
+
+def _tool_choice(body: dict[str, Any], tools: tuple[dict[str, Any], ...] | None) -> Any:
+    choice = body.get("tool_choice")
+    if choice is None:
+        return None
+    named = isinstance(choice, dict) and choice.get("type") == "function" \
+        and isinstance(choice.get("function"), dict) and isinstance(choice["function"].get("name"), str)
+    valid = choice in TOOL_CHOICES if isinstance(choice, str) else named
+    if not valid:
+        raise InvalidJson("tool_choice must be \"none\", \"auto\", \"required\" or "
+                          "{\"type\": \"function\", \"function\": {\"name\": ...}}")
+    if tools is None and choice != "none":
+        raise InvalidJson("tool_choice needs tools")
+    return choice
+
+
+def _last_user_text(messages: tuple[Message, ...]) -> str:
+    for message in reversed(messages):
+        if message["role"] == "user":
+            return str(message["content"] or "")
+    return str(messages[-1]["content"] or "")
+
+
+def parse_chat_object(body: dict[str, Any]) -> ChatRequest:
+    """Validate a decoded chat-completions body."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidJson("Field 'model' is required: an id from GET /v1/models")
+    messages = _messages_of(body)
+    n = body.get("n")
+    if n is not None and (isinstance(n, bool) or n != 1):
+        raise InvalidJson("n must be 1: one choice per request is served")
+    stream_options = body.get("stream_options")
+    if stream_options is not None and not isinstance(stream_options, dict):
+        raise InvalidJson("stream_options must be an object")
+    tools = _tools(body)
+    request = PromptRequest(
+        prompt=_last_user_text(messages), user_id=user_id_of(body, "user"), max_tokens=_max_tokens(body),
+        messages=messages, tools=tools, temperature=_number(body, "temperature", 0, 2),
+        top_p=_number(body, "top_p", 0, 1), stop=_stop(body), tool_choice=_tool_choice(body, tools))
+    return ChatRequest(model, request, stream=_flag("stream", body.get("stream")),
+                       include_usage=_flag("stream_options.include_usage", (stream_options or {}).get("include_usage")))
+
+
+def parse_chat_body(raw: bytes | str) -> ChatRequest:
+    """Parse and validate a raw chat-completions body."""
+    return parse_chat_object(load_json_object(raw))

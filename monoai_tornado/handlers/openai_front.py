@@ -1,0 +1,202 @@
+"""``GET /v1/models`` and ``POST /v1/chat/completions``: the OpenAI-compatible front (API.md Part 2).
+
+Another transport over the same pipeline as the JSON, SSE and WebSocket handlers: the same
+identity (the body's ``user`` is a ``user_id``), admission, rate-limit headers before the first
+byte, usage, settlement, metrics, access log, cancel on disconnect and drain on shutdown. Only
+the wire format is its own: ``chat.completion`` objects, ``chat.completion.chunk`` events ended
+by ``data: [DONE]``, and errors in OpenAI's shape.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from json.encoder import encode_basestring
+from typing import Any
+
+import tornado.web
+
+from ..agents.agent import Agent
+from ..calls import SilentEvents
+from ..chat_request import ChatRequest, parse_chat_body
+from ..errors import BadRequest, NotFound, PayloadTooLarge
+from ..pipeline import ModelTarget, Target
+from .base import JsonHandler, dumps
+from .http import PromptHandler
+
+#: Prefix of the ids that name agents as models.
+AGENT_PREFIX = "agent/"
+
+
+class OpenAIShapedErrors(JsonHandler):
+    """Errors of every ``/v1`` answer in OpenAI's shape."""
+
+    error_shape = "openai"
+
+
+class ModelsHandler(OpenAIShapedErrors):
+    """``GET /v1/models``: the served model, by its backend's name, and every agent as ``agent/NAME``."""
+
+    endpoint = "v1_models"
+
+    def get(self) -> None:
+        created = int(self.context.started_at.timestamp())
+        data = []
+        if self.context.model is not None:
+            owner = self.context.model.backend.provider
+            data.append({"id": self.context.model.name, "object": "model", "created": created, "owned_by": owner})
+        data += [{"id": AGENT_PREFIX + name, "object": "model", "created": created, "owned_by": self.context.name}
+                 for name in sorted(self.context.agents)]
+        self.send_json({"object": "list", "data": data})
+
+
+def target_for(handler: JsonHandler, chat: ChatRequest) -> Target:
+    """The model or agent ``chat.model`` names; 404 ``model_not_found``, or 400 for tools it cannot take."""
+    context = handler.context
+    target: Target | None = None
+    if chat.model.startswith(AGENT_PREFIX):
+        target = context.agents.get(chat.model[len(AGENT_PREFIX):])
+    elif context.model is not None and chat.model == context.model.name:
+        target = context.model
+    if target is None:
+        raise NotFound(f"The model '{chat.model}' does not exist; GET /v1/models lists the models served",
+                       code="model_not_found")
+    if chat.request.tools:
+        if not isinstance(target, ModelTarget):
+            raise BadRequest(f"'{chat.model}' is an agent: it runs its own tools and takes none from the client",
+                             code="tools_not_supported")
+        if not target.backend.supports_tools:
+            raise BadRequest(f"The model '{chat.model}' cannot take tools (its backend does not support them)",
+                             code="tools_not_supported")
+    return target
+
+
+class _Chunks:
+    """The ``chat.completion.chunk`` events of one answer, each a ``data:`` line."""
+
+    def __init__(self, model: str) -> None:
+        self.head = (f'data: {{"id":"chatcmpl-{uuid.uuid4().hex}","object":"chat.completion.chunk",'
+                     f'"created":{int(time.time())},"model":{encode_basestring(model)},"choices":')
+
+    def choice(self, delta: str, finish_reason: str | None = None) -> str:
+        """An event with one choice; ``delta`` is JSON text."""
+        finish = "null" if finish_reason is None else encode_basestring(finish_reason)
+        return f'{self.head}[{{"index":0,"delta":{delta},"finish_reason":{finish}}}]}}\n\n'
+
+    def content(self, text: str) -> str:
+        return self.head + '[{"index":0,"delta":{"content":' + encode_basestring(text) + '},"finish_reason":null}]}\n\n'
+
+    def usage(self, usage: dict[str, Any]) -> str:
+        return f'{self.head}[],"usage":{dumps(usage)}}}\n\n'
+
+
+class _ChunkEvents:
+    """A model's text, sent as content deltas as the model makes it."""
+
+    def __init__(self, handler: ChatCompletionsHandler, chunks: _Chunks) -> None:
+        self.handler = handler
+        self.chunks = chunks
+        self.sent_text = False
+
+    async def on_text(self, text: str) -> None:
+        await self.send_text(text)
+
+    async def send_text(self, text: str) -> None:
+        self.sent_text = True
+        await self.handler.send_soon(self.chunks.content(text))
+
+    async def on_step(self, step: dict[str, Any]) -> None:
+        pass
+
+
+class _FinalTurnEvents(_ChunkEvents):
+    """An agent's text: a turn's text goes out once the turn proves to be the answer (asks no tool).
+
+    So the streamed content is the agent's final text, as the whole answer's ``content`` is.
+    """
+
+    def __init__(self, handler: ChatCompletionsHandler, chunks: _Chunks) -> None:
+        super().__init__(handler, chunks)
+        self.turn: list[str] = []
+
+    async def on_text(self, text: str) -> None:
+        self.turn.append(text)
+
+    async def on_step(self, step: dict[str, Any]) -> None:
+        if step.get("type") != "model":
+            return
+        turn, self.turn = self.turn, []
+        if not step.get("tool_calls"):
+            for text in turn:
+                await self.send_text(text)
+
+
+def _usage(result: dict[str, Any]) -> dict[str, int]:
+    usage = result.get("usage") or {}
+    return {name: int(usage.get(name, 0)) for name in ("prompt_tokens", "completion_tokens", "total_tokens")}
+
+
+def _finish_reason(result: dict[str, Any]) -> str:
+    reason = result.get("finish_reason")
+    if isinstance(reason, str):
+        return reason
+    return "tool_calls" if result.get("tool_calls") else "stop"
+
+
+def completion(result: dict[str, Any], model: str) -> dict[str, Any]:
+    """A run's result as a ``chat.completion`` object."""
+    message: dict[str, Any] = {"role": "assistant", "content": result.get("response", "")}
+    if result.get("tool_calls"):
+        message["content"] = message["content"] or None
+        message["tool_calls"] = result["tool_calls"]
+    return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+            "model": model, "choices": [{"index": 0, "message": message, "finish_reason": _finish_reason(result)}],
+            "usage": _usage(result)}
+
+
+@tornado.web.stream_request_body
+class ChatCompletionsHandler(OpenAIShapedErrors, PromptHandler):
+    """``POST /v1/chat/completions``: a ``chat.completion``, or with ``stream`` its chunks."""
+
+    chat: ChatRequest
+    chunks: _Chunks
+    events: _ChunkEvents
+
+    def endpoint_label(self) -> str:
+        return "v1_chat_stream" if self.streaming else "v1_chat"
+
+    async def post(self, agent_name: str | None = None) -> None:
+        if self._body_too_large:
+            raise PayloadTooLarge(f"Request body is larger than {self.context.max_body_size} bytes")
+        self.chat = chat = parse_chat_body(b"".join(self._body))
+        target = target_for(self, chat)
+        self.streaming = chat.stream
+        ticket = await self.context.pipeline.admit(chat.request, self.peer_ip, self.request.headers)
+        self.ticket = ticket
+        self.set_limit_headers(ticket)
+        if chat.stream:
+            self.chunks = _Chunks(chat.model)
+            self.events = (_FinalTurnEvents if isinstance(target, Agent) else _ChunkEvents)(self, self.chunks)
+            await self._answer_with_events(ticket, target, self.events)
+        else:
+            result = await self._run_until_done(ticket, target, SilentEvents())
+            if result is not None:
+                self.send_json(completion(result, chat.model))
+
+    async def stream_started(self) -> None:
+        await self.send_sse(self.chunks.choice('{"role":"assistant","content":""}'))
+
+    async def stream_result(self, result: dict[str, Any]) -> None:
+        chunks = self.chunks
+        if not self.events.sent_text and result.get("response"):
+            await self.events.send_text(str(result["response"]))  # an agent that made no final turn
+        tool_calls = result.get("tool_calls")
+        if tool_calls:
+            deltas = [{"index": index, **call} for index, call in enumerate(tool_calls)]
+            await self.send_sse(chunks.choice(dumps({"tool_calls": deltas})))
+        tail = chunks.choice("{}", _finish_reason(result))
+        if self.chat.include_usage:
+            tail += chunks.usage(_usage(result))
+        await self.send_sse(tail + "data: [DONE]\n\n")
+
+    def error_event(self, body: dict[str, Any]) -> str:
+        return f"data: {dumps(body)}\n\n"

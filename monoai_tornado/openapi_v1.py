@@ -1,0 +1,131 @@
+"""The OpenAPI description of the OpenAI-compatible front (``/v1/models``, ``/v1/chat/completions``).
+
+:func:`~monoai_tornado.openapi.build_openapi` takes these schemas, and these builders for the
+operations of the route table's ``/v1`` routes.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from .openapi import COUNT, JSON, SSE, STRING, Schema, _obj
+from .openapi import _ref as _component
+
+ERROR_TYPES = ["invalid_request_error", "authentication_error", "permission_error", "not_found_error",
+               "rate_limit_error", "api_error", "overloaded_error"]
+
+
+def _ref(name: str) -> Schema:
+    return _component("schemas", name)
+
+
+_TOOL_CALL = _obj({"id": STRING, "type": {"const": "function"},
+                   "function": _obj({"name": STRING, "arguments": {"type": "string",
+                                                                   "description": "JSON text."}})})
+_FINISH = {"enum": ["stop", "length", "tool_calls"]}
+
+
+def v1_schemas() -> dict[str, Schema]:
+    """The component schemas of the ``/v1`` routes."""
+    text_part = _obj({"type": {"const": "text"}, "text": STRING})
+    return {
+        "ChatMessage": _obj({
+            "role": {"enum": ["system", "developer", "user", "assistant", "tool"]},
+            "content": {"oneOf": [STRING, {"type": "array", "items": text_part}, {"type": "null"}]},
+            "name": STRING,
+            "tool_calls": {"type": "array", "items": _TOOL_CALL, "description": "On assistant messages."},
+            "tool_call_id": {"type": "string", "description": "Required on tool messages."},
+        }, ["role"]),
+        "ChatCompletionRequest": _obj({
+            "model": {"type": "string", "description": "An id from GET /v1/models: the model, or agent/NAME."},
+            "messages": {"type": "array", "minItems": 1, "items": _ref("ChatMessage"),
+                         "description": "The whole conversation; absent, empty or not a list: 400 "
+                                        "missing_prompt."},
+            "stream": {"type": "boolean"},
+            "stream_options": _obj({"include_usage": {"type": "boolean"}}, []),
+            "max_tokens": {"type": "integer", "minimum": 1},
+            "max_completion_tokens": {"type": "integer", "minimum": 1, "description": "Wins over max_tokens."},
+            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+            "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+            "stop": {"oneOf": [STRING, {"type": "array", "items": STRING, "maxItems": 4}]},
+            "user": {"type": ["string", "integer"], "description": "Who is asking, run through the user "
+                                                                    "validator as user_id is."},
+            "tools": {"type": "array", "items": _obj({"type": {"const": "function"}, "function": _obj(
+                {"name": STRING, "description": STRING, "parameters": {"type": "object"}}, ["name"])}),
+                      "description": "Passed to a backend that supports tools; else 400 tools_not_supported."},
+            "tool_choice": {"oneOf": [{"enum": ["none", "auto", "required"]}, {"type": "object"}]},
+            "n": {"const": 1},
+        }, ["model", "messages"]),
+        "ChatCompletion": _obj({
+            "id": STRING, "object": {"const": "chat.completion"}, "created": COUNT, "model": STRING,
+            "choices": {"type": "array", "minItems": 1, "maxItems": 1, "items": _obj({
+                "index": {"const": 0},
+                "message": _obj({"role": {"const": "assistant"}, "content": {"type": ["string", "null"]},
+                                 "tool_calls": {"type": "array", "items": _TOOL_CALL}}, ["role", "content"]),
+                "finish_reason": _FINISH})},
+            "usage": _ref("ChatUsage"),
+        }),
+        "ChatCompletionChunk": _obj({
+            "id": STRING, "object": {"const": "chat.completion.chunk"}, "created": COUNT, "model": STRING,
+            "choices": {"type": "array", "maxItems": 1, "items": _obj({
+                "index": {"const": 0},
+                "delta": _obj({"role": {"const": "assistant"}, "content": STRING,
+                               "tool_calls": {"type": "array", "items": {"type": "object"}}}, []),
+                "finish_reason": {"oneOf": [_FINISH, {"type": "null"}]}})},
+            "usage": _ref("ChatUsage"),
+        }, ["id", "object", "created", "model", "choices"]),
+        "ChatUsage": _obj({"prompt_tokens": COUNT, "completion_tokens": COUNT, "total_tokens": COUNT}),
+        "ModelList": _obj({"object": {"const": "list"}, "data": {"type": "array", "items": _obj({
+            "id": STRING, "object": {"const": "model"}, "created": COUNT, "owned_by": STRING})}}),
+        "OpenAIError": _obj({"error": _obj({
+            "message": STRING, "type": {"enum": ERROR_TYPES},
+            "code": {"type": "string", "description": "Our code (API.md), e.g. model_not_found."},
+            "param": {"type": "null"}})}),
+    }
+
+
+_STREAM_DESCRIPTION = (
+    "With `\"stream\": true`: server-sent `data:` lines, each a `chat.completion.chunk` (the first "
+    "delta carries `role`, then `content` or `tool_calls` deltas, then a chunk with `finish_reason`, "
+    "then with `stream_options.include_usage` a chunk with `choices: []` and `usage`), last "
+    "`data: [DONE]`. An error after the stream began is one `data: {\"error\": {...}}` line, then "
+    "the stream ends. Rate-limit headers go out before the first byte."
+)
+
+
+def _error(description: str) -> Schema:
+    return {"description": description, "content": {JSON: {"schema": _ref("OpenAIError")}}}
+
+
+def v1_operations(rate_headers: dict[str, Schema] | None,
+                  retry_after: Schema | None) -> dict[str, Callable[[], Schema]]:
+    """The builders of the ``/v1`` path items by operationId; ``rate_headers`` when a limiter is on."""
+    ok: Schema = {"description": "A chat completion, or its chunks when streamed.", "content": {
+        JSON: {"schema": _ref("ChatCompletion")},
+        SSE: {"schema": {"type": "string", "description": _STREAM_DESCRIPTION},
+              "x-sse-data": {"oneOf": [_ref("ChatCompletionChunk"), _ref("OpenAIError")]}}}}
+    responses: Schema = {
+        "200": ok,
+        "400": _error("A malformed field (invalid_json), no messages (missing_prompt), tools a backend "
+                      "cannot take (tools_not_supported)."),
+        "404": _error("The model is not served (model_not_found)."),
+        "413": _error("The body is over the size limit (payload_too_large)."),
+        "500": _error("A bug in the server (internal_error)."),
+        "502": _error("The model backend failed (backend_error)."),
+        "503": _error("Limiter unreachable, server at its limit of runs, or shutting down."),
+        "504": _error("The model backend did not answer in time (backend_timeout)."),
+    }
+    if rate_headers is not None and retry_after is not None:
+        ok["headers"] = rate_headers
+        responses["429"] = {**_error("A rate limit is exhausted (rate_limited); nothing was counted."),
+                            "headers": {"Retry-After": retry_after, **rate_headers}}
+    models: Schema = {"get": {
+            "operationId": "listModelsV1", "summary": "OpenAI-compatible: the model and the agents (agent/NAME)",
+            "tags": ["openai"], "responses": {"200": {"description": "The models served.",
+                                                      "content": {JSON: {"schema": _ref("ModelList")}}}}}}
+    chat: Schema = {"post": {
+            "operationId": "createChatCompletion",
+            "summary": "OpenAI-compatible chat completion (set your OpenAI client's base URL to /v1)",
+            "description": _STREAM_DESCRIPTION, "tags": ["openai"],
+            "requestBody": {"required": True, "content": {JSON: {"schema": _ref("ChatCompletionRequest")}}},
+            "responses": dict(sorted(responses.items()))}}
+    return {"listModelsV1": lambda: models, "createChatCompletion": lambda: chat}
