@@ -28,7 +28,8 @@ paced open-loop load that every server carries (``--paced-rate`` per second, low
 the slowest server's streamed req/s of the round; at least 20 requests), measured from when
 each request was due, so a server that falls behind is not excused by a waiting client, and
 what it adds over ``direct`` in the same round. After each load the script waits (at most
-30 s) until the server has worked off what the load left queued. Every figure is also
+30 s, 5 s with ``--quick``) until the server has worked off what the load left queued.
+``--quick`` runs 2 short rounds of the summary's lines (direct, floor-proxy, ours, litellm). Every figure is also
 shown as a ratio to ``floor-proxy`` and to ``litellm`` of the same round (median over rounds).
 
 Only 127.0.0.1 is ever contacted; every load is bounded in time and count; every process is
@@ -75,6 +76,8 @@ MODEL = "bench-model"
 PROMPT = "Say something about benchmarks, please."
 CHUNKS, CHUNK_CHARS = 16, 4
 DEFAULT_LINES = "direct,floor-proxy,floor-proxy+ka,ours,ours /model,ours+asyncio,litellm"
+#: --quick measures the lines of the JSON summary only.
+QUICK_LINES = "direct,floor-proxy,ours,litellm"
 #: Our server, with uvloop when installed or forced onto asyncio; "try" runs the copy in --try-dir.
 OURS_SERVERS = ("ours", "ours+asyncio", "try", "try+asyncio")
 
@@ -423,9 +426,11 @@ class Config:
     connections: int
     paced_rate: float
     paced_duration: float
+    #: Longest wait for a server to work off its queue after a load (seconds).
+    idle_wait: float = 30.0
 
 
-def wait_idle(pid: int | None, limit: float = 30.0) -> None:
+def wait_idle(pid: int | None, limit: float) -> None:
     """Wait (at most ``limit`` s) until the server has worked off what the last load left queued."""
     if not pid:
         return
@@ -445,11 +450,11 @@ def measure_throughput(port: int, pid: int | None, line: Line, cfg: Config, cpus
     for label, shape in (("plain", line.plain), ("stream", line.stream)):
         if cfg.warmup > 0:
             run_wrk(port, shape, cfg.warmup, cfg.connections, cpus)
-            wait_idle(pid)
+            wait_idle(pid, cfg.idle_wait)
         cpu0 = tree_cpu(pid) if pid else 0.0
         result = run_wrk(port, shape, cfg.duration, cfg.connections, cpus)
         cpu = tree_cpu(pid) - cpu0 if pid else float("nan")
-        wait_idle(pid)
+        wait_idle(pid, cfg.idle_wait)
         out[f"{label}_rps"] = result["rps"]
         out[f"{label}_p50_ms"] = result["p50_ms"]
         out[f"{label}_p99_ms"] = result["p99_ms"]
@@ -495,7 +500,7 @@ def run(line_names: Sequence[str], rounds: int, cfg: Config, setup: Setup) -> di
                 m = measured[ln.name]
                 m.update(run_paced(port, ln.stream, rate, max(cfg.paced_duration, 20 / rate), setup.load_cpus))
                 m["paced_rate"] = rate
-                wait_idle(pid)
+                wait_idle(pid, cfg.idle_wait)
                 results[ln.name].append(m)
                 shown = ", ".join(f"{k}={fmt(v, 2 if abs(v) < 100 else 0)}" for k, v in m.items())
                 print(f"  [round {r + 1}/{rounds}] {ln.name}: {shown}", file=sys.stderr, flush=True)
@@ -606,7 +611,7 @@ def ours_has_v1(setup: Setup) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lines", default=DEFAULT_LINES, help=f"comma separated (default {DEFAULT_LINES})")
+    parser.add_argument("--lines", help=f"comma separated (default {DEFAULT_LINES}; with --quick {QUICK_LINES})")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="2 short rounds (under 4 minutes once installed)")
     parser.add_argument("--duration", type=float, default=6.0, help="seconds of each wrk load")
@@ -628,8 +633,9 @@ def main() -> None:
         return
     if args.quick:
         args.rounds, args.duration, args.warmup, args.paced_duration = 2, 2.0, 0.5, 3.0
-    cfg = Config(args.duration, args.warmup, args.connections, args.paced_rate, args.paced_duration)
-    names = [n.strip() for n in args.lines.split(",") if n.strip()]
+    cfg = Config(args.duration, args.warmup, args.connections, args.paced_rate, args.paced_duration,
+                 idle_wait=5.0 if args.quick else 30.0)
+    names = [n.strip() for n in (args.lines or (QUICK_LINES if args.quick else DEFAULT_LINES)).split(",") if n.strip()]
     if "litellm" in names:
         ensure_litellm()
     started = time.monotonic()

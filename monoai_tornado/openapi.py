@@ -53,6 +53,8 @@ def _json(schema: Schema, description: str, headers: dict[str, Any] | None = Non
 STRING: Schema = {"type": "string"}
 INTEGER: Schema = {"type": "integer"}
 COUNT: Schema = {"type": "integer", "minimum": 0}
+FINISH_REASON: Schema = {"enum": ["stop", "length"],
+                         "description": "length: the answer reached its max_tokens (or the user's token budget)."}
 ANY: Schema = {}
 
 
@@ -70,6 +72,9 @@ def _schemas(has_limiter: bool) -> dict[str, Schema]:
             "user_id": {"type": ["string", "integer"],
                         "description": "Who is asking (a number is turned into its decimal string); "
                                        "rate limits count per user, else per client IP."},
+            "max_tokens": {"type": "integer", "minimum": 1,
+                           "description": "Cap of the answer's tokens (default: the server's "
+                                          "--default-max-tokens); a token budget may lower it."},
         }, ["prompt"]),
         "Usage": _obj({
             "prompt_tokens": COUNT, "completion_tokens": COUNT,
@@ -79,7 +84,7 @@ def _schemas(has_limiter: bool) -> dict[str, Schema]:
             description="Tokens used; counted with tiktoken (estimated) when the backend reports none."),
         "ModelInfo": _obj({"provider": STRING, "name": STRING}),
         "ModelResult": _obj({"prompt": STRING, "response": STRING, "model": _ref("schemas", "ModelInfo"),
-                             "usage": usage}),
+                             "usage": usage, "finish_reason": FINISH_REASON}),
         "Step": {
             "description": "One step of the agent loop: a model call, or a tool call and its outcome.",
             "oneOf": [
@@ -99,7 +104,8 @@ def _schemas(has_limiter: bool) -> dict[str, Schema]:
             "prompt": STRING, "response": STRING, "usage": usage,
             "iterations": {"type": "array", "items": _ref("schemas", "Step")},
             "stopped": {"const": "max_iterations", "description": "The loop hit its limit of model calls."},
-        }, ["prompt", "response", "iterations", "usage"]),
+            "finish_reason": FINISH_REASON,
+        }, ["prompt", "response", "iterations", "usage", "finish_reason"]),
         "Error": _obj({
             "error": {"type": "string", "description": "Human readable message."},
             "code": {"type": "string", "description": "Machine code, e.g. invalid_json, missing_prompt, "
@@ -132,16 +138,22 @@ def _schemas(has_limiter: bool) -> dict[str, Schema]:
                 "reset_unit": STRING, "reset_value": INTEGER, "window_seconds": INTEGER,
             })},
             "active_users": COUNT,
+            "concurrency_limit": {"type": ["integer", "null"], "description": "Runs a user may have in flight."},
             "totals": _obj({"requests": INTEGER, "tokens": INTEGER}),
+            "reserved_tokens": {**COUNT, "description": "Of totals.tokens, what runs in flight hold."},
             "windows": {"type": "object", "additionalProperties": _obj(
-                {"used": INTEGER, "users": INTEGER, "reset_in": {"type": "number"}})},
+                {"used": INTEGER, "reserved": INTEGER, "users": INTEGER, "reset_in": {"type": "number"}})},
         })
         schemas["UserStats"] = _obj({
             "user_id": STRING,
             "usage": {"type": "object", "additionalProperties": COUNT},
             "remaining": {"type": "object", "additionalProperties": COUNT},
             "reset_in": {"type": "object", "additionalProperties": {"type": "number"}},
-        })
+            "reserved": {"type": "object", "additionalProperties": COUNT,
+                         "description": "Per limit, the part of usage reserved by runs in flight."},
+            "concurrency": _obj({"limit": INTEGER, "in_flight": COUNT},
+                                description="With a concurrency limit: the user's runs in flight."),
+        }, ["user_id", "usage", "remaining", "reset_in", "reserved"])
     return schemas
 
 
@@ -176,8 +188,11 @@ def _responses(has_limiter: bool) -> dict[str, Schema]:
     }
     if has_limiter:
         responses["RateLimited"] = _json(
-            _error_schema("rate_limited", retry_after=True), "A rate limit is exhausted; nothing was counted.",
-            {"Retry-After": _ref("headers", "Retry-After"), **_rate_headers()},
+            {"oneOf": [_error_schema("rate_limited", retry_after=True), _error_schema("too_many_concurrent")]},
+            "A rate limit is exhausted (rate_limited), or the user has as many runs in flight as the "
+            "concurrency limit allows (too_many_concurrent); nothing was counted.",
+            {"Retry-After": {"description": "Seconds to wait (rate_limited).",
+                             "schema": {"type": "integer", "minimum": 1}}, **_rate_headers()},
         )
     return responses
 

@@ -6,6 +6,7 @@ routes the app serves.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any, AsyncIterator
@@ -438,3 +439,18 @@ async def test_wrong_method_is_an_error_object(serve, fetch, counter):
         assert response.code == 405, concrete
         errors = list(documented.validator("/components/schemas/Error").iter_errors(json_of(response)))
         assert not errors and json_of(response)["code"] == "method_not_allowed"
+
+
+async def test_a_capped_answer_and_a_concurrency_refusal_are_documented(serve, fetch, counter):
+    limiter = RateLimiter([Limit("token", 10_000, "day")], concurrency_limit=1)
+    backend = ScriptedBackend(["slow "] * 40, delay=0.02)
+    url = serve(with_pages(Application("C", model=backend, rate_limiter=limiter, token_counter=counter)))
+    documented = await _doc(fetch, url)
+    running = asyncio.ensure_future(fetch(url + "/model", "POST", {"prompt": "hi", "user_id": "u", "max_tokens": 30}))
+    for _ in range(500):
+        if backend.started:
+            break
+        await asyncio.sleep(0.01)
+    refused = await fetch(url + "/model", "POST", {"prompt": "hi", "user_id": "u"})
+    assert documented.check("/model", "post", refused)["code"] == "too_many_concurrent"
+    assert documented.check("/model", "post", await running)["finish_reason"] == "length"
