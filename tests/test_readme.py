@@ -33,6 +33,8 @@ NOT_RUN = {
         "the test command: CI (.ci/run) runs it word for word; run here it would recurse",
     "python -m monoai_tornado [--host 127.0.0.1]": "the synopsis of the options, not a command",
     "upstream monoai {": "nginx configuration",
+    "--redis-url redis+cluster://10.0.0.21": "names a cluster's private addresses; tests/test_cluster_fleet.py "
+                                             "runs the same options against a local three-master cluster",
     "OPENAI_API_KEY=sk-...": "needs an OpenAI-compatible upstream (network, or Ollama, vLLM, ...)",
     "from monoai.models import Model": "needs MonoAI itself and an OpenAI key",
 }
