@@ -257,6 +257,8 @@ class RateLimiter:
         if prompt_tokens < 0 or max_tokens < 0:
             raise ValueError(f"tokens must not be negative, not {prompt_tokens}, {max_tokens}")
         policy = self._policy if limits is None else self._policy_for(limits)
+        if not policy.limits and self.concurrency_limit is None:  # nothing to hold the request to
+            return Admission(True, user, [], 0, 0, False, _policy=policy)
         now = self._clock()
         _, starts, ends = policy.windows_now(int(now))
         limits = policy.limits
