@@ -142,12 +142,12 @@ def test_admin_api_on_a_real_server(servers: Any, tmp_path: Path) -> None:
                                   ["keys", "list", "--keys-file", "a", "--redis-url", "redis://x"], ["keys", "nope"],
                                   ["--require-api-key"], ["--keys-redis"],
                                   ["--keys-file", "k.json", "--keys-redis", "--redis-url", REDIS_URL]])
-def test_key_options_that_cannot_work_exit_2_with_usage(argv: list[str], capsys: Any, tmp_path: Path,
+def test_key_options_that_cannot_work_exit_2_with_an_error(argv: list[str], capsys: Any, tmp_path: Path,
                                                           monkeypatch: Any) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exited:
         main(argv)
-    assert exited.value.code == 2 and "usage:" in capsys.readouterr().err
+    assert exited.value.code == 2 and "error:" in capsys.readouterr().err
     assert not (tmp_path / "k.json").exists()
 
 
