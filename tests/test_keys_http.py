@@ -250,3 +250,28 @@ async def test_metrics_and_access_log_name_the_key_id_never_the_key(serve, fetch
     everything = caplog.text + metrics
     for secret in (keys.alice, keys.bob, keys.revoked, keys.expired):
         assert secret not in everything
+
+
+# -- /openapi.json -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("require", [False, True])
+async def test_openapi_documents_keys_and_the_answers_match_it(serve, fetch, keys, require) -> None:
+    from tests.pages_helpers import with_pages
+    from tests.test_openapi import _doc, _served_http_paths
+
+    app = make_app(keys, require=require)
+    base = serve(with_pages(app))
+    documented = await _doc(fetch, base)  # a valid OpenAPI 3.1 document
+    assert set(documented.doc["paths"]) == _served_http_paths(app)
+    assert documented.doc["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    refused = await fetch(base + "/model", "POST", {"prompt": "hi"}, headers=bearer("sk-mt-wrong"))
+    documented.check("/model", "post", refused)
+    if require:
+        documented.check("/model", "post", await fetch(base + "/model", "POST", {"prompt": "hi"}))
+    made = await fetch(base + "/admin/keys", "POST", {"user": "erin", "limits": ["5/minute"]}, headers=bearer(ADMIN))
+    documented.check("/admin/keys", "post", made)
+    documented.check("/admin/keys", "get", await fetch(base + "/admin/keys", headers=bearer(ADMIN)))
+    gone = await fetch(base + f"/admin/keys/{json_of(made)['id']}", "DELETE", headers=bearer(ADMIN))
+    documented.check("/admin/keys/{key_id}", "delete", gone)
+    documented.check("/admin/keys/{key_id}", "delete",
+                     await fetch(base + "/admin/keys/key_x", "DELETE", headers=bearer(ADMIN)))
