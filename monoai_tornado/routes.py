@@ -96,7 +96,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/agent/{name}", ("POST",), PromptHandler, "runAgent", "agents"),
     Route("/agent/{name}/stream", ("POST",), PromptHandler, "runAgentStream", "agents", _STREAMING),
     Route("/agent/{name}/ws", ("WS",), PromptSocket, None, "agents"),
-    Route("/admin/keys", ("POST", "GET"), AdminKeysHandler, "apiKeys", "keys", note="(API keys; --admin-token)"),
+    Route("/admin/keys", ("POST", "GET"), AdminKeysHandler, "createApiKey", "keys", note="(API keys; --admin-token)"),
     Route("/admin/keys/{key_id}", ("DELETE",), AdminKeyHandler, "revokeApiKey", "keys"),
 )
 

@@ -44,11 +44,11 @@ def _schemas() -> dict[str, Schema]:
 
 
 def key_operations() -> dict[str, Callable[[], Schema]]:
-    """The builders of ``/admin/keys`` (``apiKeys``) and ``/admin/keys/{key_id}`` (``revokeApiKey``)."""
+    """The builders of ``/admin/keys`` (``createApiKey``, with ``listApiKeys``) and ``/admin/keys/{key_id}`` (``revokeApiKey``)."""
     guarded = {"security": [{"adminToken": []}], "tags": ["api keys"]}
     forbidden = {"$ref": "#/components/responses/Forbidden"}
     return {
-        "apiKeys": lambda: {
+        "createApiKey": lambda: {
             "post": {**guarded, "operationId": "createApiKey", "summary": "Make an API key (shown once)",
                      "requestBody": {"required": True, "content": {JSON: {"schema": {
                          "$ref": "#/components/schemas/NewApiKeyRequest"}}}},
