@@ -174,6 +174,10 @@ class Limiter(Protocol):
     @property
     def fail_open(self) -> bool: ...
 
+    @property
+    def limits(self) -> list[Limit]:
+        """The default limits (an API key's own replace them for its requests)."""
+
 
 class RateLimiter:
     """Holds users to several :class:`Limit` at once; one atomic admission per request.
