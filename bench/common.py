@@ -116,6 +116,8 @@ class Variant:
     argv: tuple[str, ...]
     is_floor: bool = False
     cwd: str = REPO_DIR
+    #: Headers every request to it carries (``ours+keys``: the API key).
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def floor_variant() -> Variant:
@@ -134,11 +136,22 @@ def ours_variant(name: str, *extra: str) -> Variant:
                           "--no-agents", "--log-level", "warning", "--port", "{port}", *extra), cwd=OURS_DIR)
 
 
+def keys_variant() -> Variant:
+    """``ours`` with ``--require-api-key``: every request carries a key from a fresh keys file."""
+    path = os.path.join(tempfile.mkdtemp(prefix="bench-keys-"), "keys.json")
+    made = subprocess.run([PYTHON, "-m", "monoai_tornado", "keys", "create", "--user", "bench", "--keys-file", path],
+                          cwd=OURS_DIR, capture_output=True, text=True, timeout=60, check=True)
+    key = made.stdout.splitlines()[0]
+    variant = ours_variant("ours+keys", "--keys-file", path, "--require-api-key")
+    return Variant(variant.name, variant.argv, cwd=variant.cwd, headers=(("Authorization", f"Bearer {key}"),))
+
+
 VARIANTS: dict[str, Callable[[], Variant]] = {
     "floor": floor_variant,
     "ours": lambda: ours_variant("ours"),
     "ours+memory": lambda: ours_variant("ours+memory", *NEVER_TRIPPING),
     "ours+redis": lambda: ours_variant("ours+redis", "--redis-url", REDIS_URL, *NEVER_TRIPPING),
+    "ours+keys": keys_variant,
 }
 
 
@@ -211,7 +224,7 @@ class Server:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"{self.variant.name} exited with {self.proc.returncode}:\n{self._stderr_tail()}")
             try:
-                status, _ = http_post(self.port, "/model", PROMPT_BODY, timeout=2.0)
+                status, _ = http_post(self.port, "/model", PROMPT_BODY, timeout=2.0, headers=self.variant.headers)
                 if status == 200:
                     return
             except OSError:
@@ -249,10 +262,12 @@ class Server:
         self.stop()
 
 
-def http_post(port: int, path: str, body: str, timeout: float = 5.0) -> tuple[int, bytes]:
+def http_post(port: int, path: str, body: str, timeout: float = 5.0,
+              headers: Sequence[tuple[str, str]] = ()) -> tuple[int, bytes]:
     """One blocking HTTP/1.1 POST to 127.0.0.1 (readiness checks; not for load)."""
     data = body.encode()
-    request = (f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    request = (f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n{extra}"
                f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n").encode() + data
     with socket.create_connection((HOST, port), timeout=timeout) as s:
         s.sendall(request)

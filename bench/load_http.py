@@ -23,14 +23,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import Any, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import (HOST, PROMPT_BODY, PYTHON, Metric, Results, Server, Variant, alternate,  # noqa: E402
                     cpu_seconds, dump_json, percentile, report, variants)
 
-DEFAULT_SERVERS = "floor,ours,ours+memory,ours+redis"
+DEFAULT_SERVERS = "floor,ours,ours+memory,ours+redis,ours+keys"
 
 WRK_SCRIPT = r"""
 wrk.method = "POST"
@@ -56,12 +56,14 @@ def _lua_string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def run_wrk(port: int, duration: float, connections: int, threads: int = 1) -> dict[str, float]:
+def run_wrk(port: int, duration: float, connections: int, threads: int = 1,
+            headers: Sequence[tuple[str, str]] = ()) -> dict[str, float]:
     """One wrk run; requests/s, latencies in ms, error counts."""
     wrk = wrk_path()
     assert wrk is not None
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(WRK_SCRIPT % _lua_string(PROMPT_BODY))
+        f.writelines(f"wrk.headers[{_lua_string(name)}] = {_lua_string(value)}\n" for name, value in headers)
         script = f.name
     try:
         out = subprocess.run(
@@ -82,9 +84,11 @@ def run_wrk(port: int, duration: float, connections: int, threads: int = 1) -> d
 
 # -- the Python load generator (fallback, and fixed-count runs) ------------------------------
 
-async def _client_main(port: int, connections: int, duration: float, requests: int) -> dict[str, Any]:
+async def _client_main(port: int, connections: int, duration: float, requests: int,
+                       headers: Sequence[str] = ()) -> dict[str, Any]:
     body = PROMPT_BODY.encode()
-    request = (f"POST /model HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
+    extra = "".join(f"{header}\r\n" for header in headers)
+    request = (f"POST /model HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n{extra}"
                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
     latencies: list[float] = []
     errors = 0
@@ -121,13 +125,14 @@ async def _client_main(port: int, connections: int, duration: float, requests: i
 
 
 def run_python_client(port: int, duration: float, connections: int, requests: int = 0,
-                      procs: int = 1) -> dict[str, float]:
+                      procs: int = 1, headers: Sequence[tuple[str, str]] = ()) -> dict[str, float]:
     """The asyncio generator in ``procs`` separate processes; ``requests`` > 0: that many in all."""
     per_proc_conns = [connections // procs + (1 if i < connections % procs else 0) for i in range(procs)]
     per_proc_reqs = [requests // procs + (1 if i < requests % procs else 0) if requests else 0 for i in range(procs)]
     children = [subprocess.Popen(
         [PYTHON, os.path.abspath(__file__), "--client", "--port", str(port), "--connections", str(c),
-         "--duration", str(duration), "--requests", str(r)],
+         "--duration", str(duration), "--requests", str(r),
+         *[arg for name, value in headers for arg in ("--header", f"{name}: {value}")]],
         stdout=subprocess.PIPE, text=True) for c, r in zip(per_proc_conns, per_proc_reqs)]
     outputs = []
     try:
@@ -149,19 +154,21 @@ def run_python_client(port: int, duration: float, connections: int, requests: in
 
 # -- measuring one server --------------------------------------------------------------------
 
-def load(port: int, duration: float, connections: int, tool: str, client_procs: int = 1) -> dict[str, float]:
+def load(port: int, duration: float, connections: int, tool: str, client_procs: int = 1,
+         headers: Sequence[tuple[str, str]] = ()) -> dict[str, float]:
     if tool == "wrk":
-        return run_wrk(port, duration, connections)
-    return run_python_client(port, duration, connections, procs=client_procs)
+        return run_wrk(port, duration, connections, headers=headers)
+    return run_python_client(port, duration, connections, procs=client_procs, headers=headers)
 
 
 def measure_server(server: Server, *, duration: float, warmup: float, connections: int, tool: str,
                    client_procs: int = 1) -> dict[str, float]:
     """Warm ``server`` up, then load it; adds the server's CPU ms per request."""
+    headers = server.variant.headers
     if warmup > 0:
-        load(server.port, warmup, connections, tool, client_procs)
+        load(server.port, warmup, connections, tool, client_procs, headers)
     cpu0 = cpu_seconds(server.pid)
-    result = load(server.port, duration, connections, tool, client_procs)
+    result = load(server.port, duration, connections, tool, client_procs, headers)
     cpu = cpu_seconds(server.pid) - cpu0
     result["cpu_ms_per_req"] = 1000 * cpu / result["requests"] if result["requests"] else float("nan")
     return result
@@ -209,9 +216,11 @@ def main() -> None:
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--requests", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--header", action="append", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
-        print(json.dumps(asyncio.run(_client_main(args.port, args.connections, args.duration, args.requests))))
+        print(json.dumps(asyncio.run(_client_main(args.port, args.connections, args.duration, args.requests,
+                                                  args.header))))
         return
     results = run(args.servers.split(","), args.rounds, args.duration, args.warmup, args.connections,
                   args.tool, args.client_procs)

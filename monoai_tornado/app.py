@@ -21,6 +21,7 @@ from .context import DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_WS_MESSAGE_SIZE, ServerC
 from .deadlines import DeadlineHTTPServer
 from .handlers.base import NotFoundHandler, log_request
 from .identity import IdentityResolver, UserValidator
+from .keys import KeyRing
 from .pipeline import DEFAULT_MAX_TOKENS, ModelTarget, Pipeline, Target
 from .ratelimit import Limiter
 from .routes import endpoint_lines, endpoint_names, routes_for, url_specs
@@ -35,6 +36,17 @@ def _as_backend(model: Any) -> Backend:
     from .backends.monoai_adapter import adapt_model
 
     return adapt_model(model)
+
+
+def _as_key_ring(keys: Any, require: bool) -> KeyRing | None:
+    """A :class:`KeyRing` for a ring or a bare key store (None: no keys)."""
+    if keys is None:
+        if require:
+            raise ValueError("require_api_key needs keys (a KeyRing or a key store)")
+        return None
+    ring = keys if isinstance(keys, KeyRing) else KeyRing(keys)
+    ring.require = ring.require or require
+    return ring
 
 
 def _as_agent(agent: Any, name: str | None = None) -> Target:
@@ -70,6 +82,9 @@ class Application:
         trusted_proxies: CIDRs whose ``X-Forwarded-For`` / ``X-Real-IP`` are believed.
         reject_invalid_users: 403 for a user_id the validator refuses (else limit by IP).
         admin_token: when set, the stats endpoints need ``Authorization: Bearer TOKEN``.
+        keys: a :class:`~monoai_tornado.keys.KeyRing` or a key store: requests may carry
+            ``Authorization: Bearer sk-mt-...``; a key's user is their identity and its own
+            limits replace the defaults. ``require_api_key``: refuse requests without one.
         idle_timeout / body_timeout: seconds a connection may idle or send its headers, and
             send its body, before it is closed.
         default_max_tokens: the completion cap of a run whose request names no ``max_tokens``.
@@ -96,6 +111,8 @@ class Application:
         idle_timeout: float = 60.0,
         body_timeout: float = 60.0,
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
+        keys: Any = None,
+        require_api_key: bool = False,
     ) -> None:
         self.idle_timeout = idle_timeout
         self.body_timeout = body_timeout
@@ -104,12 +121,18 @@ class Application:
         self.agents = _as_agents(agents)
         if rate_limiter is not None and not isinstance(rate_limiter, Limiter):
             raise TypeError(f"rate_limiter must be a RateLimiter (or have its methods), not {type(rate_limiter).__name__}")
-        self.rate_limiter = rate_limiter
         self.websocket_ping_interval = websocket_ping_interval
         self.counter = token_counter or shared_counter(self.model.encoding_model if self.model else None)
+        self.keys = _as_key_ring(keys, require_api_key)
+        if self.keys is not None and rate_limiter is None:
+            from .ratelimit import RateLimiter
+
+            rate_limiter = RateLimiter([])  # no defaults, but keys' own limits hold
+        self.rate_limiter = rate_limiter
+        identity = IdentityResolver(user_validator, trusted_proxies, reject_invalid_users, keys=self.keys)
         #: The endpoints this app serves (see :mod:`monoai_tornado.routes`).
-        self.routes = routes_for(has_model=self.model is not None, has_agents=bool(self.agents))
-        identity = IdentityResolver(user_validator, trusted_proxies, reject_invalid_users)
+        self.routes = routes_for(has_model=self.model is not None, has_agents=bool(self.agents),
+                                 has_keys=self.keys is not None)
         self.pipeline = Pipeline(counter=self.counter, identity=identity, limiter=rate_limiter,
                                  max_concurrent_runs=max_concurrent_runs, default_max_tokens=default_max_tokens)
         self.context = ServerContext(

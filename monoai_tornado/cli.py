@@ -13,7 +13,8 @@ from .backends.demo import DEFAULT_DELAY
 from .extras import MissingExtra, require
 
 DESCRIPTION = ("Serve an LLM model and its agents over HTTP, server-sent events and WebSocket. "
-               "Without options it serves an offline demo model and a demo agent named 'assistant'.")
+               "Without options it serves an offline demo model and a demo agent named 'assistant'. "
+               "API keys: python -m monoai_tornado keys create|list|revoke (see keys --help).")
 
 
 def _size(text: str) -> int:
@@ -186,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--trusted-proxy", type=_cidr, action="append", default=[],
                    help="CIDR of a proxy whose X-Forwarded-For is believed (repeatable)")
     g.add_argument("--admin-token", help="require 'Authorization: Bearer TOKEN' on the stats endpoints (default: none, open)")
+    g = p.add_argument_group("API keys (make them with: python -m monoai_tornado keys create --help)")
+    g.add_argument("--keys-file", metavar="PATH", help="API keys in this JSON file (hashes only; changes noticed within 2 s)")
+    g.add_argument("--keys-redis", action="store_true", help="API keys in the Redis of --redis-url, shared by every process")
+    g.add_argument("--require-api-key", action="store_true",
+                   help="refuse prompts without 'Authorization: Bearer KEY' (401 missing_api_key)")
     g = p.add_argument_group("server")
     g.add_argument("--processes", type=_positive_int, default=1, help="worker processes on one port")
     g.add_argument("--cors-origin", action="append", default=[],
@@ -254,6 +260,18 @@ def build_limiter(args: argparse.Namespace) -> Any:
     return RateLimiter(limits, RedisStore(args.redis_url, prefix=args.redis_prefix), **options)
 
 
+def build_keys(args: argparse.Namespace) -> Any:
+    if not args.keys_file and not args.keys_redis:
+        return None
+    from .keys import FileKeyStore, KeyRing
+
+    if args.keys_file:
+        return KeyRing(FileKeyStore(args.keys_file), require=args.require_api_key)
+    from .keys import RedisKeyStore
+
+    return KeyRing(RedisKeyStore(args.redis_url, prefix=args.redis_prefix), require=args.require_api_key)
+
+
 def build_application(args: argparse.Namespace) -> Any:
     """The Application the options describe (called in each worker process)."""
     from .app import Application
@@ -275,6 +293,7 @@ def build_application(args: argparse.Namespace) -> Any:
         max_concurrent_runs=args.max_concurrent_runs,
         default_max_tokens=args.default_max_tokens,
         idle_timeout=args.idle_timeout or 60.0,
+        keys=build_keys(args),
     )
 
 
@@ -295,6 +314,23 @@ def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
                 load_object(spec, option)
     except (OptionError, MissingExtra) as exc:
         parser.error(str(exc))
+    check_key_options(parser, args)
+
+
+def check_key_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.keys_file and args.keys_redis:
+        parser.error("choose one key store: --keys-file or --keys-redis")
+    if args.keys_redis and not args.redis_url:
+        parser.error("--keys-redis keeps keys in the Redis of --redis-url: give --redis-url")
+    if args.require_api_key and not (args.keys_file or args.keys_redis):
+        parser.error("--require-api-key needs a key store: --keys-file PATH or --keys-redis")
+    if args.keys_file:
+        from .keys import FileKeyStore, KeysFileError
+
+        try:
+            FileKeyStore(args.keys_file)
+        except (KeysFileError, OSError) as exc:
+            parser.error(f"--keys-file: {exc}")
 
 
 def warn_about_exposure(args: argparse.Namespace) -> None:
@@ -302,9 +338,18 @@ def warn_about_exposure(args: argparse.Namespace) -> None:
     if args.host not in ("127.0.0.1", "localhost", "::1") and not args.admin_token:
         log.warning("listening on %s without --admin-token: /rate-limit/stats is open to anyone "
                     "who can reach this address", args.host)
+    if (args.keys_file or args.keys_redis) and not args.require_api_key:
+        log.warning("API keys are accepted but not required: requests without a key still name their own "
+                    "user_id; start with --require-api-key so that nobody spends another user's budget")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["keys"]:
+        from .keys.cli import main as keys_main
+
+        keys_main(argv[1:])
+        return
     parser = build_parser()
     args = parser.parse_args(argv)
     check_options(parser, args)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import NotFound
+from .keys import KeyRing
 from .pipeline import ModelTarget, Pipeline, Target
 from .ratelimit import Limiter
 
@@ -46,6 +47,11 @@ class ServerContext:
     @property
     def limiter(self) -> Limiter | None:
         return self.pipeline.limiter
+
+    @property
+    def keys(self) -> KeyRing | None:
+        """The API key checker, when a key store is configured."""
+        return self.pipeline.identity.keys
 
     def target(self, agent_name: str | None) -> Target:
         """The model (``agent_name`` None) or the named agent; 404 for an unknown agent."""

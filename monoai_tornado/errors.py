@@ -66,6 +66,22 @@ class BadRequest(ApiError):
     status, code = 400, "bad_request"
 
 
+class InvalidApiKey(ApiError):
+    """A wrong, revoked, expired or malformed API key (``WWW-Authenticate: Bearer``)."""
+
+    status, code = 401, "invalid_api_key"
+
+    def __init__(self, message: str = "Invalid API key", **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"WWW-Authenticate": "Bearer"})
+        super().__init__(message, **kwargs)
+
+
+class MissingApiKey(InvalidApiKey):
+    """No API key on a server that requires one."""
+
+    code = "missing_api_key"
+
+
 class Forbidden(ApiError):
     status, code = 403, "forbidden"
 
@@ -110,6 +126,12 @@ class LimiterUnavailable(ApiError):
     """The rate limiter's store (Redis) cannot be reached."""
 
     status, code = 503, "limiter_unavailable"
+
+
+class KeyStoreUnavailable(ApiError):
+    """The API key store (Redis) cannot be reached, and the key is not in the cache."""
+
+    status, code = 503, "key_store_unavailable"
 
 
 class Overloaded(ApiError):

@@ -1,4 +1,5 @@
-"""Who is asking: the user id from the body (through the validator) or the client address.
+"""Who is asking: the API key's user, else the user id from the body (through the validator),
+else the client address.
 
 Forwarding headers (``X-Forwarded-For``, ``X-Real-IP``) are believed only when the peer that
 sent them is one of the configured trusted proxies; anyone else could forge them to escape
@@ -10,9 +11,12 @@ import inspect
 import ipaddress
 import logging
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable, Mapping, Union
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Mapping, Union
 
 from .errors import Forbidden
+
+if TYPE_CHECKING:
+    from .keys import ApiKey, KeyRing
 
 log = logging.getLogger("monoai_tornado.identity")
 
@@ -28,8 +32,10 @@ class Identity:
     """The key a request is limited under (``user_id`` or ``ip:ADDRESS``) and where it came from."""
 
     key: str
-    kind: str  # "user" or "ip"
+    kind: str  # "key" (an API key's user), "user" or "ip"
     ip: str
+    #: The API key the request carried, when it did.
+    api_key: ApiKey | None = None
 
 
 @dataclass(frozen=True)
@@ -39,14 +45,20 @@ class Validation:
 
 
 class IdentityResolver:
-    """Turns a request's ``user_id`` and peer address into an :class:`Identity`."""
+    """Turns a request's API key, ``user_id`` and peer address into an :class:`Identity`.
+
+    Precedence: a key's user, else a validated ``user_id``, else the client IP. With a key,
+    the body's ``user_id`` is ignored: nobody spends another user's budget by naming it.
+    """
 
     def __init__(
         self,
         validator: UserValidator | None = None,
         trusted_proxies: Iterable[str] = (),
         reject_invalid: bool = False,
+        keys: KeyRing | None = None,
     ) -> None:
+        self.keys = keys
         self.validator = validator
         self.trusted_networks = [ipaddress.ip_network(cidr, strict=False) for cidr in trusted_proxies]
         self.reject_invalid = reject_invalid
@@ -97,8 +109,12 @@ class IdentityResolver:
         return real_ip if _is_ip(real_ip) else peer
 
     async def resolve(self, user_id: str | None, peer: str, headers: Mapping[str, str]) -> Identity:
-        """The identity to limit a request under."""
+        """The identity to limit a request under (401 for a bad or, when required, missing key)."""
         ip = self.client_ip(peer, headers)
+        if self.keys is not None:
+            api_key = await self.keys.from_headers(headers)
+            if api_key is not None:
+                return Identity(api_key.user, "key", ip, api_key)
         if user_id is not None:
             validation = await self.validate(user_id)
             if validation.valid:

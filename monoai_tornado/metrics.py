@@ -31,6 +31,9 @@ class Metrics:
         self.tokens: dict[tuple[str, str], int] = defaultdict(int)
         self.refusals: dict[str, int] = defaultdict(int)
         self.backend_errors: dict[str, int] = defaultdict(int)
+        #: By API key id (never the key): prompts presented and tokens used.
+        self.key_requests: dict[str, int] = defaultdict(int)
+        self.key_tokens: dict[tuple[str, str], int] = defaultdict(int)
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
         self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
@@ -41,6 +44,13 @@ class Metrics:
     def count_tokens(self, user_kind: str, prompt_tokens: int, completion_tokens: int) -> None:
         self.tokens[(user_kind, "prompt")] += prompt_tokens
         self.tokens[(user_kind, "completion")] += completion_tokens
+
+    def count_key_request(self, key_id: str) -> None:
+        self.key_requests[key_id] += 1
+
+    def count_key_tokens(self, key_id: str, prompt_tokens: int, completion_tokens: int) -> None:
+        self.key_tokens[(key_id, "prompt")] += prompt_tokens
+        self.key_tokens[(key_id, "completion")] += completion_tokens
 
     def count_refusal(self, reason: str) -> None:
         self.refusals[reason] += 1
@@ -73,6 +83,12 @@ class Metrics:
                (f"monoai_rate_limit_refusals_total{_labels(reason=r)} {n}" for r, n in sorted(self.refusals.items())))
         family("monoai_backend_errors_total", "counter", "Runs that ended in a backend error, by code.",
                (f"monoai_backend_errors_total{_labels(code=c)} {n}" for c, n in sorted(self.backend_errors.items())))
+        if self.key_requests:
+            family("monoai_api_key_requests_total", "counter", "Prompts presented with an API key, by key id.",
+                   (f"monoai_api_key_requests_total{_labels(key_id=k)} {n}" for k, n in sorted(self.key_requests.items())))
+            family("monoai_api_key_tokens_total", "counter", "Tokens used with an API key, by key id and type.",
+                   (f"monoai_api_key_tokens_total{_labels(key_id=k, type=t)} {n}"
+                    for (k, t), n in sorted(self.key_tokens.items())))
         for name, (help_text, read) in sorted(self.gauges.items()):
             family(name, "gauge", help_text, [f"{name} {read()}"])
         cumulative, buckets = 0, []

@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 
 from .ratelimit.headers import RATE_LIMIT_HEADERS
 from .handlers.pages import static_assets
+from .keys.openapi import add_key_docs, key_operations
 from .routes import Route, routes_for
 
 __all__ = ["build_openapi"]
@@ -334,14 +335,16 @@ def build_openapi(
     *,
     server_url: str | None = None,
     routes: Sequence[Route] | None = None,
+    api_keys: str | None = None,
 ) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of an app so configured (``server_url``: where it is mounted).
+    """The OpenAPI 3.1 document of an app so configured (``server_url``: where it is mounted;
+    ``api_keys``: ``"optional"`` or ``"required"`` when a key store is configured).
 
     Its paths are the routes (by default the route table's for that configuration) that are
     HTTP operations, each built by the builder of its ``operationId``.
     """
     agent_names = sorted(agent_names)
-    served = routes_for(has_model, bool(agent_names)) if routes is None else routes
+    served = routes_for(has_model, bool(agent_names), has_keys=api_keys is not None) if routes is None else routes
     name = {"name": "name", "in": "path", "required": True, "description": "The agent's name.",
             "schema": {"type": "string", "enum": agent_names}}
 
@@ -405,6 +408,7 @@ def build_openapi(
 
     builders.update(v1_operations(_rate_headers() if has_limiter else None,
                                   _ref("headers", "Retry-After") if has_limiter else None))
+    builders.update(key_operations())
     paths = {route.path: builders[route.operation]() for route in served if route.operation is not None}
     components: dict[str, Any] = {"schemas": {**_schemas(has_limiter), **v1_schemas()},
                                   "responses": _responses(has_limiter)}
@@ -421,4 +425,6 @@ def build_openapi(
     }
     if server_url is not None:
         doc["servers"] = [{"url": server_url or "/"}]
+    if api_keys is not None:
+        add_key_docs(doc, required=api_keys == "required")
     return doc

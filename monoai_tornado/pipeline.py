@@ -130,6 +130,8 @@ class Pipeline:
             self.metrics.count_refusal("overloaded")
             raise Overloaded("Server is at its limit of concurrent runs; try again shortly", retry_after=1)
         self.admitted += 1
+        if identity.api_key is not None:
+            self.metrics.count_key_request(identity.api_key.id)
         if self.limiter is None:
             return Ticket(request, identity, max_tokens=max_tokens)
         try:
@@ -144,7 +146,10 @@ class Pipeline:
             prompt_tokens = self.counter.count_messages(request.messages)
         else:
             prompt_tokens = self.counter.count(request.prompt)
-        admission = await limiter.admit(identity.key, prompt_tokens, max_tokens=max_tokens)
+        # A key with limits of its own is held to them instead of the defaults (same admission).
+        api_key = identity.api_key
+        own_limits = api_key.rate_limits or None if api_key is not None else None
+        admission = await limiter.admit(identity.key, prompt_tokens, own_limits, max_tokens=max_tokens)
         if admission.too_many_concurrent:
             self.metrics.count_refusal("too_many_concurrent")
             raise TooManyConcurrent(f"{identity.key} already has as many runs in flight as allowed; "
@@ -201,6 +206,8 @@ class Pipeline:
         """What the run used (counted once), into the ticket and the metrics."""
         ticket.usage = usage = meter.total
         self.metrics.count_tokens(ticket.identity.kind, usage.prompt_tokens, usage.completion_tokens)
+        if ticket.identity.api_key is not None:
+            self.metrics.count_key_tokens(ticket.identity.api_key.id, usage.prompt_tokens, usage.completion_tokens)
         if meter.first_text_at is not None:
             self.metrics.observe_first_chunk(meter.first_text_at - meter.started_at)
         return usage

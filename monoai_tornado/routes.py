@@ -17,6 +17,7 @@ from typing import Any, Iterable, Literal, Mapping
 import tornado.routing
 import tornado.web
 
+from .handlers.admin import AdminKeyHandler, AdminKeysHandler
 from .handlers.http import PromptHandler
 from .handlers.meta import (AgentsHandler, HealthHandler, MetricsHandler, RootHandler, StatsHandler,
                             UserStatsHandler, ValidateUserHandler)
@@ -27,7 +28,7 @@ from .handlers.websocket import PromptSocket
 __all__ = ["ROUTES", "Route", "routes_for", "url_specs", "endpoint_lines", "endpoint_names"]
 
 #: Path parameters: their name in a path template, and the handler argument they fill.
-PATH_PARAMETERS = {"name": "agent_name", "user_id": "user_id"}
+PATH_PARAMETERS = {"name": "agent_name", "user_id": "user_id", "key_id": "key_id"}
 #: What a path parameter matches unless its route says otherwise.
 SEGMENT = "[^/]+"
 
@@ -48,7 +49,7 @@ class Route:
     methods: tuple[str, ...]
     handler: type[tornado.web.RequestHandler]
     operation: str | None = None
-    serves: Literal["always", "model", "agents", "prompts"] = "always"
+    serves: Literal["always", "model", "agents", "prompts", "keys"] = "always"
     options: Mapping[str, Any] = field(default_factory=dict)
     note: str = ""
     parameters: Mapping[str, tuple[str, str]] = field(default_factory=dict)
@@ -99,12 +100,16 @@ ROUTES: tuple[Route, ...] = (
     Route("/agent/{name}", ("POST",), PromptHandler, "runAgent", "agents"),
     Route("/agent/{name}/stream", ("POST",), PromptHandler, "runAgentStream", "agents", _STREAMING),
     Route("/agent/{name}/ws", ("WS",), PromptSocket, None, "agents"),
+    Route("/admin/keys", ("POST", "GET"), AdminKeysHandler, "createApiKey", "keys", note="(API keys; --admin-token)"),
+    Route("/admin/keys/{key_id}", ("DELETE",), AdminKeyHandler, "revokeApiKey", "keys"),
 )
 
 
-def routes_for(has_model: bool, has_agents: bool, routes: Iterable[Route] = ROUTES) -> list[Route]:
+def routes_for(has_model: bool, has_agents: bool, routes: Iterable[Route] = ROUTES, *,
+               has_keys: bool = False) -> list[Route]:
     """The routes an app so configured serves, in table order."""
-    wanted = {"always": True, "model": has_model, "agents": has_agents, "prompts": has_model or has_agents}
+    wanted = {"always": True, "model": has_model, "agents": has_agents, "prompts": has_model or has_agents,
+              "keys": has_keys}
     return [route for route in routes if wanted[route.serves]]
 
 

@@ -48,6 +48,8 @@ async def drain(app: Any, server: Any, timeout: float) -> None:
         pass
     if app.rate_limiter is not None and hasattr(app.rate_limiter, "aclose"):
         await app.rate_limiter.aclose()
+    if app.keys is not None:
+        await app.keys.aclose()
 
 
 async def serve_forever(app: Any, sockets: list[Any], drain_timeout: float) -> None:

@@ -119,8 +119,13 @@ class JsonHandler(tornado.web.RequestHandler):
         if token is None:
             return
         given = self.request.headers.get("Authorization", "")
-        if not given.startswith("Bearer ") or not hmac.compare_digest(given[7:].encode(), token.encode()):
+        if not given.startswith("Bearer ") or not self.is_admin_token(given[7:]):
             raise Forbidden("This endpoint requires the admin token")
+
+    def is_admin_token(self, given: str) -> bool:
+        """True when ``given`` is the configured admin token (compared in constant time)."""
+        token = self.context.admin_token
+        return token is not None and hmac.compare_digest(given.encode(), token.encode())
 
 
 class NotFoundHandler(JsonHandler):
@@ -163,4 +168,6 @@ def access_fields(ticket: Ticket | None, remote_ip: str | None) -> tuple[str, st
     """The ``user`` and ``tokens`` fields of an access-log line (HTTP and WebSocket alike)."""
     if ticket is None:
         return f"ip:{remote_ip}", "-"
-    return ticket.identity.key, "-" if ticket.usage is None else str(ticket.usage.total_tokens)
+    api_key = ticket.identity.api_key  # named by its id, never by the key
+    user = ticket.identity.key if api_key is None else f"{ticket.identity.key} key={api_key.id}"
+    return user, "-" if ticket.usage is None else str(ticket.usage.total_tokens)

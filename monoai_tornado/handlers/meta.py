@@ -2,9 +2,11 @@
 ``/validate-user`` and the rate-limit statistics."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
-from ..errors import BadRequest, PayloadTooLarge
+from ..errors import ApiError, BadRequest, PayloadTooLarge
+from ..keys import ApiKey, bearer_token
+from ..ratelimit.limits import Limit
 from ..requests import load_json_object, user_id_of
 from .base import JsonHandler
 
@@ -105,15 +107,45 @@ class UserStatsHandler(JsonHandler):
     endpoint = "user_stats"
 
     async def get(self, user_id: str) -> None:
-        self.require_admin()
+        api_key = await self.own_key(user_id)
+        if api_key is None:
+            self.require_admin()
         limiter = self.context.limiter
         if limiter is None:
             self.send_json({"message": "Rate limiter not configured"})
             return
-        stats = await limiter.user_stats(user_id)
+        limits: Sequence[Limit] | None
+        if api_key is not None:
+            limits = api_key.rate_limits or None
+        else:
+            limits = await self.limits_of_keys(user_id, limiter.limits)
+        stats = await limiter.user_stats(user_id, limits)
         per_limit = {name: {"used": used, "remaining": stats["remaining"][name], "reset_in": stats["reset_in"][name]}
                      for name, used in stats["usage"].items()}
         self.send_json({**stats, "stats": per_limit})
+
+    async def limits_of_keys(self, user_id: str, defaults: list[Limit]) -> list[Limit] | None:
+        """The defaults plus the own limits of the user's usable keys (None: just the defaults)."""
+        keys = self.context.keys
+        if keys is None:
+            return None
+        limits = {limit.name: limit for limit in defaults}
+        for record in await keys.store.all():
+            if record.user == user_id and record.usable():
+                limits.update((limit.name, limit) for limit in record.rate_limits)
+        return list(limits.values()) if len(limits) > len(defaults) else None
+
+    async def own_key(self, user_id: str) -> ApiKey | None:
+        """A usable API key of ``user_id`` itself, presented as the bearer token (not the admin token)."""
+        keys = self.context.keys
+        token = bearer_token(self.request.headers) if keys is not None else None
+        if keys is None or not token or self.is_admin_token(token):
+            return None
+        try:
+            api_key = await keys.authenticate(token)
+        except ApiError:
+            return None
+        return api_key if api_key.user == user_id else None
 
 
 class MetricsHandler(JsonHandler):

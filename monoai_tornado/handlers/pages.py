@@ -187,5 +187,6 @@ class OpenAPIHandler(JsonHandler):
             has_limiter=ctx.limiter is not None,
             admin_token=ctx.admin_token is not None,
             server_url=prefix or "/",
+            api_keys=None if ctx.keys is None else "required" if ctx.keys.require else "optional",
         )
         self.send_json(doc)

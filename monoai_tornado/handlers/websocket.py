@@ -19,6 +19,7 @@ from json.encoder import encode_basestring
 
 from ..context import ServerContext
 from ..errors import ApiError, ClientGone, Overloaded, ShuttingDown
+from ..keys.ring import SUBPROTOCOL
 from ..requests import PromptRequest, load_json_object, parse_prompt_object
 from ..pipeline import Ticket
 from ..rendering import render_error
@@ -132,6 +133,26 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
         self._write_frame: FrameWriter | None = None
 
     # -- Tornado hooks -------------------------------------------------------------------
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        """The handshake: refused with 401 for a bad API key (or none, when keys are required)."""
+        keys = self.context.keys
+        if keys is not None:
+            try:
+                await keys.from_headers(self.request.headers)
+            except ApiError as exc:
+                answer = render_error(exc)
+                self.set_status(answer.status)
+                for name, value in answer.headers.items():
+                    self.set_header(name, value)
+                self.set_header("Content-Type", "application/json; charset=UTF-8")
+                self.finish(dumps(answer.body))
+                return
+        await super().get(*args, **kwargs)
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        """A browser offers ``monoai`` and ``bearer.KEY`` (it cannot set Authorization): select ``monoai``."""
+        return SUBPROTOCOL if SUBPROTOCOL in subprotocols else None
 
     def check_origin(self, origin: str) -> bool:
         return self.context.origin_allowed(origin)

@@ -174,6 +174,10 @@ class Limiter(Protocol):
     @property
     def fail_open(self) -> bool: ...
 
+    @property
+    def limits(self) -> list[Limit]:
+        """The default limits (an API key's own replace them for its requests)."""
+
 
 class RateLimiter:
     """Holds users to several :class:`Limit` at once; one atomic admission per request.
@@ -257,6 +261,8 @@ class RateLimiter:
         if prompt_tokens < 0 or max_tokens < 0:
             raise ValueError(f"tokens must not be negative, not {prompt_tokens}, {max_tokens}")
         policy = self._policy if limits is None else self._policy_for(limits)
+        if not policy.limits and self.concurrency_limit is None:  # nothing to hold the request to
+            return Admission(True, user, [], 0, 0, False, _policy=policy)
         now = self._clock()
         _, starts, ends = policy.windows_now(int(now))
         limits = policy.limits

@@ -1,0 +1,141 @@
+"""Who holds this key: :class:`KeyRing` checks the key a request carries, with a cache in front
+of the store so that a request costs no store round trip.
+
+The cache keeps what it learnt (found and not found) by hash and asks the store's
+``version()`` at most once per ``refresh_interval`` (1 s); when the version changed, it
+forgets everything. A key made or revoked anywhere is therefore seen everywhere within about
+a second. Expiry is checked on every request, against the clock.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from typing import Callable, Hashable, Mapping
+
+from ..errors import InvalidApiKey, KeyStoreUnavailable, MissingApiKey
+from .records import ApiKey, hash_key, looks_like_key
+from .store import KeyStore
+
+__all__ = ["KeyRing", "bearer_token"]
+
+log = logging.getLogger("monoai_tornado.keys")
+
+#: The WebSocket subprotocol a browser offers (with ``bearer.KEY``); the server selects it.
+SUBPROTOCOL = "monoai"
+_SUBPROTOCOL_KEY = "bearer."
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The credential a request offers: None when it offers none, ``""`` when it is malformed.
+
+    ``Authorization: Bearer KEY`` (the scheme in any case), else, for browsers' WebSockets, a
+    ``bearer.KEY`` entry of ``Sec-WebSocket-Protocol``.
+    """
+    value = headers.get("Authorization")
+    if value is None:
+        offered = headers.get("Sec-WebSocket-Protocol")
+        if offered:
+            for protocol in offered.split(","):
+                protocol = protocol.strip()
+                if protocol.startswith(_SUBPROTOCOL_KEY):
+                    return protocol[len(_SUBPROTOCOL_KEY):]
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+class KeyRing:
+    """Authenticates API keys against a :class:`~monoai_tornado.keys.KeyStore`.
+
+    >>> ring = KeyRing(FileKeyStore("keys.json"), require=True)
+    >>> key = await ring.from_headers(request.headers)   # ApiKey, or None without a key
+    >>> key.user, key.id, key.rate_limits
+
+    ``require``: a request without a key is refused (401 ``missing_api_key``). A wrong,
+    revoked, expired or malformed key is always refused (401 ``invalid_api_key``).
+    """
+
+    def __init__(self, store: KeyStore, *, require: bool = False, refresh_interval: float = 1.0,
+                 max_cached: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.require = require
+        self.refresh_interval = refresh_interval
+        self.max_cached = max_cached
+        self._clock = clock
+        self._cache: dict[str, ApiKey | None] = {}
+        self._version: Hashable = None
+        self._checked = float("-inf")
+        self._refreshing: asyncio.Lock | None = None
+        self._outage = False
+
+    async def from_headers(self, headers: Mapping[str, str]) -> ApiKey | None:
+        """The key the request carries; None when it carries none and none is required."""
+        secret = bearer_token(headers)
+        if secret is None:
+            if self.require:
+                raise MissingApiKey("This server requires an API key: send 'Authorization: Bearer KEY'")
+            return None
+        return await self.authenticate(secret)
+
+    async def authenticate(self, secret: str) -> ApiKey:
+        """The usable key ``secret`` is; :class:`InvalidApiKey` for anything else."""
+        if not looks_like_key(secret):
+            raise InvalidApiKey("Invalid API key")
+        if self._clock() - self._checked >= self.refresh_interval:
+            await self._refresh()
+        key_hash = hash_key(secret)
+        try:
+            record = self._cache[key_hash]
+        except KeyError:
+            record = await self.store.find(key_hash)  # KeyStoreUnavailable: 503
+            if len(self._cache) >= self.max_cached:
+                self._cache.clear()
+            self._cache[key_hash] = record
+        if record is None or not hmac.compare_digest(record.hash, key_hash):
+            raise InvalidApiKey("Invalid API key")
+        if record.revoked:
+            raise InvalidApiKey("This API key has been revoked")
+        if record.expired():
+            raise InvalidApiKey("This API key has expired")
+        return record
+
+    async def _refresh(self) -> None:
+        """Forget the cache if the store's version changed (one check at a time)."""
+        if self._refreshing is None:
+            self._refreshing = asyncio.Lock()
+        async with self._refreshing:
+            if self._clock() - self._checked < self.refresh_interval:
+                return  # another request just checked
+            try:
+                version = await self.store.version()
+            except KeyStoreUnavailable as exc:
+                # Known keys keep working from the cache; unknown ones get a 503 from find().
+                if not self._outage:
+                    log.warning("%s; serving the keys already known", exc)
+                    self._outage = True
+                self._checked = self._clock()
+                return
+            if self._outage:
+                log.info("key store available again")
+                self._outage = False
+            if version != self._version:
+                self._cache.clear()
+                self._version = version
+            self._checked = self._clock()
+
+    async def add(self, record: ApiKey) -> None:
+        """Keep a new key (this process sees it at once; the others within a second)."""
+        await self.store.add(record)
+        self._cache.pop(record.hash, None)
+
+    async def revoke(self, key_id: str) -> ApiKey | None:
+        """Revoke a key (refused by this process at once; by the others within a second)."""
+        revoked = await self.store.revoke(key_id)
+        if revoked is not None:
+            self._cache.pop(revoked.hash, None)
+        return revoked
+
+    async def aclose(self) -> None:
+        await self.store.aclose()
