@@ -174,8 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--concurrency-limit", type=_positive_int,
                    help="runs a user may have in flight at once, over every transport, before 429 "
                         "too_many_concurrent (default: none, no limit)")
-    g.add_argument("--redis-url", help="share limits through Redis, e.g. redis://127.0.0.1:6379/0 or a cluster: "
-                        "redis+cluster://host:port[,host:port] "
+    g.add_argument("--redis-url", help="share limits through Redis, e.g. redis://127.0.0.1:6379/0, a cluster: "
+                        "redis+cluster://host:port[,host:port] or Sentinels: redis+sentinel://host:port[,host:port]/name "
                         "(default: none, counters in memory; needs pip install 'monoai_tornado[redis]')")
     g.add_argument("--redis-prefix", default="monoai:", help="key prefix in Redis")
     g.add_argument("--limiter-fail-open", action="store_true",

@@ -276,3 +276,19 @@ def test_an_unknown_path_under_v1_is_a_404_in_openai_shape(servers: Any) -> None
     assert missing.value.code == 404
     assert json.loads(missing.value.read())["error"] == {
         "message": "No endpoint at /v1/embeddings", "type": "not_found_error", "code": "not_found", "param": None}
+
+
+def test_the_readme_curl_lines_answer_models_a_completion_and_a_stream(servers: Any) -> None:
+    import json
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```bash\ncurl -s localhost:8000/v1/models", 1)[1].split("```", 1)[0]
+    text = ("curl -s localhost:8000/v1/models" + block).replace("\\\n", " ").strip()
+    lines = ["curl " + command.replace("\n", " ") for command in text.split("curl ") if command.strip()]
+    base = servers()
+    outputs = [subprocess.run(line.replace("localhost:8000", base.removeprefix("http://")), shell=True,
+                              capture_output=True, text=True, timeout=30, check=True).stdout for line in lines]
+    assert [m["id"] for m in json.loads(outputs[0])["data"]] == ["monoai-demo", "agent/assistant"]
+    assert json.loads(outputs[1])["object"] == "chat.completion"
+    events = [line[6:] for line in outputs[2].split("\n\n") if line.startswith("data: ")]
+    assert events[-1] == "[DONE]" and json.loads(events[-2])["usage"]["total_tokens"] > 0

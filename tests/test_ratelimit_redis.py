@@ -289,3 +289,21 @@ async def test_a_poisoned_call_fails_alone_in_its_batch(shared_redis: str, redis
         assert (await limiter.stats())["active_users"] == 20
     finally:
         await limiter.aclose()
+
+
+async def test_a_redis_error_fails_its_own_call_only(shared_redis: str, redis_prefix: str, clock: FakeClock) -> None:
+    """Not only lost connections: a script's error reply (here WRONGTYPE on a key someone
+    overwrote) is 503 limiter_unavailable for the request that met it, never a 500, and the
+    other admissions of the same pipelined batch are answered."""
+    store = RedisStore(shared_redis, prefix=redis_prefix)
+    limiter = RateLimiter(LIMITS, store, clock=clock)
+    try:
+        await limiter.admit("warm-up", 1)
+        start = int(clock.now) // 60 * 60
+        await store.client.set(f"{redis_prefix}{{mallory}}l:{LIMITS[0].name}:{start}", "not a hash")
+        results = await asyncio.gather(*(limiter.admit(user, 1) for user in ["alice", "mallory", "bob"]),
+                                       return_exceptions=True)
+        assert isinstance(results[1], LimiterUnavailable) and results[1].code == "limiter_unavailable"
+        assert [result.allowed for result in (results[0], results[2])] == [True, True]  # type: ignore[union-attr]
+    finally:
+        await limiter.aclose()

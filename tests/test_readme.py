@@ -37,6 +37,9 @@ NOT_RUN = {
                                              "runs the same options against a local three-master cluster",
     "OPENAI_API_KEY=sk-...": "needs an OpenAI-compatible upstream (network, or Ollama, vLLM, ...)",
     "from monoai.models import Model": "needs MonoAI itself and an OpenAI key",
+    "# pip install openai; then, beside": "run by tests/test_openai_front.py (the openai SDK against a server)",
+    'import OpenAI from "openai";': "needs the openai npm package (network); the same calls as the Python one",
+    "curl -s localhost:8000/v1/models": "run by tests/test_openai_front.py against a server",
 }
 #: Blocks run by this module, found the same way.
 RUN = [

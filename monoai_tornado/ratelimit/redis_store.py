@@ -53,26 +53,42 @@ SLOT_REFRESH = 10.0
 #: refused connection, a timeout, CLUSTERDOWN, CROSSSLOT, a script error...), never a 500.
 UNAVAILABLE = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
 CLUSTER_SCHEME = "redis+cluster://"
+SENTINEL_SCHEME = "redis+sentinel://"
+
+
+def _nodes(url: str, scheme: str) -> tuple[list[tuple[str, int]], str]:
+    """``scheme host:port[,host:port][/rest]`` -> ([(host, port), ...], rest)."""
+    addresses, _, rest = url[len(scheme):].partition("/")
+    nodes = []
+    for address in addresses.split(","):
+        host, _, port = address.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"{url}: expected {scheme}host:port[,host:port]")
+        nodes.append((host.strip("[]"), int(port)))
+    return nodes, rest
 
 
 def connect(url: str, *, socket_timeout: float, max_connections: int) -> Any:
     """A redis-py asyncio client for ``url``: ``redis+cluster://host:port[,host:port]`` gives a
-    :class:`RedisCluster` started from those nodes, any other URL a plain :class:`Redis`."""
+    :class:`RedisCluster` started from those nodes, ``redis+sentinel://host:port[,host:port]/name``
+    the master that those Sentinels name ``name`` (default ``mymaster``), any other URL a plain
+    :class:`Redis`."""
     timeouts: dict[str, Any] = {
         "socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout, "retry": Retry(NoBackoff(), 0),
     }
+    if url.startswith(SENTINEL_SCHEME):
+        from redis.asyncio.sentinel import Sentinel
+
+        sentinels, service = _nodes(url, SENTINEL_SCHEME)
+        sentinel = Sentinel(sentinels, sentinel_kwargs=dict(timeouts), **timeouts)  # type: ignore[no-untyped-call]
+        return sentinel.master_for(service or "mymaster", max_connections=max_connections)
     if not url.startswith(CLUSTER_SCHEME):
         pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=socket_timeout,
                                                         **timeouts)
         return aioredis.Redis.from_pool(pool)  # closing the client closes the pool
     from redis.asyncio.cluster import ClusterNode, RedisCluster
 
-    nodes = []
-    for address in url[len(CLUSTER_SCHEME):].split("/")[0].split(","):
-        host, _, port = address.strip().rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"{url}: expected redis+cluster://host:port[,host:port]")
-        nodes.append(ClusterNode(host.strip("[]"), int(port)))
+    nodes = [ClusterNode(host, port) for host, port in _nodes(url, CLUSTER_SCHEME)[0]]
     return RedisCluster(startup_nodes=nodes, max_connections=max_connections,
                         **timeouts)
 
