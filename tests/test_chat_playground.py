@@ -137,3 +137,65 @@ async def test_limits_show_as_bars_that_go_down_then_the_429(serve: Any, counter
         assert await page.get_attribute(".limit .bar", "class") == "bar empty"
         assert await page.get_attribute("#status", "data-state") == "error"
         no_page_errors(seen)
+
+
+@bounded(90)
+async def test_a_conversation_sends_its_whole_history(serve: Any, counter: Any) -> None:
+    url = serve(with_pages(Application("Chat", model=DemoBackend(delay=0.005), token_counter=counter)))
+    async with browser_page("chat-conversation") as (page, seen):
+        await open_playground(page, url)
+        assert await page.input_value("#transport") == "chat"  # the default where /v1 is served
+        await page.fill("#system", "You are terse.")
+        for prompt in ("first question", "second question", "third question"):
+            await ask(page, prompt, transport="chat")
+            assert await wait_state(page, "done", "error") == "done"
+            assert f'You said: "{prompt}"' in await page.text_content("#answer")
+            assert "completion" in await page.text_content("#usage")
+        # The demo model says what it saw: the system prompt and every earlier turn came along.
+        third = await page.text_content("#answer")
+        assert "I saw 6 messages (1 system, 3 user, 2 assistant) in 3 user turns" in third, third
+        assert await page.locator("#conversation .turn").count() == 3
+
+        await page.click("#new-chat")
+        assert await page.locator("#conversation .turn").count() == 0
+        await ask(page, "fresh start", transport="chat")
+        assert await wait_state(page, "done", "error") == "done"
+        assert "I saw 2 messages (1 system, 1 user) in 1 user turn" in await page.text_content("#answer")
+
+        await page.fill("#max-tokens", "3")
+        await ask(page, "a long answer please", transport="chat")
+        assert await wait_state(page, "done", "error") == "done"
+        assert "length" in await page.text_content("#finish")
+        assert "3 completion" in await page.text_content("#usage")
+        no_page_errors(seen)
+
+
+@bounded(90)
+async def test_a_key_in_the_page_is_used_on_every_transport(serve: Any, counter: Any, tmp_path: Any) -> None:
+    from monoai_tornado.keys.file_store import FileKeyStore
+    from monoai_tornado.keys.records import new_key
+
+    store = FileKeyStore(tmp_path / "keys.json")
+    secret, record = new_key("alice", limits=["5/minute"])
+    await store.add(record)
+    app = Application("Keys", model=DemoBackend(delay=0), keys=store, require_api_key=True,
+                      token_counter=counter)
+    url = serve(with_pages(app))
+    async with browser_page("chat-key") as (page, seen):
+        await open_playground(page, url)
+        await ask(page, "no key yet", transport="ws")
+        assert await wait_state(page, "done", "error") == "error"
+        assert "API key" in await page.text_content("#error")
+
+        await page.fill("#api-key", secret)
+        for transport in ("ws", "sse", "chat"):
+            await ask(page, f"with a key over {transport}", transport=transport)
+            assert await wait_state(page, "done", "error") == "done", await page.text_content("#error")
+        # Three answers billed to alice, whose key allows five a minute.
+        assert (await limit_rows(page))[0].startswith("2 of 5 requests left this minute")
+        assert await page.evaluate("() => sessionStorage.getItem('monoai-playground-api-key')") == secret
+        assert await page.evaluate("() => localStorage.length") == 0
+        await page.reload()
+        await page.wait_for_selector("#send:not([disabled])")
+        assert await page.input_value("#api-key") == secret  # kept for this tab only
+        no_page_errors(seen)

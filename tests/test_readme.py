@@ -40,6 +40,12 @@ NOT_RUN = {
     "# pip install openai; then, beside": "run by tests/test_openai_front.py (the openai SDK against a server)",
     'import OpenAI from "openai";': "needs the openai npm package (network); the same calls as the Python one",
     "curl -s localhost:8000/v1/models": "run by tests/test_openai_front.py against a server",
+    "# 1. make a key for alice": "tests/test_keys_processes.py runs keys create and a server with "
+                                 "--require-api-key, called with the key, as real processes",
+    "client = OpenAI(base_url=\"http://localhost:8000/v1\", api_key=KEY)":
+        "needs KEY from the block above; tests/test_keys_http.py calls /v1 with a key",
+    "const ws = new WebSocket('ws://localhost:8000/model/ws', ['monoai', `bearer.${key}`]);":
+        "needs a key; tests/test_chat_playground.py uses a key from a page over HTTP and WebSocket",
 }
 #: Blocks run by this module, found the same way.
 RUN = [
@@ -56,7 +62,7 @@ RUN = [
     'OpenAIBackend("http://127.0.0.1:11434/v1"',
     "def price_of(item: str) -> float:",
     "curl -s -X POST localhost:8000/agent/shop",
-    "const ws = new WebSocket(",  # in Chromium
+    "const ws = new WebSocket('ws://localhost:8000/model/ws');",  # in Chromium
     "const response = await fetch('/model/stream'",  # in Chromium
 ]
 
