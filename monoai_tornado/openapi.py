@@ -70,9 +70,10 @@ def _schemas(has_limiter: bool) -> dict[str, Schema]:
     schemas: dict[str, Schema] = {
         "PromptRequest": _obj({
             "prompt": {"type": "string", "minLength": 1, "pattern": "\\S", "description": "Must not be blank."},
-            "user_id": {"type": ["string", "integer"],
-                        "description": "Who is asking (a number is turned into its decimal string); "
-                                       "rate limits count per user, else per client IP."},
+            "user_id": {"type": ["string", "integer", "null"],
+                        "description": "Who is asking (a number is turned into its decimal string; null is "
+                                       "the same as absent); rate limits count per user, else per client IP. "
+                                       "Never `ip:...`: that namespace is the client IPs'."},
             "max_tokens": {"type": "integer", "minimum": 1,
                            "description": "Cap of the answer's tokens (default: the server's "
                                           "--default-max-tokens); a token budget may lower it."},
@@ -121,7 +122,7 @@ def _schemas(has_limiter: bool) -> dict[str, Schema]:
                           "description": "What is served, as \"METHOD /path\" (WS for WebSockets)."},
         }, ["msg", "started_at", "agents"]),
         "Health": _obj({"status": {"const": "ok"}, "app": STRING}),
-        "ValidateUserRequest": _obj({"user_id": {"type": ["string", "integer"]}}),
+        "ValidateUserRequest": _obj({"user_id": {"type": ["string", "integer"], "pattern": "\\S"}}, ["user_id"]),
         "ValidateUserResult": {"oneOf": [
             _obj({"valid": {"const": True}, "user_id": STRING, "normalized": {"type": ["string", "null"]}}),
             _obj({"valid": {"const": False}, "user_id": STRING, "error": STRING}),
