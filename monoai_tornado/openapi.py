@@ -263,9 +263,10 @@ def _static_names() -> list[str]:
     return sorted(static_assets())
 
 
-def _get(summary: str, response: Schema, operation_id: str, tag: str, **extra: Any) -> Schema:
+def _get(summary: str, response: Schema, operation_id: str, tag: str, *, errors: Schema | None = None,
+         **extra: Any) -> Schema:
     return {"get": {"operationId": operation_id, "summary": summary, "tags": [tag],
-                    "responses": {"200": response}, **extra}}
+                    "responses": {"200": response, **(errors or {})}, **extra}}
 
 
 def _stats_operation(summary: str, schema: str, operation_id: str, has_limiter: bool, admin: bool,
@@ -401,7 +402,7 @@ def build_openapi(
             {"description": "The file.",
              "content": {"application/javascript": {"schema": {"type": "string"}},
                          "text/css": {"schema": {"type": "string"}}}},
-            "getStaticFile", "meta",
+            "getStaticFile", "meta", errors={"404": _ref("responses", "NotFound")},
             parameters=[{"name": "name", "in": "path", "required": True,
                          "schema": {"type": "string", "enum": _static_names()}}]),
     }
