@@ -21,7 +21,8 @@ setup(
         # The README's Python WebSocket snippet (examples/ws_client.py needs only Tornado).
         "client": ["websockets>=12"],
         "test": ["pytest>=8", "pytest-tornasync>=0.6", "redis>=5.0", "websockets>=12", "playwright>=1.40",
-                 "hypothesis>=6", "jsonschema>=4.18", "openapi-spec-validator>=0.7", "openai>=1.40"],
+                 "hypothesis>=6", "jsonschema>=4.18", "openapi-spec-validator>=0.7", "openai>=1.40",
+                 "schemathesis>=4"],
     },
     entry_points={"console_scripts": ["monoai-tornado=monoai_tornado.cli:main"]},
     classifiers=["Framework :: Tornado", "License :: OSI Approved :: MIT License",

@@ -9,6 +9,7 @@ Tornado handlers.
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -28,6 +29,16 @@ from .routes import endpoint_lines, endpoint_names, routes_for, url_specs
 from .usage import TokenCounter, shared_counter
 
 log = logging.getLogger("monoai_tornado")
+
+
+def _is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (``""`` and ``0.0.0.0`` are every interface)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _as_backend(model: Any) -> Backend:
@@ -190,6 +201,11 @@ class Application:
             log.info("model %s/%s%s", described["provider"], described["name"], demo)
         log.info("token usage counted with tiktoken encoding %s when a backend reports none",
                  self.counter.encoding_name)
+        if "*" in self.context.cors_origins and not _is_loopback(host):
+            log.warning("listening on %s with every origin allowed: any web page a visitor opens can call "
+                        "this server and open WebSockets with their user_id, spending their budget; allow "
+                        "only your own pages with --cors-origin https://your.site "
+                        "(Application(cors_origins=[...]))", host)
 
     def endpoint_lines(self, base: str) -> list[str]:
         """Human readable list of what is served, for the start banner."""

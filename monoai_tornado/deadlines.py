@@ -23,7 +23,8 @@ import tornado.httpserver
 import tornado.ioloop
 from tornado import httputil
 
-from .tornado_internals import stop_request_timers
+from .tornado_internals import body_cap, stop_request_timers
+from .wire import declared_length, json_errors, refuse_oversized
 
 log = logging.getLogger("monoai_tornado.http")
 
@@ -95,14 +96,22 @@ class _TimedRequest(httputil.HTTPMessageDelegate):
     forget it when the client hangs up between requests.
     """
 
-    __slots__ = ("inner", "connection", "deadlines")
+    __slots__ = ("inner", "connection", "deadlines", "request_conn", "max_body_size")
 
-    def __init__(self, inner: httputil.HTTPMessageDelegate, connection: Any, deadlines: ConnectionDeadlines):
+    def __init__(self, inner: httputil.HTTPMessageDelegate, connection: Any, deadlines: ConnectionDeadlines,
+                 request_conn: httputil.HTTPConnection, max_body_size: int):
         self.inner = inner
         self.connection = connection
         self.deadlines = deadlines
+        self.request_conn = request_conn
+        self.max_body_size = max_body_size
 
     def headers_received(self, start_line: Any, headers: httputil.HTTPHeaders) -> Any:
+        length = declared_length(headers) if "Content-Length" in headers else None
+        if length is not None and length > self.max_body_size:
+            self.deadlines.done(self.connection)
+            refuse_oversized(self.request_conn, self.max_body_size)  # 413, not a reset
+            return None
         self.deadlines.reading_body(self.connection)
         return self.inner.headers_received(start_line, headers)
 
@@ -129,6 +138,7 @@ class DeadlineHTTPServer(tornado.httpserver.HTTPServer):
         body_timeout = kwargs.pop("body_timeout", None)
         super().initialize(*args, **kwargs)
         self.deadlines = ConnectionDeadlines(idle_timeout, body_timeout)
+        self.max_body_size = body_cap(self)
         # Tornado's own per-request timers are replaced by the deadlines above.
         stop_request_timers(self)
 
@@ -140,7 +150,11 @@ class DeadlineHTTPServer(tornado.httpserver.HTTPServer):
     def start_request(self, server_conn: object, request_conn: httputil.HTTPConnection) -> httputil.HTTPMessageDelegate:
         delegate = super().start_request(server_conn, request_conn)
         self.deadlines.waiting_for_request(server_conn)
-        return _TimedRequest(delegate, server_conn, self.deadlines)
+        return _TimedRequest(delegate, server_conn, self.deadlines, request_conn, self.max_body_size)
+
+    def handle_stream(self, stream: Any, address: Any) -> None:
+        json_errors(stream)  # a request Tornado cannot parse gets a JSON 400, not an empty one
+        super().handle_stream(stream, address)
 
     def on_close(self, server_conn: object) -> None:
         self.deadlines.done(server_conn)

@@ -70,9 +70,10 @@ def _schemas(has_limiter: bool) -> dict[str, Schema]:
     schemas: dict[str, Schema] = {
         "PromptRequest": _obj({
             "prompt": {"type": "string", "minLength": 1, "pattern": "\\S", "description": "Must not be blank."},
-            "user_id": {"type": ["string", "integer"],
-                        "description": "Who is asking (a number is turned into its decimal string); "
-                                       "rate limits count per user, else per client IP."},
+            "user_id": {"type": ["string", "integer", "null"],
+                        "description": "Who is asking (a number is turned into its decimal string; null is "
+                                       "the same as absent); rate limits count per user, else per client IP. "
+                                       "Never `ip:...`: that namespace is the client IPs'."},
             "max_tokens": {"type": "integer", "minimum": 1,
                            "description": "Cap of the answer's tokens (default: the server's "
                                           "--default-max-tokens); a token budget may lower it."},
@@ -121,7 +122,7 @@ def _schemas(has_limiter: bool) -> dict[str, Schema]:
                           "description": "What is served, as \"METHOD /path\" (WS for WebSockets)."},
         }, ["msg", "started_at", "agents"]),
         "Health": _obj({"status": {"const": "ok"}, "app": STRING}),
-        "ValidateUserRequest": _obj({"user_id": {"type": ["string", "integer"]}}),
+        "ValidateUserRequest": _obj({"user_id": {"type": ["string", "integer"], "pattern": "\\S"}}, ["user_id"]),
         "ValidateUserResult": {"oneOf": [
             _obj({"valid": {"const": True}, "user_id": STRING, "normalized": {"type": ["string", "null"]}}),
             _obj({"valid": {"const": False}, "user_id": STRING, "error": STRING}),
@@ -262,9 +263,10 @@ def _static_names() -> list[str]:
     return sorted(static_assets())
 
 
-def _get(summary: str, response: Schema, operation_id: str, tag: str, **extra: Any) -> Schema:
+def _get(summary: str, response: Schema, operation_id: str, tag: str, *, errors: Schema | None = None,
+         **extra: Any) -> Schema:
     return {"get": {"operationId": operation_id, "summary": summary, "tags": [tag],
-                    "responses": {"200": response}, **extra}}
+                    "responses": {"200": response, **(errors or {})}, **extra}}
 
 
 def _stats_operation(summary: str, schema: str, operation_id: str, has_limiter: bool, admin: bool,
@@ -400,7 +402,7 @@ def build_openapi(
             {"description": "The file.",
              "content": {"application/javascript": {"schema": {"type": "string"}},
                          "text/css": {"schema": {"type": "string"}}}},
-            "getStaticFile", "meta",
+            "getStaticFile", "meta", errors={"404": _ref("responses", "NotFound")},
             parameters=[{"name": "name", "in": "path", "required": True,
                          "schema": {"type": "string", "enum": _static_names()}}]),
     }

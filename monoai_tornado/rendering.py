@@ -33,6 +33,7 @@ HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
+    426: "upgrade_required",
     429: "rate_limited",
     502: "backend_error",
     503: "unavailable",

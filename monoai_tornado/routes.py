@@ -83,7 +83,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/openapi.json", ("GET",), OpenAPIHandler, "getOpenAPI"),
     Route("/docs", ("GET",), DocsHandler, "getDocs", note="(API docs, Swagger UI)"),
     Route("/static/{name}", ("GET",), StaticAssetHandler, "getStaticFile",
-          parameters={"name": ("name", r"[A-Za-z0-9_.\-/]+")}, listed=False),
+          parameters={"name": ("name", r"[A-Za-z0-9_.\-/%]+")}, listed=False),  # %2F: "/" as clients quote it
     Route("/", ("GET",), RootHandler, "getRoot"),
     Route("/health", ("GET",), HealthHandler, "getHealth"),
     Route("/metrics", ("GET",), MetricsHandler, "getMetrics"),

@@ -15,8 +15,12 @@ import tornado.websocket
 from tornado.concurrent import Future
 from tornado.iostream import IOStream
 
-__all__ = ["FrameWriter", "frame_writer", "http_stream", "is_finished", "reason", "stop_request_timers",
-           "websocket_backed_up"]
+__all__ = ["BARE_BAD_REQUEST", "FrameWriter", "body_cap", "frame_writer", "http_stream", "is_finished", "reason",
+           "retype_stream", "stop_request_timers", "websocket_backed_up"]
+
+#: What Tornado writes for a request it cannot parse (``HTTP1Connection._read_message``) before
+#: it closes the connection: a bare 400 without a body.
+BARE_BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\n\r\n"
 
 #: ``WebSocketProtocol13._write_frame(fin, opcode, data) -> Future``.
 FrameWriter = Callable[[bool, int, bytes], "Future[None]"]
@@ -62,3 +66,15 @@ def stop_request_timers(server: tornado.httpserver.HTTPServer) -> None:
     """Turn off Tornado's per-request header and body timers (``HTTPServer.conn_params``)."""
     server.conn_params.header_timeout = None
     server.conn_params.body_timeout = None
+
+
+def body_cap(server: tornado.httpserver.HTTPServer) -> int:
+    """The largest body the server reads (``conn_params.max_body_size``; 100 MiB when unset)."""
+    return server.conn_params.max_body_size or 100 * 1024 * 1024
+
+
+def retype_stream(stream: IOStream, cls: type[IOStream]) -> None:
+    """Give a plain ``IOStream`` the behaviour of ``cls``, a subclass that adds no state
+    (``IOStream`` has no ``__slots__``, so its instances accept a subclass as their class)."""
+    if type(stream) is IOStream:
+        stream.__class__ = cls

@@ -1,5 +1,9 @@
 """Fuzzing on 127.0.0.1: generated bodies, headers and paths, raw socket garbage and random
-WebSocket frames. Whatever arrives: no 5xx, no traceback, and the server answers normally after."""
+WebSocket frames. Whatever arrives: no 5xx, no traceback, and the server answers normally after.
+
+Generated text includes unpaired UTF-16 surrogates, NUL and runs of one character up to 60,000
+long, on every route that takes a body (model, agent, streamed, SSE, /validate-user) and over
+both WebSockets."""
 from __future__ import annotations
 
 import http.client
@@ -14,24 +18,50 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monoai_tornado import Application, DemoBackend
+from monoai_tornado.agents import default_agents
+from monoai_tornado.ratelimit import Limit, RateLimiter
 from tests.threaded_server import ThreadedServer
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 
+#: Any code point, unpaired surrogates (category Cs) and NUL included.
+any_character = st.characters(codec=None, categories=None, exclude_categories=())
+#: Long runs of one character: what made regular expressions and parsers super-linear.
+long_runs = st.builds(lambda char, count: char * count,
+                      st.sampled_from(["(", ")", "1", " ", "\x00", "\ud800", "\udfff", "a", "\\", '"', "\u00e9", "-"]),
+                      st.integers(1_000, 60_000))
+hostile_text = st.text(alphabet=any_character, max_size=50) | long_runs
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=50),
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | hostile_text,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(alphabet=any_character, max_size=10),
+                                                                 inner, max_size=5),
     max_leaves=20,
 )
 prompt_bodies = st.fixed_dictionaries(
-    {}, optional={"prompt": json_values | st.text(max_size=200), "user_id": json_values, "type": json_values})
+    {}, optional={"prompt": json_values | hostile_text, "user_id": json_values, "type": json_values})
+#: Every route that takes a body, and whether it is asked for server-sent events.
+BODY_ROUTES = st.sampled_from([("/model", False), ("/model/stream", False), ("/model/stream", True),
+                               ("/agent/assistant", False), ("/agent/assistant/stream", True),
+                               ("/validate-user", False)])
+
+
+def has_lone_surrogate(value) -> bool:
+    if isinstance(value, str):
+        return any(0xD800 <= ord(c) <= 0xDFFF for c in value)
+    if isinstance(value, dict):
+        return any(has_lone_surrogate(k) or has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_lone_surrogate(v) for v in value)
+    return False
 
 
 @pytest.fixture(scope="module")
 def server(counter):
-    app = Application("Fuzz", model=DemoBackend(delay=0), max_body_size=4096, max_ws_message_size=4096,
-                      token_counter=counter)
+    backend = DemoBackend(delay=0)
+    app = Application("Fuzz", model=backend, agents=default_agents(backend), max_body_size=256 * 1024,
+                      max_ws_message_size=256 * 1024, token_counter=counter,
+                      rate_limiter=RateLimiter([Limit("request", 10**9, "minute"), Limit("token", 10**12, "day")]))
     with ThreadedServer(app) as running:
         yield running
 
@@ -57,16 +87,25 @@ def assert_still_serving(port: int) -> None:
 
 
 @FUZZ
-@given(body=prompt_bodies | json_values)
-def test_generated_json_bodies(server, body):
-    status, raw = request(server.port, "POST", "/model", json.dumps(body).encode())
+@given(body=prompt_bodies | json_values | st.fixed_dictionaries({"user_id": json_values}), route=BODY_ROUTES)
+def test_generated_json_bodies(server, body, route):
+    path, sse = route
+    status, raw = request(server.port, "POST", path, json.dumps(body).encode(),
+                          {"Accept": "text/event-stream"} if sse else {})
     assert_clean(status, raw)
-    payload = json.loads(raw)
-    if status == 200:
-        assert isinstance(body, dict) and isinstance(body.get("prompt"), str) and body["prompt"].strip()
-        assert payload["usage"]["total_tokens"] == payload["usage"]["prompt_tokens"] + payload["usage"]["completion_tokens"]
+    if status != 200:
+        assert json.loads(raw)["code"] in {"invalid_json", "missing_prompt", "invalid_user_id", "payload_too_large",
+                                           "missing_user_id"}
+        return
+    assert isinstance(body, dict) and not has_lone_surrogate(body)
+    if path == "/validate-user":
+        assert json.loads(raw)["valid"] is True
+    elif sse:
+        assert b"event: complete" in raw and b"event: error" not in raw
     else:
-        assert payload["code"] in {"invalid_json", "missing_prompt", "invalid_user_id", "payload_too_large"}
+        assert isinstance(body.get("prompt"), str) and body["prompt"].strip()
+        usage = json.loads(raw)["usage"]
+        assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
 
 
 def _messages() -> st.SearchStrategy[Any]:
@@ -227,25 +266,29 @@ def test_random_websocket_frames(server, frames):
 
 
 @FUZZ
-@given(message=prompt_bodies | json_values | st.text(max_size=300))
-def test_generated_websocket_messages_keep_the_connection(server, message):
+@given(message=prompt_bodies | json_values | st.text(max_size=300) | st.text(alphabet="(1 \x00a", min_size=1000,
+                                                                              max_size=60_000),
+       path=st.sampled_from(["/model/ws", "/agent/assistant/ws"]))
+def test_generated_websocket_messages_keep_the_connection(server, message, path):
     from websockets.sync.client import connect
 
-    with connect(f"ws://127.0.0.1:{server.port}/model/ws", open_timeout=5, close_timeout=2) as ws:
-        ws.send(message if isinstance(message, str) else json.dumps(message))
+    with connect(f"ws://127.0.0.1:{server.port}{path}", open_timeout=5, close_timeout=2,
+                 max_size=None) as ws:
+        raw_text = isinstance(message, str) and not has_lone_surrogate(message)  # text frames are UTF-8
+        ws.send(message if raw_text else json.dumps(message))
         first = json.loads(ws.recv(timeout=10))
         if "error" in first:
             assert first["code"] in {"invalid_json", "missing_prompt", "invalid_user_id", "nothing_to_cancel",
                                      "message_too_big"}
         else:
-            while first.get("type") == "chunk":
+            while first.get("type") in ("chunk", "step"):
                 first = json.loads(ws.recv(timeout=10))
             assert first["type"] == "complete"
         if first.get("code") != "message_too_big":
             ws.send(json.dumps({"prompt": "still open"}))
             reply = json.loads(ws.recv(timeout=10))
             for _ in range(1000):  # read the whole answer: this client stops reading when 16 wait
-                if reply.get("type") != "chunk":
+                if reply.get("type") not in ("chunk", "step"):
                     break
                 reply = json.loads(ws.recv(timeout=10))
             assert reply.get("type") == "complete"

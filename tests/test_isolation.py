@@ -141,7 +141,7 @@ async def test_a_cpu_heavy_prompt_does_not_stop_the_loop(fetch):
             heavy = AsyncHTTPClient().fetch(HTTPRequest(
                 base + "/agent/assistant/stream", "POST", body=json.dumps({"prompt": prompt}),
                 headers={"Accept": "text/event-stream"}, request_timeout=120,
-                header_callback=lambda line: started.done() or started.set_result(None),
+                header_callback=lambda line, started=started: started.done() or started.set_result(None),
                 streaming_callback=lambda chunk: None))
             await asyncio.wait_for(started, 60)  # the run starts as the headers go out
             probe = await fetch(base + "/health", request_timeout=20)

@@ -454,3 +454,25 @@ async def test_a_capped_answer_and_a_concurrency_refusal_are_documented(serve, f
     refused = await fetch(url + "/model", "POST", {"prompt": "hi", "user_id": "u"})
     assert documented.check("/model", "post", refused)["code"] == "too_many_concurrent"
     assert documented.check("/model", "post", await running)["finish_reason"] == "length"
+
+
+@pytest.mark.parametrize("body,accepted", [
+    ({"prompt": "x", "user_id": None}, True),
+    ({"prompt": "x", "user_id": 7}, True),
+    ({"prompt": "x", "user_id": 1.5}, False),
+    ({"prompt": "x", "user_id": ["a"]}, False),
+])
+async def test_the_prompt_schema_and_the_server_agree_on_user_id(serve, fetch, counter, body, accepted):
+    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter))
+    documented = (await _doc(fetch, url)).validator("/components/schemas/PromptRequest").is_valid(body)
+    answer = await fetch(url + "/model", "POST", body)
+    assert documented is accepted and (answer.code == 200) is accepted
+
+
+@pytest.mark.parametrize("body,accepted", [({"user_id": "u1"}, True), ({"user_id": 3}, True), ({"user_id": ""}, False),
+                                           ({"user_id": "  "}, False), ({"user_id": None}, False), ({}, False)])
+async def test_the_validate_user_schema_and_the_server_agree(serve, fetch, counter, body, accepted):
+    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter))
+    documented = (await _doc(fetch, url)).validator("/components/schemas/ValidateUserRequest").is_valid(body)
+    answer = await fetch(url + "/validate-user", "POST", body)
+    assert documented is accepted and (answer.code == 200) is accepted

@@ -307,3 +307,33 @@ async def test_a_redis_error_fails_its_own_call_only(shared_redis: str, redis_pr
         assert [result.allowed for result in (results[0], results[2])] == [True, True]  # type: ignore[union-attr]
     finally:
         await limiter.aclose()
+
+
+async def test_a_reply_lost_to_a_timeout_may_leave_a_count_as_documented(
+    redis_server: RedisServer, redis_prefix: str, clock: FakeClock
+) -> None:
+    """Redis paused (SIGSTOP): the admissions sent meanwhile get 503, and Redis runs them when it
+    wakes. README "Reliability" says so: the request counters may run ahead of the admitted
+    requests by at most the 503s of the outage, never the other way (nobody passes a limit)."""
+    import os
+    import signal
+
+    limiter = RateLimiter([Limit("request", 5, "minute")], RedisStore(redis_server.url, prefix=redis_prefix,
+                                                                    socket_timeout=0.3), clock=clock)
+    assert redis_server.process is not None
+    try:
+        admitted = sum([(await limiter.admit("paused")).allowed for _ in range(2)])
+        os.kill(redis_server.process.pid, signal.SIGSTOP)
+        try:
+            refused = await asyncio.gather(*(limiter.admit("paused") for _ in range(4)), return_exceptions=True)
+        finally:
+            os.kill(redis_server.process.pid, signal.SIGCONT)
+        assert all(isinstance(r, LimiterUnavailable) for r in refused)
+        await admit_until_up(limiter)  # counts one more, for "back"
+        used = (await limiter.user_stats("paused"))["usage"]["5-per-60"]
+        print(f"counted {used} for {admitted} admitted and {len(refused)} refused with 503")
+        assert admitted == 2 and 2 <= used <= 2 + len(refused)
+        later = [await limiter.admit("paused") for _ in range(5)]
+        assert sum(a.allowed for a in later) == 5 - used  # the limit holds: never more than 5 admitted
+    finally:
+        await limiter.aclose()

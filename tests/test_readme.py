@@ -40,12 +40,12 @@ NOT_RUN = {
     "# pip install openai; then, beside": "run by tests/test_openai_front.py (the openai SDK against a server)",
     'import OpenAI from "openai";': "needs the openai npm package (network); the same calls as the Python one",
     "curl -s localhost:8000/v1/models": "run by tests/test_openai_front.py against a server",
-    "# 1. make a key for alice": "tests/test_keys_processes.py runs keys create and a server with "
-                                 "--require-api-key, called with the key, as real processes",
-    "client = OpenAI(base_url=\"http://localhost:8000/v1\", api_key=KEY)":
-        "needs KEY from the block above; tests/test_keys_http.py calls /v1 with a key",
-    "const ws = new WebSocket('ws://localhost:8000/model/ws', ['monoai', `bearer.${key}`]);":
-        "needs a key; tests/test_chat_playground.py uses a key from a page over HTTP and WebSocket",
+    "# 1. make a key for alice": "the same commands (keys create, --require-api-key, a call with the key) "
+                                 "run in tests/test_keys_processes.py against real processes",
+    "client = OpenAI(base_url=\"http://localhost:8000/v1\", api_key=KEY)": "needs a KEY made as above; "
+                                 "keys on /v1 go through the same pipeline as tests/test_keys_http.py",
+    "const socket = new WebSocket('ws://localhost:8000/model/ws', ['monoai'": "the key on fetch and as the "
+                                 "WebSocket subprotocol is run in tests/test_keys_http.py (and by the playground)",
 }
 #: Blocks run by this module, found the same way.
 RUN = [

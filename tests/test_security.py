@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+
+import pytest
 
 from monoai_tornado import Application, DemoBackend
 from monoai_tornado.ratelimit import Limit, RateLimiter
@@ -74,3 +77,15 @@ async def test_slow_loris_is_cut_off(serve, fetch, counter):
     assert time.monotonic() - started < 5
     writer.close()
     assert (await fetch(url + "/health")).code == 200
+
+
+@pytest.mark.parametrize("host,origins,warned", [
+    ("0.0.0.0", ("*",), True), ("192.0.2.7", ("*",), True), ("::", ("*",), True),
+    ("127.0.0.1", ("*",), False), ("localhost", ("*",), False), ("::1", ("*",), False),
+    ("0.0.0.0", ("https://app.example",), False),
+])
+def test_any_origin_beyond_loopback_is_warned_about_at_start(counter, caplog, host, origins, warned):
+    app = Application("T", model=DemoBackend(delay=0), token_counter=counter, cors_origins=origins)
+    with caplog.at_level(logging.WARNING, logger="monoai_tornado"):
+        app.log_start(host, 8000)
+    assert ("--cors-origin" in caplog.text) is warned

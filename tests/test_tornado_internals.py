@@ -87,3 +87,40 @@ def test_request_timers_can_be_turned_off() -> None:
     assert plain.conn_params.header_timeout == 5 and plain.conn_params.body_timeout == 5
     ours = DeadlineHTTPServer(app, idle_connection_timeout=5, body_timeout=5)
     assert ours.conn_params.header_timeout is None and ours.conn_params.body_timeout is None
+
+
+async def test_a_request_tornado_cannot_parse_gets_the_bare_400(serve, io_loop):
+    import socket
+
+    port = int(serve(server()).rsplit(":", 1)[1])
+
+    def exchange() -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GARBAGE\r\n\r\n")
+            answer = b""
+            for _ in range(100):
+                data = sock.recv(4096)
+                if not data:
+                    return answer
+                answer += data
+            return answer
+
+    assert await io_loop.run_in_executor(None, exchange) == internals.BARE_BAD_REQUEST
+
+
+def test_the_body_cap_and_a_stream_that_takes_a_subclass() -> None:
+    import socket
+
+    app = tornado.web.Application([])
+    assert internals.body_cap(tornado.httpserver.HTTPServer(app, max_body_size=5)) == 5
+    assert internals.body_cap(tornado.httpserver.HTTPServer(app)) == 100 * 1024 * 1024
+
+    class Sub(IOStream):
+        pass
+
+    left, right = socket.socketpair()
+    stream = IOStream(left)
+    internals.retype_stream(stream, Sub)
+    assert type(stream) is Sub
+    stream.close()
+    right.close()

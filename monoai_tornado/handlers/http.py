@@ -45,7 +45,9 @@ class PromptHandler(JsonHandler):
     """Runs one prompt on the model or an agent over plain HTTP (JSON or SSE)."""
 
     def endpoint_label(self) -> str:
-        kind = "agent" if self.path_kwargs.get("agent_name") else "model"
+        # From the path, not ``path_kwargs``: Tornado sets those only once it has routed the
+        # request into a method, and a 405 or an undecodable agent name is refused before.
+        kind = "agent" if "/agent/" in self.request.path else "model"
         return f"{kind}_stream" if self.streaming else kind
 
     def initialize(self, context: Any, streaming: bool = False) -> None:

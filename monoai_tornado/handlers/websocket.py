@@ -23,7 +23,7 @@ from ..keys.ring import SUBPROTOCOL
 from ..requests import PromptRequest, load_json_object, parse_prompt_object
 from ..pipeline import Ticket
 from ..rendering import render_error
-from ..tornado_internals import FrameWriter, frame_writer, websocket_backed_up
+from ..tornado_internals import FrameWriter, frame_writer, reason, websocket_backed_up
 from .base import access_fields, dumps
 
 log = logging.getLogger("monoai_tornado.websocket")
@@ -166,6 +166,22 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
     def ping_interval(self) -> float | None:
         interval = self.settings.get("websocket_ping_interval", 20.0)
         return None if interval is None else float(interval)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Errors before the upgrade (405, ...) in JSON, as every other answer (see :meth:`finish`)."""
+        if status_code == 405:
+            self.set_header("Allow", "GET")
+        self.finish()
+
+    def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> "asyncio.Future[None]":
+        """Tornado refuses a handshake (400, 403 origin, 426 version) with a line of text: JSON here."""
+        status = self.get_status()
+        if status >= 400:
+            self.context.pipeline.metrics.count_request(self._endpoint(), status)
+            message = chunk.decode("utf-8", "replace") if isinstance(chunk, bytes) else chunk
+            self.set_header("Content-Type", "application/json; charset=UTF-8")
+            chunk = dumps(render_error(None, status=status, reason=str(message or reason(self))).body)
+        return super().finish(chunk)
 
     def open(self, agent_name: str | None = None) -> None:
         self.set_nodelay(True)
@@ -346,10 +362,13 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
                 pipeline.finish(ticket)  # a run that never started gives its place back
             self._account(ticket, outcome, started)
 
+    def _endpoint(self) -> str:
+        # From the path: a handshake refused before routing (405, bad escapes) has no path_kwargs.
+        return "agent_ws" if "/agent/" in self.request.path else "model_ws"
+
     def _account(self, ticket: Ticket | None, outcome: str, started: float) -> None:
         """Metrics and an access log line per prompt, as HTTP requests get."""
-        endpoint = "agent_ws" if self.path_kwargs.get("agent_name") else "model_ws"
-        self.context.pipeline.metrics.count_request(endpoint, outcome)
+        self.context.pipeline.metrics.count_request(self._endpoint(), outcome)
         if access_log.isEnabledFor(logging.INFO):
             user, tokens = access_fields(ticket, self.request.remote_ip)
             access_log.info("%s WS %s user=%s tokens=%s %.2fms", outcome, self.request.path, user, tokens,
