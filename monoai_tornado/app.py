@@ -9,6 +9,7 @@ Tornado handlers.
 """
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 from typing import Any, Iterable, Mapping, Sequence
@@ -21,8 +22,10 @@ from .backends.base import Backend
 from .context import DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_WS_MESSAGE_SIZE, ServerContext
 from .deadlines import DeadlineHTTPServer
 from .handlers.base import NotFoundHandler, log_request
+from .agents.agent import Agent
 from .identity import IdentityResolver, UserValidator
 from .keys import KeyRing
+from .lifecycle import Lifecycle
 from .pipeline import DEFAULT_MAX_TOKENS, ModelTarget, Pipeline, Target
 from .ratelimit import Limiter
 from .routes import endpoint_lines, endpoint_names, routes_for, url_specs
@@ -162,7 +165,45 @@ class Application:
         metrics.gauge("monoai_runs_in_flight", "Runs in flight in this process.",
                       lambda: self.pipeline.runs_in_flight)
         metrics.gauge("monoai_websockets_open", "Open WebSocket connections in this process.",
-                      lambda: len(self.context.websockets))
+                      lambda: len(self.lifecycle.sockets))
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        """What is in flight in this application, and how it ends (:meth:`aclose`)."""
+        return self.pipeline.lifecycle
+
+    def _backends(self) -> list[Backend]:
+        """Every backend this application calls: the model's and the agents' own."""
+        backends: list[Backend] = [self.model] if self.model is not None else []
+        for agent in self.agents.values():
+            if isinstance(agent, Agent) and all(agent.model is not known for known in backends):
+                backends.append(agent.model)
+        return backends
+
+    async def aclose(self, timeout: float = 30.0, server: tornado.httpserver.HTTPServer | None = None) -> None:
+        """End the application's life: stop ``server`` (when given) accepting, let prompts in
+        progress finish for up to ``timeout`` seconds, cancel the rest with a reason (their
+        clients get ``shutting_down``), close WebSockets and connections, write the usage still
+        pending, then close the backends, the rate limiter and the key store."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if server is not None:
+            server.stop()
+        await self.lifecycle.drain(timeout)
+        if server is not None:
+            try:
+                await asyncio.wait_for(server.close_all_connections(), timeout=max(1.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                log.warning("connections still open after the drain; leaving them")
+        for backend in self._backends():
+            try:
+                await backend.aclose()
+            except Exception:
+                log.warning("closing backend %s failed", backend.name, exc_info=True)
+        if self.rate_limiter is not None:
+            await self.rate_limiter.aclose()
+        if self.keys is not None:
+            await self.keys.aclose()
 
     def handlers(self, prefix: str = "") -> list[tornado.routing.URLSpec]:
         """URL specs of every endpoint, under ``prefix`` (e.g. ``"/ai"``), for your own app."""

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
-from typing import Any
 
 from .errors import NotFound
 from .keys import KeyRing
+from .lifecycle import Lifecycle
 from .pipeline import ModelTarget, Pipeline, Target
 from .ratelimit import Limiter
 
@@ -36,13 +36,11 @@ class ServerContext:
     started_at: datetime.datetime = field(
         default_factory=lambda: datetime.datetime.now(datetime.timezone.utc)
     )
-    #: Open WebSocket handlers, so that shutdown can close them (Tornado does not).
-    websockets: set[Any] = field(default_factory=set)
-    #: Set when a drain past its timeout cancels the runs left.
-    shutting_down: bool = False
-    #: Handlers with a prompt in progress, from its arrival until its answer is written;
-    #: a graceful shutdown waits for this to empty.
-    busy: set[Any] = field(default_factory=set)
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        """What is in flight (prompts, runs, WebSockets), and how it ends."""
+        return self.pipeline.lifecycle
 
     @property
     def limiter(self) -> Limiter | None:

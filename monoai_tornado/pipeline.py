@@ -17,6 +17,7 @@ from .backends.base import Backend
 from .calls import RunEvents, SilentEvents, UsageMeter, call_model
 from .errors import ApiError, BackendError, ClientGone, Overloaded, RateLimited, TooManyConcurrent
 from .identity import Identity, IdentityResolver
+from .lifecycle import Lifecycle
 from .metrics import Metrics
 from .ratelimit import Admission, Limiter
 from .requests import PromptRequest
@@ -96,6 +97,7 @@ class Pipeline:
         limiter: Limiter | None = None,
         max_concurrent_runs: int | None = None,
         metrics: Metrics | None = None,
+        lifecycle: Lifecycle | None = None,
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
     ) -> None:
         self.metrics = metrics or Metrics()
@@ -106,17 +108,12 @@ class Pipeline:
         self.default_max_tokens = default_max_tokens
         #: Admitted runs not yet finished: counted when admitted, so the limit is exact.
         self.admitted = 0
-        self._runs: set[asyncio.Task[Any]] = set()
-        self._settling: set[asyncio.Task[None]] = set()
+        #: Where runs and pending settlements are tracked, and ended at shutdown.
+        self.lifecycle = lifecycle or Lifecycle()
 
     @property
     def runs_in_flight(self) -> int:
-        return len(self._runs)
-
-    def cancel_all_runs(self) -> None:
-        """Cancel every run in flight (shutdown past its drain timeout)."""
-        for task in list(self._runs):
-            task.cancel()
+        return self.lifecycle.runs_in_flight
 
     async def admit(self, request: PromptRequest, peer: str, headers: Mapping[str, str]) -> Ticket:
         """Identify the user and take the request through the rate limiter, before any model work.
@@ -170,7 +167,7 @@ class Pipeline:
                            max_tokens=ticket.max_tokens, budget=ticket.budget)
         task = asyncio.current_task()
         assert task is not None
-        self._runs.add(task)
+        self.lifecycle.runs.add(task)
         try:
             result = await target.run(ticket.request, meter=meter, events=events)
         except BackendError as exc:
@@ -183,7 +180,7 @@ class Pipeline:
             self.metrics.count_backend_error(BackendError.code)
             raise BackendError(f"{type(exc).__name__}: {exc}") from exc
         finally:
-            self._runs.discard(task)
+            self.lifecycle.runs.discard(task)
             usage = self._measure(ticket, meter)
             settlement = self.finish(ticket, usage.total_tokens)
         if settlement is not None:
@@ -219,18 +216,10 @@ class Pipeline:
             return None
         if limiter.settle_now(ticket.admission, total):
             return None  # the memory store settles at once: no task needed
-        task = asyncio.ensure_future(self._settle(limiter, ticket.admission, ticket, total))
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
-        return task
+        return self.lifecycle.settle_later(self._settle(limiter, ticket.admission, ticket, total))
 
     async def _settle(self, limiter: Limiter, admission: Admission, ticket: Ticket, total_tokens: int) -> None:
         try:
             await limiter.settle(admission, total_tokens)
         except Exception:
             log.warning("could not record %d tokens for %s", total_tokens, ticket.identity.key, exc_info=True)
-
-    async def drain_settlements(self) -> None:
-        """Wait until every usage record has been written (tests and shutdown)."""
-        while self._settling:
-            await asyncio.gather(*list(self._settling), return_exceptions=True)

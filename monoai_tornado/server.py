@@ -8,7 +8,6 @@ from typing import Any
 
 import tornado.netutil
 
-from .handlers.websocket import CLOSE_GOING_AWAY
 from .loops import loop_factory
 from .workers import fork_workers
 
@@ -20,36 +19,6 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 def configure_logging(level: str = "info") -> None:
     """Timestamped log lines on stderr at ``level``, unless logging is configured already."""
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
-
-
-async def drain(app: Any, server: Any, timeout: float) -> None:
-    """Stop accepting, let prompts in progress finish up to ``timeout`` seconds (their answers
-    written), cancel the rest, record their usage, and close every connection."""
-    server.stop()
-    context, pipeline = app.context, app.pipeline
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while (context.busy or pipeline.runs_in_flight) and loop.time() < deadline:
-        await asyncio.sleep(0.02)
-    if context.busy or pipeline.runs_in_flight:
-        log.warning("drain timeout: cancelling %d runs still in flight", pipeline.runs_in_flight)
-        context.shutting_down = True
-        pipeline.cancel_all_runs()
-        for _ in range(100):  # let the handlers tell their clients (bounded: 2 s)
-            if not context.busy:
-                break
-            await asyncio.sleep(0.02)
-    for socket in list(context.websockets):
-        socket.close(CLOSE_GOING_AWAY, "server shutting down")
-    await pipeline.drain_settlements()
-    try:
-        await asyncio.wait_for(server.close_all_connections(), timeout=max(1.0, deadline - loop.time()))
-    except asyncio.TimeoutError:
-        pass
-    if app.rate_limiter is not None and hasattr(app.rate_limiter, "aclose"):
-        await app.rate_limiter.aclose()
-    if app.keys is not None:
-        await app.keys.aclose()
 
 
 async def serve_forever(app: Any, sockets: list[Any], drain_timeout: float) -> None:
@@ -66,7 +35,7 @@ async def serve_forever(app: Any, sockets: list[Any], drain_timeout: float) -> N
     if watch is not None:
         watch.cancel()
     log.info("shutting down: draining for up to %.0f s", drain_timeout)
-    await drain(app, server, drain_timeout)
+    await app.aclose(drain_timeout, server=server)
     log.info("stopped")
 
 

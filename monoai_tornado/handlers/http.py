@@ -15,6 +15,7 @@ import tornado.web
 from tornado.iostream import StreamClosedError
 
 from ..calls import SilentEvents
+from ..lifecycle import cancelled_for_shutdown
 from ..errors import ApiError, ClientGone, PayloadTooLarge, ShuttingDown
 from ..rendering import render_error
 from ..requests import parse_prompt_body
@@ -63,7 +64,7 @@ class PromptHandler(JsonHandler):
         self._flushing: asyncio.Future[None] | None = None
 
     def prepare(self) -> None:
-        self.context.busy.add(self)
+        self.context.lifecycle.busy.add(self)
         length = self.request.headers.get("Content-Length", "")
         if length.isdigit() and int(length) > self.context.max_body_size:
             raise PayloadTooLarge(f"Request body is larger than {self.context.max_body_size} bytes")
@@ -102,11 +103,11 @@ class PromptHandler(JsonHandler):
         self._run = asyncio.ensure_future(self.context.pipeline.run(ticket, target, events))
         try:
             return await self._run
-        except (asyncio.CancelledError, StreamClosedError, ClientGone):
+        except (asyncio.CancelledError, StreamClosedError, ClientGone) as exc:
             if self._client_gone:
                 self.set_status(CLIENT_CLOSED_REQUEST, "Client Closed Request")  # for logs and metrics
                 return None
-            if self.context.shutting_down:
+            if cancelled_for_shutdown(exc):
                 raise ShuttingDown("Server is shutting down; the run was stopped") from None
             raise
 
@@ -203,12 +204,12 @@ class PromptHandler(JsonHandler):
             self.flush().add_done_callback(_seen)
 
     def on_finish(self) -> None:
-        self.context.busy.discard(self)
+        self.context.lifecycle.busy.discard(self)
         super().on_finish()
 
     def on_connection_close(self) -> None:
         super().on_connection_close()  # fails the pending body future of a half-sent request
-        self.context.busy.discard(self)
+        self.context.lifecycle.busy.discard(self)
         self._client_gone = True
         if self._run is not None and not self._run.done():
             self._run.cancel()

@@ -18,6 +18,7 @@ from tornado.iostream import StreamClosedError
 from json.encoder import encode_basestring
 
 from ..context import ServerContext
+from ..lifecycle import cancelled_for_shutdown
 from ..errors import ApiError, ClientGone, Overloaded, ShuttingDown
 from ..keys.ring import SUBPROTOCOL
 from ..requests import PromptRequest, load_json_object, parse_prompt_object
@@ -37,7 +38,6 @@ HIGH_WATER_BYTES = 64 * 1024
 #: RFC 6455 opcode of a text frame.
 TEXT_OPCODE = 0x1
 
-CLOSE_GOING_AWAY = 1001
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_MESSAGE_TOO_BIG = 1009
@@ -192,7 +192,7 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
             self.send_nowait(render_error(exc).body)
             self.close(CLOSE_POLICY_VIOLATION, exc.message[:120])
             return
-        self.context.websockets.add(self)
+        self.context.lifecycle.sockets.add(self)
 
     def on_message(self, message: str | bytes) -> None:
         if self.target is None or self.closed:
@@ -219,7 +219,7 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
         if self.current is None:
             self.phase = "starting"
             self.current = asyncio.ensure_future(self._serve_one(request))
-            self.context.busy.add(self)
+            self.context.lifecycle.busy.add(self)
         else:
             if self.waiting is None:
                 self.waiting = collections.deque()
@@ -227,8 +227,8 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
 
     def on_close(self) -> None:
         self.closed = True
-        self.context.websockets.discard(self)
-        self.context.busy.discard(self)
+        self.context.lifecycle.sockets.discard(self)
+        self.context.lifecycle.busy.discard(self)
         if self.current is not None:
             self.current.cancel()
 
@@ -312,25 +312,27 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
             self.phase = "idle"
             if self.current is asyncio.current_task():
                 self.current = None
-            self.context.busy.discard(self)
+            self.context.lifecycle.busy.discard(self)
 
     async def _serve_or_skip(self, request: PromptRequest | None) -> None:
         """Serve one prompt, or only answer "cancelled" when a cancel came before it began."""
+        shutdown = False
         if self.phase != "cancelling" and request is not None:
             self.phase = "running"
             try:
                 await self._serve_prompt(request)
                 return
-            except asyncio.CancelledError:
+            except asyncio.CancelledError as exc:
                 if self.closed:
                     raise
+                shutdown = cancelled_for_shutdown(exc)
                 task = asyncio.current_task()
                 if task is not None:
                     task.uncancel()  # the cancel was for that prompt, not for this task
         else:
             self._account(None, "cancelled", time.monotonic())
         self.phase = "idle"
-        if self.context.shutting_down:
+        if shutdown:
             await self.send(render_error(ShuttingDown("Server is shutting down; the run was stopped")).body)
         else:
             await self.send({"type": "cancelled"})
