@@ -21,6 +21,11 @@ def configure_logging(level: str = "info") -> None:
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
 
 
+async def drain(app: Any, server: Any, timeout: float) -> None:
+    """Stop ``server`` and end ``app``'s life (:meth:`Application.aclose`)."""
+    await app.aclose(timeout, server=server)
+
+
 async def serve_forever(app: Any, sockets: list[Any], drain_timeout: float) -> None:
     """Serve on already bound sockets until SIGTERM/SIGINT, then drain and return."""
     server = app.http_server()
@@ -35,7 +40,7 @@ async def serve_forever(app: Any, sockets: list[Any], drain_timeout: float) -> N
     if watch is not None:
         watch.cancel()
     log.info("shutting down: draining for up to %.0f s", drain_timeout)
-    await app.aclose(drain_timeout, server=server)
+    await drain(app, server, drain_timeout)
     log.info("stopped")
 
 

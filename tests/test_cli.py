@@ -15,6 +15,8 @@ import pytest
 from monoai_tornado.cli import build_parser
 from tests.processes import start_server, stop_server
 
+pytestmark = pytest.mark.process  # most tests start the command line
+
 
 def get(url: str) -> tuple[int, dict]:
     try:

@@ -96,6 +96,7 @@ async def test_client_vanishing_after_the_answer_leaves_nothing_behind(serve, fe
     assert not await settle_down(before)
 
 
+@pytest.mark.redis
 async def test_redis_stopping_mid_run_then_coming_back(serve, fetch, counter, tmp_path):
     from monoai_tornado.ratelimit import RedisStore
     from tests.ratelimit_fixtures import RedisServer, need_redis

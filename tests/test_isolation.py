@@ -98,7 +98,7 @@ async def test_cancel_right_after_a_prompt_never_wedges_the_socket(counter, capl
     assert kinds.count("cancelled") == 21
     assert messages[-1]["result"]["prompt"] == "after" and kinds.count("complete") == 1
     assert set(kinds) <= {"chunk", "cancelled", "complete", "nothing_to_cancel"}
-    assert not app.context.busy and app.pipeline.runs_in_flight == 0
+    assert not app.lifecycle.busy and app.lifecycle.runs_in_flight == 0
     await send(ws, {"prompt": "still served"})
     last = [await read(ws) for _ in range(51)][-1]
     assert last["type"] == "complete" and last["result"]["prompt"] == "still served"

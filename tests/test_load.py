@@ -10,6 +10,8 @@ import pytest
 from tests.processes import start_server, stop_server
 from tests.ws_helpers import chunks_of, connect, read_until_end, send
 
+pytestmark = [pytest.mark.process, pytest.mark.slow]
+
 CONNECTIONS = 2000
 CHUNKS, CHUNK_CHARS = 16, 4
 

@@ -10,6 +10,8 @@ from tests.fake_openai import FakeOpenAI
 from tests.processes import start_server, stop_server
 from tests.ws_helpers import chunks_of, connect, read, read_until_end, send
 
+pytestmark = pytest.mark.process
+
 
 @pytest.fixture
 def server_for():

@@ -20,6 +20,8 @@ from ratelimit_fixtures import (  # noqa: F401  (fixtures)
     REDIS_URL, FakeClock, RedisServer, clock, need_redis, redis_prefix, redis_server,
 )
 
+pytestmark = pytest.mark.redis
+
 LIMITS = [Limit("request", 1000, "minute"), Limit("token", 10**6, "hour")]
 LOGGER = "monoai_tornado.ratelimit"
 

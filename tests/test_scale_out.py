@@ -11,6 +11,8 @@ from tests.conftest import json_of
 from tests.ratelimit_fixtures import delete_prefix, need_redis
 from tests.processes import start_server, stop_server
 
+pytestmark = [pytest.mark.process, pytest.mark.redis, pytest.mark.slow]
+
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 

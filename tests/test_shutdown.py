@@ -12,6 +12,8 @@ import pytest
 from tests import processes
 from tests.ws_helpers import connect, read, read_until_end, send
 
+pytestmark = pytest.mark.process
+
 
 def start_server(*args: str) -> tuple[str, subprocess.Popen]:
     return processes.start_server("--no-agents", "--log-level", "warning", *args)
