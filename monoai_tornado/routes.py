@@ -5,7 +5,7 @@ the start banner, and the paths of ``/openapi.json`` all derive from :data:`ROUT
 endpoint is one record here (and, when it is an HTTP operation, one builder in
 :mod:`monoai_tornado.openapi`).
 
->>> [f"{r.methods[0]} {r.path}" for r in routes_for(has_model=True, has_agents=False)][:3]
+>>> [f"{r.methods[0]} {r.path}" for r in routes_for(has_model=True, has_agents=False) if r.serves == "model"]
 ['POST /model', 'POST /model/stream', 'WS /model/ws']
 """
 from __future__ import annotations

@@ -31,6 +31,7 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 NOT_RUN = {
     "pip install -q -e '.[test]' && .venv/bin/python -m pytest -q":
         "the test command: CI (.ci/run) runs it word for word; run here it would recurse",
+    '-m "not slow and not browser and not process"': "the fast part of the test command: run here it would recurse",
     "python -m monoai_tornado [--host 127.0.0.1]": "the synopsis of the options, not a command",
     "upstream monoai {": "nginx configuration",
     "--redis-url redis+cluster://10.0.0.21": "names a cluster's private addresses; tests/test_cluster_fleet.py "

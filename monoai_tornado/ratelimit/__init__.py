@@ -1,9 +1,11 @@
 """Rate limiting: what is allowed (:class:`Limit`), the decision (:class:`RateLimiter`), and
 where the counters live (:class:`MemoryStore` for one process, :class:`RedisStore` for a fleet).
 
->>> limiter = RateLimiter([parse_limit("10/minute"), parse_limit("10000/hour", unit="token")])
->>> admission = await limiter.admit("alice", prompt_tokens=12)
->>> headers = rate_limit_headers(admission.states)
+Example (in a coroutine)::
+
+    limiter = RateLimiter([parse_limit("10/minute"), parse_limit("10000/hour", unit="token")])
+    admission = await limiter.admit("alice", prompt_tokens=12)
+    headers = rate_limit_headers(admission.states)
 """
 from __future__ import annotations
 

@@ -182,10 +182,12 @@ class Limiter(Protocol):
 class RateLimiter:
     """Holds users to several :class:`Limit` at once; one atomic admission per request.
 
-    >>> limiter = RateLimiter([Limit("request", 10, "minute"), Limit("token", 10_000, "hour")])
-    >>> admission = await limiter.admit("alice", prompt_tokens=42)
-    >>> ...  # run the model when admission.allowed
-    >>> await limiter.settle(admission, total_tokens=180)
+    Example (in a coroutine)::
+
+        limiter = RateLimiter([Limit("request", 10, "minute"), Limit("token", 10_000, "hour")])
+        admission = await limiter.admit("alice", prompt_tokens=42)
+        ...  # run the model when admission.allowed
+        await limiter.settle(admission, total_tokens=180)
 
     ``admit(user, tokens, limits=...)`` holds one request to other limits than the limiter's
     own (an API key's), through the same store and the same single decision.

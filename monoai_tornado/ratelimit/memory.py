@@ -30,7 +30,9 @@ class _Window:
 class MemoryStore:
     """Counters for one process; pass several processes a :class:`RedisStore` instead.
 
-    >>> limiter = RateLimiter([Limit("request", 10, "minute")], MemoryStore())
+    Example::
+
+        limiter = RateLimiter([Limit("request", 10, "minute")], MemoryStore())
 
     A store serves the limits of one limiter: windows are kept per limit name.
     """

@@ -111,8 +111,10 @@ def _script(name: str) -> str:
 class RedisStore:
     """Counters in Redis, shared by many limiters (processes, machines).
 
-    >>> store = RedisStore("redis://127.0.0.1:6379/0", prefix="myapp:")
-    >>> limiter = RateLimiter([Limit("request", 10, "minute")], store)
+    Example::
+
+        store = RedisStore("redis://127.0.0.1:6379/0", prefix="myapp:")
+        limiter = RateLimiter([Limit("request", 10, "minute")], store)
 
     Every limiter sharing a prefix must use the same limits (names identify the counters).
     ``socket_timeout`` bounds connecting and each answer: past it the request gets a 503
