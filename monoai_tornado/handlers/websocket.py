@@ -118,6 +118,9 @@ def _chunk_message(text: str) -> str:
 class PromptSocket(tornado.websocket.WebSocketHandler):
     """One client connection; serves its prompts one at a time, in order."""
 
+    #: Set when the handshake's refusal body is already our JSON (an API key refused).
+    _refusal_rendered = False
+
     context: ServerContext
 
     def initialize(self, context: ServerContext) -> None:
@@ -146,6 +149,7 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
                 for name, value in answer.headers.items():
                     self.set_header(name, value)
                 self.set_header("Content-Type", "application/json; charset=UTF-8")
+                self._refusal_rendered = True
                 self.finish(dumps(answer.body))
                 return
         await super().get(*args, **kwargs)
@@ -178,6 +182,7 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
         status = self.get_status()
         if status >= 400:
             self.context.pipeline.metrics.count_request(self._endpoint(), status)
+        if status >= 400 and not self._refusal_rendered:
             message = chunk.decode("utf-8", "replace") if isinstance(chunk, bytes) else chunk
             self.set_header("Content-Type", "application/json; charset=UTF-8")
             chunk = dumps(render_error(None, status=status, reason=str(message or reason(self))).body)
