@@ -101,7 +101,7 @@ async def test_parallel_calls_and_a_bad_call_recovered_from_over_the_upstream() 
     ]
     assert result["response"] == "4 and 3 words."
     sent = upstream.requests[1].body["messages"]
-    assert sent[2]["content"] is None and [c["id"] for c in sent[2]["tool_calls"]] == ["c1", "c2", "c3"]
+    assert sent[2]["content"] == "" and [c["id"] for c in sent[2]["tool_calls"]] == ["c1", "c2", "c3"]
     assert [(m["tool_call_id"], m["content"]) for m in sent[3:]] == [
         ("c1", "4"),
         ("c2", "3"),

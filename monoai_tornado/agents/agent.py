@@ -239,9 +239,14 @@ def _model_step(outcome: CallOutcome, calls: Sequence[ToolCall]) -> Step:
 
 
 def _assistant_message(text: str, calls: Sequence[ToolCall]) -> Message:
+    """The model's turn as the next request repeats it.
+
+    ``content`` is always a string, ``""`` for a turn of tool calls alone: OpenAI also takes
+    ``null`` there, but llama.cpp's server (and other strict schemas) refuse it.
+    """
     if not calls:
         return {"role": "assistant", "content": text}
-    return {"role": "assistant", "content": text or None, "tool_calls": [c.to_openai() for c in calls]}
+    return {"role": "assistant", "content": text, "tool_calls": [c.to_openai() for c in calls]}
 
 
 def _unique_ids(calls: Sequence[ToolCall], turn: int, seen: set[str]) -> tuple[ToolCall, ...]:
