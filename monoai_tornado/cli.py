@@ -51,6 +51,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _json_object(text: str) -> dict[str, Any]:
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object, like '{\"top_k\": 40}'")
+    return value
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -162,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
     g.add_argument("--backend-timeout", type=_non_negative_float, default=30.0,
                    help="seconds to the first token, and of silence mid-stream, before 504")
+    g.add_argument("--backend-total-timeout", type=_non_negative_float, default=0.0,
+                   help="seconds a whole answer may take before 504 (default 0: no limit while it flows)")
+    g.add_argument("--max-tokens", type=_positive_int, help="max_tokens sent upstream when a call sets none")
+    g.add_argument("--temperature", type=_non_negative_float, help="temperature sent upstream when a call sets none")
+    g.add_argument("--extra-body", type=_json_object, default={},
+                   help='JSON object merged into every upstream request, e.g. \'{"top_k": 40}\'')
     g.add_argument("--agents", type=_dotted,
                    help="module:function returning a list of agents, served instead of the demo agent "
                         "(default: the demo agent 'assistant')")
@@ -219,8 +237,12 @@ def build_backend(args: argparse.Namespace) -> Any:
 
         if not args.base_url or not args.model:
             raise SystemExit("error: --backend openai needs --base-url and --model")
+        from .backends.base import CallOptions
+
+        defaults = CallOptions(max_tokens=args.max_tokens, temperature=args.temperature, extra=args.extra_body)
         return OpenAIBackend(args.base_url, args.model, api_key=os.environ.get(args.api_key_env),
-                             first_token_timeout=args.backend_timeout, idle_timeout=args.backend_timeout)
+                             first_token_timeout=args.backend_timeout, idle_timeout=args.backend_timeout,
+                             timeout=args.backend_total_timeout or None, defaults=defaults)
     from .backends.demo import DemoBackend
 
     return DemoBackend(delay=args.demo_delay, chunks=args.demo_chunks, chunk_chars=args.demo_chunk_chars)

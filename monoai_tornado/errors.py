@@ -122,6 +122,18 @@ class BackendTimeout(BackendError):
     status, code = 504, "backend_timeout"
 
 
+class UpstreamRejected(ApiError):
+    """The model server refused the request itself (a prompt over its context window...)."""
+
+    status, code = 400, "upstream_rejected"
+
+
+class UpstreamBusy(ApiError):
+    """The model server is rate limited or overloaded; ``Retry-After`` says when to come back."""
+
+    status, code = 503, "upstream_busy"
+
+
 class LimiterUnavailable(ApiError):
     """The rate limiter's store (Redis) cannot be reached."""
 

@@ -43,6 +43,7 @@ class Reply:
     first_byte_delay: float = 0.0  # seconds before the status line
     status: int = 200  # another status answers an error body
     error_message: str = "upstream failure"
+    error_headers: dict[str, str] = field(default_factory=dict)  # headers of an error answer
     raw_body: str | None = None  # answer this body (with ``status``) instead of OpenAI's JSON
     content_type: str = "text/plain"  # the Content-Type of ``raw_body``
     malformed_after: int | None = None  # send a broken JSON event at this position
@@ -58,6 +59,7 @@ class Reply:
     comments: bool = False  # a ": keep-alive" comment and an empty delta before every piece
     json_answer: bool = False  # ignore "stream": answer one application/json completion
     echo: bool = False  # answer "You said: <last user message>" word by word
+    finish: bool = True  # False: no finish_reason before [DONE] (llama.cpp's dropped request)
 
 
 @dataclass
@@ -192,6 +194,8 @@ class _ChatCompletions(RequestHandler):
             return
         if reply.status != 200 or reply.raw_body is not None:
             self.set_status(reply.status)
+            for name, value in reply.error_headers.items():
+                self.set_header(name, value)
             if reply.raw_body is not None:
                 self.set_header("Content-Type", reply.content_type)
                 self.write(reply.raw_body)
@@ -208,7 +212,7 @@ class _ChatCompletions(RequestHandler):
         self.set_header("Cache-Control", "no-cache")
         self.request.connection.stream.set_nodelay(True)  # type: ignore[attr-defined]
         wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        tail = [self._chunk({}, "tool_calls" if reply.tool_calls else "stop")]
+        tail = [self._chunk({}, "tool_calls" if reply.tool_calls else "stop")] if reply.finish else []
         if wants_usage and reply.usage is not None:
             prompt, completion = reply.usage
             tail.append(self._chunk(None, None, usage={"prompt_tokens": prompt, "completion_tokens": completion,

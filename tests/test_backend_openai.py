@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from monoai_tornado.backends.base import BackendEvent, ReportedUsage, TextDelta, ToolCall, ToolCallsRequested
+from monoai_tornado.backends.base import BackendEvent, CallOptions, ReportedUsage, TextDelta, ToolCall, ToolCallsRequested
 from monoai_tornado.backends.openai import OpenAIBackend
 from monoai_tornado.calls import UsageMeter, call_model
-from monoai_tornado.errors import BackendError, BackendTimeout
+from monoai_tornado.errors import ApiError, BackendError, BackendTimeout
 from monoai_tornado.usage import TokenCounter
 
 from tests.fake_openai import FakeOpenAI, Reply
@@ -161,17 +161,75 @@ async def test_a_server_that_ignores_stream_and_answers_json_still_works() -> No
     assert events == [TextDelta("All at once"), ReportedUsage(11, 7)]
 
 
-@pytest.mark.parametrize("status", [400, 401, 404, 429, 500, 503])
-async def test_upstream_http_errors_give_backend_error_with_status_and_reason(status: int) -> None:
+@pytest.mark.parametrize(("status", "ours", "code"), [
+    (400, 400, "upstream_rejected"), (413, 400, "upstream_rejected"), (422, 400, "upstream_rejected"),
+    (401, 502, "backend_error"), (403, 502, "backend_error"), (404, 502, "backend_error"),
+    (429, 503, "upstream_busy"), (503, 503, "upstream_busy"),
+    (408, 504, "backend_timeout"), (504, 504, "backend_timeout"), (500, 502, "backend_error"),
+])
+async def test_upstream_http_errors_are_mapped_with_the_upstream_status_and_reason(
+        status: int, ours: int, code: str, caplog: pytest.LogCaptureFixture) -> None:
     message = f"Incorrect API key provided: {KEY}" if status == 401 else "the model is overloaded"
     async with FakeOpenAI(status=status, error_message=message) as upstream:
-        with pytest.raises(BackendError) as caught:
-            await collect(OpenAIBackend(upstream.base_url, "m", api_key=KEY))
+        with caplog.at_level(logging.WARNING, logger="monoai_tornado"):
+            with pytest.raises(ApiError) as caught:
+                await collect(OpenAIBackend(upstream.base_url, "m", api_key=KEY))
     error = caught.value
-    assert type(error) is BackendError and error.status == 502 and error.code == "backend_error"
-    assert str(status) in str(error) and error.upstream_status == status
+    assert (error.status, error.code) == (ours, code)
+    assert error.to_dict()["upstream_status"] == status
     assert (message.split(":")[0] if status == 401 else message) in str(error)
-    assert KEY not in str(error) and KEY not in repr(error.to_dict())
+    assert KEY not in str(error) and KEY not in repr(error.to_dict()) and KEY not in caplog.text
+    credential_lines = [r for r in caplog.records if "credentials" in r.getMessage()]
+    assert len(credential_lines) == (1 if status in (401, 403) else 0)
+    if status in (401, 403):
+        assert "credentials" in str(error) and "API key" in str(error)
+
+
+@pytest.mark.parametrize(("headers", "retry_after"), [
+    ({"Retry-After": "7"}, 7), ({"Retry-After": "2.2"}, 3), ({"retry-after-ms": "1500", "Retry-After": "9"}, 2),
+    ({}, 1), ({"Retry-After": "soon"}, 1),
+])
+async def test_a_busy_upstream_passes_its_retry_after_on(headers: dict[str, str], retry_after: int) -> None:
+    async with FakeOpenAI(status=429, error_message="Rate limit reached", error_headers=headers) as upstream:
+        with pytest.raises(ApiError) as caught:
+            await collect(OpenAIBackend(upstream.base_url, "m"))
+    error = caught.value
+    assert error.status == 503 and error.headers == {"Retry-After": str(retry_after)}
+    assert error.to_dict() == {"error": f"The model server is busy (429 Too Many Requests: Rate limit reached); "
+                                        f"retry in {retry_after} s", "code": "upstream_busy",
+                               "upstream_status": 429, "retry_after": retry_after}
+
+
+async def test_a_stream_that_ends_without_a_finish_reason_is_an_error_not_an_answer() -> None:
+    async with FakeOpenAI(chunks=["half an", " answer"], finish=False) as upstream:
+        backend = OpenAIBackend(upstream.base_url, "m")
+        seen: list[BackendEvent] = []
+        with pytest.raises(BackendError, match="without a finish_reason"):
+            async for event in backend.stream(MESSAGES):
+                seen.append(event)
+    assert text_of(seen) == "half an answer"
+
+
+async def test_the_call_options_win_over_the_defaults_field_by_field() -> None:
+    defaults = CallOptions(max_tokens=100, temperature=0.5, extra={"top_k": 40, "seed": 1})
+    async with FakeOpenAI() as upstream:
+        backend = OpenAIBackend(upstream.base_url, "m", defaults=defaults, extra_body={"seed": 2})
+        await collect(backend)
+        await collect(backend, options=CallOptions(max_tokens=7, stop=("END",), extra={"top_k": 5}))
+    first, second = (r.body for r in upstream.requests)
+    assert {k: first[k] for k in ("max_tokens", "temperature", "top_k", "seed")} == {
+        "max_tokens": 100, "temperature": 0.5, "top_k": 40, "seed": 2}
+    assert "stop" not in first and "top_p" not in first
+    assert {k: second[k] for k in ("max_tokens", "temperature", "top_k", "seed", "stop")} == {
+        "max_tokens": 7, "temperature": 0.5, "top_k": 5, "seed": 2, "stop": ["END"]}
+
+
+async def test_no_total_limit_by_default_while_chunks_keep_coming() -> None:
+    async with FakeOpenAI(chunks=[str(i % 10) for i in range(40)], delay=0.03) as upstream:
+        backend = OpenAIBackend(upstream.base_url, "m", idle_timeout=1, first_token_timeout=1)
+        assert backend.timeout is None
+        events = await collect(backend)
+    assert len(text_of(events)) == 40  # lasted longer than the idle and first-token timeouts together
 
 
 async def test_non_json_error_body_is_quoted_shortly() -> None:
@@ -184,7 +242,7 @@ async def test_non_json_error_body_is_quoted_shortly() -> None:
 async def test_ollama_style_error_body() -> None:
     raw = json.dumps({"error": "model 'nope' not found"})
     async with FakeOpenAI(status=404, raw_body=raw, content_type="application/json") as upstream:
-        with pytest.raises(BackendError, match="404 Not Found: model 'nope' not found"):
+        with pytest.raises(BackendError, match="404 Not Found: model 'nope' not found") as caught:
             await collect(OpenAIBackend(upstream.base_url, "nope"))
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import pytest
 
@@ -80,3 +81,21 @@ async def test_upstream_failures_become_documented_errors(server_for, fetch):
         final = (await read_until_end(ws))[-1]
         assert final["type"] == "complete"  # ...for the next prompt
         assert final["result"]["usage"]["estimated"] is True  # no upstream usage: counted locally
+
+
+async def test_generation_options_from_the_command_line_reach_the_upstream(server_for, fetch):
+    async with FakeOpenAI(chunks=["ok"]) as upstream:
+        base = server_for(upstream.base_url, "--max-tokens", "64", "--temperature", "0.3",
+                          "--extra-body", '{"top_k": 40, "repeat_penalty": 1.1}')
+        response = await fetch(base + "/model", "POST", {"prompt": "x"})
+        assert response.code == 200 and json_of(response)["response"] == "ok"
+    body = upstream.requests[0].body
+    assert (body["max_tokens"], body["temperature"], body["top_k"], body["repeat_penalty"]) == (64, 0.3, 40, 1.1)
+
+
+@pytest.mark.parametrize("argv", [["--extra-body", "{not json"], ["--extra-body", "[1]"], ["--max-tokens", "0"],
+                                  ["--temperature", "-1"], ["--backend-total-timeout", "x"]])
+def test_bad_generation_options_exit_2(argv):
+    proc = subprocess.run([sys.executable, "-m", "monoai_tornado", "--backend", "openai", "--base-url",
+                           "http://127.0.0.1:9/v1", "--model", "m", *argv], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and "usage:" in proc.stderr and "Traceback" not in proc.stderr

@@ -13,8 +13,10 @@ only; it never appears in an error message, a log line or ``repr()``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
+import math
 import urllib.parse
 from typing import Any, AsyncGenerator
 
@@ -26,6 +28,7 @@ from ..errors import BackendError, BackendTimeout
 from .base import Backend, BackendEvent, CallOptions, Message, ReportedUsage, TextDelta, ToolCall, ToolCallsRequested
 from .sse import ServerSentEvent, SSEError, SSEParser
 from .upstream import shared_pool
+from .upstream_errors import upstream_error
 
 log = logging.getLogger("monoai_tornado.backends.openai")
 
@@ -126,6 +129,8 @@ class _Assembler:
         self.done = False
         self.seen_data = False
         self.usage: ReportedUsage | None = None
+        #: The first choice's ``finish_reason`` once the upstream sent one.
+        self.finish_reason: str | None = None
         self._calls: dict[int, dict[str, str]] = {}
 
     def on_data(self, data: str, redact: Any) -> list[BackendEvent]:
@@ -147,6 +152,8 @@ class _Assembler:
         for choice in choices if isinstance(choices, list) else ():
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue  # only the first choice is served
+            if isinstance(choice.get("finish_reason"), str) and choice["finish_reason"]:
+                self.finish_reason = choice["finish_reason"]
             delta = choice.get("delta") or choice.get("message") or {}
             if not isinstance(delta, dict):
                 continue
@@ -195,16 +202,22 @@ class OpenAIBackend(Backend):
 
     Timeouts, in seconds: ``first_token_timeout`` until the first byte of the answer (connect
     included), ``idle_timeout`` between two reads once it flows, ``timeout`` for the whole
-    call. Any of them gives :class:`BackendTimeout` (504); every other failure gives
-    :class:`BackendError` (502) with the upstream's status and a short reason.
-    ``extra_body`` is merged into every request (``temperature``, ``max_tokens``...).
+    call (None, the default: no total limit, a healthy stream may run as long as it flows).
+    Any of them gives :class:`BackendTimeout` (504). The upstream's HTTP errors are mapped by
+    :func:`~monoai_tornado.backends.upstream_errors.upstream_error`; a stream that ends
+    without a ``finish_reason`` (cut off upstream) is a :class:`BackendError`, never an answer.
+
+    ``defaults`` are the generation options of every request (``--max-tokens``,
+    ``--temperature``, ``--extra-body``); a call's own :class:`CallOptions` win over them,
+    field by field. ``extra_body`` is merged into ``defaults.extra``.
     """
 
     supports_tools = True
 
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, *, timeout: float = 60.0,
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, *, timeout: float | None = None,
                  first_token_timeout: float = 30.0, idle_timeout: float = 30.0,
-                 extra_body: dict[str, Any] | None = None, provider: str = "openai-compatible") -> None:
+                 extra_body: dict[str, Any] | None = None, provider: str = "openai-compatible",
+                 defaults: CallOptions | None = None) -> None:
         parts = urllib.parse.urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"base_url must be an http(s) URL, not {_safe_url(base_url)!r}")
@@ -212,14 +225,15 @@ class OpenAIBackend(Backend):
             raise ValueError("model must be a non-empty string")
         for label, value in (("timeout", timeout), ("first_token_timeout", first_token_timeout),
                              ("idle_timeout", idle_timeout)):
-            if not value > 0:
-                raise ValueError(f"{label} must be > 0")
+            if value is not None and not value > 0:
+                raise ValueError(f"{label} must be > 0 (or None)" if label == "timeout" else f"{label} must be > 0")
         self.base_url = base_url.rstrip("/")
         self.url = self.base_url + "/chat/completions"
         self.name = self.encoding_model = model
         self.provider = provider
         self.timeout, self.first_token_timeout, self.idle_timeout = timeout, first_token_timeout, idle_timeout
-        self.extra_body = dict(extra_body or {})
+        defaults = defaults or CallOptions()
+        self.defaults = dataclasses.replace(defaults, extra={**defaults.extra, **(extra_body or {})})
         self._api_key = api_key or None
         self._where = _safe_url(self.url)
 
@@ -228,25 +242,22 @@ class OpenAIBackend(Backend):
 
     def payload(self, messages: list[Message], tools: list[dict[str, Any]] | None = None,
                 options: CallOptions | None = None) -> dict[str, Any]:
-        """The JSON body sent upstream for ``messages``: ``extra_body``, then the call's options; the
-        call's cap is sent as ``max_tokens`` (never above a configured one)."""
+        """The JSON body sent upstream for ``messages``: the call's options over the defaults.
+
+        ``max_tokens`` is the smaller of the two: the run's completion cap within the server's.
+        """
         body: dict[str, Any] = {"model": self.name, "messages": messages, "stream": True,
                                 "stream_options": {"include_usage": True}}
         if tools:
             body["tools"] = tools
-        body.update(self.extra_body)
+        body.update(self.defaults.extra)
+        body.update(_option_fields(self.defaults))
+        configured = body.get("max_tokens")
         if options is not None:
             body.update(options.extra)
-            for name, value in (("temperature", options.temperature), ("top_p", options.top_p),
-                                ("tool_choice", options.tool_choice)):
-                if value is not None:
-                    body[name] = value
-            if options.stop:
-                body["stop"] = list(options.stop)
-        if options is not None and options.max_tokens is not None:
-            configured = body.get("max_tokens")
-            cap = options.max_tokens
-            body["max_tokens"] = min(cap, configured) if isinstance(configured, int) and configured > 0 else cap
+            body.update(_option_fields(options))
+            if options.max_tokens is not None and isinstance(configured, int) and configured > 0:
+                body["max_tokens"] = min(options.max_tokens, configured)  # the run's cap, within the server's
         return body
 
     def _request(self, messages: list[Message], tools: list[dict[str, Any]] | None,
@@ -256,9 +267,10 @@ class OpenAIBackend(Backend):
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
         body = json.dumps(self.payload(messages, tools, options), ensure_ascii=False).encode("utf-8")
-        # Tornado's own timeouts are a backstop; ours fire first and say which one it was.
+        # Tornado's own timeouts are a backstop; ours fire first and say which one it was (0: none).
         return HTTPRequest(self.url, method="POST", headers=headers, body=body, follow_redirects=False,
-                           connect_timeout=self.first_token_timeout + 1, request_timeout=self.timeout + 1)
+                           connect_timeout=self.first_token_timeout + 1,
+                           request_timeout=self.timeout + 1 if self.timeout else 0)
 
     def _redact(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key else text
@@ -272,6 +284,7 @@ class OpenAIBackend(Backend):
     ) -> AsyncGenerator[BackendEvent, None]:
         loop = asyncio.get_running_loop()
         started = loop.time()
+        end = started + self.timeout if self.timeout else math.inf
         exchange = _Exchange(self._request(messages, tools, options))
         assembler = _Assembler()
         parser = SSEParser()
@@ -280,11 +293,11 @@ class OpenAIBackend(Backend):
         try:
             while True:
                 now = loop.time()
-                if now >= started + self.timeout:  # chunks kept coming, but too long
+                if now >= end:  # chunks kept coming, but too long
                     raise self._timeout(first, now - started)
                 phase_end = started + self.first_token_timeout if first else now + self.idle_timeout
                 try:
-                    chunk = await exchange.next_chunk(min(phase_end, started + self.timeout))
+                    chunk = await exchange.next_chunk(min(phase_end, end))
                 except TimeoutError:
                     raise self._timeout(first, loop.time() - started) from None
                 if chunk is None:
@@ -302,7 +315,7 @@ class OpenAIBackend(Backend):
                     if assembler.done:
                         break
                 if assembler.done:
-                    for event in assembler.final_events():
+                    for event in self._final_events(assembler):
                         yield event
                     return
         finally:
@@ -334,13 +347,11 @@ class OpenAIBackend(Backend):
                                f"stream ([DONE]): {self._redact(_describe(exc))}") from None
         status = response.code
         if not 200 <= status < 300:
-            error = BackendError(f"upstream {self._where} answered {status} {response.reason}: "
-                                 f"{self._redact(_reason_of_text(body.decode('utf-8', 'replace')))}")
-            error.upstream_status = status  # type: ignore[attr-defined]
-            raise error
+            message = self._redact(_reason_of_text(body.decode("utf-8", "replace")))
+            raise upstream_error(status, response.reason, self._where, exchange.headers, message)
         if not exchange.is_event_stream:  # a server that ignored "stream": true
             obj = _json_object(body, f"upstream {self._where} answered malformed JSON")
-            return assembler.on_object(obj, self._redact) + assembler.final_events()
+            return assembler.on_object(obj, self._redact) + self._final_events(assembler)
         events: list[BackendEvent] = []
         for sse in self._sse_events(parser, None):
             if not assembler.done:
@@ -351,10 +362,18 @@ class OpenAIBackend(Backend):
                 raise BackendError(f"upstream {self._where} answered {status} with no chat-completion events "
                                    f"(Content-Type {_short(content_type)})")
             raise BackendError(f"upstream {self._where} ended the stream before [DONE]")
-        return events + assembler.final_events()
+        return events + self._final_events(assembler)
+
+    def _final_events(self, assembler: _Assembler) -> list[BackendEvent]:
+        """The tool calls and usage of a finished answer; an error if it never said it finished."""
+        if assembler.finish_reason is None:
+            # llama.cpp ends a request it dropped (another one arrived) with a bare [DONE].
+            raise BackendError(f"upstream {self._where} ended the stream without a finish_reason: "
+                               "the answer was cut off upstream")
+        return assembler.final_events()
 
     def _timeout(self, first: bool, elapsed: float) -> BackendTimeout:
-        if elapsed >= self.timeout:
+        if self.timeout and elapsed >= self.timeout:
             message = f"upstream {self._where} did not finish within {self.timeout:g} s"
         elif first:
             message = f"upstream {self._where} sent nothing within {self.first_token_timeout:g} s"
@@ -362,6 +381,16 @@ class OpenAIBackend(Backend):
             message = f"upstream {self._where} stalled for {self.idle_timeout:g} s mid-stream"
         log.info("%s", message)
         return BackendTimeout(message)
+
+
+def _option_fields(options: CallOptions) -> dict[str, Any]:
+    """The request fields ``options`` sets (the extras aside)."""
+    named = {"max_tokens": options.max_tokens, "temperature": options.temperature, "top_p": options.top_p,
+             "tool_choice": options.tool_choice}
+    fields = {name: value for name, value in named.items() if value is not None}
+    if options.stop:
+        fields["stop"] = list(options.stop)
+    return fields
 
 
 def _usage_of(usage: dict[str, Any]) -> ReportedUsage | None:
