@@ -102,6 +102,8 @@ class Application:
         idle_timeout / body_timeout: seconds a connection may idle or send its headers, and
             send its body, before it is closed.
         default_max_tokens: the completion cap of a run whose request names no ``max_tokens``.
+        sse_header_hold: seconds an SSE answer's headers wait for its first event, so that a
+            run failing before it answers its own status (not 200).
     """
 
     def __init__(
@@ -122,6 +124,7 @@ class Application:
         max_concurrent_runs: int | None = None,
         token_counter: TokenCounter | None = None,
         sse_keepalive_interval: float = 15.0,
+        sse_header_hold: float = 1.0,
         idle_timeout: float = 60.0,
         body_timeout: float = 60.0,
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
@@ -160,6 +163,7 @@ class Application:
             admin_token=admin_token,
             sse_keepalive_interval=sse_keepalive_interval,
             endpoints=tuple(endpoint_names(self.routes)),
+            sse_header_hold=sse_header_hold,
         )
         metrics = self.pipeline.metrics
         metrics.gauge("monoai_runs_in_flight", "Runs in flight in this process.",

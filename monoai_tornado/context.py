@@ -33,6 +33,8 @@ class ServerContext:
     sse_keepalive_interval: float = 15.0
     #: ``"METHOD /path"`` of every endpoint served (``GET /`` lists them).
     endpoints: tuple[str, ...] = ()
+    #: Seconds an SSE answer's headers wait for its first event (a failure before: a real status).
+    sse_header_hold: float = 1.0
     started_at: datetime.datetime = field(
         default_factory=lambda: datetime.datetime.now(datetime.timezone.utc)
     )

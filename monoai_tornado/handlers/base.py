@@ -94,6 +94,8 @@ class JsonHandler(tornado.web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Every error answer: the body and headers :func:`render_error` gives."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        if self.ticket is not None:  # an admitted request's failure still shows its rate limits
+            self.set_limit_headers(self.ticket)
         answer = render_error(exc, shape=self.error_shape, status=status_code, reason=reason(self))
         self.set_status(answer.status)
         for name, value in answer.headers.items():

@@ -112,7 +112,15 @@ class PromptHandler(JsonHandler):
             raise
 
     async def _answer_with_events(self, ticket: Any, target: Any, events: Any = None) -> None:
-        """Stream the run as server-sent events: headers first, then the events the hooks below write."""
+        """Stream the run as server-sent events; a run that fails before its first event answers its status.
+
+        On the prompt routes (``events`` None) the headers (rate-limit ones included) are held
+        until the first event or ``sse_header_hold`` seconds, whichever comes first: a failure
+        before then (an upstream refusing the request, a connection refused) is a plain JSON
+        error with its own status, as a refusal at admission is; a slow first token still gets
+        its headers early. After that, a failure is told by an ``error`` event under the 200.
+        A caller with its own ``events`` (``/v1``) writes its first chunk before the run starts.
+        """
         self.set_header("Content-Type", "text/event-stream; charset=UTF-8")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
@@ -123,16 +131,25 @@ class PromptHandler(JsonHandler):
         keepalive = tornado.ioloop.PeriodicCallback(
             self._keepalive, self.context.sse_keepalive_interval * 1000
         )
+        run: asyncio.Future[dict[str, Any] | None] | None = None
         try:
-            await self.flush()  # headers, rate-limit ones included, before the first event
+            if events is None:
+                run = asyncio.ensure_future(self._run_until_done(ticket, target, _SseEvents(self)))
+                await asyncio.wait([run], timeout=self.context.sse_header_hold)
+                if run.done() and not run.cancelled() and not self._headers_written and run.exception() is not None:
+                    raise run.exception()  # type: ignore[misc]
+            if not self._headers_written:
+                await self.flush()
             keepalive.start()
             await self.stream_started()
-            result = await self._run_until_done(ticket, target, events or _SseEvents(self))
+            result = await (run if run is not None else self._run_until_done(ticket, target, events))
             if result is not None:
                 await self.stream_result(result)
         except (StreamClosedError, ClientGone):
             return
         except Exception as exc:
+            if not self._headers_written:  # failed before the first event: its own status, as JSON
+                raise
             if not isinstance(exc, ApiError):
                 log.exception("SSE run failed")
             await self._send_error_quietly(render_error(exc, shape=self.error_shape).body)
