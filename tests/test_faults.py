@@ -38,7 +38,7 @@ async def test_backend_failing_mid_stream_bills_what_was_generated(serve, fetch,
     assert response.code == status
     await asyncio.sleep(0.05)
     used = json_of(await fetch(url + "/rate-limit/stats/f"))["usage"][TOKENS]
-    assert used == counter.count("bill the partial run") + counter.count("one two ")
+    assert used == counter.count_messages([{"role": "user", "content": "bill the partial run"}]) + counter.count("one two ")
 
 
 async def raw_post(port: int, body: bytes, declared: int | None = None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -80,7 +80,7 @@ async def test_client_vanishing_while_waiting_for_a_json_answer_cancels_the_run(
     assert not await settle_down(before)
     used = json_of(await fetch(url + "/rate-limit/stats/gone"))["usage"][TOKENS]
     generated = "".join(f"w{i} " for i in range(backend.sent_pieces[-1]))
-    assert used == counter.count("leave early") + counter.count(generated)
+    assert used == counter.count_messages([{"role": "user", "content": "leave early"}]) + counter.count(generated)
     access = [r.getMessage() for r in caplog.records if r.name == "monoai_tornado.access"]
     assert any(line.startswith("499 POST /model user=gone") for line in access), access
     assert 'endpoint="model",status="499"' in (await fetch(url + "/metrics")).body.decode()

@@ -45,7 +45,7 @@ async def test_model_result_shape_and_usage(demo_url, fetch, counter, path):
     assert "Ciao mondo" in body["response"]
     assert body["model"] == {"provider": "demo", "name": "monoai-demo"}
     usage = body["usage"]
-    assert usage["prompt_tokens"] == counter.count("Ciao mondo")
+    assert usage["prompt_tokens"] == counter.count_messages([{"role": "user", "content": "Ciao mondo"}])
     assert usage["completion_tokens"] == counter.count(body["response"])
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
     assert usage["estimated"] is True

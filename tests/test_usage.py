@@ -23,7 +23,13 @@ def test_messages_count_their_contents_and_tool_calls(counter):
                     {"id": "c1", "type": "function", "function": {"name": "calculator", "arguments": '{"expression": "2+2"}'}}]}]
     expected = (counter.count("Be brief.") + counter.count("2+2?") + counter.count("calculator")
                 + counter.count('{"expression": "2+2"}'))
-    assert counter.count_messages(messages) == expected
+    assert counter.count_messages(messages) == expected + 3 * 3 + 3  # OpenAI's overhead per message, and the reply's
+
+
+def test_a_lone_prompt_counts_the_chat_template_around_it(counter):
+    assert counter.count_messages([]) == 3
+    assert counter.count_messages([{"role": "user", "content": "hello world"}]) == counter.count("hello world") + 6
+    assert counter.count_messages([{"role": "user", "name": "ann", "content": "hi"}]) == counter.count("hi") + 7
 
 
 def test_usage_totals_and_marking():
