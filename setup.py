@@ -20,9 +20,11 @@ setup(
         "fast": ["uvloop>=0.19"],
         # The README's Python WebSocket snippet (examples/ws_client.py needs only Tornado).
         "client": ["websockets>=12"],
+        # MonoAI 0.0.25 imports mcp when it is imported, and needs an mcp before 2.0: pinned here.
+        "monoai": ["monoai==0.0.25", "mcp<2"],
         "test": ["pytest>=8", "pytest-tornasync>=0.6", "redis>=5.0", "websockets>=12", "playwright>=1.40",
                  "hypothesis>=6", "jsonschema>=4.18", "openapi-spec-validator>=0.7", "openai>=1.40",
-                 "schemathesis>=4"],
+                 "schemathesis>=4", "monoai==0.0.25", "mcp<2"],
     },
     entry_points={"console_scripts": ["monoai-tornado=monoai_tornado.cli:main"]},
     classifiers=["Framework :: Tornado", "License :: OSI Approved :: MIT License",

@@ -37,6 +37,7 @@ class SyncModel:
         self.active = self.max_active = self.calls = 0
         self.threads: set[str] = set()
         self.guard = threading.Lock()
+        self.pieces = 0  # chunks handed to the callback
 
     def enable_streaming(self, callback: Any) -> None:
         self._callback = callback
@@ -54,6 +55,7 @@ class SyncModel:
             for index, piece in enumerate(words(text)):
                 if self._callback is not None:
                     self._callback(piece)
+                    self.pieces += 1
                 if index == 0 and self.gate is not None:
                     assert self.gate.wait(5), "the test never opened the gate"
                 if self.delay:
@@ -275,6 +277,89 @@ async def test_cancelling_an_async_call_cancels_the_objects_coroutine() -> None:
                                                 ReportedUsage(5, 9)]
 
 
+async def test_a_cancelled_sync_call_stops_at_its_next_chunk(counter: TokenCounter) -> None:
+    model = SyncModel(delay=0.05)
+    backend = adapt_model(model)
+    seen = asyncio.Event()
+
+    async def on_first(text: str) -> None:
+        seen.set()
+
+    prompt = " ".join(f"w{i}" for i in range(40))
+    task = asyncio.ensure_future(call_model(backend, [{"role": "user", "content": prompt}],
+                                            meter=UsageMeter(counter), on_text=on_first))
+    await asyncio.wait_for(seen.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(500):  # bounded: the thread ends at its next callback, not after 41 chunks
+        if model.active == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert model.active == 0 and model.pieces < 10
+
+
+class StreamingModel:
+    """Shaped like MonoAI 0.0.25's Model: an async ask_stream generator beside ask()."""
+
+    provider, model = "stand-in", "stream-1"
+
+    def __init__(self, *, delay: float = 0.0, usage: dict[str, int] | None = None) -> None:
+        self.delay, self.usage = delay, usage
+        self.active = self.max_active = self.closed = self.finished = 0
+
+    def enable_streaming(self, callback: Any) -> None:
+        raise AssertionError("ask_stream is preferred")
+
+    def ask(self, prompt: str) -> dict[str, Any]:
+        raise AssertionError("ask_stream is preferred")
+
+    async def ask_stream(self, prompt: str) -> Any:
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            yield {"provider": self.provider, "model": self.model}
+            for piece in words(f"streamed: {prompt}"):
+                await asyncio.sleep(self.delay)
+                yield {"delta": piece}
+            if self.usage is not None:
+                yield {"delta": None, "usage": self.usage}
+            self.finished += 1
+        finally:
+            self.active -= 1
+            self.closed += 1
+
+
+async def test_ask_stream_is_preferred_and_streams_concurrent_calls_unmixed() -> None:
+    model = StreamingModel(delay=0.01, usage={"prompt_tokens": 3, "completion_tokens": 4})
+    backend = adapt_model(model)
+    results = await asyncio.gather(*(collect(backend, f"user {i}") for i in range(5)))
+    for i, events in enumerate(results):
+        assert events == [*(TextDelta(w) for w in words(f"streamed: user {i}")), ReportedUsage(3, 4)]
+    assert model.max_active > 1 and model.finished == 5  # no lock: the object keeps no callback
+
+
+async def test_cancelling_an_ask_stream_closes_the_objects_stream() -> None:
+    model = StreamingModel(delay=0.05)
+    stream = adapt_model(model).stream([{"role": "user", "content": "a b c d e f g h"}])
+    task = asyncio.ensure_future(_drain_slowly(stream))
+    await asyncio.sleep(0.08)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert model.closed == 1 and model.finished == 0 and model.active == 0
+
+
+async def test_an_ask_stream_that_fails_is_a_backend_error() -> None:
+    class Broken(StreamingModel):
+        async def ask_stream(self, prompt: str) -> Any:
+            yield {"delta": "half"}
+            raise RuntimeError("upstream went away")
+
+    with pytest.raises(BackendError, match="upstream went away"):
+        await collect(adapt_model(Broken()))
+
+
 async def _drain_slowly(stream: Any) -> None:
     async with contextlib.aclosing(stream):
         async for _ in stream:
@@ -338,9 +423,9 @@ async def test_agent_without_usage_or_streaming_is_estimated_and_sent_whole(coun
     recorder, meter = Recorder(), UsageMeter(counter)
     result = await adapt_agent(AsyncAgent(), name="a").run("dogs", meter=meter, events=recorder)
     assert recorder.texts == ["async agent: dogs"] and result["iterations"] == []
-    assert result["usage"] == {"prompt_tokens": counter.count("dogs"),
+    assert result["usage"] == {"prompt_tokens": counter.count("dogs") + 6,
                                "completion_tokens": counter.count("async agent: dogs"),
-                               "total_tokens": counter.count("dogs") + counter.count("async agent: dogs"),
+                               "total_tokens": counter.count("dogs") + 6 + counter.count("async agent: dogs"),
                                "estimated": True}
 
 
@@ -358,7 +443,7 @@ async def test_an_interrupted_agent_run_is_still_billed(counter: TokenCounter) -
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert recorder.texts and meter.total.prompt_tokens == counter.count("a long prompt to bill")
+    assert recorder.texts and meter.total.prompt_tokens == counter.count("a long prompt to bill") + 6
     assert meter.total.completion_tokens == counter.count("".join(recorder.texts)) > 0
     after = Recorder()  # waits for the abandoned thread, and sees none of its chunks
     await asyncio.wait_for(agent.run("next", meter=UsageMeter(counter), events=after), 5)

@@ -1,15 +1,21 @@
 """Serve MonoAI-style objects: anything with ``ask(prompt)`` / ``run(prompt)`` returning a dict.
 
-MonoAI's ``Model`` and ``Agent`` (and look-alikes) answer ``{"response": ..., "usage": ...}``
-and stream by calling the one callback given to ``enable_streaming(callback)``. The adapters
-here make them a :class:`~monoai_tornado.backends.base.Backend` and an agent:
+MonoAI's ``Model`` and ``Agent`` (and look-alikes) answer ``{"response": ..., "usage": ...}``.
+The adapters here make them a :class:`~monoai_tornado.backends.base.Backend` and an agent,
+streaming with what the object offers, in this order:
 
-* a sync ``ask``/``run`` runs in a thread pool, so the IOLoop never waits for it; chunks the
-  callback receives in that thread reach the generator in order via ``call_soon_threadsafe``;
-* an ``async def`` one runs as a task in the loop, and is cancelled with its request;
-* calls on one object are serialized (one ``asyncio.Lock`` per object), because the object
-  keeps one callback at a time: concurrent users never see each other's chunks. A cancelled
-  sync call keeps the lock until its thread returns, since a thread cannot be stopped.
+1. an async ``ask_stream(prompt)`` (MonoAI 0.0.25's ``Model``), iterated in the loop: its
+   chunks (``{"delta": text}``) flow as they come, calls on one object run concurrently, and
+   a cancel closes the stream, which closes the upstream request;
+2. ``enable_streaming(callback)`` and ``ask``/``run`` (MonoAI's ``Agent``): a sync call runs in
+   a thread pool, so the IOLoop never waits for it; chunks the callback receives in that
+   thread reach the generator in order via ``call_soon_threadsafe``. Calls on one object are
+   serialized (one ``asyncio.Lock`` per object), because it keeps one callback at a time.
+   After a cancel the callback raises :class:`CallCancelled` in the object's thread, which
+   stops a generation that streams at its next chunk; one that does not stream (or swallows
+   the exception) runs on in its thread, keeping the lock, since a thread cannot be stopped;
+3. a plain ``ask``/``run``: the whole answer as one chunk (an ``async def`` one runs as a
+   task in the loop, and is cancelled with its request).
 
 >>> class Echo:
 ...     def enable_streaming(self, callback): self.callback = callback
@@ -52,6 +58,10 @@ def _lock_for(obj: Any) -> asyncio.Lock:
         return asyncio.Lock()
 
 
+class CallCancelled(Exception):
+    """Raised in the object's thread by the streaming callback once its request was cancelled."""
+
+
 @dataclass
 class _Finished:
     result: Any
@@ -69,8 +79,10 @@ class _Channel:
 
     def callback(self, chunk: Any = None, *_: Any, **__: Any) -> None:
         """What the object is given by ``enable_streaming``; safe to call from any thread."""
+        if not self.open:  # cancelled: stop the object's generation where it calls us
+            raise CallCancelled("the request was cancelled")
         text = _text_of(chunk)
-        if text and self.open:
+        if text:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
                 self.loop.call_soon_threadsafe(self.put, text)
 
@@ -155,6 +167,54 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         log.debug("abandoned MonoAI call ended with %r", future.exception())
 
 
+async def _native_stream(target: Any, prompt: str, *, name: str,
+                         timeout: float | None) -> AsyncGenerator[str | ReportedUsage, None]:
+    """Iterate ``target.ask_stream(prompt)``: its texts, then its usage if a chunk carried one.
+
+    Closing this generator closes the object's stream (a cancel stops the generation).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout if timeout else None
+    usage: ReportedUsage | None = None
+    try:
+        stream = target.ask_stream(prompt)
+        iterator = stream.__aiter__()
+    except Exception as exc:
+        raise _failure("model", name, "ask_stream", exc) from exc
+    try:
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    item = await iterator.__anext__()
+            except StopAsyncIteration:
+                break
+            except TimeoutError as exc:
+                if deadline is None or loop.time() < deadline:  # the object's own TimeoutError
+                    raise _failure("model", name, "ask_stream", exc) from exc
+                raise BackendTimeout(f"model {name!r} did not answer within {timeout:g} s") from None
+            except ApiError:
+                raise
+            except Exception as exc:
+                raise _failure("model", name, "ask_stream", exc) from exc
+            if isinstance(item, Mapping):
+                usage = _usage_of(item.get("usage")) or usage
+            text = _text_of(item)
+            if text:
+                yield text
+    finally:
+        close = getattr(iterator, "aclose", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                await close()
+    if usage is not None:
+        yield usage
+
+
+def _streams_natively(obj: Any) -> bool:
+    """Whether ``obj.ask_stream`` is an async generator function (MonoAI 0.0.25's Model)."""
+    return inspect.isasyncgenfunction(getattr(obj, "ask_stream", None))
+
+
 def _failure(kind: str, name: str, method: str, exc: Exception) -> ApiError:
     """The API error for an exception raised by a wrapped object."""
     if isinstance(exc, ApiError):
@@ -199,6 +259,12 @@ class MonoAIModelBackend(Backend):
         options: CallOptions | None = None,
     ) -> AsyncGenerator[BackendEvent, None]:
         prompt = prompt_of(messages)
+        if _streams_natively(self.obj):
+            native = _native_stream(self.obj, prompt, name=self.name, timeout=self.timeout)
+            async with contextlib.aclosing(native):
+                async for piece in native:
+                    yield TextDelta(piece) if isinstance(piece, str) else piece
+            return
         streamed = False
         result: Any = None
         call = _stream_call(self.obj, "ask", prompt, kind="model", name=self.name, lock=self._lock,
@@ -244,12 +310,20 @@ class MonoAIAgentAdapter:
         return f"MonoAIAgentAdapter({self.name!r}, {type(self.obj).__name__})"
 
     def tool_summaries(self) -> list[dict[str, str]]:
-        """The object's tools are its own business: none are listed."""
-        return []
+        """The object's tools: a MonoAI Agent's registered ones, else its ``tools`` attribute."""
+        return _tools_of(self.obj)
 
     def describe(self) -> dict[str, Any]:
         """The agent's entry in ``GET /agents``."""
         return {"name": self.name, "description": self.description, "tools": self.tool_summaries()}
+
+    def model(self) -> dict[str, str] | None:
+        """``{"provider", "name"}`` of the model the object runs on, when it tells."""
+        model = getattr(self.obj, "_model", None) or getattr(self.obj, "model", None)
+        name = model if isinstance(model, str) else _str_attr(model, "model", "model_name", "name")
+        if not name:
+            return None
+        return {"provider": _str_attr(model, "provider", "_provider") or "monoai", "name": name}
 
     async def run(self, prompt: str | PromptRequest, /, *, meter: UsageMeter, events: RunEvents) -> dict[str, Any]:
         """Run the object on ``prompt``, streaming its chunks to ``events.on_text``.
@@ -285,9 +359,13 @@ class MonoAIAgentAdapter:
             await events.on_text(response)
         meter.end(reported)
         iterations = result.get("iterations") if isinstance(result, dict) else None
-        return {"prompt": request.prompt, "response": response,
-                "iterations": iterations if isinstance(iterations, list) else [],
-                "usage": meter.finished.to_dict(), "finish_reason": meter.finish_reason}
+        answer = {"prompt": request.prompt, "response": response,
+                  "iterations": iterations if isinstance(iterations, list) else [],
+                  "usage": meter.finished.to_dict(), "finish_reason": meter.finish_reason}
+        model = self.model()
+        if model is not None:
+            answer["model"] = model
+        return answer
 
 
 def _transcript(messages: list[Message]) -> str:
@@ -389,6 +467,27 @@ def _text_of(chunk: Any) -> str | None:
         if isinstance(value, str):
             return value
     return None if isinstance(chunk, Mapping) else str(chunk)
+
+
+def _tools_of(obj: Any) -> list[dict[str, str]]:
+    """Name and description of each tool of a MonoAI ``Agent`` (``_loop._tools``) or look-alike."""
+    tools = getattr(getattr(obj, "_loop", None), "_tools", None)
+    if tools is None:
+        tools = getattr(obj, "tools", None)
+    if isinstance(tools, Mapping):
+        named = list(tools.items())
+    elif isinstance(tools, (list, tuple)):
+        named = [(getattr(tool, "__name__", None) or getattr(tool, "name", None), tool) for tool in tools]
+    else:
+        return []
+    summaries = []
+    for name, tool in named:
+        if isinstance(name, str) and name:
+            description = getattr(tool, "description", None)
+            if not isinstance(description, str):
+                description = " ".join(inspect.cleandoc(tool.__doc__ or "").split("\n\n")[0].split())
+            summaries.append({"name": name, "description": description})
+    return summaries
 
 
 def _str_attr(obj: Any, *names: str) -> str | None:
