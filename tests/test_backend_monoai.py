@@ -455,3 +455,25 @@ def test_prompt_of_a_conversation() -> None:
     assert prompt_of([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]) \
         == "System: Be brief.\n\nUser: hi"
     assert prompt_of([{"role": "user", "content": [{"type": "text", "text": "parts"}]}]) == "parts"
+
+
+async def test_an_agent_shaped_like_monoais_names_its_model_and_lists_its_tools(counter: TokenCounter) -> None:
+    def lookup(term: str) -> str:
+        """Look a term up.
+
+        More details nobody lists."""
+        return term
+
+    class Loop:
+        _tools = {"lookup": lookup}
+
+    class MonoAIShapedAgent(SyncAgent):
+        _model = SyncModel()  # provider "stand-in", model "sync-1"
+        _loop = Loop()
+
+    agent = adapt_agent(MonoAIShapedAgent())
+    assert agent.describe()["tools"] == [{"name": "lookup", "description": "Look a term up."}]
+    result = await agent.run("cats", meter=UsageMeter(counter), events=Recorder())
+    assert result["model"] == {"provider": "stand-in", "name": "sync-1"}
+    plain = await adapt_agent(SyncAgent()).run("cats", meter=UsageMeter(counter), events=Recorder())
+    assert "model" not in plain and adapt_agent(SyncAgent()).describe()["tools"] == []

