@@ -242,7 +242,7 @@ async def test_non_json_error_body_is_quoted_shortly() -> None:
 async def test_ollama_style_error_body() -> None:
     raw = json.dumps({"error": "model 'nope' not found"})
     async with FakeOpenAI(status=404, raw_body=raw, content_type="application/json") as upstream:
-        with pytest.raises(BackendError, match="404 Not Found: model 'nope' not found") as caught:
+        with pytest.raises(BackendError, match="404 Not Found: model 'nope' not found"):
             await collect(OpenAIBackend(upstream.base_url, "nope"))
 
 
