@@ -107,12 +107,15 @@ def _schemas(has_limiter: bool) -> dict[str, Schema]:
             "iterations": {"type": "array", "items": _ref("schemas", "Step")},
             "stopped": {"const": "max_iterations", "description": "The loop hit its limit of model calls."},
             "finish_reason": FINISH_REASON,
+            "model": _ref("schemas", "ModelInfo"),
         }, ["prompt", "response", "iterations", "usage", "finish_reason"]),
         "Error": _obj({
             "error": {"type": "string", "description": "Human readable message."},
             "code": {"type": "string", "description": "Machine code, e.g. invalid_json, missing_prompt, "
                                                        "not_found, payload_too_large, rate_limited."},
             "retry_after": {"type": "integer", "minimum": 1, "description": "Seconds (429 and 503)."},
+            "upstream_status": {"type": "integer", "description": "The model server's own HTTP status, when "
+                                                                  "the error comes from its answer."},
         }, ["error", "code"]),
         "Root": _obj({
             "msg": STRING, "started_at": {"type": "string", "format": "date-time"},
@@ -176,16 +179,19 @@ def _rate_headers() -> dict[str, Schema]:
 def _responses(has_limiter: bool) -> dict[str, Schema]:
     responses = {
         "BadRequest": _json(_error_schema(), "The body is not a JSON object (invalid_json), the prompt is "
-                                             "missing or blank (missing_prompt), or a field is invalid."),
+                                             "missing or blank (missing_prompt), a field is invalid, or the "
+                                             "model server refused the request (upstream_rejected: a prompt "
+                                             "over its context window...)."),
         "NotFound": _json(_error_schema("not_found"), "Unknown agent or path."),
         "PayloadTooLarge": _json(_error_schema("payload_too_large"), "The body is over the size limit."),
         "BackendError": _json(_error_schema("backend_error"), "The model backend failed or answered nonsense."),
         "InternalError": _json(_error_schema("internal_error"), "A bug in the server (no details are given)."),
         "BackendTimeout": _json(_error_schema("backend_timeout"), "The model backend did not answer in time."),
-        "Unavailable": _json(_error_schema(["limiter_unavailable", "overloaded", "shutting_down"]),
+        "Unavailable": _json(_error_schema(["limiter_unavailable", "overloaded", "shutting_down", "upstream_busy"]),
                              "The rate limiter's store cannot be reached (limiter_unavailable), the "
                              "server is at its limit of concurrent runs (overloaded, with Retry-After), "
-                             "or it stopped the run to shut down (shutting_down)."),
+                             "it stopped the run to shut down (shutting_down), or the model server is "
+                             "rate limited or overloaded (upstream_busy, with Retry-After)."),
         "Forbidden": _json(_error_schema("forbidden"), "The admin token is missing or wrong."),
     }
     if has_limiter:
@@ -205,8 +211,9 @@ _SSE_DESCRIPTION = (
     "With `Accept: text/event-stream` the answer is server-sent events, flushed as they are "
     "produced: `event: chunk` (data `{\"content\"}`), `event: step` (agents: data `{\"step\"}`), "
     "then `event: complete` (data `{\"result\"}`) or `event: error` (data `{\"error\", \"code\"}`). "
-    "Comment lines (`: keep-alive`) are sent during long silences. Rate-limit headers go out "
-    "before the first event; errors found before the stream starts are plain JSON answers."
+    "Comment lines (`: keep-alive`) are sent during long silences. The headers (rate-limit ones "
+    "included) go out with the first event, or after 1 s without one; an error before then, "
+    "including a run failing before its first event, is a plain JSON answer with its own status."
 )
 
 
