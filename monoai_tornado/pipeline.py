@@ -139,10 +139,8 @@ class Pipeline:
 
     async def _admit_limited(self, limiter: Limiter, request: PromptRequest, identity: Identity,
                              max_tokens: int) -> Ticket:
-        if request.messages is not None:
-            prompt_tokens = self.counter.count_messages(request.messages)
-        else:
-            prompt_tokens = self.counter.count(request.prompt)
+        # The prompt as the model sees it: its messages (one user message) in their chat template.
+        prompt_tokens = self.counter.count_messages(request.conversation())
         # A key with limits of its own is held to them instead of the defaults (same admission).
         api_key = identity.api_key
         own_limits = api_key.rate_limits or None if api_key is not None else None

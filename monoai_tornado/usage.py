@@ -106,11 +106,6 @@ class TokenCounter:
             return 0
         return len(self.encoding.encode(text, disallowed_special=()))
 
-    @staticmethod
-    def template_tokens(messages: Iterable[dict[str, Any]]) -> int:
-        """The chat template's tokens around ``messages`` (their contents aside)."""
-        return TOKENS_TO_PRIME_REPLY + sum(TOKENS_PER_MESSAGE + (1 if m.get("name") else 0) for m in messages)
-
     def count_messages(self, messages: Iterable[dict[str, Any]]) -> int:
         """Tokens of chat messages as a chat model sees them, tool calls included.
 
@@ -119,9 +114,9 @@ class TokenCounter:
         :data:`TOKENS_TO_PRIME_REPLY`: the count OpenAI's own guide gives for its models, and
         near what other chat templates add. A count the upstream reports is always preferred.
         """
-        messages = list(messages)
-        total = self.template_tokens(messages)
+        total = TOKENS_TO_PRIME_REPLY
         for message in messages:
+            total += TOKENS_PER_MESSAGE + (1 if message.get("name") else 0)
             content = message.get("content")
             if isinstance(content, str):
                 total += self.count(content)
