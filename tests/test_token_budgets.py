@@ -54,6 +54,11 @@ async def settled(limiter: RateLimiter, user: str) -> int:
     raise AssertionError(f"{user} still holds {reserved} reserved tokens")
 
 
+def prompt_tokens(counter: Any, prompt: str) -> int:
+    """A prompt's tokens as admission counts them: one user message in its chat template."""
+    return int(counter.count_messages([{"role": "user", "content": prompt}]))
+
+
 def app_with(backend: Any, store: Any, counter: Any, **limiter_options: Any) -> tuple[Application, RateLimiter]:
     limiter = RateLimiter([LIMIT], store, **limiter_options)
     return Application("T", model=backend, rate_limiter=limiter, token_counter=counter), limiter
@@ -65,7 +70,7 @@ async def test_a_token_budget_lowers_the_cap_of_the_run(serve, fetch, counter, m
     url = serve(Application("T", model=backend, rate_limiter=limiter, token_counter=counter))
     result = json_of(await fetch(url + "/model", "POST", {"prompt": "count", "user_id": "u", "max_tokens": 500}))
     assert result["finish_reason"] == "length"
-    assert backend.options[0].max_tokens == 30 - counter.count("count")
+    assert backend.options[0].max_tokens == 30 - prompt_tokens(counter, "count")
     used = (await limiter.user_stats("u"))["usage"]["30-tokens-per-3600"]
     assert used == result["usage"]["total_tokens"]
     assert used <= 30 + max(counter.count(piece) for piece in PIECES)  # at most one chunk past the limit
@@ -80,7 +85,7 @@ async def test_while_a_run_streams_its_reservation_shows_and_then_returns(serve,
     ws = await connect(url, "/model/ws")
     await send(ws, {"prompt": "go", "user_id": "u", "max_tokens": 1000})
     assert (await read(ws))["type"] == "chunk"
-    prompt = counter.count("go")
+    prompt = prompt_tokens(counter, "go")
     assert await figures(limiter, "u") == (prompt + 1000, prompt + 1000)
     messages = await read_until_end(ws)
     told = messages[-1]["result"]["usage"]["total_tokens"]
@@ -101,7 +106,7 @@ async def test_a_cancel_message_returns_the_unused_reservation(serve, counter, m
     messages = [first, *await read_until_end(ws)]
     assert messages[-1] == {"type": "cancelled"}
     used = await settled(limiter, "u")
-    assert counter.count("go") + counter.count(chunks_of(messages)) <= used < counter.count("go") + 200
+    assert prompt_tokens(counter, "go") + counter.count(chunks_of(messages)) <= used < prompt_tokens(counter, "go") + 200
     ws.close()
 
 
@@ -119,7 +124,7 @@ async def test_a_client_leaving_mid_stream_returns_the_unused_reservation(serve,
     else:
         await sse_until(url, body, b"event: chunk")
     used = await settled(limiter, "u")
-    assert counter.count("go") < used < counter.count("go") + 200
+    assert prompt_tokens(counter, "go") < used < prompt_tokens(counter, "go") + 200
     assert backend.cancelled == 1
 
 
@@ -140,7 +145,7 @@ async def test_a_backend_error_mid_stream_returns_the_unused_reservation(serve, 
         await send(ws, body)
         assert (await read_until_end(ws))[-1]["code"] == "backend_error"
         ws.close()
-    assert await settled(limiter, "u") == counter.count("go") + counter.count("".join(PIECES[:5]))
+    assert await settled(limiter, "u") == prompt_tokens(counter, "go") + counter.count("".join(PIECES[:5]))
 
 
 async def test_a_concurrency_limit_refuses_a_second_run_of_the_user_while_others_run(serve, fetch, counter,
