@@ -2,12 +2,12 @@
 
 A key (``sk-mt-...``) is shown once; stores keep its SHA-256 hash, a public id (``key_...``)
 and a display prefix. :class:`KeyRing` checks the key a request carries, with a cache in front
-of the store (:class:`FileKeyStore`, or :class:`RedisKeyStore` shared by a fleet).
+of the store (:class:`FileKeyStore`, or :class:`RedisKeyStore` shared by a fleet)::
 
->>> store = FileKeyStore("keys.json")
->>> secret, record = new_key("alice", limits=["5/minute"])
->>> await store.add(record)
->>> app = Application(model=..., keys=KeyRing(store, require=True))
+    store = FileKeyStore("keys.json")
+    secret, record = new_key("alice", limits=["5/minute"])
+    await store.add(record)
+    app = Application(model=..., keys=KeyRing(store, require=True))
 """
 from __future__ import annotations
 
