@@ -29,10 +29,10 @@ class KeysFileError(ValueError):
 
 
 class FileKeyStore:
-    """Keys kept in a JSON file at ``path`` (created with the first key).
+    """Keys kept in a JSON file at ``path`` (created with the first key)::
 
-    >>> store = FileKeyStore("keys.json")
-    >>> ring = KeyRing(store)
+        store = FileKeyStore("keys.json")
+        ring = KeyRing(store)
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:

@@ -47,11 +47,11 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
 
 
 class KeyRing:
-    """Authenticates API keys against a :class:`~monoai_tornado.keys.KeyStore`.
+    """Authenticates API keys against a :class:`~monoai_tornado.keys.KeyStore`::
 
-    >>> ring = KeyRing(FileKeyStore("keys.json"), require=True)
-    >>> key = await ring.from_headers(request.headers)   # ApiKey, or None without a key
-    >>> key.user, key.id, key.rate_limits
+        ring = KeyRing(FileKeyStore("keys.json"), require=True)
+        key = await ring.from_headers(request.headers)   # ApiKey, or None without a key
+        key.user, key.id, key.rate_limits
 
     ``require``: a request without a key is refused (401 ``missing_api_key``). A wrong,
     revoked, expired or malformed key is always refused (401 ``invalid_api_key``).
