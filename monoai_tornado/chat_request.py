@@ -110,8 +110,8 @@ def _flag(field: str, value: Any) -> bool:
 
 def _max_tokens(body: dict[str, Any]) -> int | None:
     """``max_completion_tokens`` (OpenAI's current name) else ``max_tokens``: a positive integer."""
-    completion = max_tokens_of(body, "max_completion_tokens")
-    legacy = max_tokens_of(body)
+    completion = max_tokens_of(body, "max_completion_tokens", null_allowed=True)
+    legacy = max_tokens_of(body, null_allowed=True)
     return completion if completion is not None else legacy
 
 
@@ -166,7 +166,7 @@ def _last_user_text(messages: tuple[Message, ...]) -> str:
 def parse_chat_object(body: dict[str, Any]) -> ChatRequest:
     """Validate a decoded chat-completions body."""
     model = body.get("model")
-    if not isinstance(model, str) or not model:
+    if not isinstance(model, str):  # an empty or unknown id is a 404 model_not_found, later
         raise InvalidJson("Field 'model' is required: an id from GET /v1/models")
     messages = _messages_of(body)
     n = body.get("n")

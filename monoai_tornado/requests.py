@@ -100,10 +100,15 @@ def user_id_of(body: dict[str, Any], field: str = "user_id") -> str | None:
     return str(user_id)
 
 
-def max_tokens_of(body: dict[str, Any], field: str = "max_tokens") -> int | None:
-    """The optional completion cap: a positive integer, else 400 ``invalid_json``."""
-    value = body.get(field)
-    if value is None:
+def max_tokens_of(body: dict[str, Any], field: str = "max_tokens", *, null_allowed: bool = False) -> int | None:
+    """The optional completion cap: absent, or a positive integer, else 400 ``invalid_json``.
+
+    ``null`` is refused too (API.md), except where OpenAI's API takes it as "not set" (``/v1``).
+    """
+    if field not in body:
+        return None
+    value = body[field]
+    if value is None and null_allowed:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidJson(f"Field '{field}' must be a positive integer")
