@@ -49,7 +49,7 @@ class LlamaServer:
                 [str(VENV / "bin" / "python"), "-m", "llama_cpp.server", "--model", str(model),
                  "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "2048", "--n_threads", "2",
                  "--chat_format", "chatml-function-calling", "--verbose", "True"],
-                stdout=out, stderr=subprocess.STDOUT, env={"PATH": "/usr/bin:/bin"})
+                stdout=out, stderr=subprocess.STDOUT, env={"PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"})
         try:
             wait_for(self.base_url + "/models", seconds=180)
         except AssertionError:
