@@ -110,6 +110,8 @@ def max_tokens_of(body: dict[str, Any], field: str = "max_tokens", *, null_allow
     value = body[field]
     if value is None and null_allowed:
         return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 100.0 is an integer to JSON Schema, as the OpenAPI document says
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidJson(f"Field '{field}' must be a positive integer")
     return value

@@ -159,3 +159,14 @@ async def test_a_body_over_the_servers_cap_gets_413_not_a_reset(url, path, io_lo
     answer = await io_loop.run_in_executor(None, raw_exchange, port, head, size)
     status, headers, body = split_answer(answer)
     assert status == 413 and json.loads(body)["code"] == "payload_too_large"
+
+
+@pytest.mark.parametrize("path", ["/model", "/agent/assistant/stream"])
+async def test_a_body_over_the_apps_limit_gets_413_not_a_reset(url, path, io_loop):
+    """2 MiB with its Content-Length on a prompt route (limit 1 MiB, under the server's cap)."""
+    port = int(url.rsplit(":", 1)[1])
+    size = 2 * 1024 * 1024
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {size}\r\n\r\n".encode()
+    answer = await io_loop.run_in_executor(None, raw_exchange, port, head, size)
+    status, headers, body = split_answer(answer)
+    assert status == 413 and json.loads(body)["code"] == "payload_too_large"

@@ -64,10 +64,10 @@ class PromptHandler(JsonHandler):
         self._flushing: asyncio.Future[None] | None = None
 
     def prepare(self) -> None:
+        # A body over the limit is read and dropped (data_received), then refused with 413: refused
+        # before it is read, the client still sending would see a reset, not the answer. Bodies
+        # over the server's own cap are refused below the handlers.
         self.context.lifecycle.busy.add(self)
-        length = self.request.headers.get("Content-Length", "")
-        if length.isdigit() and int(length) > self.context.max_body_size:
-            raise PayloadTooLarge(f"Request body is larger than {self.context.max_body_size} bytes")
 
     def data_received(self, chunk: bytes) -> None:
         self._body_size += len(chunk)
