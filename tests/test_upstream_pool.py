@@ -17,6 +17,7 @@ from monoai_tornado.backends.upstream import shared_pool
 MESSAGES = [{"role": "user", "content": "hi"}]
 EVENTS = (b'data: {"choices":[{"index":0,"delta":{"content":"Hel"}}]}\n\n'
           b'data: {"choices":[{"index":0,"delta":{"content":"lo"}}]}\n\n'
+          b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
           b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}\n\ndata: [DONE]\n\n')
 
 
