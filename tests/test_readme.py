@@ -38,6 +38,10 @@ NOT_RUN = {
                                              "runs the same options against a local three-master cluster",
     "OPENAI_API_KEY=sk-...": "needs an OpenAI-compatible upstream (network, or Ollama, vLLM, ...)",
     "from monoai.models import Model": "needs MonoAI itself and an OpenAI key",
+    "python3 -m venv .venv-llama": "the llama.cpp recipe: .ci/llama-venv installs the same packages and "
+                                   "tests/test_llama_real.py (pytest -m llama) runs the same server and options",
+    "# Ollama (ollama serve; ollama pull llama3.2)": "needs Ollama or vLLM and their models; the same backend "
+                                                    "and options are run against llama.cpp (tests/test_llama_real.py)",
     "# pip install openai; then, beside": "run by tests/test_openai_front.py (the openai SDK against a server)",
     'import OpenAI from "openai";': "needs the openai npm package (network); the same calls as the Python one",
     "curl -s localhost:8000/v1/models": "run by tests/test_openai_front.py against a server",
