@@ -34,7 +34,11 @@ def v1_schemas() -> dict[str, Schema]:
             "name": STRING,
             "tool_calls": {"type": "array", "items": _TOOL_CALL, "description": "On assistant messages."},
             "tool_call_id": {"type": "string", "description": "Required on tool messages."},
-        }, ["role"]),
+        }, ["role"]) | {
+            # A tool message answers a call: without its tool_call_id the server refuses it (400).
+            "if": {"properties": {"role": {"const": "tool"}}, "required": ["role"]},
+            "then": {"required": ["tool_call_id"]},
+        },
         "ChatCompletionRequest": _obj({
             "model": {"type": "string", "description": "An id from GET /v1/models: the model, or agent/NAME."},
             "messages": {"type": "array", "minItems": 1, "items": _ref("ChatMessage"),
@@ -47,13 +51,20 @@ def v1_schemas() -> dict[str, Schema]:
                                       "description": "Wins over max_tokens."},
             "temperature": {"type": "number", "minimum": 0, "maximum": 2},
             "top_p": {"type": "number", "minimum": 0, "maximum": 1},
-            "stop": {"oneOf": [STRING, {"type": "array", "items": STRING, "maxItems": 4}]},
+            "stop": {"oneOf": [{"type": "string", "minLength": 1},
+                               {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 4},
+                               {"type": "null"}]},
             "user": {"type": ["string", "integer"], "description": "Who is asking, run through the user "
                                                                     "validator as user_id is."},
             "tools": {"type": "array", "items": _obj({"type": {"const": "function"}, "function": _obj(
                 {"name": STRING, "description": STRING, "parameters": {"type": "object"}}, ["name"])}),
                       "description": "Passed to a backend that supports tools; else 400 tools_not_supported."},
-            "tool_choice": {"oneOf": [{"enum": ["none", "auto", "required"]}, {"type": "object"}]},
+            "tool_choice": {"oneOf": [
+                {"enum": ["none", "auto", "required"]},
+                {"type": "object", "required": ["type", "function"],
+                 "properties": {"type": {"const": "function"},
+                                "function": {"type": "object", "required": ["name"],
+                                             "properties": {"name": {"type": "string", "minLength": 1}}}}}]},
             "n": {"const": 1},
         }, ["model", "messages"]),
         "ChatCompletion": _obj({

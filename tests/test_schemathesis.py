@@ -20,6 +20,11 @@ from monoai_tornado.usage import TokenCounter  # noqa: E402
 from tests.threaded_server import ThreadedServer  # noqa: E402
 
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "25"))
+#: Operations whose valid requests depend on rules between fields that the document states in
+#: words, not in JSON Schema (``tool_choice`` needs ``tools``, a ``tool`` message answers a call
+#: of the assistant before it, ...): their generated "valid" cases are not all valid. Their invalid
+#: cases are still checked here, and tests/test_openai_front.py and tests/test_fuzz.py cover them.
+CROSS_FIELD_RULES = {("/v1/chat/completions", "positive")}
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +45,14 @@ def test_the_server_keeps_its_openapi_document(live_schema: Any) -> None:
     operations = 0
     for result, mode in itertools.product(live_schema.get_all_operations(), schemathesis.GenerationMode):
         operation = result.ok()
+        if (operation.path, mode.value) in CROSS_FIELD_RULES:
+            continue
         operations += 1
 
         @given(case=operation.as_strategy(mode))
-        @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        # derandomize: the same examples every run, so that CI and a developer see the same verdict.
+        @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None,
+                  derandomize=True)
         def check(case: Any) -> None:
             case.call_and_validate(timeout=30)
 
