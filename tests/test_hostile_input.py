@@ -150,23 +150,24 @@ async def test_connection_level_400s_are_json(url, payload, io_loop):
     assert json.loads(body) == {"error": "Malformed HTTP request", "code": "bad_request"}
 
 
+async def status_and_code_of_a_large_post(url, path, io_loop, size, connection=""):
+    """Send ``size`` bytes with their Content-Length to ``path`` on a raw socket: (status, code)."""
+    port = int(url.rsplit(":", 1)[1])
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\n{connection}Content-Length: {size}\r\n\r\n".encode()
+    answer = await io_loop.run_in_executor(None, raw_exchange, port, head, size)
+    status, headers, body = split_answer(answer)
+    return status, json.loads(body)["code"]
+
+
 @pytest.mark.parametrize("path", ["/model", "/validate-user", "/nowhere"])
 async def test_a_body_over_the_servers_cap_gets_413_not_a_reset(url, path, io_loop):
     """17 MiB announced and sent with Content-Length (the server's cap is 16 MiB)."""
-    port = int(url.rsplit(":", 1)[1])
-    size = 17 * 1024 * 1024
-    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode()
-    answer = await io_loop.run_in_executor(None, raw_exchange, port, head, size)
-    status, headers, body = split_answer(answer)
-    assert status == 413 and json.loads(body)["code"] == "payload_too_large"
+    answer = await status_and_code_of_a_large_post(url, path, io_loop, 17 * 1024 * 1024)
+    assert answer == (413, "payload_too_large")
 
 
 @pytest.mark.parametrize("path", ["/model", "/agent/assistant/stream"])
 async def test_a_body_over_the_apps_limit_gets_413_not_a_reset(url, path, io_loop):
     """2 MiB with its Content-Length on a prompt route (limit 1 MiB, under the server's cap)."""
-    port = int(url.rsplit(":", 1)[1])
-    size = 2 * 1024 * 1024
-    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {size}\r\n\r\n".encode()
-    answer = await io_loop.run_in_executor(None, raw_exchange, port, head, size)
-    status, headers, body = split_answer(answer)
-    assert status == 413 and json.loads(body)["code"] == "payload_too_large"
+    answer = await status_and_code_of_a_large_post(url, path, io_loop, 2 * 1024 * 1024, "Connection: close\r\n")
+    assert answer == (413, "payload_too_large")
