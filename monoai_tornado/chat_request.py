@@ -16,7 +16,7 @@ from typing import Any
 
 from .backends.base import Message
 from .errors import InvalidJson, MissingPrompt
-from .requests import PromptRequest, load_json_object, max_tokens_of, user_id_of
+from .prompt_request import PromptRequest, load_json_object, max_tokens_of, user_id_of
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 #: Most stop sequences OpenAI accepts.

@@ -2,7 +2,7 @@
 
 ``parse body -> identify user -> admit (rate limit) -> run target -> record usage``
 
-Handlers parse the body (:mod:`monoai_tornado.requests`), then call :meth:`Pipeline.admit`
+Handlers parse the body (:mod:`monoai_tornado.prompt_request`), then call :meth:`Pipeline.admit`
 and :meth:`Pipeline.run` and only translate the results to their wire format.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from .identity import Identity, IdentityResolver
 from .lifecycle import Lifecycle
 from .metrics import Metrics
 from .ratelimit import Admission, Limiter
-from .requests import PromptRequest
+from .prompt_request import PromptRequest
 from .usage import TokenCounter, Usage
 
 log = logging.getLogger("monoai_tornado.pipeline")

@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 from ..backends.base import Backend, Message, ToolCall
 from ..calls import CallOutcome, RunEvents, UsageMeter, call_model
-from ..requests import PromptRequest
+from ..prompt_request import PromptRequest
 from .tools import Tool, ToolArgumentsError, ToolError, as_tool
 
 log = logging.getLogger("monoai_tornado.agents")

@@ -36,7 +36,7 @@ from typing import Any, AsyncGenerator, Mapping
 
 from ..calls import RunEvents, UsageMeter
 from ..errors import ApiError, BackendError, BackendTimeout
-from ..requests import PromptRequest
+from ..prompt_request import PromptRequest
 from .base import Backend, BackendEvent, CallOptions, Message, ReportedUsage, TextDelta
 
 log = logging.getLogger("monoai_tornado.backends.monoai")

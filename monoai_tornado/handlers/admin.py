@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import Forbidden, InvalidJson, NotFound, PayloadTooLarge
 from ..keys import KeyRing, new_key
-from ..requests import load_json_object
+from ..prompt_request import load_json_object
 from .base import JsonHandler
 
 

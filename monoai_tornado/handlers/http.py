@@ -18,7 +18,7 @@ from ..calls import SilentEvents
 from ..lifecycle import cancelled_for_shutdown
 from ..errors import ApiError, ClientGone, PayloadTooLarge, ShuttingDown
 from ..rendering import render_error
-from ..requests import parse_prompt_body
+from ..prompt_request import parse_prompt_body
 from ..tornado_internals import http_stream, is_finished
 from .base import JsonHandler, dumps
 

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 from ..errors import ApiError, BadRequest, PayloadTooLarge
 from ..keys import ApiKey, bearer_token
 from ..ratelimit.limits import Limit
-from ..requests import load_json_object, user_id_of
+from ..prompt_request import load_json_object, user_id_of
 from .base import JsonHandler
 
 

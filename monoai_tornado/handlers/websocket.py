@@ -21,7 +21,7 @@ from ..context import ServerContext
 from ..lifecycle import cancelled_for_shutdown
 from ..errors import ApiError, ClientGone, Overloaded, ShuttingDown
 from ..keys.ring import SUBPROTOCOL
-from ..requests import PromptRequest, load_json_object, parse_prompt_object
+from ..prompt_request import PromptRequest, load_json_object, parse_prompt_object
 from ..pipeline import Ticket
 from ..rendering import render_error
 from ..tornado_internals import FrameWriter, frame_writer, reason, websocket_backed_up

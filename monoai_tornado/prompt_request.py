@@ -1,4 +1,7 @@
-"""Parsing of prompt bodies (HTTP POST bodies and WebSocket prompt messages)."""
+"""Parsing of prompt bodies (HTTP POST bodies and WebSocket prompt messages) into :class:`PromptRequest`.
+
+``/v1`` chat-completion bodies are parsed by its sibling :mod:`monoai_tornado.chat_request`.
+"""
 from __future__ import annotations
 
 import json
