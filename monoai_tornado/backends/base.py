@@ -18,11 +18,15 @@ one backend never mix.
 from __future__ import annotations
 
 import abc
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any, AsyncGenerator, Mapping, Union
 
 Message = dict[str, Any]
 """An OpenAI chat message: ``{"role": "user", "content": "..."}`` and friends."""
+
+ToolSchema = dict[str, Any]
+"""An OpenAI tool: ``{"type": "function", "function": {"name", "description", "parameters"}}``."""
 
 
 @dataclass(frozen=True)
@@ -66,8 +70,31 @@ class ReportedUsage:
     prompt_tokens: int
     completion_tokens: int
 
+    #: The field names a reported usage may carry: OpenAI's, then Anthropic's.
+    FIELDS = (("prompt_tokens", "completion_tokens"), ("input_tokens", "output_tokens"))
+
+    @classmethod
+    def of(cls, usage: Any) -> ReportedUsage | None:
+        """The counts of a usage object as an upstream reports it; None when absent or partial.
+
+        >>> ReportedUsage.of({"prompt_tokens": 3, "completion_tokens": 1})
+        ReportedUsage(prompt_tokens=3, completion_tokens=1)
+        >>> ReportedUsage.of({"input_tokens": 3, "output_tokens": 1}), ReportedUsage.of({"prompt_tokens": 3})
+        (ReportedUsage(prompt_tokens=3, completion_tokens=1), None)
+        """
+        if not isinstance(usage, Mapping):
+            return None
+        for prompt_key, completion_key in cls.FIELDS:
+            prompt, completion = usage.get(prompt_key), usage.get(completion_key)
+            if isinstance(prompt, int) and isinstance(completion, int) and prompt >= 0 and completion >= 0:
+                return cls(prompt, completion)
+        return None
+
 
 BackendEvent = Union[TextDelta, TextDeltas, ToolCallsRequested, ReportedUsage]
+
+EventStream = AsyncGenerator[BackendEvent, None]
+"""What :meth:`Backend.stream` returns: an async generator of :data:`BackendEvent` objects."""
 
 
 @dataclass(frozen=True)
@@ -107,13 +134,8 @@ class Backend(abc.ABC):
     supports_tools: bool = False
 
     @abc.abstractmethod
-    def stream(
-        self,
-        messages: list[Message],
-        *,
-        tools: list[dict[str, Any]] | None = None,
-        options: CallOptions | None = None,
-    ) -> AsyncGenerator[BackendEvent, None]:
+    def stream(self, messages: list[Message], *, tools: list[ToolSchema] | None = None,
+               options: CallOptions | None = None) -> EventStream:
         """Stream the answer to ``messages`` as :data:`BackendEvent` objects.
 
         An async generator: the caller closes it (``contextlib.aclosing``) to stop the call.
@@ -128,3 +150,10 @@ class Backend(abc.ABC):
     async def aclose(self) -> None:
         """Release resources (HTTP clients, thread pools) at shutdown."""
 
+
+
+def exception_of(future: asyncio.Future[Any]) -> BaseException | None:
+    """The exception a finished ``future`` ended with (None for a result or a cancel), marked as
+    retrieved: what a backend calls on work it abandoned (an aborted request, a call left to its
+    thread), so that asyncio does not log it as never retrieved. Usable as a done callback."""
+    return None if future.cancelled() else future.exception()

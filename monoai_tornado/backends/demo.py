@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any, AsyncGenerator
 
 from ..usage import shared_counter
-from .base import Backend, BackendEvent, CallOptions, Message, TextDelta, TextDeltas
+from .base import Backend, CallOptions, EventStream, Message, TextDelta, TextDeltas, ToolSchema
 
 #: Default pause between chunks, in seconds: visible streaming without slowing tests.
 DEFAULT_DELAY = 0.005
@@ -112,13 +111,8 @@ class DemoBackend(Backend):
                 text = encoding.decode(tokens[: options.max_tokens]).rstrip("\ufffd")
         return pieces if text == whole else split_into_chunks(text)
 
-    async def stream(
-        self,
-        messages: list[Message],
-        *,
-        tools: list[dict[str, Any]] | None = None,
-        options: CallOptions | None = None,
-    ) -> AsyncGenerator[BackendEvent, None]:
+    async def stream(self, messages: list[Message], *, tools: list[ToolSchema] | None = None,
+                     options: CallOptions | None = None) -> EventStream:
         if tools:
             from .demo_planner import plan_demo_turn
 
@@ -137,7 +131,7 @@ class DemoBackend(Backend):
                 await asyncio.sleep(self.delay)
             yield TextDelta(piece)
 
-    async def stream_text(self, text: str) -> AsyncGenerator[BackendEvent, None]:
+    async def stream_text(self, text: str) -> EventStream:
         """Stream ``text`` word by word with the configured delay (used by the planner)."""
         for index, piece in enumerate(split_into_chunks(text)):
             if index and self.delay:

@@ -37,7 +37,7 @@ from typing import Any, AsyncGenerator, Mapping
 from ..calls import RunEvents, UsageMeter
 from ..errors import ApiError, BackendError, BackendTimeout
 from ..prompt_request import PromptRequest
-from .base import Backend, BackendEvent, CallOptions, Message, ReportedUsage, TextDelta
+from .base import Backend, CallOptions, EventStream, Message, ReportedUsage, TextDelta, ToolSchema, exception_of
 
 log = logging.getLogger("monoai_tornado.backends.monoai")
 
@@ -147,24 +147,20 @@ async def _stream_call(target: Any, method: str, prompt: str, *, kind: str, name
         yield _Finished(result)
     finally:
         channel.open = False
-        if work is None or work.done():
-            if work is not None:
-                _retrieve(work)
-            lock.release()
-        else:  # cancelled or timed out: the object keeps the lock until its call returns
-            def release(done: asyncio.Future[Any]) -> None:
-                _retrieve(done)
-                lock.release()
 
+        def release(done: asyncio.Future[Any] | None = None) -> None:
+            error = exception_of(done) if done is not None else None
+            if error is not None:
+                log.debug("abandoned MonoAI call ended with %r", error)
+            lock.release()
+
+        if work is None or work.done():
+            release(work)
+        else:  # cancelled or timed out: the object keeps the lock until its call returns
             work.add_done_callback(release)
             if isinstance(work, asyncio.Task):
                 work.cancel()
                 await asyncio.wait([work], timeout=CANCEL_GRACE)
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.debug("abandoned MonoAI call ended with %r", future.exception())
 
 
 async def _native_stream(target: Any, prompt: str, *, name: str,
@@ -197,7 +193,7 @@ async def _native_stream(target: Any, prompt: str, *, name: str,
             except Exception as exc:
                 raise _failure("model", name, "ask_stream", exc) from exc
             if isinstance(item, Mapping):
-                usage = _usage_of(item.get("usage")) or usage
+                usage = ReportedUsage.of(item.get("usage")) or usage
             text = _text_of(item)
             if text:
                 yield text
@@ -251,13 +247,8 @@ class MonoAIModelBackend(Backend):
     def __repr__(self) -> str:
         return f"MonoAIModelBackend({type(self.obj).__name__}, name={self.name!r})"
 
-    async def stream(
-        self,
-        messages: list[Message],
-        *,
-        tools: list[dict[str, Any]] | None = None,
-        options: CallOptions | None = None,
-    ) -> AsyncGenerator[BackendEvent, None]:
+    async def stream(self, messages: list[Message], *, tools: list[ToolSchema] | None = None,
+                     options: CallOptions | None = None) -> EventStream:
         prompt = prompt_of(messages)
         if _streams_natively(self.obj):
             native = _native_stream(self.obj, prompt, name=self.name, timeout=self.timeout)
@@ -442,18 +433,7 @@ def _response_and_usage(result: Any, kind: str, name: str, method: str) -> tuple
         response = ""
     elif not isinstance(response, str):
         response = str(response)
-    return response, _usage_of(result.get("usage"))
-
-
-def _usage_of(usage: Any) -> ReportedUsage | None:
-    """Reported usage, in OpenAI's or Anthropic's field names; None when absent or partial."""
-    if not isinstance(usage, Mapping):
-        return None
-    for prompt_key, completion_key in (("prompt_tokens", "completion_tokens"), ("input_tokens", "output_tokens")):
-        prompt, completion = usage.get(prompt_key), usage.get(completion_key)
-        if isinstance(prompt, int) and isinstance(completion, int) and prompt >= 0 and completion >= 0:
-            return ReportedUsage(prompt, completion)
-    return None
+    return response, ReportedUsage.of(result.get("usage"))
 
 
 def _text_of(chunk: Any) -> str | None:

@@ -18,14 +18,15 @@ import json
 import logging
 import math
 import urllib.parse
-from typing import Any, AsyncGenerator
+from typing import Any
 
 from tornado.httpclient import HTTPRequest, HTTPResponse
 from tornado.httputil import HTTPHeaders, ResponseStartLine
 from tornado.simple_httpclient import HTTPTimeoutError
 
 from ..errors import BackendError, BackendTimeout
-from .base import Backend, BackendEvent, CallOptions, Message, ReportedUsage, TextDelta, ToolCall, ToolCallsRequested
+from .base import (Backend, BackendEvent, CallOptions, EventStream, Message, ReportedUsage, TextDelta, ToolCall,
+                   ToolCallsRequested, ToolSchema, exception_of)
 from .sse import ServerSentEvent, SSEError, SSEParser
 from .upstream import shared_pool
 from .upstream_errors import upstream_error
@@ -112,14 +113,9 @@ class _Exchange:
                 await asyncio.wait([self.fetch], timeout=ABORT_GRACE)
         finally:
             if self.fetch.done():
-                _retrieve(self.fetch)
+                exception_of(self.fetch)  # an abort's exception, marked as seen
             else:
-                self.fetch.add_done_callback(_retrieve)
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()  # marks an abort's exception as seen
+                self.fetch.add_done_callback(exception_of)
 
 
 class _Assembler:
@@ -146,7 +142,7 @@ class _Assembler:
             raise BackendError(f"upstream reported an error: {redact(_reason_of(obj))}")
         usage = obj.get("usage")
         if isinstance(usage, dict):
-            self.usage = _usage_of(usage) or self.usage
+            self.usage = ReportedUsage.of(usage) or self.usage
         events: list[BackendEvent] = []
         choices = obj.get("choices")
         for choice in choices if isinstance(choices, list) else ():
@@ -275,13 +271,8 @@ class OpenAIBackend(Backend):
     def _redact(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key else text
 
-    async def stream(
-        self,
-        messages: list[Message],
-        *,
-        tools: list[dict[str, Any]] | None = None,
-        options: CallOptions | None = None,
-    ) -> AsyncGenerator[BackendEvent, None]:
+    async def stream(self, messages: list[Message], *, tools: list[ToolSchema] | None = None,
+                     options: CallOptions | None = None) -> EventStream:
         loop = asyncio.get_running_loop()
         started = loop.time()
         end = started + self.timeout if self.timeout else math.inf
@@ -391,13 +382,6 @@ def _option_fields(options: CallOptions) -> dict[str, Any]:
     if options.stop:
         fields["stop"] = list(options.stop)
     return fields
-
-
-def _usage_of(usage: dict[str, Any]) -> ReportedUsage | None:
-    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-    if isinstance(prompt, int) and isinstance(completion, int) and prompt >= 0 and completion >= 0:
-        return ReportedUsage(prompt, completion)
-    return None
 
 
 def _reason_of(obj: Any) -> str:
