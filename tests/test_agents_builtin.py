@@ -185,7 +185,7 @@ def test_answer_from_results_uses_each_call_and_reports_errors() -> None:
 
 
 async def _turn(backend: DemoBackend, messages: list[dict], tools: list[dict]) -> list:
-    return [event async for event in plan_demo_turn(backend, messages, tools)]
+    return [event async for event in backend.stream(messages, tools=tools)]
 
 
 async def test_demo_turns_with_tools() -> None:
@@ -204,5 +204,6 @@ async def test_demo_turns_with_tools() -> None:
                  {"role": "assistant", "content": "12*(3+4) = 84."}, {"role": "user", "content": "and 2*3?"}]
     (_, again) = await _turn(backend, follow_up, tools)
     assert again == ToolCallsRequested((ToolCall("call_2", "calculator", '{"expression": "2*3"}'),))
+    assert plan_demo_turn([{"role": "user", "content": "hello"}], tools) is None  # the usual answer
     plain = await _turn(backend, [{"role": "user", "content": "hello"}], tools)
     assert [e.text for e in plain] == backend.answer_pieces([{"role": "user", "content": "hello"}])

@@ -13,7 +13,8 @@ import asyncio
 import re
 
 from ..usage import shared_counter
-from .base import Backend, CallOptions, EventStream, Message, TextDelta, TextDeltas, ToolSchema
+from .base import Backend, CallOptions, EventStream, Message, TextDelta, TextDeltas, ToolCallsRequested, ToolSchema
+from .demo_planner import plan_demo_turn
 
 #: Default pause between chunks, in seconds: visible streaming without slowing tests.
 DEFAULT_DELAY = 0.005
@@ -113,27 +114,22 @@ class DemoBackend(Backend):
 
     async def stream(self, messages: list[Message], *, tools: list[ToolSchema] | None = None,
                      options: CallOptions | None = None) -> EventStream:
-        if tools:
-            from .demo_planner import plan_demo_turn
-
-            async for event in plan_demo_turn(self, messages, tools):
-                yield event
-            return
-        pieces = self.answer_pieces(messages)
-        if options is not None and (options.stop or options.max_tokens is not None):
-            pieces = self._limited(pieces, options)
-        if not self.delay:  # every piece is ready at once: hand them over in one step
-            batch = self._fixed_batch if pieces is self._fixed_pieces else None
-            yield batch if batch is not None else TextDeltas(tuple(pieces))
-            return
+        if tools:  # the planner decides: a reply word by word, or a line and tool calls
+            turn = plan_demo_turn(messages, tools)
+            if turn is not None and turn.calls:
+                yield TextDelta(turn.text)
+                yield ToolCallsRequested(turn.calls)
+                return
+            pieces = split_into_chunks(turn.text) if turn is not None else self.answer_pieces(messages)
+        else:
+            pieces = self.answer_pieces(messages)
+            if options is not None and (options.stop or options.max_tokens is not None):
+                pieces = self._limited(pieces, options)
+            if not self.delay:  # every piece is ready at once: hand them over in one step
+                batch = self._fixed_batch if pieces is self._fixed_pieces else None
+                yield batch if batch is not None else TextDeltas(tuple(pieces))
+                return
         for index, piece in enumerate(pieces):
-            if index and self.delay:
-                await asyncio.sleep(self.delay)
-            yield TextDelta(piece)
-
-    async def stream_text(self, text: str) -> EventStream:
-        """Stream ``text`` word by word with the configured delay (used by the planner)."""
-        for index, piece in enumerate(split_into_chunks(text)):
             if index and self.delay:
                 await asyncio.sleep(self.delay)
             yield TextDelta(piece)

@@ -10,16 +10,18 @@ Deterministic rules, no model:
 * the last messages are tool results: answer with them (``12*(3+4) = 84.``), or say which
   call failed and why;
 * anything else: the usual demo answer.
+
+:func:`plan_demo_turn` is a pure function of the conversation and the tools: it decides, and
+:class:`~monoai_tornado.backends.demo.DemoBackend` streams what it decided.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-from typing import Any, AsyncGenerator, Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
-from .base import BackendEvent, Message, TextDelta, ToolCall, ToolCallsRequested
-from .demo import DemoBackend
+from .base import Message, ToolCall, ToolSchema
 from .demo_tools import mentioned_tools
 
 CALCULATOR = "calculator"
@@ -46,26 +48,30 @@ _TIME_RE = re.compile(
 )
 
 
-async def plan_demo_turn(
-    backend: DemoBackend, messages: list[Message], tools: list[dict[str, Any]]
-) -> AsyncGenerator[BackendEvent, None]:
-    """Stream the demo model's turn when ``tools`` are offered (see the module docstring)."""
-    offered = _tool_parameters(tools)
+@dataclass(frozen=True)
+class DemoTurn:
+    """The demo model's turn: ``text`` to say, then the tool ``calls`` to ask for (if any)."""
+
+    text: str
+    calls: tuple[ToolCall, ...] = ()
+
+
+def plan_demo_turn(messages: list[Message], tools: list[ToolSchema]) -> DemoTurn | None:
+    """The demo model's turn when ``tools`` are offered (see the module docstring); None when
+    neither the tools nor their results have a part in it: the usual demo answer.
+
+    >>> plan_demo_turn([{"role": "user", "content": "what is 2+2?"}], [{"function": {"name": "calculator"}}])
+    DemoTurn(text='Let me use the calculator.', calls=(ToolCall(id='call_1', name='calculator', arguments='{"expression": "2+2"}'),))
+    """
     last = messages[-1] if messages else {}
     if last.get("role") == "tool":
-        async for event in backend.stream_text(answer_from_results(messages)):
-            yield event
-        return
+        return DemoTurn(answer_from_results(messages))
     if last.get("role") == "user":
-        calls = plan_calls(str(last.get("content") or ""), offered, first_id=_calls_so_far(messages) + 1, tools=tools)
+        calls = plan_calls(str(last.get("content") or ""), _tool_parameters(tools),
+                           first_id=_calls_so_far(messages) + 1, tools=tools)
         if calls:
-            yield TextDelta(_preamble(calls))
-            yield ToolCallsRequested(tuple(calls))
-            return
-    for index, piece in enumerate(backend.answer_pieces(messages)):
-        if index and backend.delay:
-            await asyncio.sleep(backend.delay)
-        yield TextDelta(piece)
+            return DemoTurn(_preamble(calls), tuple(calls))
+    return None
 
 
 # --- asking for tools ------------------------------------------------------------------------
