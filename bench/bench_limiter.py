@@ -7,7 +7,7 @@ A typical configuration: one request limit and one token limit. Memory: admissio
 tight loop over 1,000 users; Redis: sequential admissions (one round trip each) and then the
 same number with 64 in flight at once, beside redis-py's bare PING rate (the client's own
 ceiling); then the same on a Redis Cluster (``--cluster-url``, or ``--start-cluster``: a local
-three-master cluster from tests/redis_cluster.py), and the memory one user's keys take
+three-master cluster from tests/support/redis_cluster.py), and the memory one user's keys take
 (MEMORY USAGE). Figures only; nothing is asserted.
 """
 from __future__ import annotations
@@ -111,8 +111,7 @@ async def main() -> None:
         print(f"one user's keys (2 limits): {await user_bytes(args.redis_url)} bytes (MEMORY USAGE)")
     cluster = None
     if args.start_cluster:
-        sys.path.insert(0, ROOT + "/tests")
-        from redis_cluster import start_cluster
+        from tests.support.redis_cluster import start_cluster
 
         cluster = start_cluster()
         args.cluster_url = cluster.url

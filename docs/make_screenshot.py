@@ -21,7 +21,7 @@ import zlib
 from typing import Any
 
 HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # the repository, for tests/processes.py
+sys.path.insert(0, str(HERE.parent))  # the repository, for tests/support/processes.py
 COMMAND = ["--limit", "100/minute", "--token-limit", "100000/hour"]
 APP_NAME = "MonoAI Tornado"  # the command line's default --name
 PROMPT = "What is 12*(3+4)?"
@@ -88,7 +88,7 @@ def main() -> None:
                         help="the light screenshot; the dark one goes beside it as NAME-dark.png")
     parser.add_argument("--chromium", default=os.environ.get("MONOAI_TEST_CHROMIUM", "/usr/bin/chromium"))
     args = parser.parse_args()
-    from tests.processes import start_server, stop_server
+    from tests.support.processes import start_server, stop_server
 
     outputs = {"light": args.output, "dark": args.output.with_name(args.output.stem + "-dark.png")}
     base, server = start_server(*COMMAND)

@@ -3,20 +3,17 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 import tornado.testing
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
 from monoai_tornado.usage import TokenCounter, shared_counter
-import ratelimit_fixtures
-from redis_cluster import LocalCluster, cluster_available, start_cluster
-
-
-#: The browser the browser tests drive (``$MONOAI_TEST_CHROMIUM`` to point elsewhere).
-CHROMIUM = os.environ.get("MONOAI_TEST_CHROMIUM", "/usr/bin/chromium")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from tests.support import ratelimit_fixtures
+from tests.support.chromium import CHROMIUM, IN_CI
+from tests.support.http import Fetch
+from tests.support.redis_cluster import LocalCluster, cluster_available, start_cluster
 
 
 @pytest.fixture
@@ -60,9 +57,6 @@ def serve(io_loop: Any) -> Any:
         io_loop.run_sync(server.close_all_connections, timeout=5)
 
 
-Fetch = Callable[..., Awaitable[HTTPResponse]]
-
-
 @pytest.fixture
 def fetch() -> Fetch:
     """``await fetch(url, method=..., body=..., headers=...)`` that never raises for a status."""
@@ -78,41 +72,6 @@ def fetch() -> Fetch:
                                   allow_nonstandard_methods=True, **kwargs)
 
     return do
-
-
-def json_of(response: HTTPResponse) -> Any:
-    return json.loads(response.body)
-
-
-async def sse_until(url: str, body: dict[str, Any], seen: bytes) -> None:
-    """POST ``body`` to ``url``'s ``/model/stream`` asking for SSE over a raw socket, read until
-    ``seen`` arrives, then leave (close the socket mid-answer)."""
-    import asyncio
-
-    reader, writer = await asyncio.open_connection("127.0.0.1", int(url.rsplit(":", 1)[1]))
-    raw = json.dumps(body).encode()
-    writer.write(b"POST /model/stream HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n"
-                 b"Content-Length: %d\r\n\r\n%s" % (len(raw), raw))
-    await writer.drain()
-    data = b""
-    while seen not in data:
-        data += await asyncio.wait_for(reader.read(4096), 10)
-    writer.close()
-
-
-def parse_sse(body: bytes) -> list[tuple[str, Any]]:
-    """``[(event, data), ...]`` of a server-sent events body (comments skipped)."""
-    events = []
-    for block in body.decode().split("\n\n"):
-        name, data = "message", []
-        for line in block.split("\n"):
-            if line.startswith("event:"):
-                name = line[6:].strip()
-            elif line.startswith("data:"):
-                data.append(line[5:].strip())
-        if data:
-            events.append((name, json.loads("\n".join(data))))
-    return events
 
 
 @pytest.fixture(scope="session")

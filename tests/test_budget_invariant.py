@@ -19,13 +19,13 @@ from typing import Any, Iterator
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ratelimit_fixtures import REDIS_URL, delete_prefix, need_redis
+from tests.support.ratelimit_fixtures import REDIS_URL, delete_prefix, need_redis
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.websocket import websocket_connect
 
 from monoai_tornado.usage import TokenCounter
-from tests.conftest import parse_sse
-from tests.processes import start_server, stop_server
+from tests.support.http import parse_sse
+from tests.support.processes import start_server, stop_server
 
 LIMIT = 400
 LIMIT_NAME = f"{LIMIT}-tokens-per-3600"

@@ -10,8 +10,8 @@ from typing import Any
 
 from monoai_tornado import Application, DemoBackend
 from monoai_tornado.ratelimit import Limit, RateLimiter
-from tests.backends_for_tests import ScriptedBackend
-from tests.pages_helpers import with_pages
+from tests.support.backends_for_tests import ScriptedBackend
+from tests.support.pages_helpers import with_pages
 from tests.test_browser import (MID_STREAM, ask, bounded, browser_page, no_page_errors,
                                 open_playground, pytestmark, wait_state, wait_until)
 

@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from monoai_tornado.cli import build_parser
-from tests.processes import start_server, stop_server
+from tests.support.processes import start_server, stop_server
 
 pytestmark = pytest.mark.process  # most tests start the command line
 
@@ -151,7 +151,7 @@ def test_redis_url_without_the_redis_package_names_the_extra(tmp_path):
 @pytest.mark.process
 @pytest.mark.redis
 def test_unreachable_redis_is_reported_at_start_and_retried(run_server, tmp_path):
-    from tests.ratelimit_fixtures import RedisServer, need_redis
+    from tests.support.ratelimit_fixtures import RedisServer, need_redis
 
     need_redis()  # redis-server must be installed (CI installs it)
     redis = RedisServer(tmp_path)  # not started yet: nothing answers at its URL

@@ -11,9 +11,9 @@ from typing import Any, Callable, Iterator
 import pytest
 import redis
 
-from tests.conftest import Fetch, json_of
-from tests.processes import start_server, stop_server
-from tests.redis_cluster import LocalCluster, cluster_available, start_cluster
+from tests.support.http import Fetch, json_of
+from tests.support.processes import start_server, stop_server
+from tests.support.redis_cluster import LocalCluster, cluster_available, start_cluster
 
 pytestmark = [pytest.mark.redis, pytest.mark.process, pytest.mark.slow]
 

@@ -6,7 +6,7 @@ import tornado.httpserver
 import tornado.web
 
 from monoai_tornado import Application, DemoBackend
-from tests.conftest import json_of
+from tests.support.http import json_of
 
 ENDPOINTS = ["/", "/health", "/model", "/model/stream", "/validate-user", "/rate-limit/stats",
              "/rate-limit/stats/someone"]

@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from monoai_tornado import Application, DemoBackend
-from tests.conftest import json_of
+from tests.support.http import json_of
 
 PROMPT = b'{"prompt": "hi"}'
 

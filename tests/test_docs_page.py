@@ -7,7 +7,7 @@ from typing import Any
 
 from monoai_tornado import Application, DemoBackend
 from monoai_tornado.agents import default_agents
-from tests.conftest import Fetch
+from tests.support.http import Fetch
 from tests.test_browser import bounded, browser_page, no_page_errors, pytestmark as browser_mark
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from monoai_tornado.extras import MissingExtra
 from monoai_tornado.loops import loop_factory
-from tests.processes import start_server, stop_server
+from tests.support.processes import start_server, stop_server
 
 try:
     import uvloop  # noqa: F401

@@ -12,8 +12,8 @@ import urllib.request
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from tests.conftest import json_of
-from tests.processes import stop_server, wait_for
+from tests.support.http import json_of
+from tests.support.processes import stop_server, wait_for
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 

@@ -9,8 +9,8 @@ import pytest
 
 from monoai_tornado import Application
 from monoai_tornado.ratelimit import Limit, RateLimiter
-from tests.backends_for_tests import ScriptedBackend
-from tests.conftest import json_of
+from tests.support.backends_for_tests import ScriptedBackend
+from tests.support.http import json_of
 
 TOKENS = "100000-tokens-per-86400"
 
@@ -99,7 +99,7 @@ async def test_client_vanishing_after_the_answer_leaves_nothing_behind(serve, fe
 @pytest.mark.redis
 async def test_redis_stopping_mid_run_then_coming_back(serve, fetch, counter, tmp_path):
     from monoai_tornado.ratelimit import RedisStore
-    from tests.ratelimit_fixtures import RedisServer, need_redis
+    from tests.support.ratelimit_fixtures import RedisServer, need_redis
 
     need_redis()  # redis-server must be installed (CI installs it)
     redis = RedisServer(tmp_path)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from monoai_tornado import Application, DemoBackend
 from monoai_tornado.agents import default_agents
 from monoai_tornado.ratelimit import Limit, RateLimiter
-from tests.threaded_server import ThreadedServer
+from tests.support.threaded_server import ThreadedServer
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)

@@ -5,8 +5,8 @@ import pytest
 
 from monoai_tornado import Application, DemoBackend
 from monoai_tornado.ratelimit import Limit, RateLimiter
-from tests.conftest import json_of
-from tests.ratelimit_fixtures import free_port
+from tests.support.http import json_of
+from tests.support.ratelimit_fixtures import free_port
 
 
 def dead_redis_limiter(**options) -> RateLimiter:

@@ -11,8 +11,8 @@ import pytest
 
 from monoai_tornado import Application, DemoBackend
 from monoai_tornado.agents import default_agents
-from tests.conftest import json_of
-from tests.ws_helpers import connect, read, read_until_end
+from tests.support.http import json_of
+from tests.support.ws_helpers import connect, read, read_until_end
 
 SURROGATE_BODIES = [
     '{"prompt": "\\ud800"}',

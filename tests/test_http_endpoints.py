@@ -7,8 +7,8 @@ import datetime
 import pytest
 
 from monoai_tornado import Application, DemoBackend
-from tests.backends_for_tests import EchoBackend, ScriptedBackend
-from tests.conftest import json_of, parse_sse
+from tests.support.backends_for_tests import EchoBackend, ScriptedBackend
+from tests.support.http import json_of, parse_sse
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from monoai_tornado import Application, DemoBackend
-from tests.backends_for_tests import ScriptedBackend
-from tests.conftest import json_of
+from tests.support.backends_for_tests import ScriptedBackend
+from tests.support.http import json_of
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from monoai_tornado import Application, DemoBackend
 from monoai_tornado.errors import Forbidden
 from monoai_tornado.identity import IdentityResolver
-from tests.conftest import json_of
+from tests.support.http import json_of
 
 
 def spec_validator(user_id: str):

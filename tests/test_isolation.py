@@ -10,8 +10,8 @@ import pytest
 
 from monoai_tornado import Application, DemoBackend
 from monoai_tornado.ratelimit import Limit, RateLimiter, RedisStore
-from ratelimit_fixtures import REDIS_URL, delete_prefix, need_redis
-from tests.conftest import json_of
+from tests.support.ratelimit_fixtures import REDIS_URL, delete_prefix, need_redis
+from tests.support.http import json_of
 
 
 @pytest.mark.redis
@@ -69,8 +69,8 @@ async def test_cancel_right_after_a_prompt_never_wedges_the_socket(counter, capl
     import tornado.testing
 
     from monoai_tornado.server import drain
-    from tests.backends_for_tests import ScriptedBackend
-    from tests.ws_helpers import connect, read, send
+    from tests.support.backends_for_tests import ScriptedBackend
+    from tests.support.ws_helpers import connect, read, send
 
     backend = ScriptedBackend([f"piece{i} " for i in range(50)], delay=0.01)
     app = Application("T", model=backend, token_counter=counter)
@@ -109,8 +109,8 @@ async def test_cancel_right_after_a_prompt_never_wedges_the_socket(counter, capl
 
 async def test_prompt_and_cancel_in_one_write_then_the_next_prompt_is_served(serve, counter):
     """The probe's case, 20 trials: each cancel answered "cancelled", each next prompt completed."""
-    from tests.backends_for_tests import ScriptedBackend
-    from tests.ws_helpers import connect, read_until_end
+    from tests.support.backends_for_tests import ScriptedBackend
+    from tests.support.ws_helpers import connect, read_until_end
 
     backend = ScriptedBackend([f"piece{i} " for i in range(20)], delay=0.005)
     url = serve(Application("T", model=backend, token_counter=counter))
@@ -131,7 +131,7 @@ async def test_a_cpu_heavy_prompt_does_not_stop_the_loop(fetch):
     running, another client's request is answered; the long one gets a bounded answer."""
     from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-    from tests.processes import start_server, stop_server
+    from tests.support.processes import start_server, stop_server
 
     base, proc = start_server("--demo-delay", "0.005")
     try:

@@ -14,8 +14,8 @@ from monoai_tornado.agents import default_agents
 from monoai_tornado.backends.demo import DemoBackend
 from monoai_tornado.keys import FileKeyStore, KeyRing, new_key
 from monoai_tornado.ratelimit import Limit, RateLimiter
-from tests.conftest import json_of, parse_sse
-from tests.ws_helpers import read_until_end, send
+from tests.support.http import json_of, parse_sse
+from tests.support.ws_helpers import read_until_end, send
 
 ADMIN = "admin-secret-token"
 
@@ -256,7 +256,7 @@ async def test_metrics_and_access_log_name_the_key_id_never_the_key(serve, fetch
 
 @pytest.mark.parametrize("require", [False, True])
 async def test_openapi_documents_keys_and_the_answers_match_it(serve, fetch, keys, require) -> None:
-    from tests.pages_helpers import with_pages
+    from tests.support.pages_helpers import with_pages
     from tests.test_openapi import _doc, _served_http_paths
 
     app = make_app(keys, require=require)

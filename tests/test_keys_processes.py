@@ -16,8 +16,8 @@ from typing import Any, Iterator
 import pytest
 
 from monoai_tornado.cli import main
-from tests.processes import start_server, stop_server
-from tests.ratelimit_fixtures import REDIS_URL, delete_prefix, need_redis
+from tests.support.processes import start_server, stop_server
+from tests.support.ratelimit_fixtures import REDIS_URL, delete_prefix, need_redis
 
 pytestmark = pytest.mark.process
 

@@ -12,7 +12,7 @@ import pytest
 from monoai_tornado.errors import InvalidApiKey, KeyStoreUnavailable, MissingApiKey
 from monoai_tornado.keys import (ApiKey, FileKeyStore, KeyRing, KeysFileError, RedisKeyStore, bearer_token,
                                  hash_key, looks_like_key, new_key, parse_duration)
-from ratelimit_fixtures import REDIS_URL, RedisServer, delete_prefix, need_redis, redis_server  # noqa: F401
+from tests.support.ratelimit_fixtures import REDIS_URL, RedisServer, delete_prefix, need_redis, redis_server  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("io_loop")
 

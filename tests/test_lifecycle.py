@@ -8,9 +8,9 @@ import tornado.testing
 
 from monoai_tornado import Application
 from monoai_tornado.ratelimit import Limit, MemoryStore, RateLimiter
-from tests.backends_for_tests import ScriptedBackend
-from tests.conftest import json_of
-from tests.ws_helpers import connect, read, read_until_end, send
+from tests.support.backends_for_tests import ScriptedBackend
+from tests.support.http import json_of
+from tests.support.ws_helpers import connect, read, read_until_end, send
 
 
 class ClosingBackend(ScriptedBackend):

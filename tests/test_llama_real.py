@@ -18,9 +18,9 @@ from monoai_tornado import Application
 from monoai_tornado.agents import Agent
 from monoai_tornado.backends.base import CallOptions
 from monoai_tornado.backends.openai import OpenAIBackend
-from tests.conftest import json_of, parse_sse
-from tests.processes import free_port, start_server, stop_server, wait_for
-from tests.ws_helpers import connect, read, read_until_end, send
+from tests.support.http import json_of, parse_sse
+from tests.support.processes import free_port, start_server, stop_server, wait_for
+from tests.support.ws_helpers import connect, read, read_until_end, send
 
 pytestmark = pytest.mark.llama
 

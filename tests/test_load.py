@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from tests.processes import start_server, stop_server
-from tests.ws_helpers import chunks_of, connect, read_until_end, send
+from tests.support.processes import start_server, stop_server
+from tests.support.ws_helpers import chunks_of, connect, read_until_end, send
 
 pytestmark = [pytest.mark.process, pytest.mark.slow]
 

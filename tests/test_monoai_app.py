@@ -4,9 +4,9 @@ from __future__ import annotations
 import asyncio
 
 from monoai_tornado import Application
-from tests.conftest import json_of
+from tests.support.http import json_of
 from tests.test_backend_monoai import AsyncModel, SyncAgent
-from tests.ws_helpers import chunks_of, connect, read_until_end, send
+from tests.support.ws_helpers import chunks_of, connect, read_until_end, send
 
 
 async def test_monoai_model_and_agent_served_over_http_and_websocket(serve, fetch, counter):

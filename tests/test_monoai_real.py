@@ -13,9 +13,9 @@ monoai_models = pytest.importorskip("monoai.models", reason="pip install -e '.[m
 monoai_agents = pytest.importorskip("monoai.agents")
 
 from monoai_tornado import Application  # noqa: E402
-from tests.conftest import json_of  # noqa: E402
-from tests.fake_openai import FakeOpenAI  # noqa: E402
-from tests.ws_helpers import chunks_of, connect, read, read_until_end, send  # noqa: E402
+from tests.support.http import json_of  # noqa: E402
+from tests.support.fake_openai import FakeOpenAI  # noqa: E402
+from tests.support.ws_helpers import chunks_of, connect, read, read_until_end, send  # noqa: E402
 
 
 @pytest.fixture

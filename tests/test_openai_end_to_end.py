@@ -6,10 +6,10 @@ import sys
 
 import pytest
 
-from tests.conftest import json_of
-from tests.fake_openai import FakeOpenAI
-from tests.processes import start_server, stop_server
-from tests.ws_helpers import chunks_of, connect, read, read_until_end, send
+from tests.support.http import json_of
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.processes import start_server, stop_server
+from tests.support.ws_helpers import chunks_of, connect, read, read_until_end, send
 
 pytestmark = pytest.mark.process
 

@@ -10,8 +10,8 @@ from typing import Any
 import openai
 import pytest
 
-from tests.fake_openai import FakeOpenAI
-from tests.processes import start_server, stop_server
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.processes import start_server, stop_server
 
 pytestmark = pytest.mark.process
 

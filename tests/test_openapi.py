@@ -23,9 +23,9 @@ from monoai_tornado.backends.base import Backend, TextDelta
 from monoai_tornado.handlers.websocket import PromptSocket
 from monoai_tornado.openapi import build_openapi
 from monoai_tornado.ratelimit import Limit, RateLimiter, StoreUnavailable
-from tests.backends_for_tests import ScriptedBackend
-from tests.conftest import json_of, parse_sse
-from tests.pages_helpers import page_specs, with_pages
+from tests.support.backends_for_tests import ScriptedBackend
+from tests.support.http import json_of, parse_sse
+from tests.support.pages_helpers import page_specs, with_pages
 
 JSON = "application/json"
 SSE = "text/event-stream"

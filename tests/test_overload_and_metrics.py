@@ -5,9 +5,9 @@ import asyncio
 
 from monoai_tornado import Application, DemoBackend
 from monoai_tornado.ratelimit import Limit, RateLimiter
-from tests.backends_for_tests import ScriptedBackend
-from tests.conftest import json_of
-from tests.ws_helpers import connect, read_until_end, send
+from tests.support.backends_for_tests import ScriptedBackend
+from tests.support.http import json_of
+from tests.support.ws_helpers import connect, read_until_end, send
 
 
 async def test_past_max_concurrent_runs_new_prompts_get_503_at_once(serve, fetch, counter):

@@ -11,8 +11,8 @@ import pytest
 from monoai_tornado import Application, DemoBackend
 from monoai_tornado.handlers.base import EXPOSED_HEADERS
 from monoai_tornado.handlers.pages import playground_page
-from tests.conftest import json_of
-from tests.pages_helpers import with_pages
+from tests.support.http import json_of
+from tests.support.pages_helpers import with_pages
 
 STABLE_IDS = ["target", "transport", "user-id", "api-key", "system", "max-tokens", "prompt", "send", "stop",
               "new-chat", "status", "prompt-error", "conversation", "limits", "iterations", "headers"]

@@ -6,9 +6,9 @@ import asyncio
 
 from monoai_tornado import Application, DemoBackend
 from monoai_tornado.ratelimit import Limit, RateLimiter
-from tests.backends_for_tests import ScriptedBackend
-from tests.conftest import json_of, parse_sse
-from tests.ws_helpers import chunks_of, connect, read, read_until_end, send
+from tests.support.backends_for_tests import ScriptedBackend
+from tests.support.http import json_of, parse_sse
+from tests.support.ws_helpers import chunks_of, connect, read, read_until_end, send
 
 
 class Clock:
@@ -198,7 +198,7 @@ async def test_cancelled_websocket_run_is_still_billed(serve, fetch, counter):
 async def test_redis_down_is_503_limiter_unavailable_or_passes_when_fail_open(serve, fetch, counter):
     from monoai_tornado.ratelimit import RedisStore
 
-    from tests.ratelimit_fixtures import free_port
+    from tests.support.ratelimit_fixtures import free_port
 
     dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     closed = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter,

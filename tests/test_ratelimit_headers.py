@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from monoai_tornado.ratelimit import Limit, LimitState, RateLimiter, rate_limit_headers
-from ratelimit_fixtures import FakeClock
+from tests.support.ratelimit_fixtures import FakeClock
 
 MINUTE = Limit("request", 10, "minute")
 HOUR = Limit("request", 100, "hour")

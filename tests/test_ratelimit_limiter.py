@@ -8,7 +8,7 @@ import pytest
 
 from monoai_tornado.errors import LimiterUnavailable
 from monoai_tornado.ratelimit import Admission, Limit, LimitState, MemoryStore, RateLimiter, StoreUnavailable
-from ratelimit_fixtures import (  # noqa: F401  (fixtures)
+from tests.support.ratelimit_fixtures import (  # noqa: F401  (fixtures)
     T0, FakeClock, LimiterFactory, clock, make_limiter, redis_prefix, store_kind,
 )
 

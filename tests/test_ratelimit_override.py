@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from monoai_tornado.ratelimit import Limit
-from ratelimit_fixtures import (  # noqa: F401  (fixtures)
+from tests.support.ratelimit_fixtures import (  # noqa: F401  (fixtures)
     FakeClock, LimiterFactory, clock, make_limiter, redis_prefix, store_kind,
 )
 

@@ -16,7 +16,7 @@ from redis.asyncio import Connection
 
 from monoai_tornado.errors import LimiterUnavailable
 from monoai_tornado.ratelimit import Limit, RateLimiter, RedisStore
-from ratelimit_fixtures import (  # noqa: F401  (fixtures)
+from tests.support.ratelimit_fixtures import (  # noqa: F401  (fixtures)
     REDIS_URL, FakeClock, RedisServer, clock, need_redis, redis_prefix, redis_server,
 )
 

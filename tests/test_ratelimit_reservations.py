@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ratelimit_fixtures import (  # noqa: F401  (fixtures)
+from tests.support.ratelimit_fixtures import (  # noqa: F401  (fixtures)
     FakeClock,
     LimiterFactory,
     clock,

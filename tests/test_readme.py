@@ -22,7 +22,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.processes import free_port, stop_server, wait_for
+from tests.support.processes import free_port, stop_server, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -301,7 +301,7 @@ def test_readme_runs_as_written(clone):
 @pytest.mark.redis
 def test_readme_scale_out_on_one_machine(clone):
     """After the test above, which needs the plain install (no redis package)."""
-    from tests.ratelimit_fixtures import REDIS_URL, delete_prefix, need_redis
+    from tests.support.ratelimit_fixtures import REDIS_URL, delete_prefix, need_redis
 
     need_redis()
     clone.sh(inline_command(".venv/bin/pip install -q -e '.[redis]'"), timeout=600)

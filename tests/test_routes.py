@@ -5,7 +5,7 @@ from monoai_tornado import Application, DemoBackend
 from monoai_tornado.agents import Agent
 from monoai_tornado.keys import FileKeyStore
 from monoai_tornado.routes import ROUTES, routes_for
-from tests.conftest import json_of
+from tests.support.http import json_of
 
 
 def app_with_everything(counter, tmp_path):

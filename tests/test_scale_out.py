@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from tests.conftest import json_of
-from tests.ratelimit_fixtures import delete_prefix, need_redis
-from tests.processes import start_server, stop_server
+from tests.support.http import json_of
+from tests.support.ratelimit_fixtures import delete_prefix, need_redis
+from tests.support.processes import start_server, stop_server
 
 pytestmark = [pytest.mark.process, pytest.mark.redis, pytest.mark.slow]
 

@@ -17,7 +17,7 @@ from monoai_tornado import Application, DemoBackend  # noqa: E402
 from monoai_tornado.agents import default_agents  # noqa: E402
 from monoai_tornado.ratelimit import Limit, RateLimiter  # noqa: E402
 from monoai_tornado.usage import TokenCounter  # noqa: E402
-from tests.threaded_server import ThreadedServer  # noqa: E402
+from tests.support.threaded_server import ThreadedServer  # noqa: E402
 
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "25"))
 #: Operations whose valid requests depend on rules between fields that the document states in

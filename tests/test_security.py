@@ -9,8 +9,8 @@ import pytest
 
 from monoai_tornado import Application, DemoBackend
 from monoai_tornado.ratelimit import Limit, RateLimiter
-from tests.conftest import json_of
-from tests.ws_helpers import connect, read, read_until_end, send
+from tests.support.http import json_of
+from tests.support.ws_helpers import connect, read, read_until_end, send
 
 SECRET = b"server-side secret"
 

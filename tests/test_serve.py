@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from tests.processes import free_port, stop_server, wait_for
+from tests.support.processes import free_port, stop_server, wait_for
 from tests.test_cli import post
 
 SERVE = textwrap.dedent("""

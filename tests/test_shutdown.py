@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from tests import processes
-from tests.ws_helpers import connect, read, read_until_end, send
+from tests.support import processes
+from tests.support.ws_helpers import connect, read, read_until_end, send
 
 pytestmark = pytest.mark.process
 

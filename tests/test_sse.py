@@ -9,8 +9,8 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from monoai_tornado import Application, DemoBackend
 from monoai_tornado.backends.base import Backend, TextDelta
-from tests.backends_for_tests import ScriptedBackend
-from tests.conftest import json_of, parse_sse, sse_until
+from tests.support.backends_for_tests import ScriptedBackend
+from tests.support.http import json_of, parse_sse, sse_until
 
 SSE = {"Accept": "text/event-stream"}
 

@@ -10,13 +10,13 @@ import asyncio
 from typing import Any
 
 import pytest
-from ratelimit_fixtures import redis_prefix, store_kind  # noqa: F401  (fixtures)
+from tests.support.ratelimit_fixtures import redis_prefix, store_kind  # noqa: F401  (fixtures)
 
 from monoai_tornado import Application
 from monoai_tornado.ratelimit import Limit, MemoryStore, RateLimiter, RedisStore
-from tests.backends_for_tests import ScriptedBackend
-from tests.conftest import json_of, parse_sse, sse_until
-from tests.ws_helpers import chunks_of, connect, read, read_until_end, send
+from tests.support.backends_for_tests import ScriptedBackend
+from tests.support.http import json_of, parse_sse, sse_until
+from tests.support.ws_helpers import chunks_of, connect, read, read_until_end, send
 
 SSE = {"Accept": "text/event-stream"}
 #: 200 pieces of about one token each.

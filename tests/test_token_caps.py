@@ -11,10 +11,10 @@ from monoai_tornado import Application, DemoBackend
 from monoai_tornado.agents import default_agents
 from monoai_tornado.backends.openai import OpenAIBackend
 from monoai_tornado.ratelimit import Limit, RateLimiter
-from tests.backends_for_tests import ScriptedBackend
-from tests.conftest import json_of, parse_sse
-from tests.fake_openai import FakeOpenAI
-from tests.ws_helpers import chunks_of, connect, read, read_until_end, send
+from tests.support.backends_for_tests import ScriptedBackend
+from tests.support.http import json_of, parse_sse
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.ws_helpers import chunks_of, connect, read, read_until_end, send
 
 #: 200 pieces of one word each: about one token a piece.
 PIECES = [f" w{i}" for i in range(200)]

@@ -1,6 +1,6 @@
 """What an OpenAI-compatible upstream's failures become for our clients: JSON, SSE and WebSocket.
 
-The server runs in the test's loop in front of the real test upstream (tests/fake_openai.py).
+The server runs in the test's loop in front of the real test upstream (tests/support/fake_openai.py).
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from monoai_tornado import Application
 from monoai_tornado.backends.openai import OpenAIBackend
 from monoai_tornado.ratelimit import Limit, RateLimiter
-from tests.conftest import json_of, parse_sse
-from tests.fake_openai import FakeOpenAI
-from tests.ws_helpers import connect, read, send
+from tests.support.http import json_of, parse_sse
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.ws_helpers import connect, read, send
 
 SSE = {"Accept": "text/event-stream"}
 

@@ -6,8 +6,8 @@ import asyncio
 import pytest
 
 from monoai_tornado import Application, DemoBackend
-from tests.backends_for_tests import EchoBackend, ScriptedBackend
-from tests.ws_helpers import chunks_of, connect, read, read_until_end, send
+from tests.support.backends_for_tests import EchoBackend, ScriptedBackend
+from tests.support.ws_helpers import chunks_of, connect, read, read_until_end, send
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Fixtures shared by the rate-limit tests: a fake clock, both stores, a private Redis server.
 
-Import the fixtures a test module uses (``from ratelimit_fixtures import clock, ...``).
+Import the fixtures a test module uses (``from tests.support.ratelimit_fixtures import clock, ...``).
 Redis tests run against the real server at ``$MONOAI_TEST_REDIS_URL`` (default
 127.0.0.1:6379/0), each on its own key prefix whose keys are deleted afterwards. They are
 skipped when Redis is unreachable, except under CI (``CI`` set), where that is a failure.
