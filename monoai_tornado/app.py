@@ -23,10 +23,12 @@ from .context import DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_WS_MESSAGE_SIZE, ServerC
 from .deadlines import DeadlineHTTPServer
 from .handlers.base import NotFoundHandler, log_request
 from .agents.agent import Agent
+from .agents.base import NativeAgent
+from .agents.monoai_adapter import adapt_agent
 from .identity import IdentityResolver, UserValidator
 from .keys import KeyRing
 from .lifecycle import Lifecycle
-from .pipeline import DEFAULT_MAX_TOKENS, ModelTarget, Pipeline, Target
+from .pipeline import DEFAULT_MAX_TOKENS, ModelTarget, Pipeline
 from .ratelimit import Limiter
 from .routes import endpoint_lines, endpoint_names, routes_for, url_specs
 from .usage import TokenCounter, shared_counter
@@ -63,21 +65,13 @@ def _as_key_ring(keys: Any, require: bool) -> KeyRing | None:
     return ring
 
 
-def _as_agent(agent: Any, name: str | None = None) -> Target:
+def _as_agents(agents: Iterable[Any] | Mapping[str, Any] | None) -> dict[str, NativeAgent]:
     """Our own agents as they are; MonoAI-style objects through the adapter."""
-    from .backends.monoai_adapter import adapt_agent
-
-    adapted: Target = agent if getattr(agent, "__monoai_tornado_agent__", False) else \
-        adapt_agent(agent, name=name) if name is not None else adapt_agent(agent)
-    return adapted
-
-
-def _as_agents(agents: Iterable[Any] | Mapping[str, Any] | None) -> dict[str, Target]:
     if not agents:
         return {}
     if isinstance(agents, Mapping):
-        return {name: _as_agent(agent, name) for name, agent in agents.items()}
-    adapted = [_as_agent(agent) for agent in agents]
+        return {name: adapt_agent(agent, name) for name, agent in agents.items()}
+    adapted = [adapt_agent(agent) for agent in agents]
     return {agent.name: agent for agent in adapted}
 
 

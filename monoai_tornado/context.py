@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 
+from .agents.base import NativeAgent
 from .errors import NotFound
 from .keys import KeyRing
 from .lifecycle import Lifecycle
@@ -25,7 +26,7 @@ class ServerContext:
     name: str
     pipeline: Pipeline
     model: ModelTarget | None = None
-    agents: dict[str, Target] = field(default_factory=dict)
+    agents: dict[str, NativeAgent] = field(default_factory=dict)
     cors_origins: tuple[str, ...] = ("*",)
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
     max_ws_message_size: int = DEFAULT_MAX_WS_MESSAGE_SIZE

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from monoai_tornado.agents import Agent, Tool, calculator, current_utc_time, default_agents, word_count
+from monoai_tornado.agents import Agent, NativeAgent, Tool, calculator, current_utc_time, default_agents, word_count
 from monoai_tornado.agents.builtin import MAX_EXPRESSION_CHARS, CalculatorError
 from monoai_tornado.backends.base import TextDelta, ToolCall, ToolCallsRequested
 from monoai_tornado.backends.demo import DemoBackend
@@ -94,7 +94,7 @@ def test_builtin_tools_have_described_schemas() -> None:
 def test_default_agents() -> None:
     backend = DemoBackend(delay=0)
     (agent,) = default_agents(backend)
-    assert isinstance(agent, Agent) and agent.__monoai_tornado_agent__ is True
+    assert isinstance(agent, Agent) and isinstance(agent, NativeAgent)
     assert agent.name == "assistant" and agent.model is backend
     assert [t["name"] for t in agent.describe()["tools"]] == ["calculator", "current_utc_time", "word_count"]
     assert agent.describe()["description"]

@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
-from monoai_tornado.agents import Agent
+from monoai_tornado.agents import Agent, MonoAIAgentAdapter, NativeAgent, adapt_agent
 from monoai_tornado.backends.base import BackendEvent, ReportedUsage, TextDelta
 from monoai_tornado.backends.demo import DemoBackend
-from monoai_tornado.backends.monoai_adapter import (MonoAIAgentAdapter, MonoAIModelBackend, adapt_agent,
-                                                    adapt_model, prompt_of)
+from monoai_tornado.backends.monoai_adapter import MonoAIModelBackend, adapt_model, prompt_of
 from monoai_tornado.calls import UsageMeter, call_model
 from monoai_tornado.errors import BackendError, BackendTimeout
 from monoai_tornado.usage import TokenCounter
@@ -386,8 +385,7 @@ def test_adapt_agent_passes_native_agents_through_and_wraps_run_objects() -> Non
     native = Agent("native", DemoBackend())
     assert adapt_agent(native) is native
 
-    class Marked:
-        __monoai_tornado_agent__ = True
+    class Marked(NativeAgent):  # an agent of the user's own, with the native run() signature
         name = "marked"
 
         async def run(self, prompt: str, *, meter: Any, events: Any) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 from ..backends.base import Backend, Message, ToolCall
 from ..calls import CallOutcome, RunEvents, UsageMeter, call_model
 from ..prompt_request import PromptRequest
+from .base import NativeAgent
 from .tools import Tool, ToolArgumentsError, ToolError, as_tool
 
 log = logging.getLogger("monoai_tornado.agents")
@@ -33,7 +34,7 @@ class _ToolFailed(Exception):
     """Wraps an exception raised by a tool, to tell it apart from our own timeout."""
 
 
-class Agent:
+class Agent(NativeAgent):
     """A named model with tools and instructions, run once per prompt by :meth:`run`.
 
     >>> from monoai_tornado.backends.demo import DemoBackend
@@ -42,9 +43,6 @@ class Agent:
     >>> agent.tool_summaries()[0]["name"]
     'calculator'
     """
-
-    #: Marks native agents for the adapter module (MonoAI-style objects lack it).
-    __monoai_tornado_agent__ = True
 
     def __init__(
         self,

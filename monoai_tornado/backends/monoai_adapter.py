@@ -1,8 +1,10 @@
 """Serve MonoAI-style objects: anything with ``ask(prompt)`` / ``run(prompt)`` returning a dict.
 
 MonoAI's ``Model`` and ``Agent`` (and look-alikes) answer ``{"response": ..., "usage": ...}``.
-The adapters here make them a :class:`~monoai_tornado.backends.base.Backend` and an agent,
-streaming with what the object offers, in this order:
+:class:`MonoAIModelBackend` makes a model a :class:`~monoai_tornado.backends.base.Backend`;
+:class:`~monoai_tornado.agents.monoai_adapter.MonoAIAgentAdapter` makes an agent a native
+agent with the calling machinery of this module (:func:`stream_call`). Both stream with what
+the object offers, in this order:
 
 1. an async ``ask_stream(prompt)`` (MonoAI 0.0.25's ``Model``), iterated in the loop: its
    chunks (``{"delta": text}``) flow as they come, calls on one object run concurrently, and
@@ -34,9 +36,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, AsyncGenerator, Mapping
 
-from ..calls import RunEvents, UsageMeter
 from ..errors import ApiError, BackendError, BackendTimeout
-from ..prompt_request import PromptRequest
 from .base import Backend, CallOptions, EventStream, Message, ReportedUsage, TextDelta, ToolSchema, exception_of
 
 log = logging.getLogger("monoai_tornado.backends.monoai")
@@ -47,7 +47,7 @@ CANCEL_GRACE = 1.0
 _LOCKS: "weakref.WeakKeyDictionary[Any, asyncio.Lock]" = weakref.WeakKeyDictionary()
 
 
-def _lock_for(obj: Any) -> asyncio.Lock:
+def lock_for(obj: Any) -> asyncio.Lock:
     """The lock shared by every adapter of ``obj`` (a private one if obj cannot be weakly keyed)."""
     try:
         lock = _LOCKS.get(obj)
@@ -63,7 +63,9 @@ class CallCancelled(Exception):
 
 
 @dataclass
-class _Finished:
+class Finished:
+    """The last item of :func:`stream_call`: what the object's call returned."""
+
     result: Any
 
 
@@ -91,9 +93,9 @@ class _Channel:
             self.queue.put_nowait(item)
 
 
-async def _stream_call(target: Any, method: str, prompt: str, *, kind: str, name: str, lock: asyncio.Lock,
+async def stream_call(target: Any, method: str, prompt: str, *, kind: str, name: str, lock: asyncio.Lock,
                        executor: concurrent.futures.Executor | None,
-                       timeout: float | None) -> AsyncGenerator[str | _Finished, None]:
+                       timeout: float | None) -> AsyncGenerator[str | Finished, None]:
     """Call ``target.<method>(prompt)`` holding ``lock``; yield its chunks, then its result.
 
     The object's exceptions come out as API errors (BackendError, or BackendTimeout when
@@ -144,7 +146,7 @@ async def _stream_call(target: Any, method: str, prompt: str, *, kind: str, name
             raise _failure(kind, name, method, exc) from exc
         while not channel.queue.empty():
             yield channel.queue.get_nowait()
-        yield _Finished(result)
+        yield Finished(result)
     finally:
         channel.open = False
 
@@ -237,12 +239,12 @@ class MonoAIModelBackend(Backend):
         if not callable(getattr(obj, "ask", None)):
             raise TypeError(f"{type(obj).__name__} has no ask(prompt) method")
         self.obj = obj
-        self.provider = provider or _str_attr(obj, "provider", "_provider", "provider_name") or "monoai"
-        self.name = name or _str_attr(obj, "model", "model_name", "_model", "name") or type(obj).__name__
+        self.provider = provider or str_attr(obj, "provider", "_provider", "provider_name") or "monoai"
+        self.name = name or str_attr(obj, "model", "model_name", "_model", "name") or type(obj).__name__
         self.encoding_model = self.name
         self.timeout = timeout
         self.executor = executor
-        self._lock = _lock_for(obj)
+        self._lock = lock_for(obj)
 
     def __repr__(self) -> str:
         return f"MonoAIModelBackend({type(self.obj).__name__}, name={self.name!r})"
@@ -258,109 +260,20 @@ class MonoAIModelBackend(Backend):
             return
         streamed = False
         result: Any = None
-        call = _stream_call(self.obj, "ask", prompt, kind="model", name=self.name, lock=self._lock,
+        call = stream_call(self.obj, "ask", prompt, kind="model", name=self.name, lock=self._lock,
                             executor=self.executor, timeout=self.timeout)
         async with contextlib.aclosing(call):
             async for item in call:
-                if isinstance(item, _Finished):
+                if isinstance(item, Finished):
                     result = item.result
                 else:
                     streamed = True
                     yield TextDelta(item)
-        response, usage = _response_and_usage(result, "model", self.name, "ask")
+        response, usage = response_and_usage(result, "model", self.name, "ask")
         if not streamed and response:
             yield TextDelta(response)
         if usage is not None:
             yield usage
-
-
-class MonoAIAgentAdapter:
-    """An agent over an object with ``run(prompt)`` (sync or async) returning a dict.
-
-    Its ``iterations`` are passed through as the object reports them; the usage is the
-    object's own when it reports one, else counted with the run's meter.
-    """
-
-    #: It has the native ``run(prompt, *, meter, events)`` signature: adapt_agent passes it through.
-    __monoai_tornado_agent__ = True
-
-    def __init__(self, name: str, obj: Any, *, description: str | None = None, timeout: float | None = None,
-                 executor: concurrent.futures.Executor | None = None) -> None:
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError("an agent needs a non-empty name")
-        if not callable(getattr(obj, "run", None)):
-            raise TypeError(f"{type(obj).__name__} has no run(prompt) method")
-        self.name = name
-        self.obj = obj
-        self.description = description if description is not None else _doc_of(obj)
-        self.timeout = timeout
-        self.executor = executor
-        self._lock = _lock_for(obj)
-
-    def __repr__(self) -> str:
-        return f"MonoAIAgentAdapter({self.name!r}, {type(self.obj).__name__})"
-
-    def tool_summaries(self) -> list[dict[str, str]]:
-        """The object's tools: a MonoAI Agent's registered ones, else its ``tools`` attribute."""
-        return _tools_of(self.obj)
-
-    def describe(self) -> dict[str, Any]:
-        """The agent's entry in ``GET /agents``."""
-        return {"name": self.name, "description": self.description, "tools": self.tool_summaries()}
-
-    def model(self) -> dict[str, str] | None:
-        """``{"provider", "name"}`` of the model the object runs on, when it tells."""
-        model = getattr(self.obj, "_model", None) or getattr(self.obj, "model", None)
-        name = model if isinstance(model, str) else _str_attr(model, "model", "model_name", "name")
-        if not name:
-            return None
-        return {"provider": _str_attr(model, "provider", "_provider") or "monoai", "name": name}
-
-    async def run(self, prompt: str | PromptRequest, /, *, meter: UsageMeter, events: RunEvents) -> dict[str, Any]:
-        """Run the object on ``prompt``, streaming its chunks to ``events.on_text``.
-
-        The object takes one prompt string: a conversation of several messages (``/v1``) is
-        given to it as a transcript, one ``role: content`` line per message.
-        """
-        request = prompt if isinstance(prompt, PromptRequest) else PromptRequest(prompt)
-        messages = request.conversation()
-        asked = request.prompt if len(messages) == 1 else _transcript(messages)
-        meter.begin([{"role": "user", "content": asked}], meter.admitted_prompt_tokens if len(messages) == 1 else None)
-        parts: list[str] = []
-        result: Any = None
-        call = _stream_call(self.obj, "run", asked, kind="agent", name=self.name, lock=self._lock,
-                            executor=self.executor, timeout=self.timeout)
-        async with contextlib.aclosing(call):
-            async for item in call:
-                if isinstance(item, _Finished):
-                    result = item.result
-                else:
-                    parts.append(item)
-                    capped = meter.add_text(item)
-                    await events.on_text(item)
-                    if capped:  # the run's cap: stop the object's run here
-                        break
-        if meter.capped:
-            result = {"response": "".join(parts)}
-        if isinstance(result, dict) and not isinstance(result.get("response"), str) and parts:
-            result = {**result, "response": "".join(parts)}
-        response, reported = _response_and_usage(result, "agent", self.name, "run")
-        if not parts and response:
-            meter.add_text(response)
-            await events.on_text(response)
-        meter.end(reported)
-        iterations = result.get("iterations") if isinstance(result, dict) else None
-        answer = {"prompt": request.prompt, "response": response,
-                  "iterations": iterations if isinstance(iterations, list) else [],
-                  "usage": meter.finished.to_dict(), "finish_reason": meter.finish_reason}
-        model = self.model()
-        if model is not None:
-            answer["model"] = model
-        return answer
-
-
-def _transcript(messages: list[Message]) -> str:
-    return "\n".join(f"{message['role']}: {message.get('content') or ''}" for message in messages)
 
 
 def adapt_model(obj: Any) -> Backend:
@@ -373,37 +286,6 @@ def adapt_model(obj: Any) -> Backend:
         f"cannot serve a {type(obj).__name__} as the model: expected a monoai_tornado Backend "
         "or an object with ask(prompt) returning a dict, like MonoAI's Model"
     )
-
-
-def adapt_agent(obj: Any, name: str | None = None) -> Any:
-    """``obj`` as an agent: a native one as is, an object with ``run()`` wrapped.
-
-    A wrapped object is named ``name``, else by its ``name`` attribute.
-    """
-    if _is_native_agent(obj):
-        return obj
-    if callable(getattr(obj, "run", None)):
-        agent_name = name or getattr(obj, "name", None)
-        if not isinstance(agent_name, str) or not agent_name.strip():
-            raise TypeError(
-                f"the {type(obj).__name__} agent has no name: give it a `name` attribute "
-                "or pass the agents as a mapping {name: agent}"
-            )
-        return MonoAIAgentAdapter(agent_name, obj)
-    raise TypeError(
-        f"cannot serve a {type(obj).__name__} as an agent: expected a monoai_tornado Agent "
-        "or an object with run(prompt) returning a dict, like MonoAI's Agent"
-    )
-
-
-def _is_native_agent(obj: Any) -> bool:
-    if getattr(type(obj), "__monoai_tornado_agent__", False) is True:
-        return True
-    try:
-        from ..agents import Agent
-    except ImportError:  # the agents package is optional here
-        return False
-    return isinstance(obj, Agent)
 
 
 def prompt_of(messages: list[Message]) -> str:
@@ -422,7 +304,8 @@ def _content_text(content: Any) -> str:
     return "" if content is None else str(content)
 
 
-def _response_and_usage(result: Any, kind: str, name: str, method: str) -> tuple[str, ReportedUsage | None]:
+def response_and_usage(result: Any, kind: str, name: str, method: str) -> tuple[str, ReportedUsage | None]:
+    """The response text and reported usage of what ``<method>()`` returned (a str, or a dict)."""
     if isinstance(result, str):
         return result, None
     if not isinstance(result, Mapping):
@@ -449,41 +332,10 @@ def _text_of(chunk: Any) -> str | None:
     return None if isinstance(chunk, Mapping) else str(chunk)
 
 
-def _tools_of(obj: Any) -> list[dict[str, str]]:
-    """Name and description of each tool of a MonoAI ``Agent`` (``_loop._tools``) or look-alike."""
-    tools = getattr(getattr(obj, "_loop", None), "_tools", None)
-    if tools is None:
-        tools = getattr(obj, "tools", None)
-    if isinstance(tools, Mapping):
-        named = list(tools.items())
-    elif isinstance(tools, (list, tuple)):
-        named = [(getattr(tool, "__name__", None) or getattr(tool, "name", None), tool) for tool in tools]
-    else:
-        return []
-    summaries = []
-    for name, tool in named:
-        if isinstance(name, str) and name:
-            description = getattr(tool, "description", None)
-            if not isinstance(description, str):
-                description = " ".join(inspect.cleandoc(tool.__doc__ or "").split("\n\n")[0].split())
-            summaries.append({"name": name, "description": description})
-    return summaries
-
-
-def _str_attr(obj: Any, *names: str) -> str | None:
+def str_attr(obj: Any, *names: str) -> str | None:
+    """The first of the attributes ``names`` of ``obj`` that is a non-blank string."""
     for attr in names:
         value = getattr(obj, attr, None)
         if isinstance(value, str) and value.strip():
             return value
     return None
-
-
-def _doc_of(obj: Any) -> str:
-    """The first paragraph of the object's own class docstring (never an inherited one)."""
-    doc = getattr(obj, "description", None)
-    if isinstance(doc, str):
-        return doc
-    doc = type(obj).__dict__.get("__doc__")
-    if not isinstance(doc, str) or not doc.strip():
-        return ""
-    return " ".join(inspect.cleandoc(doc).split("\n\n")[0].split())

@@ -58,11 +58,7 @@ class AgentsHandler(JsonHandler):
     endpoint = "agents"
 
     def get(self) -> None:
-        agents = []
-        for name, agent in sorted(self.context.agents.items()):
-            describe = getattr(agent, "describe", None)
-            info = describe() if callable(describe) else {"name": name, "description": "", "tools": []}
-            agents.append({**info, "name": name})
+        agents = [{**agent.describe(), "name": name} for name, agent in sorted(self.context.agents.items())]
         self.send_json({"agents": agents})
 
 
