@@ -20,7 +20,7 @@ import inspect
 from typing import Any, Mapping
 
 from ..backends.base import Message
-from ..backends.monoai_adapter import Finished, lock_for, response_and_usage, str_attr, stream_call
+from ..backends.monoai_adapter import CallResult, lock_for, response_and_usage, str_attr, stream_call
 from ..calls import RunEvents, UsageMeter
 from ..prompt_request import PromptRequest
 from .base import NativeAgent
@@ -76,19 +76,17 @@ class MonoAIAgentAdapter(NativeAgent):
         asked = request.prompt if len(messages) == 1 else _transcript(messages)
         meter.begin([{"role": "user", "content": asked}], meter.admitted_prompt_tokens if len(messages) == 1 else None)
         parts: list[str] = []
-        result: Any = None
-        call = stream_call(self.obj, "run", asked, kind="agent", name=self.name, lock=self._lock,
-                            executor=self.executor, timeout=self.timeout)
+        returned = CallResult()
+        call = stream_call(self.obj, "run", asked, returned, kind="agent", name=self.name, lock=self._lock,
+                           executor=self.executor, timeout=self.timeout)
         async with contextlib.aclosing(call):
-            async for item in call:
-                if isinstance(item, Finished):
-                    result = item.result
-                else:
-                    parts.append(item)
-                    capped = meter.add_text(item)
-                    await events.on_text(item)
-                    if capped:  # the run's cap: stop the object's run here
-                        break
+            async for text in call:
+                parts.append(text)
+                capped = meter.add_text(text)
+                await events.on_text(text)
+                if capped:  # the run's cap: stop the object's run here
+                    break
+        result = returned.value
         if meter.capped:
             result = {"response": "".join(parts)}
         if isinstance(result, dict) and not isinstance(result.get("response"), str) and parts:

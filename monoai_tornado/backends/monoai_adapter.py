@@ -63,10 +63,10 @@ class CallCancelled(Exception):
 
 
 @dataclass
-class Finished:
-    """The last item of :func:`stream_call`: what the object's call returned."""
+class CallResult:
+    """What the object's call returned, set once :func:`stream_call` has yielded every chunk."""
 
-    result: Any
+    value: Any = None
 
 
 class _Channel:
@@ -93,10 +93,10 @@ class _Channel:
             self.queue.put_nowait(item)
 
 
-async def stream_call(target: Any, method: str, prompt: str, *, kind: str, name: str, lock: asyncio.Lock,
-                       executor: concurrent.futures.Executor | None,
-                       timeout: float | None) -> AsyncGenerator[str | Finished, None]:
-    """Call ``target.<method>(prompt)`` holding ``lock``; yield its chunks, then its result.
+async def stream_call(target: Any, method: str, prompt: str, result: CallResult, *, kind: str, name: str,
+                      lock: asyncio.Lock, executor: concurrent.futures.Executor | None,
+                      timeout: float | None) -> AsyncGenerator[str, None]:
+    """Call ``target.<method>(prompt)`` holding ``lock``; yield its chunks, then set ``result``.
 
     The object's exceptions come out as API errors (BackendError, or BackendTimeout when
     ``timeout`` runs out); the consumer's own exceptions and cancellations pass through.
@@ -137,16 +137,16 @@ async def stream_call(target: Any, method: str, prompt: str, *, kind: str, name:
                 break
             yield item
         try:
-            result = work.result()
-            if inspect.isawaitable(result):  # a plain function that returned a coroutine
-                result = await within_deadline(result)
+            returned = work.result()
+            if inspect.isawaitable(returned):  # a plain function that returned a coroutine
+                returned = await within_deadline(returned)
         except ApiError:
             raise
         except Exception as exc:
             raise _failure(kind, name, method, exc) from exc
         while not channel.queue.empty():
             yield channel.queue.get_nowait()
-        yield Finished(result)
+        result.value = returned
     finally:
         channel.open = False
 
@@ -258,18 +258,14 @@ class MonoAIModelBackend(Backend):
                 async for piece in native:
                     yield TextDelta(piece) if isinstance(piece, str) else piece
             return
-        streamed = False
-        result: Any = None
-        call = stream_call(self.obj, "ask", prompt, kind="model", name=self.name, lock=self._lock,
-                            executor=self.executor, timeout=self.timeout)
+        streamed, result = False, CallResult()
+        call = stream_call(self.obj, "ask", prompt, result, kind="model", name=self.name, lock=self._lock,
+                           executor=self.executor, timeout=self.timeout)
         async with contextlib.aclosing(call):
-            async for item in call:
-                if isinstance(item, Finished):
-                    result = item.result
-                else:
-                    streamed = True
-                    yield TextDelta(item)
-        response, usage = response_and_usage(result, "model", self.name, "ask")
+            async for text in call:
+                streamed = True
+                yield TextDelta(text)
+        response, usage = response_and_usage(result.value, "model", self.name, "ask")
         if not streamed and response:
             yield TextDelta(response)
         if usage is not None:
