@@ -6,7 +6,7 @@ import importlib
 import logging
 import os
 import sys
-from typing import Any, Callable, NoReturn, Sequence
+from typing import Any, Callable, NoReturn, Sequence, TypeVar
 
 from . import __version__
 from .backends.demo import DEFAULT_DELAY
@@ -31,24 +31,29 @@ def _size(text: str) -> int:
     return value
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0 or value != value:
-        raise argparse.ArgumentTypeError("must be >= 0")
-    return value
+_Number = TypeVar("_Number", int, float)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
+def _number(convert: Callable[[str], _Number], noun: str, valid: Callable[[_Number], bool],
+            rule: str) -> Callable[[str], _Number]:
+    """An argparse type: ``convert(text)``, refused as "not NOUN" when it fails, with ``rule``
+    when the value is not ``valid``."""
+    def parse(text: str) -> _Number:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {noun}: {text!r}") from None
+        if not valid(value):
+            raise argparse.ArgumentTypeError(rule)
+        return value
+
+    return parse
+
+
+# The numbers the options take (NaN is not >= 0: refused).
+_non_negative_float = _number(float, "a number", lambda value: value >= 0, "must be >= 0")
+_positive_int = _number(int, "a whole number", lambda value: value >= 1, "must be >= 1")
+_port = _number(int, "a port", lambda value: 0 <= value <= 65535, "port must be 0..65535")
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -60,16 +65,6 @@ def _json_object(text: str) -> dict[str, Any]:
         raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("must be a JSON object, like '{\"top_k\": 40}'")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError("port must be 0..65535")
     return value
 
 

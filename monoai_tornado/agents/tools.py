@@ -55,22 +55,17 @@ def _fail(path: str, expected: str, value: Any) -> typing.NoReturn:
     raise ToolArgumentsError(f"argument '{path}' must be {expected}, got {_json_type(value)}")
 
 
+#: How messages name a JSON value's type, most specific first (a bool is also an int).
+_JSON_TYPES: tuple[tuple[type, str], ...] = (
+    (bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"), (list, "an array"),
+    (dict, "an object"),
+)
+
+
 def _json_type(value: Any) -> str:
     if value is None:
         return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
+    return next((name for kind, name in _JSON_TYPES if isinstance(value, kind)), type(value).__name__)
 
 
 def _check_int(value: Any, path: str) -> int:
