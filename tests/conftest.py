@@ -1,4 +1,4 @@
-"""Shared fixtures: a real server on a free 127.0.0.1 port, and an HTTP client for it."""
+"""Shared fixtures: an app with the tests' defaults on a free 127.0.0.1 port, and an HTTP client for it."""
 from __future__ import annotations
 
 import json
@@ -9,10 +9,12 @@ import pytest
 import tornado.testing
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
+from monoai_tornado import Application, DemoBackend
 from monoai_tornado.usage import TokenCounter, shared_counter
 from tests.support import ratelimit_fixtures
 from tests.support.chromium import CHROMIUM, IN_CI
-from tests.support.http import Fetch
+from tests.support.http import AppUrl, Fetch, MakeApp
+from tests.support.pages_helpers import with_pages
 from tests.support.redis_cluster import LocalCluster, cluster_available, start_cluster
 
 
@@ -55,6 +57,40 @@ def serve(io_loop: Any) -> Any:
     for server in servers:
         server.stop()
         io_loop.run_sync(server.close_all_connections, timeout=5)
+
+
+@pytest.fixture
+def make_app(counter: TokenCounter) -> MakeApp:
+    """``make_app(name="T", **kwargs)``: ``Application(name, **kwargs)`` with the tests' defaults, the
+    demo model without delays and the session's token counter (``model=None`` for no model)."""
+
+    def build(name: str = "T", **kwargs: Any) -> Application:
+        kwargs.setdefault("model", DemoBackend(delay=0))
+        kwargs.setdefault("token_counter", counter)
+        return Application(name, **kwargs)
+
+    return build
+
+
+@pytest.fixture
+def app_url(serve: Any, make_app: MakeApp) -> AppUrl:
+    """``app_url(name="T", **kwargs)`` serves ``make_app(name, **kwargs)`` on a free 127.0.0.1 port in
+    the test's IOLoop (closed after the test) and returns its base URL. ``pages=True`` serves it
+    through ``with_pages`` (``pages="/ai"``: mounted under that prefix)."""
+
+    def build(name: str = "T", *, pages: bool | str = False, **kwargs: Any) -> str:
+        app = make_app(name, **kwargs)
+        if pages is False:
+            return str(serve(app))
+        return str(serve(with_pages(app, "" if pages is True else pages)))
+
+    return build
+
+
+@pytest.fixture
+def url(app_url: AppUrl) -> str:
+    """The base URL of the plain demo app (a test module's own ``url`` fixture overrides it)."""
+    return app_url()
 
 
 @pytest.fixture

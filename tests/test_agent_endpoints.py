@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import pytest
 
-from monoai_tornado import Application, DemoBackend
+from monoai_tornado import DemoBackend
 from monoai_tornado.agents import Agent, default_agents, tool
 from tests.support.http import json_of, parse_sse
 from tests.support.ws_helpers import chunks_of, connect, read, read_until_end, send
 
 
 @pytest.fixture
-def url(serve, counter):
+def url(app_url):
     backend = DemoBackend(delay=0)
-    return serve(Application("T", model=backend, agents=default_agents(backend), token_counter=counter))
+    return app_url(model=backend, agents=default_agents(backend))
 
 
 def assert_calculator_run(result):
@@ -80,14 +80,14 @@ async def test_agents_listing(url, fetch):
     assert {"calculator", "current_utc_time"} <= {t["name"] for t in agents[0]["tools"]}
 
 
-async def test_a_raising_tool_is_an_error_step_not_a_500(serve, fetch, counter):
+async def test_a_raising_tool_is_an_error_step_not_a_500(app_url, fetch):
     @tool
     def calculator(expression: str) -> float:
         """Always broken."""
         raise RuntimeError("calculator is on fire")
 
     backend = DemoBackend(delay=0)
-    url = serve(Application("T", agents=[Agent("fragile", backend, tools=[calculator])], token_counter=counter))
+    url = app_url(model=None, agents=[Agent("fragile", backend, tools=[calculator])])
     response = await fetch(url + "/agent/fragile", "POST", {"prompt": "what is 2+2?"})
     assert response.code == 200
     result = json_of(response)
@@ -96,11 +96,11 @@ async def test_a_raising_tool_is_an_error_step_not_a_500(serve, fetch, counter):
     assert (await fetch(url + "/model", "POST", {"prompt": "x"})).code == 404  # agents only: no model paths
 
 
-async def test_example_agents_load_from_the_command_line_spec(serve, fetch, counter):
+async def test_example_agents_load_from_the_command_line_spec(app_url, fetch):
     from monoai_tornado.cli import load_object
 
     build_agents = load_object("examples.agent_with_tools:build_agents")
-    url = serve(Application("Shop", agents=build_agents(DemoBackend(delay=0)), token_counter=counter))
+    url = app_url("Shop", model=None, agents=build_agents(DemoBackend(delay=0)))
     result = json_of(await fetch(url + "/agent/shop", "POST", {"prompt": "what is 3*19.99?"}))
     assert result["response"] == "3*19.99 = 59.97."
 
@@ -110,11 +110,11 @@ async def test_example_agents_load_from_the_command_line_spec(serve, fetch, coun
     ("price_of coffee", "coffee", "The price_of tool returned 7.9."),
     ('Look up the unit price of "apple" in the shop', "apple", "The price_of tool returned 0.5."),
 ])
-async def test_demo_model_calls_the_users_own_tool_the_prompt_mentions(serve, fetch, counter, prompt, item, answer):
+async def test_demo_model_calls_the_users_own_tool_the_prompt_mentions(app_url, fetch, prompt, item, answer):
     from monoai_tornado.cli import load_object
 
     build_agents = load_object("examples.agent_with_tools:build_agents")
-    url = serve(Application("Shop", agents=build_agents(DemoBackend(delay=0)), token_counter=counter))
+    url = app_url("Shop", model=None, agents=build_agents(DemoBackend(delay=0)))
     result = json_of(await fetch(url + "/agent/shop", "POST", {"prompt": prompt}))
     tool_steps = [step for step in result["iterations"] if step["type"] == "tool"]
     assert [(step["name"], step["arguments"], step["error"]) for step in tool_steps] == [
@@ -122,18 +122,18 @@ async def test_demo_model_calls_the_users_own_tool_the_prompt_mentions(serve, fe
     assert result["response"] == answer
 
 
-async def test_demo_model_reports_a_users_tool_failing(serve, fetch, counter):
+async def test_demo_model_reports_a_users_tool_failing(app_url, fetch):
     from monoai_tornado.cli import load_object
 
-    url = serve(Application("Shop", agents=load_object("examples.agent_with_tools:build_agents")(DemoBackend(delay=0)),
-                            token_counter=counter))
+    url = app_url("Shop", model=None,
+                  agents=load_object("examples.agent_with_tools:build_agents")(DemoBackend(delay=0)))
     result = json_of(await fetch(url + "/agent/shop", "POST", {"prompt": "what is the price of caviar?"}))
     assert "no such item: caviar" in result["response"]
 
 
-async def test_default_assistant_counts_words_when_asked(serve, fetch, counter):
+async def test_default_assistant_counts_words_when_asked(app_url, fetch):
     from monoai_tornado.agents import default_agents
 
-    url = serve(Application("A", agents=default_agents(DemoBackend(delay=0)), token_counter=counter))
+    url = app_url("A", model=None, agents=default_agents(DemoBackend(delay=0)))
     result = json_of(await fetch(url + "/agent/assistant", "POST", {"prompt": 'count the words in "one two three"'}))
     assert result["response"] == "The word_count tool returned 3."

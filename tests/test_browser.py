@@ -29,7 +29,7 @@ from monoai_tornado.backends.base import Backend
 from monoai_tornado.ratelimit import Limit, RateLimiter
 from tests.support.backends_for_tests import ScriptedBackend
 from tests.support.chromium import CHROMIUM
-from tests.support.pages_helpers import page_specs, with_pages
+from tests.support.pages_helpers import page_specs
 
 ARTIFACTS = pathlib.Path(__file__).parent / "artifacts"
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -148,8 +148,8 @@ MID_STREAM = """() => {
 
 @pytest.mark.parametrize("transport", ["ws", "sse"])
 @bounded(60)
-async def test_chunks_appear_before_the_end(serve, counter, transport):
-    url = serve(with_pages(Application("Stream", model=DemoBackend(delay=0.05), token_counter=counter)))
+async def test_chunks_appear_before_the_end(app_url, transport):
+    url = app_url("Stream", model=DemoBackend(delay=0.05), pages=True)
     async with browser_page(f"stream-{transport}") as (page, seen):
         await open_playground(page, url)
         await ask(page, LONG_PROMPT, transport=transport)
@@ -172,9 +172,9 @@ async def test_chunks_appear_before_the_end(serve, counter, transport):
 
 @pytest.mark.parametrize("transport", ["ws", "sse"])
 @bounded(60)
-async def test_stop_cancels_the_run_on_the_server(serve, counter, transport):
+async def test_stop_cancels_the_run_on_the_server(app_url, transport):
     backend = ScriptedBackend([f"piece{i} " for i in range(200)], delay=0.05)
-    url = serve(with_pages(Application("Stop", model=backend, token_counter=counter)))
+    url = app_url("Stop", model=backend, pages=True)
     async with browser_page(f"stop-{transport}") as (page, seen):
         await open_playground(page, url)
         await ask(page, "go on for a while", transport=transport)
@@ -198,10 +198,9 @@ async def test_stop_cancels_the_run_on_the_server(serve, counter, transport):
 
 
 @bounded(60)
-async def test_rate_limited_answers_show_their_retry_time(serve, counter):
+async def test_rate_limited_answers_show_their_retry_time(app_url):
     limiter = RateLimiter([Limit("request", 1, "minute")], clock=lambda: FROZEN_NOW)
-    url = serve(with_pages(Application("Limited", model=DemoBackend(delay=0), rate_limiter=limiter,
-                                       token_counter=counter)))
+    url = app_url("Limited", rate_limiter=limiter, pages=True)
     retry = 60 - int(FROZEN_NOW) % 60
     async with browser_page("rate-limited") as (page, seen):
         await open_playground(page, url)
@@ -241,12 +240,11 @@ def gated_assistant(backend: Backend, gate: asyncio.Event) -> Agent:
 
 @pytest.mark.parametrize("transport", ["ws", "sse"])
 @bounded(60)
-async def test_agent_iterations_show_as_they_happen(serve, counter, transport):
+async def test_agent_iterations_show_as_they_happen(app_url, transport):
     gate = asyncio.Event()
     backend = DemoBackend(delay=0.02)
     limiter = RateLimiter([Limit("request", 100, "minute"), Limit("token", 100_000, "hour")])
-    url = serve(with_pages(Application("Agents", model=backend, agents=[gated_assistant(backend, gate)],
-                                       rate_limiter=limiter, token_counter=counter)))
+    url = app_url("Agents", model=backend, agents=[gated_assistant(backend, gate)], rate_limiter=limiter, pages=True)
     async with browser_page(f"agent-{transport}") as (page, seen):
         await open_playground(page, url)
         await page.select_option("#target", "agent:assistant")
@@ -279,11 +277,11 @@ async def test_agent_iterations_show_as_they_happen(serve, counter, transport):
 
 
 @bounded(60)
-async def test_markup_in_prompts_and_names_is_shown_as_text(serve, counter):
+async def test_markup_in_prompts_and_names_is_shown_as_text(app_url):
     hostile = "<img src=x onerror=alert(1)>"
     backend = DemoBackend(delay=0)
     agents = {"<img src=y onerror=alert(2)>": Agent("x", backend)}
-    url = serve(with_pages(Application("<b>bold</b>", model=backend, agents=agents, token_counter=counter)))
+    url = app_url("<b>bold</b>", model=backend, agents=agents, pages=True)
     async with browser_page("escaping") as (page, seen):
         await open_playground(page, url)
         assert "<b>bold</b>" in await page.text_content("#app-name")
@@ -310,10 +308,9 @@ async def test_markup_in_prompts_and_names_is_shown_as_text(serve, counter):
 
 
 @bounded(60)
-async def test_the_playground_works_under_a_prefix(serve, counter):
+async def test_the_playground_works_under_a_prefix(app_url):
     backend = DemoBackend(delay=0)
-    url = serve(with_pages(Application("Mounted", model=backend, agents=default_agents(backend),
-                                       token_counter=counter), "/ai"))
+    url = app_url("Mounted", model=backend, agents=default_agents(backend), pages="/ai")
     async with browser_page("prefix") as (page, seen):
         await open_playground(page, url, "/ai")
         for transport in ("ws", "sse"):
@@ -327,9 +324,9 @@ async def test_the_playground_works_under_a_prefix(serve, counter):
 
 
 @bounded(60)
-async def test_backend_errors_are_shown_plainly(serve, counter):
+async def test_backend_errors_are_shown_plainly(app_url):
     backend = ScriptedBackend(["some ", "text "], failure="error", fail_after=1)
-    url = serve(with_pages(Application("Broken", model=backend, token_counter=counter)))
+    url = app_url("Broken", model=backend, pages=True)
     async with browser_page("backend-error") as (page, seen):
         await open_playground(page, url)
         for transport in ("ws", "sse"):

@@ -33,9 +33,9 @@ async def limit_rows(page: Any) -> list[str]:
 
 
 @bounded(60)
-async def test_markdown_answers_render_with_a_copyable_code_block(serve: Any, counter: Any) -> None:
+async def test_markdown_answers_render_with_a_copyable_code_block(app_url: Any) -> None:
     backend = ScriptedBackend(MARKDOWN_ANSWER, delay=0.01)
-    url = serve(with_pages(Application("Markdown", model=backend, token_counter=counter)))
+    url = app_url("Markdown", model=backend, pages=True)
     async with browser_page("chat-markdown") as (page, seen):
         await page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url)
         await open_playground(page, url)
@@ -57,14 +57,14 @@ async def test_markdown_answers_render_with_a_copyable_code_block(serve: Any, co
 
 
 @bounded(60)
-async def test_html_in_a_model_answer_never_runs(serve: Any, counter: Any) -> None:
+async def test_html_in_a_model_answer_never_runs(app_url: Any) -> None:
     hostile = [
         "<script>window.pwned = 1</script>\n\n",
         "Look: <img src=x onerror=\"window.pwned = 2\"> and ",
         "[a link](javascript:window.pwned=3) and <b onmouseover=\"window.pwned=4\">bold</b>\n",
     ]
     backend = ScriptedBackend(hostile, delay=0.01)
-    url = serve(with_pages(Application("Hostile", model=backend, token_counter=counter)))
+    url = app_url("Hostile", model=backend, pages=True)
     async with browser_page("chat-hostile") as (page, seen):
         await open_playground(page, url)
         for transport in ("ws", "sse"):
@@ -81,9 +81,9 @@ async def test_html_in_a_model_answer_never_runs(serve: Any, counter: Any) -> No
 
 
 @bounded(60)
-async def test_stop_keeps_the_partial_answer_and_shows_its_usage(serve: Any, counter: Any) -> None:
+async def test_stop_keeps_the_partial_answer_and_shows_its_usage(app_url: Any) -> None:
     backend = ScriptedBackend([f"piece{i} " for i in range(200)], delay=0.05)
-    url = serve(with_pages(Application("Stop", model=backend, token_counter=counter)))
+    url = app_url("Stop", model=backend, pages=True)
     async with browser_page("chat-stop") as (page, seen):
         await open_playground(page, url)
         for number, transport in enumerate(("ws", "sse"), start=1):
@@ -102,11 +102,10 @@ async def test_stop_keeps_the_partial_answer_and_shows_its_usage(serve: Any, cou
 
 
 @bounded(60)
-async def test_limits_show_as_bars_that_go_down_then_the_429(serve: Any, counter: Any) -> None:
+async def test_limits_show_as_bars_that_go_down_then_the_429(app_url: Any) -> None:
     limiter = RateLimiter([Limit("request", 3, "minute"), Limit("token", 100_000, "hour")],
                           clock=lambda: FROZEN_NOW)
-    url = serve(with_pages(Application("Limits", model=DemoBackend(delay=0), rate_limiter=limiter,
-                                       token_counter=counter)))
+    url = app_url("Limits", rate_limiter=limiter, pages=True)
     resets = 60 - int(FROZEN_NOW) % 60
     async with browser_page("chat-limits") as (page, seen):
         await open_playground(page, url)
@@ -140,8 +139,8 @@ async def test_limits_show_as_bars_that_go_down_then_the_429(serve: Any, counter
 
 
 @bounded(90)
-async def test_a_conversation_sends_its_whole_history(serve: Any, counter: Any) -> None:
-    url = serve(with_pages(Application("Chat", model=DemoBackend(delay=0.005), token_counter=counter)))
+async def test_a_conversation_sends_its_whole_history(app_url: Any) -> None:
+    url = app_url("Chat", model=DemoBackend(delay=0.005), pages=True)
     async with browser_page("chat-conversation") as (page, seen):
         await open_playground(page, url)
         assert await page.input_value("#transport") == "chat"  # the default where /v1 is served

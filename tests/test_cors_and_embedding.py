@@ -12,11 +12,6 @@ ENDPOINTS = ["/", "/health", "/model", "/model/stream", "/validate-user", "/rate
              "/rate-limit/stats/someone"]
 
 
-@pytest.fixture
-def url(serve, counter):
-    return serve(Application("T", model=DemoBackend(delay=0), token_counter=counter))
-
-
 @pytest.mark.parametrize("path", ENDPOINTS)
 async def test_preflight_on_every_endpoint(url, fetch, path):
     response = await fetch(url + path, "OPTIONS", headers={
@@ -46,9 +41,8 @@ async def test_cross_origin_answers_expose_the_rate_limit_headers(url, fetch):
     assert "Access-Control-Expose-Headers" not in plain.headers
 
 
-async def test_restricted_origins(serve, fetch, counter):
-    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter,
-                            cors_origins=["https://good.example"]))
+async def test_restricted_origins(app_url, fetch):
+    url = app_url(cors_origins=["https://good.example"])
     good = await fetch(url + "/health", headers={"Origin": "https://good.example"})
     assert good.headers["Access-Control-Allow-Origin"] == "https://good.example"
     assert "Origin" in good.headers["Vary"]

@@ -97,7 +97,7 @@ async def test_client_vanishing_after_the_answer_leaves_nothing_behind(serve, fe
 
 
 @pytest.mark.redis
-async def test_redis_stopping_mid_run_then_coming_back(serve, fetch, counter, tmp_path):
+async def test_redis_stopping_mid_run_then_coming_back(app_url, fetch, tmp_path):
     from monoai_tornado.ratelimit import RedisStore
     from tests.support.ratelimit_fixtures import RedisServer, need_redis
 
@@ -107,7 +107,7 @@ async def test_redis_stopping_mid_run_then_coming_back(serve, fetch, counter, tm
     try:
         backend = ScriptedBackend([f"w{i} " for i in range(30)], delay=0.02)
         limiter = RateLimiter([Limit("request", 100, "minute")], RedisStore(redis.url))
-        url = serve(Application("T", model=backend, rate_limiter=limiter, token_counter=counter))
+        url = app_url(model=backend, rate_limiter=limiter)
         running = asyncio.ensure_future(fetch(url + "/model", "POST", {"prompt": "admitted", "user_id": "r"}))
         for _ in range(200):
             if backend.started:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 
-from monoai_tornado import Application, DemoBackend
 from monoai_tornado.ratelimit import Limit, RateLimiter
 from tests.support.http import json_of
 from tests.support.ratelimit_fixtures import free_port
@@ -16,23 +15,23 @@ def dead_redis_limiter(**options) -> RateLimiter:
     return RateLimiter([Limit("request", 5, "minute")], RedisStore(f"redis://127.0.0.1:{free_port()}/0"), **options)
 
 
-async def test_health_without_a_limiter_keeps_the_original_shape(serve, fetch, counter):
-    url = serve(Application("H", model=DemoBackend(delay=0), token_counter=counter))
+async def test_health_without_a_limiter_keeps_the_original_shape(app_url, fetch):
+    url = app_url("H")
     response = await fetch(url + "/health")
     assert response.code == 200 and json_of(response) == {"status": "ok", "app": "H"}
 
 
-async def test_health_reports_a_working_limiter(serve, fetch, counter):
+async def test_health_reports_a_working_limiter(app_url, fetch):
     limiter = RateLimiter([Limit("request", 5, "minute")])
-    url = serve(Application("H", model=DemoBackend(delay=0), rate_limiter=limiter, token_counter=counter))
+    url = app_url("H", rate_limiter=limiter)
     response = await fetch(url + "/health")
     assert response.code == 200 and json_of(response) == {"status": "ok", "app": "H", "limiter": "ok"}
 
 
 @pytest.mark.redis
-async def test_health_is_503_while_prompts_would_be_refused(serve, fetch, counter):
+async def test_health_is_503_while_prompts_would_be_refused(app_url, fetch):
     limiter = dead_redis_limiter()
-    url = serve(Application("H", model=DemoBackend(delay=0), rate_limiter=limiter, token_counter=counter))
+    url = app_url("H", rate_limiter=limiter)
     try:
         response = await fetch(url + "/health")
         assert response.code == 503
@@ -43,9 +42,9 @@ async def test_health_is_503_while_prompts_would_be_refused(serve, fetch, counte
 
 
 @pytest.mark.redis
-async def test_health_with_fail_open_says_unavailable_but_serves(serve, fetch, counter):
+async def test_health_with_fail_open_says_unavailable_but_serves(app_url, fetch):
     limiter = dead_redis_limiter(fail_open=True)
-    url = serve(Application("H", model=DemoBackend(delay=0), rate_limiter=limiter, token_counter=counter))
+    url = app_url("H", rate_limiter=limiter)
     try:
         response = await fetch(url + "/health")
         assert response.code == 200 and json_of(response)["limiter"] == "unavailable"

@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from monoai_tornado import Application, DemoBackend
+from monoai_tornado import DemoBackend
 from monoai_tornado.agents import default_agents
 from tests.support.http import json_of
 from tests.support.ws_helpers import connect, read, read_until_end
@@ -23,9 +23,9 @@ SURROGATE_BODIES = [
 
 
 @pytest.fixture
-def app(counter):
+def app(make_app):
     backend = DemoBackend(delay=0)
-    return Application("T", model=backend, agents=default_agents(backend), token_counter=counter)
+    return make_app(model=backend, agents=default_agents(backend))
 
 
 @pytest.fixture
@@ -99,9 +99,8 @@ async def test_refused_websocket_handshakes_are_json(url, fetch, headers, status
     assert answer.headers["Content-Type"].startswith("application/json")
 
 
-async def test_websocket_from_a_refused_origin_is_json_403(serve, fetch, counter):
-    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter,
-                            cors_origins=["https://app.example"]))
+async def test_websocket_from_a_refused_origin_is_json_403(app_url, fetch):
+    url = app_url(cors_origins=["https://app.example"])
     answer = await fetch(url + "/model/ws", headers={**WS_HANDSHAKE, "Origin": "https://evil.example"})
     assert answer.code == 403 and json_of(answer)["code"] == "forbidden"
 

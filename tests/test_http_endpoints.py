@@ -6,14 +6,13 @@ import datetime
 
 import pytest
 
-from monoai_tornado import Application, DemoBackend
 from tests.support.backends_for_tests import EchoBackend, ScriptedBackend
 from tests.support.http import json_of, parse_sse
 
 
 @pytest.fixture
-def demo_url(serve, counter):
-    return serve(Application("Demo App", model=DemoBackend(delay=0), token_counter=counter))
+def demo_url(app_url):
+    return app_url("Demo App")
 
 
 async def test_root_greets_with_name_start_time_and_demo_label(demo_url, fetch):
@@ -51,9 +50,9 @@ async def test_model_result_shape_and_usage(demo_url, fetch, counter, path):
     assert usage["estimated"] is True
 
 
-async def test_reported_usage_is_used_as_is(serve, fetch, counter):
+async def test_reported_usage_is_used_as_is(app_url, fetch):
     backend = ScriptedBackend(["a", "b"], usage=(11, 7))
-    url = serve(Application("T", model=backend, token_counter=counter))
+    url = app_url(model=backend)
     body = json_of(await fetch(url + "/model", "POST", {"prompt": "x"}))
     assert body["response"] == "ab"
     assert body["usage"] == {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
@@ -69,17 +68,17 @@ async def test_unknown_fields_are_ignored(demo_url, fetch):
     assert response.code == 200
 
 
-async def test_model_endpoints_absent_without_model(serve, fetch, counter):
-    url = serve(Application("Empty", token_counter=counter))
+async def test_model_endpoints_absent_without_model(app_url, fetch):
+    url = app_url("Empty", model=None)
     response = await fetch(url + "/model", "POST", {"prompt": "hi"})
     assert response.code == 404
     assert json_of(response)["code"] == "not_found"
     assert (await fetch(url + "/health")).code == 200
 
 
-async def test_fifty_concurrent_streams_never_mix(serve, fetch, counter):
+async def test_fifty_concurrent_streams_never_mix(app_url, fetch):
     """Each of 50 concurrent SSE streams on one model gets exactly its own text."""
-    url = serve(Application("T", model=EchoBackend(), token_counter=counter))
+    url = app_url(model=EchoBackend())
     prompts = [f"stream number {i} says " + " ".join(f"w{i}x{j}" for j in range(20)) for i in range(50)]
 
     async def one(prompt):

@@ -3,14 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from monoai_tornado import Application, DemoBackend
 from tests.support.backends_for_tests import ScriptedBackend
 from tests.support.http import json_of
-
-
-@pytest.fixture
-def url(serve, counter):
-    return serve(Application("T", model=DemoBackend(delay=0), token_counter=counter))
 
 
 def assert_error(response, status, code):
@@ -50,16 +44,16 @@ async def test_wrong_method_is_405(url, fetch):
     assert_error(await fetch(url + "/health", "POST", {}), 405, "method_not_allowed")
 
 
-async def test_body_over_limit_is_413(serve, fetch, counter):
-    url = serve(Application("T", model=DemoBackend(delay=0), max_body_size=1000, token_counter=counter))
+async def test_body_over_limit_is_413(app_url, fetch):
+    url = app_url(max_body_size=1000)
     big = {"prompt": "x" * 2000}
     assert_error(await fetch(url + "/model", "POST", big), 413, "payload_too_large")
     ok = await fetch(url + "/model", "POST", {"prompt": "x" * 900})
     assert ok.code == 200
 
 
-async def test_chunked_body_over_limit_is_413(serve, fetch, counter):
-    url = serve(Application("T", model=DemoBackend(delay=0), max_body_size=1000, token_counter=counter))
+async def test_chunked_body_over_limit_is_413(app_url, fetch):
+    url = app_url(max_body_size=1000)
 
     async def producer(write):
         for _ in range(5):
@@ -77,8 +71,8 @@ async def test_default_limit_is_one_mebibyte(url, fetch):
                                                   ("timeout", 504, "backend_timeout"),
                                                   ("crash", 502, "backend_error")])
 @pytest.mark.parametrize("path", ["/model", "/model/stream"])
-async def test_backend_failures(serve, fetch, counter, failure, status, code, path):
-    url = serve(Application("T", model=ScriptedBackend(failure=failure, fail_after=2), token_counter=counter))
+async def test_backend_failures(app_url, fetch, failure, status, code, path):
+    url = app_url(model=ScriptedBackend(failure=failure, fail_after=2))
     assert_error(await fetch(url + path, "POST", {"prompt": "x"}), status, code)
     # The server keeps serving.
     assert (await fetch(url + "/health")).code == 200

@@ -6,7 +6,6 @@ import logging
 
 import pytest
 
-from monoai_tornado import Application, DemoBackend
 from monoai_tornado.errors import Forbidden
 from monoai_tornado.identity import IdentityResolver
 from tests.support.http import json_of
@@ -68,8 +67,8 @@ def test_forwarded_headers_believed_from_trusted_proxies():
 
 
 @pytest.fixture
-def url(serve, counter):
-    return serve(Application("T", model=DemoBackend(delay=0), user_validator=spec_validator, token_counter=counter))
+def url(app_url):
+    return app_url(user_validator=spec_validator)
 
 
 async def test_validate_user_endpoint(url, fetch):
@@ -95,15 +94,14 @@ async def test_validate_user_refuses_bad_json(url, fetch):
     assert response.code == 400 and json_of(response)["code"] == "invalid_json"
 
 
-async def test_validate_user_without_validator_accepts(serve, fetch, counter):
-    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter))
+async def test_validate_user_without_validator_accepts(app_url, fetch):
+    url = app_url()
     assert json_of(await fetch(url + "/validate-user", "POST", {"user_id": "anyone"})) == \
         {"valid": True, "user_id": "anyone", "normalized": None}
 
 
-async def test_reject_invalid_users_answers_403_over_http(serve, fetch, counter):
-    url = serve(Application("T", model=DemoBackend(delay=0), user_validator=spec_validator,
-                            reject_invalid_users=True, token_counter=counter))
+async def test_reject_invalid_users_answers_403_over_http(app_url, fetch):
+    url = app_url(user_validator=spec_validator, reject_invalid_users=True)
     response = await fetch(url + "/model", "POST", {"prompt": "x", "user_id": "mallory"})
     assert response.code == 403 and json_of(response)["code"] == "forbidden"
     assert (await fetch(url + "/model", "POST", {"prompt": "x", "user_id": "user_1"})).code == 200

@@ -8,19 +8,19 @@ import uuid
 
 import pytest
 
-from monoai_tornado import Application, DemoBackend
+from monoai_tornado import Application
 from monoai_tornado.ratelimit import Limit, RateLimiter, RedisStore
 from tests.support.ratelimit_fixtures import REDIS_URL, delete_prefix, need_redis
 from tests.support.http import json_of
 
 
 @pytest.mark.redis
-async def test_poisoned_user_id_in_a_redis_batch_fails_nobody_else(serve, fetch, counter):
+async def test_poisoned_user_id_in_a_redis_batch_fails_nobody_else(app_url, fetch):
     """20 good prompts and one whose user_id holds an unpaired surrogate, sent at once."""
     need_redis()
     prefix = f"test:isolation:{uuid.uuid4().hex}:"
     limiter = RateLimiter([Limit("request", 100, "minute")], RedisStore(REDIS_URL, prefix=prefix))
-    url = serve(Application("T", model=DemoBackend(delay=0), rate_limiter=limiter, token_counter=counter))
+    url = app_url(rate_limiter=limiter)
     try:
         good = [fetch(url + "/model", "POST", {"prompt": f"good {i}", "user_id": f"u{i}"}) for i in range(20)]
         poisoned = fetch(url + "/model", "POST", '{"prompt": "x", "user_id": "\\ud800"}')
@@ -34,11 +34,10 @@ async def test_poisoned_user_id_in_a_redis_batch_fails_nobody_else(serve, fetch,
         delete_prefix(REDIS_URL, prefix)
 
 
-async def test_a_user_id_cannot_spend_an_ip_identitys_budget(serve, fetch, counter):
+async def test_a_user_id_cannot_spend_an_ip_identitys_budget(app_url, fetch):
     """``user_id: "ip:1.2.3.4"`` is not the anonymous client at 1.2.3.4 (separate namespaces)."""
     limiter = RateLimiter([Limit("request", 2, "minute")])
-    url = serve(Application("T", model=DemoBackend(delay=0), rate_limiter=limiter, token_counter=counter,
-                            trusted_proxies=["127.0.0.1/32"]))
+    url = app_url(rate_limiter=limiter, trusted_proxies=["127.0.0.1/32"])
     victim = {"X-Forwarded-For": "1.2.3.4"}
     attacker = {"X-Forwarded-For": "5.6.7.8"}
     for _ in range(4):
@@ -54,9 +53,8 @@ async def test_a_user_id_cannot_spend_an_ip_identitys_budget(serve, fetch, count
     assert check == {"valid": False, "user_id": "ip:1.2.3.4", "error": "Invalid user_id"}
 
 
-async def test_a_validator_cannot_normalize_into_the_ip_namespace(serve, fetch, counter):
-    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter,
-                            user_validator=lambda user_id: "ip:" + user_id, reject_invalid_users=True))
+async def test_a_validator_cannot_normalize_into_the_ip_namespace(app_url, fetch):
+    url = app_url(user_validator=lambda user_id: "ip:" + user_id, reject_invalid_users=True)
     refused = await fetch(url + "/model", "POST", {"prompt": "x", "user_id": "10.0.0.1"})
     assert refused.code == 403 and json_of(refused)["code"] == "forbidden"
     assert json_of(await fetch(url + "/validate-user", "POST", {"user_id": "10.0.0.1"}))["valid"] is False
@@ -107,13 +105,13 @@ async def test_cancel_right_after_a_prompt_never_wedges_the_socket(counter, capl
     assert await ws.read_message() is None  # closed by the drain (1001)
 
 
-async def test_prompt_and_cancel_in_one_write_then_the_next_prompt_is_served(serve, counter):
+async def test_prompt_and_cancel_in_one_write_then_the_next_prompt_is_served(app_url):
     """The probe's case, 20 trials: each cancel answered "cancelled", each next prompt completed."""
     from tests.support.backends_for_tests import ScriptedBackend
     from tests.support.ws_helpers import connect, read_until_end
 
     backend = ScriptedBackend([f"piece{i} " for i in range(20)], delay=0.005)
-    url = serve(Application("T", model=backend, token_counter=counter))
+    url = app_url(model=backend)
     ws = await connect(url, "/model/ws")
     for i in range(20):
         await asyncio.gather(ws.write_message(json.dumps({"prompt": f"p{i}"})),

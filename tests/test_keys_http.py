@@ -118,8 +118,8 @@ async def test_without_a_key_required_bare_user_ids_still_work_and_with_it_they_
     assert (await fetch(closed_base + "/health")).code == 200
 
 
-async def test_a_server_without_keys_ignores_authorization(serve, fetch) -> None:
-    base = serve(Application("plain", model=DemoBackend(delay=0)))
+async def test_a_server_without_keys_ignores_authorization(app_url, fetch) -> None:
+    base = app_url("plain")
     answer = await fetch(base + "/model", "POST", {"prompt": "hi"}, headers=bearer("sk-no-key-required"))
     assert answer.code == 200
     assert (await fetch(base + "/admin/keys", headers=bearer(ADMIN))).code == 404
@@ -226,7 +226,7 @@ async def test_admin_api_refuses_bad_bodies_with_400(serve, fetch, keys, body) -
     assert answer.code == 400 and json_of(answer)["code"] == "invalid_json"
 
 
-async def test_admin_api_needs_the_admin_token_not_a_key(serve, fetch, keys) -> None:
+async def test_admin_api_needs_the_admin_token_not_a_key(app_url, serve, fetch, keys) -> None:
     base = serve(make_app(keys))
     for headers in ({}, bearer(keys.alice), bearer("wrong-token")):
         for method, path, body in (("GET", "/admin/keys", None), ("POST", "/admin/keys", {"user": "x"}),
@@ -234,7 +234,7 @@ async def test_admin_api_needs_the_admin_token_not_a_key(serve, fetch, keys) -> 
             answer = await fetch(base + path, method, body, headers=headers)
             assert answer.code == 403 and json_of(answer)["code"] == "forbidden"
     # Without --admin-token the API exists but answers nobody.
-    base = serve(Application("keys", model=DemoBackend(delay=0), keys=KeyRing(keys.store)))
+    base = app_url("keys", keys=KeyRing(keys.store))
     assert (await fetch(base + "/admin/keys", headers=bearer(ADMIN))).code == 403
 
 

@@ -35,11 +35,11 @@ def weather(city: str) -> str:  # real annotations (no __future__ import): MonoA
     return f"sunny in {city}"
 
 
-async def test_a_monoai_model_streams_its_chunks_while_the_upstream_is_still_answering(serve, counter, upstream_env):
+async def test_a_monoai_model_streams_its_chunks_while_the_upstream_is_still_answering(app_url, upstream_env):
     async with FakeOpenAI(chunks=["Real", " Mono", "AI", " stream"], stall_after=2, stall=None) as upstream:
         upstream_env(upstream.base_url)
         model = monoai_models.Model(provider="openai", model="test-model")
-        url = serve(Application("MonoAI", model=model, token_counter=counter))
+        url = app_url("MonoAI", model=model)
         ws = await connect(url, "/model/ws")
         await send(ws, {"prompt": "stream please"})
         first = [await read(ws, timeout=30), await read(ws, timeout=30)]
@@ -55,11 +55,11 @@ async def test_a_monoai_model_streams_its_chunks_while_the_upstream_is_still_ans
         ws.close()
 
 
-async def test_cancelling_a_monoai_model_stops_the_upstream_and_frees_the_connection(serve, counter, upstream_env):
+async def test_cancelling_a_monoai_model_stops_the_upstream_and_frees_the_connection(app_url, upstream_env):
     async with FakeOpenAI(chunks=["one", " two", " three"], stall_after=1, stall=None) as upstream:
         upstream_env(upstream.base_url)
         model = monoai_models.Model(provider="openai", model="test-model")
-        url = serve(Application("MonoAI", model=model, token_counter=counter))
+        url = app_url("MonoAI", model=model)
         ws = await connect(url, "/model/ws")
         await send(ws, {"prompt": "long answer"})
         assert await read(ws, timeout=30) == {"type": "chunk", "content": "one"}

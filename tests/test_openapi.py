@@ -262,21 +262,21 @@ async def test_agent_enum_matches_the_configured_agents(serve, fetch, counter):
     assert not any(path.startswith("/model") for path in doc["paths"])
 
 
-async def test_model_paths_absent_without_a_model(serve, fetch, counter):
-    url = serve(with_pages(Application("Bare", token_counter=counter)))
+async def test_model_paths_absent_without_a_model(app_url, fetch):
+    url = app_url("Bare", model=None, pages=True)
     doc = (await _doc(fetch, url)).doc
     assert not any(p.startswith(("/model", "/agent")) for p in doc["paths"])
     assert (await fetch(url + "/model", "POST", {"prompt": "x"})).code == 404
     assert "ModelResult" in doc["components"]["schemas"]  # harmless: shared components
 
 
-async def test_servers_name_the_mount_point(serve, fetch, counter):
-    url = serve(with_pages(Application("P", model=DemoBackend(delay=0), token_counter=counter), "/ai"))
+async def test_servers_name_the_mount_point(app_url, fetch):
+    url = app_url("P", pages="/ai")
     doc = (await _doc(fetch, url + "/ai")).doc
     assert doc["servers"] == [{"url": "/ai"}]
     response = await fetch(url + "/ai" + "/model", "POST", {"prompt": "hi"})
     Documented(doc).check("/model", "post", response)
-    root_doc = (await _doc(fetch, serve(with_pages(Application("R", token_counter=counter))))).doc
+    root_doc = (await _doc(fetch, app_url("R", model=None, pages=True))).doc
     assert root_doc["servers"] == [{"url": "/"}]
 
 
@@ -357,8 +357,8 @@ async def test_admin_only_stats_are_documented(serve, fetch, counter):
         documented.check(path, "get", allowed)
 
 
-async def test_stats_without_a_limiter_are_documented(serve, fetch, counter):
-    url = serve(with_pages(Application("N", model=DemoBackend(delay=0), token_counter=counter)))
+async def test_stats_without_a_limiter_are_documented(app_url, fetch):
+    url = app_url("N", pages=True)
     documented = await _doc(fetch, url)
     for path, concrete in (("/rate-limit/stats", "/rate-limit/stats"),
                            ("/rate-limit/stats/{user_id}", "/rate-limit/stats/bob")):
@@ -376,11 +376,11 @@ class _Silent(Backend):
         raise ValueError("nonsense from upstream")
 
 
-async def test_backend_failures_are_documented(serve, fetch, counter):
+async def test_backend_failures_are_documented(app_url, fetch):
     for backend, status, code in ((ScriptedBackend(failure="error"), 502, "backend_error"),
                                   (ScriptedBackend(failure="timeout"), 504, "backend_timeout"),
                                   (_Silent(), 502, "backend_error")):
-        url = serve(with_pages(Application("F", model=backend, token_counter=counter)))
+        url = app_url("F", model=backend, pages=True)
         documented = await _doc(fetch, url)
         response = await fetch(url + "/model", "POST", {"prompt": "hi"})
         assert response.code == status
@@ -418,10 +418,9 @@ class _DownStore:
         pass
 
 
-async def test_limiter_outage_is_a_documented_503(serve, fetch, counter):
+async def test_limiter_outage_is_a_documented_503(app_url, fetch):
     limiter = RateLimiter([Limit("request", 10, "minute")], store=_DownStore())
-    url = serve(with_pages(Application("D", model=DemoBackend(delay=0), rate_limiter=limiter,
-                                       token_counter=counter)))
+    url = app_url("D", rate_limiter=limiter, pages=True)
     documented = await _doc(fetch, url)
     response = await fetch(url + "/model", "POST", {"prompt": "hi"})
     assert response.code == 503
@@ -443,10 +442,10 @@ async def test_wrong_method_is_an_error_object(serve, fetch, counter):
         assert not errors and json_of(response)["code"] == "method_not_allowed"
 
 
-async def test_a_capped_answer_and_a_concurrency_refusal_are_documented(serve, fetch, counter):
+async def test_a_capped_answer_and_a_concurrency_refusal_are_documented(app_url, fetch):
     limiter = RateLimiter([Limit("token", 10_000, "day")], concurrency_limit=1)
     backend = ScriptedBackend(["slow "] * 40, delay=0.02)
-    url = serve(with_pages(Application("C", model=backend, rate_limiter=limiter, token_counter=counter)))
+    url = app_url("C", model=backend, rate_limiter=limiter, pages=True)
     documented = await _doc(fetch, url)
     running = asyncio.ensure_future(fetch(url + "/model", "POST", {"prompt": "hi", "user_id": "u", "max_tokens": 30}))
     for _ in range(500):
@@ -464,8 +463,8 @@ async def test_a_capped_answer_and_a_concurrency_refusal_are_documented(serve, f
     ({"prompt": "x", "user_id": 1.5}, False),
     ({"prompt": "x", "user_id": ["a"]}, False),
 ])
-async def test_the_prompt_schema_and_the_server_agree_on_user_id(serve, fetch, counter, body, accepted):
-    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter))
+async def test_the_prompt_schema_and_the_server_agree_on_user_id(app_url, fetch, body, accepted):
+    url = app_url()
     documented = (await _doc(fetch, url)).validator("/components/schemas/PromptRequest").is_valid(body)
     answer = await fetch(url + "/model", "POST", body)
     assert documented is accepted and (answer.code == 200) is accepted
@@ -473,8 +472,8 @@ async def test_the_prompt_schema_and_the_server_agree_on_user_id(serve, fetch, c
 
 @pytest.mark.parametrize("body,accepted", [({"user_id": "u1"}, True), ({"user_id": 3}, True), ({"user_id": ""}, False),
                                            ({"user_id": "  "}, False), ({"user_id": None}, False), ({}, False)])
-async def test_the_validate_user_schema_and_the_server_agree(serve, fetch, counter, body, accepted):
-    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter))
+async def test_the_validate_user_schema_and_the_server_agree(app_url, fetch, body, accepted):
+    url = app_url()
     documented = (await _doc(fetch, url)).validator("/components/schemas/ValidateUserRequest").is_valid(body)
     answer = await fetch(url + "/validate-user", "POST", body)
     assert documented is accepted and (answer.code == 200) is accepted

@@ -8,11 +8,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-from monoai_tornado import Application, DemoBackend
 from monoai_tornado.handlers.base import EXPOSED_HEADERS
 from monoai_tornado.handlers.pages import playground_page
 from tests.support.http import json_of
-from tests.support.pages_helpers import with_pages
 
 STABLE_IDS = ["target", "transport", "user-id", "api-key", "system", "max-tokens", "prompt", "send", "stop",
               "new-chat", "status", "prompt-error", "conversation", "limits", "iterations", "headers"]
@@ -52,8 +50,8 @@ def _csp(header: str) -> dict[str, list[str]]:
 
 
 @pytest.fixture
-def url(serve, counter):
-    return serve(with_pages(Application("Page", model=DemoBackend(delay=0), token_counter=counter)))
+def url(app_url):
+    return app_url("Page", pages=True)
 
 
 async def test_the_page_is_html_with_its_controls(url, fetch):
@@ -130,8 +128,8 @@ async def test_a_hostile_host_header_is_not_copied_into_the_policy(url, fetch):
         assert all(source.startswith("'sha256-") for source in csp["script-src"][1:])
 
 
-async def test_the_page_works_under_a_prefix(serve, fetch, counter):
-    url = serve(with_pages(Application("P", model=DemoBackend(delay=0), token_counter=counter), "/ai"))
+async def test_the_page_works_under_a_prefix(app_url, fetch):
+    url = app_url("P", pages="/ai")
     response = await fetch(url + "/ai/playground")
     assert response.code == 200 and b"<title>" in response.body
     # The page computes its API base from its own path: {prefix}/playground -> {prefix}/.

@@ -195,20 +195,18 @@ async def test_cancelled_websocket_run_is_still_billed(serve, fetch, counter):
     assert chunks_of(messages) in "".join(f"word{i} " for i in range(generated))
 
 
-async def test_redis_down_is_503_limiter_unavailable_or_passes_when_fail_open(serve, fetch, counter):
+async def test_redis_down_is_503_limiter_unavailable_or_passes_when_fail_open(app_url, fetch):
     from monoai_tornado.ratelimit import RedisStore
 
     from tests.support.ratelimit_fixtures import free_port
 
     dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    closed = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter,
-                               rate_limiter=RateLimiter([Limit("request", 5, "minute")], RedisStore(dead))))
+    closed = app_url(rate_limiter=RateLimiter([Limit("request", 5, "minute")], RedisStore(dead)))
     response = await fetch(closed + "/model", "POST", {"prompt": "x"})
     assert response.code == 503 and json_of(response)["code"] == "limiter_unavailable"
     ws = await connect(closed, "/model/ws")
     await send(ws, {"prompt": "x"})
     assert (await read(ws))["code"] == "limiter_unavailable"
-    opened = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter,
-                               rate_limiter=RateLimiter([Limit("request", 5, "minute")], RedisStore(dead),
-                                                        fail_open=True)))
+    opened = app_url(rate_limiter=RateLimiter([Limit("request", 5, "minute")], RedisStore(dead),
+                                                        fail_open=True))
     assert (await fetch(opened + "/model", "POST", {"prompt": "x"})).code == 200

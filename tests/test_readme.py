@@ -324,11 +324,10 @@ def test_readme_scale_out_on_one_machine(clone):
 
 
 @pytest.mark.process
-async def test_readme_javascript_runs_in_the_browser(serve, counter, need_chromium):
-    from monoai_tornado import Application, DemoBackend
+async def test_readme_javascript_runs_in_the_browser(app_url, need_chromium):
     from tests.test_browser import browser_page, no_page_errors
 
-    url = serve(Application("JS", model=DemoBackend(delay=0), token_counter=counter))
+    url = app_url("JS")
     port = url.rsplit(":", 1)[1]
     # console.log and console.error of a snippet are collected; the WebSocket one ends at its result.
     websocket = block(RUN[13]).replace("localhost:8000", f"localhost:{port}")

@@ -25,10 +25,9 @@ def signed_id_validator(user_id: str):
     return user if user and hmac.compare_digest(sign(user), user_id) else False
 
 
-async def test_another_users_id_cannot_be_borrowed(serve, fetch, counter):
+async def test_another_users_id_cannot_be_borrowed(app_url, fetch):
     limiter = RateLimiter([Limit("request", 1, "minute")])
-    url = serve(Application("T", model=DemoBackend(delay=0), rate_limiter=limiter, token_counter=counter,
-                            user_validator=signed_id_validator, reject_invalid_users=True))
+    url = app_url(rate_limiter=limiter, user_validator=signed_id_validator, reject_invalid_users=True)
     assert (await fetch(url + "/model", "POST", {"prompt": "x", "user_id": sign("alice")})).code == 200
     # Mallory claims to be alice (or forges a signature): refused, and alice's budget is untouched.
     for forged in ["alice", "alice.0000000000000000", sign("alice")[:-1] + "0"]:
@@ -38,9 +37,8 @@ async def test_another_users_id_cannot_be_borrowed(serve, fetch, counter):
     assert json_of(await fetch(url + "/rate-limit/stats/bob"))["usage"]["1-per-60"] == 0
 
 
-async def test_forbidden_user_on_websocket_keeps_the_connection(serve, counter):
-    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter,
-                            user_validator=signed_id_validator, reject_invalid_users=True))
+async def test_forbidden_user_on_websocket_keeps_the_connection(app_url):
+    url = app_url(user_validator=signed_id_validator, reject_invalid_users=True)
     ws = await connect(url, "/model/ws")
     await send(ws, {"prompt": "x", "user_id": "alice"})
     assert (await read(ws))["code"] == "forbidden"
@@ -48,8 +46,8 @@ async def test_forbidden_user_on_websocket_keeps_the_connection(serve, counter):
     assert (await read_until_end(ws))[-1]["type"] == "complete"
 
 
-async def test_deeply_nested_json_on_websocket(serve, counter):
-    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter))
+async def test_deeply_nested_json_on_websocket(app_url):
+    url = app_url()
     ws = await connect(url, "/model/ws")
     await ws.write_message("[" * 50_000 + "]" * 50_000)
     assert (await read(ws))["code"] == "invalid_json"
@@ -57,18 +55,18 @@ async def test_deeply_nested_json_on_websocket(serve, counter):
     assert (await read_until_end(ws))[-1]["type"] == "complete"
 
 
-async def test_prompt_text_is_returned_as_data_not_markup(serve, fetch, counter):
-    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter))
+async def test_prompt_text_is_returned_as_data_not_markup(app_url, fetch):
+    url = app_url()
     response = await fetch(url + "/model", "POST", {"prompt": "<script>alert(1)</script>"})
     assert response.headers["Content-Type"].startswith("application/json")
     assert "<script>alert(1)</script>" in json_of(response)["response"]
 
 
-async def test_slow_loris_is_cut_off(serve, fetch, counter):
+async def test_slow_loris_is_cut_off(app_url, fetch):
     import asyncio
     import time
 
-    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter, idle_timeout=0.5))
+    url = app_url(idle_timeout=0.5)
     reader, writer = await asyncio.open_connection("127.0.0.1", int(url.rsplit(":", 1)[1]))
     writer.write(b"POST /model HTTP/1.1\r\nHost: x\r\n")  # headers that never end
     await writer.drain()

@@ -7,7 +7,7 @@ from typing import Any, AsyncIterator
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-from monoai_tornado import Application, DemoBackend
+from monoai_tornado import DemoBackend
 from monoai_tornado.backends.base import Backend, TextDelta
 from tests.support.backends_for_tests import ScriptedBackend
 from tests.support.http import json_of, parse_sse, sse_until
@@ -36,8 +36,8 @@ class GatedBackend(Backend):
             raise
 
 
-async def test_events_chunk_then_complete(serve, fetch, counter):
-    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter))
+async def test_events_chunk_then_complete(app_url, fetch):
+    url = app_url()
     response = await fetch(url + "/model/stream", "POST", {"prompt": "sse please"}, headers=SSE)
     assert response.code == 200
     assert response.headers["Content-Type"].startswith("text/event-stream")
@@ -50,22 +50,22 @@ async def test_events_chunk_then_complete(serve, fetch, counter):
     assert result["usage"]["total_tokens"] > 0
 
 
-async def test_without_the_accept_header_the_answer_is_whole_json(serve, fetch, counter):
-    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter))
+async def test_without_the_accept_header_the_answer_is_whole_json(app_url, fetch):
+    url = app_url()
     response = await fetch(url + "/model/stream", "POST", {"prompt": "json please"})
     assert response.headers["Content-Type"].startswith("application/json")
     assert "json please" in json_of(response)["response"]
 
 
-async def test_plain_model_path_ignores_the_accept_header(serve, fetch, counter):
-    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter))
+async def test_plain_model_path_ignores_the_accept_header(app_url, fetch):
+    url = app_url()
     response = await fetch(url + "/model", "POST", {"prompt": "x"}, headers=SSE)
     assert response.headers["Content-Type"].startswith("application/json")
 
 
-async def test_first_chunk_arrives_before_the_backend_finishes(serve, counter):
+async def test_first_chunk_arrives_before_the_backend_finishes(app_url):
     backend = GatedBackend()
-    url = serve(Application("T", model=backend, token_counter=counter))
+    url = app_url(model=backend)
     received: list[bytes] = []
     seen_before_end: list[bool] = []
 
@@ -84,24 +84,23 @@ async def test_first_chunk_arrives_before_the_backend_finishes(serve, counter):
     assert backend.finished
 
 
-async def test_backend_error_mid_stream_is_an_error_event(serve, fetch, counter):
-    url = serve(Application("T", model=ScriptedBackend(["a", "b", "c"], failure="timeout", fail_after=2),
-                            token_counter=counter))
+async def test_backend_error_mid_stream_is_an_error_event(app_url, fetch):
+    url = app_url(model=ScriptedBackend(["a", "b", "c"], failure="timeout", fail_after=2))
     response = await fetch(url + "/model/stream", "POST", {"prompt": "x"}, headers=SSE)
     events = parse_sse(response.body)
     assert [name for name, _ in events] == ["chunk", "chunk", "error"]
     assert events[-1][1]["code"] == "backend_timeout"
 
 
-async def test_errors_before_the_stream_keep_their_status(serve, fetch, counter):
-    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter))
+async def test_errors_before_the_stream_keep_their_status(app_url, fetch):
+    url = app_url()
     response = await fetch(url + "/model/stream", "POST", b"{", headers=SSE)
     assert response.code == 400 and json_of(response)["code"] == "invalid_json"
 
 
-async def test_keepalive_comments_during_silence(serve, counter):
+async def test_keepalive_comments_during_silence(app_url):
     backend = GatedBackend()
-    url = serve(Application("T", model=backend, token_counter=counter, sse_keepalive_interval=0.05))
+    url = app_url(model=backend, sse_keepalive_interval=0.05)
     received: list[bytes] = []
 
     def on_data(data: bytes) -> None:
@@ -117,9 +116,9 @@ async def test_keepalive_comments_during_silence(serve, counter):
     assert [name for name, _ in parse_sse(body)] == ["chunk", "chunk", "complete"]
 
 
-async def test_client_going_away_cancels_the_backend(serve, counter):
+async def test_client_going_away_cancels_the_backend(app_url):
     backend = GatedBackend()
-    url = serve(Application("T", model=backend, token_counter=counter))
+    url = app_url(model=backend)
     await sse_until(url, {"prompt": "x"}, b"first")
     for _ in range(200):
         if backend.cancelled:
@@ -128,9 +127,9 @@ async def test_client_going_away_cancels_the_backend(serve, counter):
     assert backend.cancelled and not backend.finished
 
 
-async def test_pieces_handed_over_together_still_stream_one_event_each(serve, fetch, counter):
+async def test_pieces_handed_over_together_still_stream_one_event_each(app_url, fetch):
     """A backend may yield TextDeltas (several pieces at once); each piece stays its own chunk."""
-    url = serve(Application("T", model=DemoBackend(delay=0, chunks=8, chunk_chars=5), token_counter=counter))
+    url = app_url(model=DemoBackend(delay=0, chunks=8, chunk_chars=5))
     response = await fetch(url + "/model/stream", "POST", {"prompt": "batch"}, headers=SSE)
     events = parse_sse(response.body)
     chunks = [data["content"] for name, data in events if name == "chunk"]
@@ -140,10 +139,10 @@ async def test_pieces_handed_over_together_still_stream_one_event_each(serve, fe
     assert whole["response"] == "".join(chunks) and whole["usage"]["completion_tokens"] > 0
 
 
-async def test_chunks_written_together_keep_every_character_and_their_order(serve, fetch, counter):
+async def test_chunks_written_together_keep_every_character_and_their_order(app_url, fetch):
     """Chunk events of one loop pass leave in one write; each is still whole JSON, in order."""
     pieces = ['quote " and \\ backslash', "line\nbreak", "tab\there", "caf\u00e9 \u2603 \U0001f600", "</script>", "x" * 3000]
-    url = serve(Application("T", model=ScriptedBackend(pieces), token_counter=counter))
+    url = app_url(model=ScriptedBackend(pieces))
     response = await fetch(url + "/model/stream", "POST", {"prompt": "escapes"}, headers=SSE)
     events = parse_sse(response.body)
     assert [data["content"] for name, data in events if name == "chunk"] == pieces

@@ -64,10 +64,10 @@ def app_with(backend: Any, store: Any, counter: Any, **limiter_options: Any) -> 
     return Application("T", model=backend, rate_limiter=limiter, token_counter=counter), limiter
 
 
-async def test_a_token_budget_lowers_the_cap_of_the_run(serve, fetch, counter, make_store):
+async def test_a_token_budget_lowers_the_cap_of_the_run(app_url, fetch, counter, make_store):
     backend = ScriptedBackend(PIECES)
     limiter = RateLimiter([Limit("token", 30, "hour")], make_store())
-    url = serve(Application("T", model=backend, rate_limiter=limiter, token_counter=counter))
+    url = app_url(model=backend, rate_limiter=limiter)
     result = json_of(await fetch(url + "/model", "POST", {"prompt": "count", "user_id": "u", "max_tokens": 500}))
     assert result["finish_reason"] == "length"
     assert backend.options[0].max_tokens == 30 - prompt_tokens(counter, "count")

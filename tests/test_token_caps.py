@@ -26,17 +26,17 @@ def piece_tokens(counter: Any, text: str) -> int:
 
 @pytest.mark.parametrize("value", [0, -3, 1.5, "10", True, [5], {"n": 1}])
 @pytest.mark.parametrize("path", ["/model", "/model/stream", "/agent/assistant"])
-async def test_a_max_tokens_that_is_not_a_positive_integer_is_a_400(serve, fetch, counter, path, value):
+async def test_a_max_tokens_that_is_not_a_positive_integer_is_a_400(app_url, fetch, path, value):
     backend = DemoBackend(delay=0)
-    url = serve(Application("T", model=backend, agents=default_agents(backend), token_counter=counter))
+    url = app_url(model=backend, agents=default_agents(backend))
     response = await fetch(url + path, "POST", {"prompt": "hi", "max_tokens": value})
     assert response.code == 400
     assert json_of(response)["code"] == "invalid_json"
     assert "max_tokens" in json_of(response)["error"]
 
 
-async def test_a_bad_max_tokens_on_websocket_is_an_error_message_and_the_socket_stays_open(serve, counter):
-    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter))
+async def test_a_bad_max_tokens_on_websocket_is_an_error_message_and_the_socket_stays_open(app_url):
+    url = app_url()
     ws = await connect(url, "/model/ws")
     await send(ws, {"prompt": "hi", "max_tokens": 0})
     assert (await read(ws))["code"] == "invalid_json"
@@ -47,9 +47,9 @@ async def test_a_bad_max_tokens_on_websocket_is_an_error_message_and_the_socket_
 
 
 @pytest.mark.parametrize("transport", ["json", "sse", "ws"])
-async def test_at_max_tokens_the_answer_ends_with_length_and_the_backend_is_stopped(serve, fetch, counter, transport):
+async def test_at_max_tokens_the_answer_ends_with_length_and_the_backend_is_stopped(app_url, fetch, counter, transport):
     backend = ScriptedBackend(PIECES)
-    url = serve(Application("T", model=backend, token_counter=counter))
+    url = app_url(model=backend)
     body = {"prompt": "count", "max_tokens": 10}
     if transport == "json":
         result = json_of(await fetch(url + "/model", "POST", body))
@@ -77,9 +77,9 @@ async def test_at_max_tokens_the_answer_ends_with_length_and_the_backend_is_stop
     assert backend.sent_pieces[0] < len(PIECES) and backend.finished == 0  # its stream was closed
 
 
-async def test_without_max_tokens_the_server_default_caps_the_run(serve, fetch, counter):
+async def test_without_max_tokens_the_server_default_caps_the_run(app_url, fetch):
     backend = ScriptedBackend(PIECES)
-    url = serve(Application("T", model=backend, token_counter=counter, default_max_tokens=7))
+    url = app_url(model=backend, default_max_tokens=7)
     capped = json_of(await fetch(url + "/model", "POST", {"prompt": "count"}))
     assert capped["finish_reason"] == "length" and backend.options[0].max_tokens == 7
     whole = json_of(await fetch(url + "/model", "POST", {"prompt": "count", "max_tokens": 1000}))
@@ -87,16 +87,16 @@ async def test_without_max_tokens_the_server_default_caps_the_run(serve, fetch, 
     assert backend.options[1].max_tokens == 1000
 
 
-async def test_a_short_answer_under_the_default_cap_ends_with_stop_everywhere(serve, fetch, counter):
-    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter))
+async def test_a_short_answer_under_the_default_cap_ends_with_stop_everywhere(app_url, fetch, counter):
+    url = app_url()
     result = json_of(await fetch(url + "/model", "POST", {"prompt": "hi"}))
     assert result["finish_reason"] == "stop"
     assert result["usage"]["completion_tokens"] == counter.count(result["response"])
 
 
-async def test_an_agent_run_is_capped_across_its_model_calls(serve, fetch, counter):
+async def test_an_agent_run_is_capped_across_its_model_calls(app_url, fetch):
     backend = DemoBackend(delay=0)
-    url = serve(Application("T", model=backend, agents=default_agents(backend), token_counter=counter))
+    url = app_url(model=backend, agents=default_agents(backend))
     whole = json_of(await fetch(url + "/agent/assistant", "POST", {"prompt": "what is 12*(3+4)?"}))
     assert whole["finish_reason"] == "stop"
     first_call = whole["iterations"][0]["usage"]["completion_tokens"]
@@ -114,10 +114,10 @@ async def test_an_agent_run_is_capped_across_its_model_calls(serve, fetch, count
     assert used_up["usage"]["completion_tokens"] == first_call
 
 
-async def test_the_openai_backend_sends_the_cap_upstream_as_max_tokens(serve, fetch, counter):
+async def test_the_openai_backend_sends_the_cap_upstream_as_max_tokens(app_url, fetch):
     async with FakeOpenAI(chunks=["Hel", "lo"], usage=(4, 2)) as upstream:
         backend = OpenAIBackend(upstream.base_url, "test")
-        url = serve(Application("T", model=backend, token_counter=counter, default_max_tokens=321))
+        url = app_url(model=backend, default_max_tokens=321)
         first = json_of(await fetch(url + "/model", "POST", {"prompt": "hi"}))
         second = json_of(await fetch(url + "/model", "POST", {"prompt": "hi", "max_tokens": 2}))
     assert [r.body["max_tokens"] for r in upstream.requests] == [321, 2]

@@ -5,14 +5,14 @@ import asyncio
 
 import pytest
 
-from monoai_tornado import Application, DemoBackend
+from monoai_tornado import DemoBackend
 from tests.support.backends_for_tests import EchoBackend, ScriptedBackend
 from tests.support.ws_helpers import chunks_of, connect, read, read_until_end, send
 
 
 @pytest.fixture
-def url(serve, counter):
-    return serve(Application("T", model=DemoBackend(delay=0.001), token_counter=counter))
+def url(app_url):
+    return app_url(model=DemoBackend(delay=0.001))
 
 
 async def test_chunks_in_order_then_complete_equal_to_http_result(url, fetch):
@@ -45,9 +45,9 @@ async def test_two_prompts_on_one_connection_run_in_order(url):
     ws.close()
 
 
-async def test_cancel_stops_the_run_and_the_next_prompt_works(serve, counter):
+async def test_cancel_stops_the_run_and_the_next_prompt_works(app_url):
     backend = ScriptedBackend([f"piece{i} " for i in range(200)], delay=0.01)
-    url = serve(Application("T", model=backend, token_counter=counter))
+    url = app_url(model=backend)
     ws = await connect(url, "/model/ws")
     await send(ws, {"prompt": "long one"})
     first = await read(ws)
@@ -72,9 +72,9 @@ async def test_cancel_with_nothing_running_is_an_error_not_a_close(url):
     assert (await read_until_end(ws))[-1]["type"] == "complete"
 
 
-async def test_disconnect_mid_stream_cancels_the_backend_and_leaves_no_task(serve, counter):
+async def test_disconnect_mid_stream_cancels_the_backend_and_leaves_no_task(app_url):
     backend = ScriptedBackend([f"p{i} " for i in range(500)], delay=0.01)
-    url = serve(Application("T", model=backend, token_counter=counter))
+    url = app_url(model=backend)
     before = {t for t in asyncio.all_tasks()}
     ws = await connect(url, "/model/ws")
     await send(ws, {"prompt": "go"})
@@ -107,9 +107,9 @@ async def test_invalid_json_then_valid_prompt_on_same_connection(url):
     assert (await read_until_end(ws))[-1]["type"] == "complete"
 
 
-async def test_backend_failure_is_an_error_message_and_connection_stays(serve, counter):
+async def test_backend_failure_is_an_error_message_and_connection_stays(app_url):
     backend = ScriptedBackend(["a", "b", "c"], failure="error", fail_after=1)
-    url = serve(Application("T", model=backend, token_counter=counter))
+    url = app_url(model=backend)
     ws = await connect(url, "/model/ws")
     await send(ws, {"prompt": "x"})
     messages = await read_until_end(ws)
@@ -128,8 +128,8 @@ async def test_binary_frame_closes_with_1003(url):
     assert ws.close_code == 1003
 
 
-async def test_oversized_message_closes_with_1009(serve, counter):
-    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter, max_ws_message_size=1000))
+async def test_oversized_message_closes_with_1009(app_url):
+    url = app_url(max_ws_message_size=1000)
     ws = await connect(url, "/model/ws")
     await send(ws, {"prompt": "x" * 1500})
     error = await read(ws)
@@ -138,20 +138,19 @@ async def test_oversized_message_closes_with_1009(serve, counter):
     assert ws.close_code == 1009
 
 
-async def test_far_oversized_message_is_closed_by_the_protocol_with_1009(serve, counter):
-    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter, max_ws_message_size=1000))
+async def test_far_oversized_message_is_closed_by_the_protocol_with_1009(app_url):
+    url = app_url(max_ws_message_size=1000)
     ws = await connect(url, "/model/ws")
     await send(ws, {"prompt": "x" * 50_000})
     assert await read(ws) is None
     assert ws.close_code == 1009
 
 
-async def test_restricted_origin_is_refused(serve, counter):
+async def test_restricted_origin_is_refused(app_url):
     from tornado.httpclient import HTTPClientError, HTTPRequest
     from tornado.websocket import websocket_connect
 
-    url = serve(Application("T", model=DemoBackend(delay=0), token_counter=counter,
-                            cors_origins=["https://good.example"]))
+    url = app_url(cors_origins=["https://good.example"])
     ws_url = url.replace("http://", "ws://") + "/model/ws"
     with pytest.raises(HTTPClientError) as refused:
         await websocket_connect(HTTPRequest(ws_url, headers={"Origin": "https://evil.example"}))
@@ -161,8 +160,8 @@ async def test_restricted_origin_is_refused(serve, counter):
     assert (await read_until_end(ws))[-1]["type"] == "complete"
 
 
-async def test_hundred_concurrent_connections_never_mix(serve, counter):
-    url = serve(Application("T", model=EchoBackend(), token_counter=counter))
+async def test_hundred_concurrent_connections_never_mix(app_url):
+    url = app_url(model=EchoBackend())
 
     async def one(i):
         ws = await connect(url, "/model/ws")
@@ -177,9 +176,9 @@ async def test_hundred_concurrent_connections_never_mix(serve, counter):
         assert chunks_of(messages) == prompt == messages[-1]["result"]["response"]
 
 
-async def test_every_model_chunk_is_its_own_message(serve, counter):
+async def test_every_model_chunk_is_its_own_message(app_url):
     """``--demo-chunks 16 --demo-chunk-chars 3`` at 0 delay: 16 chunk messages of 3 characters."""
-    url = serve(Application("T", model=DemoBackend(delay=0, chunks=16, chunk_chars=3), token_counter=counter))
+    url = app_url(model=DemoBackend(delay=0, chunks=16, chunk_chars=3))
     ws = await connect(url, "/model/ws")
     for _ in range(3):
         await send(ws, {"prompt": "count my chunks"})
@@ -190,11 +189,11 @@ async def test_every_model_chunk_is_its_own_message(serve, counter):
     ws.close()
 
 
-async def test_a_reader_that_stops_reading_gets_the_waiting_chunks_joined(serve, counter):
+async def test_a_reader_that_stops_reading_gets_the_waiting_chunks_joined(app_url):
     """Chunks made while the kernel buffer is full go out joined; nothing is lost or reordered."""
     pieces = [f"word{i:05d} " * 400 for i in range(2000)]  # 2000 chunks, 8.8 MB: more than the kernel holds
     backend = ScriptedBackend(pieces, usage=(3, 3))
-    url = serve(Application("T", model=backend, token_counter=counter))
+    url = app_url(model=backend)
     ws = await connect(url, "/model/ws", max_message_size=64 * 1024 * 1024)
     await send(ws, {"prompt": "a long answer", "max_tokens": 10**7})
     await asyncio.sleep(1.0)  # read nothing meanwhile: the socket's buffers fill up

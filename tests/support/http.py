@@ -9,6 +9,10 @@ from tornado.httpclient import HTTPResponse
 
 #: The ``fetch`` fixture: ``await fetch(url, method=..., body=..., headers=...)``, never raising for a status.
 Fetch = Callable[..., Awaitable[HTTPResponse]]
+#: The ``make_app`` fixture: ``make_app(name="T", **application_kwargs) -> Application`` (tests' defaults).
+MakeApp = Callable[..., Any]
+#: The ``app_url`` fixture: ``app_url(name="T", *, pages=False, **application_kwargs) -> base URL``.
+AppUrl = Callable[..., str]
 
 
 def json_of(response: HTTPResponse) -> Any:
