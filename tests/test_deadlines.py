@@ -5,14 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from monoai_tornado import Application, DemoBackend
 from tests.support.http import json_of
 
 PROMPT = b'{"prompt": "hi"}'
-
-
-def _app(counter, **timeouts):
-    return Application("T", model=DemoBackend(delay=0), token_counter=counter, **timeouts)
 
 
 async def _open(url):
@@ -27,8 +22,8 @@ async def _closed_within(reader, seconds: float) -> float:
     return time.monotonic() - started
 
 
-async def test_a_body_sent_too_slowly_is_cut_off(serve, fetch, counter):
-    server = _app(counter, body_timeout=0.5).http_server()
+async def test_a_body_sent_too_slowly_is_cut_off(serve, make_app, fetch):
+    server = make_app(body_timeout=0.5).http_server()
     url = serve(server)
     reader, writer = await _open(url)
     writer.write(b"POST /model HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -40,8 +35,8 @@ async def test_a_body_sent_too_slowly_is_cut_off(serve, fetch, counter):
     assert server.deadlines.watched <= 1  # only the client's idle keep-alive connection
 
 
-async def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(serve, counter):
-    server = _app(counter, idle_timeout=0.5).http_server()
+async def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(serve, make_app):
+    server = make_app(idle_timeout=0.5).http_server()
     url = serve(server)
     reader, writer = await _open(url)
     writer.write(b"POST /model HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(PROMPT), PROMPT))
@@ -52,8 +47,8 @@ async def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(se
     writer.close()
 
 
-async def test_requests_in_time_are_answered_and_leave_no_deadline_behind(serve, fetch, counter):
-    server = _app(counter, idle_timeout=30, body_timeout=30).http_server()
+async def test_requests_in_time_are_answered_and_leave_no_deadline_behind(serve, make_app, fetch):
+    server = make_app(idle_timeout=30, body_timeout=30).http_server()
     url = serve(server)
     for _ in range(5):  # sequential requests on one keep-alive connection of the client
         response = await fetch(url + "/model", "POST", {"prompt": "hello"})
@@ -69,8 +64,8 @@ async def test_requests_in_time_are_answered_and_leave_no_deadline_behind(serve,
     assert server.deadlines.watched <= 1  # at most the client's idle keep-alive connection
 
 
-async def test_a_slow_but_steady_request_within_the_deadlines_is_answered(serve, counter):
-    url = serve(_app(counter, idle_timeout=2, body_timeout=2).http_server())
+async def test_a_slow_but_steady_request_within_the_deadlines_is_answered(app_url):
+    url = app_url(idle_timeout=2, body_timeout=2)
     reader, writer = await _open(url)
     request = b"POST /model HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (
         len(PROMPT), PROMPT)

@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from monoai_tornado import Application
 from monoai_tornado.ratelimit import Limit, RateLimiter
 from tests.support.backends_for_tests import ScriptedBackend
 from tests.support.http import json_of
@@ -15,9 +14,10 @@ from tests.support.http import json_of
 TOKENS = "100000-tokens-per-86400"
 
 
-def app_with(backend, counter):
-    limiter = RateLimiter([Limit("token", 100_000, "day")])
-    return Application("T", model=backend, rate_limiter=limiter, token_counter=counter)
+@pytest.fixture
+def budget_url(app_url):
+    """``budget_url(backend)``: an app on ``backend`` behind a 100,000-tokens-a-day budget."""
+    return lambda backend: app_url(model=backend, rate_limiter=RateLimiter([Limit("token", 100_000, "day")]))
 
 
 async def settle_down(before: set) -> set:
@@ -31,9 +31,9 @@ async def settle_down(before: set) -> set:
 
 
 @pytest.mark.parametrize("failure,status", [("error", 502), ("timeout", 504), ("crash", 502)])
-async def test_backend_failing_mid_stream_bills_what_was_generated(serve, fetch, counter, failure, status):
+async def test_backend_failing_mid_stream_bills_what_was_generated(budget_url, fetch, counter, failure, status):
     backend = ScriptedBackend(["one ", "two ", "three ", "four"], failure=failure, fail_after=2)
-    url = serve(app_with(backend, counter))
+    url = budget_url(backend)
     response = await fetch(url + "/model", "POST", {"prompt": "bill the partial run", "user_id": "f"})
     assert response.code == status
     await asyncio.sleep(0.05)
@@ -49,9 +49,9 @@ async def raw_post(port: int, body: bytes, declared: int | None = None) -> tuple
     return reader, writer
 
 
-async def test_client_vanishing_while_sending_its_body(serve, fetch, counter):
+async def test_client_vanishing_while_sending_its_body(budget_url, fetch):
     backend = ScriptedBackend(["x"])
-    url = serve(app_with(backend, counter))
+    url = budget_url(backend)
     before = set(asyncio.all_tasks())
     _, writer = await raw_post(int(url.rsplit(":", 1)[1]), b'{"prompt": "half', declared=200)
     writer.close()
@@ -60,9 +60,9 @@ async def test_client_vanishing_while_sending_its_body(serve, fetch, counter):
     assert (await fetch(url + "/model", "POST", {"prompt": "next"})).code == 200
 
 
-async def test_client_vanishing_while_waiting_for_a_json_answer_cancels_the_run(serve, fetch, counter, caplog):
+async def test_client_vanishing_while_waiting_for_a_json_answer_cancels_the_run(budget_url, fetch, counter, caplog):
     backend = ScriptedBackend([f"w{i} " for i in range(300)], delay=0.01)
-    url = serve(app_with(backend, counter))
+    url = budget_url(backend)
     before = set(asyncio.all_tasks())
     body = json.dumps({"prompt": "leave early", "user_id": "gone"}).encode()
     _, writer = await raw_post(int(url.rsplit(":", 1)[1]), body)
@@ -86,8 +86,8 @@ async def test_client_vanishing_while_waiting_for_a_json_answer_cancels_the_run(
     assert 'endpoint="model",status="499"' in (await fetch(url + "/metrics")).body.decode()
 
 
-async def test_client_vanishing_after_the_answer_leaves_nothing_behind(serve, fetch, counter):
-    url = serve(app_with(ScriptedBackend(["done"]), counter))
+async def test_client_vanishing_after_the_answer_leaves_nothing_behind(budget_url, fetch):
+    url = budget_url(ScriptedBackend(["done"]))
     before = set(asyncio.all_tasks())
     reader, writer = await raw_post(int(url.rsplit(":", 1)[1]), json.dumps({"prompt": "p"}).encode())
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)

@@ -3,7 +3,7 @@ what a bad key gets on HTTP, SSE and the WebSocket handshake."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
@@ -14,7 +14,7 @@ from monoai_tornado.agents import default_agents
 from monoai_tornado.backends.demo import DemoBackend
 from monoai_tornado.keys import FileKeyStore, KeyRing, new_key
 from monoai_tornado.ratelimit import Limit, RateLimiter
-from tests.support.http import json_of, parse_sse
+from tests.support.http import AppUrl, MakeApp, json_of, parse_sse
 from tests.support.ws_helpers import read_until_end, send
 
 ADMIN = "admin-secret-token"
@@ -44,20 +44,32 @@ def keys(tmp_path: Any, io_loop: Any) -> Keys:
     return made
 
 
-def make_app(keys: Keys, *, require: bool = False, **kwargs: Any) -> Application:
-    limiter = RateLimiter([Limit("request", 100, "minute")])
-    backend = DemoBackend(delay=0)
-    return Application("keys", model=backend, agents=default_agents(backend), rate_limiter=limiter,
-                       keys=KeyRing(keys.store, require=require), admin_token=ADMIN, **kwargs)
+@pytest.fixture
+def keys_app(keys: Keys, make_app: MakeApp) -> Callable[..., Application]:
+    """``keys_app(require=False, **kwargs)``: the demo app and agents on ``keys``' store, 100
+    requests a minute by default, the admin token ``ADMIN``."""
+
+    def build(*, require: bool = False, **kwargs: Any) -> Application:
+        limiter = RateLimiter([Limit("request", 100, "minute")])
+        backend = DemoBackend(delay=0)
+        return make_app("keys", model=backend, agents=default_agents(backend), rate_limiter=limiter,
+                        keys=KeyRing(keys.store, require=require), admin_token=ADMIN, **kwargs)
+
+    return build
+
+
+@pytest.fixture
+def keys_url(serve: Any, keys_app: Callable[..., Application]) -> AppUrl:
+    """``keys_url(require=False, **kwargs)``: :func:`keys_app` served; its base URL."""
+    return lambda **kwargs: str(serve(keys_app(**kwargs)))
 
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-async def test_a_key_bills_its_own_user_whatever_user_id_the_body_names(serve, fetch, keys) -> None:
-    app = make_app(keys)
-    base = serve(app)
+async def test_a_key_bills_its_own_user_whatever_user_id_the_body_names(keys_url, fetch, keys) -> None:
+    base = keys_url()
     answer = await fetch(base + "/model", "POST", {"prompt": "hi", "user_id": "bob"}, headers=bearer(keys.alice))
     assert answer.code == 200
     # The key's own limit (3 a minute) replaced the default (100): its headers say so.
@@ -72,8 +84,8 @@ async def test_a_key_bills_its_own_user_whatever_user_id_the_body_names(serve, f
     assert (await fetch(base + "/rate-limit/stats/bob", headers=bearer(keys.alice))).code == 403
 
 
-async def test_a_keys_own_limits_hold_and_other_keys_keep_the_defaults(serve, fetch, keys) -> None:
-    base = serve(make_app(keys))
+async def test_a_keys_own_limits_hold_and_other_keys_keep_the_defaults(keys_url, fetch, keys) -> None:
+    base = keys_url()
     codes = [(await fetch(base + "/model", "POST", {"prompt": "p"}, headers=bearer(keys.alice))).code
              for _ in range(4)]
     assert codes == [200, 200, 200, 429]
@@ -91,8 +103,8 @@ BAD_KEYS = {
 
 @pytest.mark.parametrize("kind", [*BAD_KEYS, "revoked", "expired"])
 @pytest.mark.parametrize("require", [False, True])
-async def test_a_bad_key_gets_401_invalid_api_key_never_a_500(serve, fetch, keys, kind, require) -> None:
-    base = serve(make_app(keys, require=require))
+async def test_a_bad_key_gets_401_invalid_api_key_never_a_500(keys_url, fetch, keys, kind, require) -> None:
+    base = keys_url(require=require)
     if kind == "another scheme":
         headers = {"Authorization": "Basic YWxpY2U6cGFzcw=="}
     elif kind == "empty bearer":
@@ -107,10 +119,10 @@ async def test_a_bad_key_gets_401_invalid_api_key_never_a_500(serve, fetch, keys
         assert answer.headers["WWW-Authenticate"] == "Bearer"
 
 
-async def test_without_a_key_required_bare_user_ids_still_work_and_with_it_they_get_401(serve, fetch, keys) -> None:
-    open_base = serve(make_app(keys))
+async def test_without_a_key_required_bare_user_ids_still_work_and_with_it_they_get_401(keys_url, fetch, keys) -> None:
+    open_base = keys_url()
     assert (await fetch(open_base + "/model", "POST", {"prompt": "hi", "user_id": "dave"})).code == 200
-    closed_base = serve(make_app(keys, require=True))
+    closed_base = keys_url(require=True)
     refused = await fetch(closed_base + "/model", "POST", {"prompt": "hi", "user_id": "dave"})
     assert refused.code == 401 and json_of(refused)["code"] == "missing_api_key"
     assert refused.headers["WWW-Authenticate"] == "Bearer"
@@ -125,8 +137,8 @@ async def test_a_server_without_keys_ignores_authorization(app_url, fetch) -> No
     assert (await fetch(base + "/admin/keys", headers=bearer(ADMIN))).code == 404
 
 
-async def test_sse_with_a_key_streams_and_bills_the_key(serve, fetch, keys) -> None:
-    base = serve(make_app(keys, require=True))
+async def test_sse_with_a_key_streams_and_bills_the_key(keys_url, fetch, keys) -> None:
+    base = keys_url(require=True)
     answer = await fetch(base + "/model/stream", "POST", {"prompt": "stream me"},
                          headers={**bearer(keys.bob), "Accept": "text/event-stream"})
     assert answer.code == 200
@@ -146,8 +158,8 @@ async def one_prompt(ws: Any) -> list[dict[str, Any]]:
     return await read_until_end(ws)
 
 
-async def test_websocket_takes_the_key_in_the_header_or_as_a_subprotocol(serve, fetch, keys) -> None:
-    base = serve(make_app(keys, require=True))
+async def test_websocket_takes_the_key_in_the_header_or_as_a_subprotocol(keys_url, fetch, keys) -> None:
+    base = keys_url(require=True)
     ws = await websocket_connect(ws_request(base, Authorization=f"Bearer {keys.alice}"))
     assert (await one_prompt(ws))[-1]["type"] == "complete"
     ws.close()
@@ -162,8 +174,8 @@ async def test_websocket_takes_the_key_in_the_header_or_as_a_subprotocol(serve, 
 
 
 @pytest.mark.parametrize("how", ["header", "subprotocol", "none"])
-async def test_websocket_handshake_with_a_bad_or_missing_key_is_refused_with_401(serve, keys, how) -> None:
-    base = serve(make_app(keys, require=True))
+async def test_websocket_handshake_with_a_bad_or_missing_key_is_refused_with_401(keys_url, keys, how) -> None:
+    base = keys_url(require=True)
     if how == "header":
         connecting = websocket_connect(ws_request(base, Authorization=f"Bearer {keys.revoked}"))
     elif how == "subprotocol":
@@ -177,10 +189,9 @@ async def test_websocket_handshake_with_a_bad_or_missing_key_is_refused_with_401
     assert body["code"] == ("missing_api_key" if how == "none" else "invalid_api_key")
 
 
-async def test_a_key_revoked_while_its_socket_is_open_is_refused_on_the_next_prompt(serve, keys, tmp_path) -> None:
+async def test_a_key_revoked_while_its_socket_is_open_is_refused_on_the_next_prompt(app_url, keys, tmp_path) -> None:
     ring = KeyRing(keys.store, require=True, refresh_interval=0)  # check the store on every prompt
-    app = Application("keys", model=DemoBackend(delay=0), keys=ring)
-    base = serve(app)
+    base = app_url("keys", keys=ring)
     ws = await websocket_connect(ws_request(base, Authorization=f"Bearer {keys.bob}"))
     assert (await one_prompt(ws))[-1]["type"] == "complete"
     await keys.store.revoke(keys.records["bob"].id)
@@ -191,8 +202,8 @@ async def test_a_key_revoked_while_its_socket_is_open_is_refused_on_the_next_pro
 
 # -- the admin API -----------------------------------------------------------------------------
 
-async def test_admin_api_creates_lists_and_revokes_keys(serve, fetch, keys) -> None:
-    base = serve(make_app(keys))
+async def test_admin_api_creates_lists_and_revokes_keys(keys_url, fetch, keys) -> None:
+    base = keys_url()
     made = await fetch(base + "/admin/keys", "POST", {"user": "carol", "name": "ci", "limits": ["2/minute"],
                                                       "token_limits": ["500/hour"], "expires_in": 3600},
                        headers=bearer(ADMIN))
@@ -220,14 +231,14 @@ async def test_admin_api_creates_lists_and_revokes_keys(serve, fetch, keys) -> N
                                   {"user": "u", "limits": ["5/fortnight"]}, {"user": "u", "limits": "5/minute"},
                                   {"user": "u", "expires_in": -1}, {"user": "u", "expires_in": "30d"},
                                   {"user": "u", "name": ["x"]}, [], "not json"])
-async def test_admin_api_refuses_bad_bodies_with_400(serve, fetch, keys, body) -> None:
-    base = serve(make_app(keys))
+async def test_admin_api_refuses_bad_bodies_with_400(keys_url, fetch, keys, body) -> None:
+    base = keys_url()
     answer = await fetch(base + "/admin/keys", "POST", body if body != "not json" else b"{", headers=bearer(ADMIN))
     assert answer.code == 400 and json_of(answer)["code"] == "invalid_json"
 
 
-async def test_admin_api_needs_the_admin_token_not_a_key(app_url, serve, fetch, keys) -> None:
-    base = serve(make_app(keys))
+async def test_admin_api_needs_the_admin_token_not_a_key(app_url, keys_url, fetch, keys) -> None:
+    base = keys_url()
     for headers in ({}, bearer(keys.alice), bearer("wrong-token")):
         for method, path, body in (("GET", "/admin/keys", None), ("POST", "/admin/keys", {"user": "x"}),
                                    ("DELETE", f"/admin/keys/{keys.records['bob'].id}", None)):
@@ -238,8 +249,8 @@ async def test_admin_api_needs_the_admin_token_not_a_key(app_url, serve, fetch, 
     assert (await fetch(base + "/admin/keys", headers=bearer(ADMIN))).code == 403
 
 
-async def test_metrics_and_access_log_name_the_key_id_never_the_key(serve, fetch, keys, caplog) -> None:
-    base = serve(make_app(keys))
+async def test_metrics_and_access_log_name_the_key_id_never_the_key(keys_url, fetch, keys, caplog) -> None:
+    base = keys_url()
     with caplog.at_level("INFO", logger="monoai_tornado.access"):
         assert (await fetch(base + "/model", "POST", {"prompt": "hi"}, headers=bearer(keys.bob))).code == 200
         await fetch(base + "/model", "POST", {"prompt": "hi"}, headers=bearer(keys.revoked))
@@ -255,11 +266,11 @@ async def test_metrics_and_access_log_name_the_key_id_never_the_key(serve, fetch
 # -- /openapi.json -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("require", [False, True])
-async def test_openapi_documents_keys_and_the_answers_match_it(serve, fetch, keys, require) -> None:
+async def test_openapi_documents_keys_and_the_answers_match_it(keys_app, serve, fetch, keys, require) -> None:
     from tests.support.pages_helpers import with_pages
     from tests.test_openapi import _doc, _served_http_paths
 
-    app = make_app(keys, require=require)
+    app = keys_app(require=require)
     base = serve(with_pages(app))
     documented = await _doc(fetch, base)  # a valid OpenAPI 3.1 document
     assert set(documented.doc["paths"]) == _served_http_paths(app)

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 
-from monoai_tornado import Application, DemoBackend
+from monoai_tornado import DemoBackend
 from monoai_tornado.ratelimit import Limit, RateLimiter
 from tests.support.backends_for_tests import ScriptedBackend
 from tests.support.http import json_of, parse_sse
@@ -21,14 +22,20 @@ class Clock:
         return self.now
 
 
-def make_app(counter, limits, backend=None, clock=None, **options):
-    limiter = RateLimiter(limits, clock=clock or Clock())
-    return Application("T", model=backend or DemoBackend(delay=0), rate_limiter=limiter,
-                       token_counter=counter, **options)
+@pytest.fixture
+def limited_url(app_url):
+    """``limited_url(limits, backend=None, clock=None, **options)``: the app (the demo model unless
+    ``backend``) behind a ``RateLimiter`` of ``limits`` on ``clock`` (a fixed one by default)."""
+
+    def build(limits, backend=None, clock=None, **options):
+        limiter = RateLimiter(limits, clock=clock or Clock())
+        return app_url(model=backend or DemoBackend(delay=0), rate_limiter=limiter, **options)
+
+    return build
 
 
-async def test_n_plus_first_request_is_429_while_another_user_passes(serve, fetch, counter):
-    url = serve(make_app(counter, [Limit("request", 3, "minute")]))
+async def test_n_plus_first_request_is_429_while_another_user_passes(limited_url, fetch):
+    url = limited_url([Limit("request", 3, "minute")])
     for i in range(3):
         ok = await fetch(url + "/model", "POST", {"prompt": "hi", "user_id": "alice"})
         assert ok.code == 200
@@ -43,8 +50,8 @@ async def test_n_plus_first_request_is_429_while_another_user_passes(serve, fetc
     assert (await fetch(url + "/model", "POST", {"prompt": "hi", "user_id": "bob"})).code == 200
 
 
-async def test_headers_follow_the_ietf_draft_too(serve, fetch, counter):
-    url = serve(make_app(counter, [Limit("request", 10, "minute"), Limit("token", 5000, "hour")]))
+async def test_headers_follow_the_ietf_draft_too(limited_url, fetch):
+    url = limited_url([Limit("request", 10, "minute"), Limit("token", 5000, "hour")])
     response = await fetch(url + "/model", "POST", {"prompt": "hi", "user_id": "carol"})
     assert response.headers["RateLimit-Policy"] == '"10-per-60";q=10;w=60, "5000-tokens-per-3600";q=5000;w=3600'
     assert response.headers["RateLimit"].startswith('"10-per-60";r=9;t=')
@@ -52,9 +59,9 @@ async def test_headers_follow_the_ietf_draft_too(serve, fetch, counter):
     assert int(response.headers["x-ratelimit-remaining-tokens"]) < 5000
 
 
-async def test_window_resets_with_the_clock(serve, fetch, counter):
+async def test_window_resets_with_the_clock(limited_url, fetch):
     clock = Clock(1_000_020.0)  # 20 s into a minute window aligned to the epoch (1_000_020 % 60 == 0)
-    url = serve(make_app(counter, [Limit("request", 1, "minute")], clock=clock))
+    url = limited_url([Limit("request", 1, "minute")], clock=clock)
     assert (await fetch(url + "/model", "POST", {"prompt": "a", "user_id": "u"})).code == 200
     refused = await fetch(url + "/model", "POST", {"prompt": "a", "user_id": "u"})
     assert refused.code == 429
@@ -62,9 +69,9 @@ async def test_window_resets_with_the_clock(serve, fetch, counter):
     assert (await fetch(url + "/model", "POST", {"prompt": "a", "user_id": "u"})).code == 200
 
 
-async def test_token_limit_refuses_once_recorded_tokens_pass_it(serve, fetch, counter):
+async def test_token_limit_refuses_once_recorded_tokens_pass_it(limited_url, fetch):
     backend = ScriptedBackend(["x"], usage=(10, 90))  # 100 tokens per run, as the backend reports
-    url = serve(make_app(counter, [Limit("token", 250, "hour")], backend=backend))
+    url = limited_url([Limit("token", 250, "hour")], backend=backend)
     for _ in range(2):
         assert (await fetch(url + "/model", "POST", {"prompt": "p", "user_id": "t"})).code == 200
     third = await fetch(url + "/model", "POST", {"prompt": "p", "user_id": "t"})
@@ -76,24 +83,24 @@ async def test_token_limit_refuses_once_recorded_tokens_pass_it(serve, fetch, co
     assert stats["usage"]["250-tokens-per-3600"] == 300
 
 
-async def test_200_concurrent_requests_exactly_limit_pass(serve, fetch, counter):
-    url = serve(make_app(counter, [Limit("request", 50, "minute")]))
+async def test_200_concurrent_requests_exactly_limit_pass(limited_url, fetch):
+    url = limited_url([Limit("request", 50, "minute")])
     responses = await asyncio.gather(*(fetch(url + "/model", "POST", {"prompt": "c", "user_id": "crowd"})
                                        for _ in range(200)))
     codes = [r.code for r in responses]
     assert codes.count(200) == 50 and codes.count(429) == 150
 
 
-async def test_sse_answer_carries_limit_headers_before_the_first_event(serve, fetch, counter):
-    url = serve(make_app(counter, [Limit("request", 5, "minute")]))
+async def test_sse_answer_carries_limit_headers_before_the_first_event(limited_url, fetch):
+    url = limited_url([Limit("request", 5, "minute")])
     response = await fetch(url + "/model/stream", "POST", {"prompt": "s", "user_id": "sse"},
                            headers={"Accept": "text/event-stream"})
     assert response.headers["x-ratelimit-remaining-requests"] == "4"
     assert parse_sse(response.body)[-1][0] == "complete"
 
 
-async def test_forged_forwarded_for_does_not_escape(serve, fetch, counter):
-    url = serve(make_app(counter, [Limit("request", 2, "minute")]))
+async def test_forged_forwarded_for_does_not_escape(limited_url, fetch):
+    url = limited_url([Limit("request", 2, "minute")])
     codes = []
     for i in range(4):
         response = await fetch(url + "/model", "POST", {"prompt": "f"},
@@ -104,8 +111,8 @@ async def test_forged_forwarded_for_does_not_escape(serve, fetch, counter):
     assert stats["usage"]["2-per-60"] == 2
 
 
-async def test_trusted_proxy_is_honoured(serve, fetch, counter):
-    url = serve(make_app(counter, [Limit("request", 1, "minute")], trusted_proxies=["127.0.0.1/32"]))
+async def test_trusted_proxy_is_honoured(limited_url, fetch):
+    url = limited_url([Limit("request", 1, "minute")], trusted_proxies=["127.0.0.1/32"])
     for client in ["198.51.100.1", "198.51.100.2"]:
         response = await fetch(url + "/model", "POST", {"prompt": "p"}, headers={"X-Forwarded-For": client})
         assert response.code == 200
@@ -114,16 +121,16 @@ async def test_trusted_proxy_is_honoured(serve, fetch, counter):
     assert json_of(await fetch(url + "/rate-limit/stats/ip:198.51.100.2"))["usage"]["1-per-60"] == 1
 
 
-async def test_normalized_user_shares_one_budget(serve, fetch, counter):
-    url = serve(make_app(counter, [Limit("request", 1, "minute")],
-                         user_validator=lambda u: f"user_{u[6:]}" if u.startswith("admin_") else u.startswith("user_")))
+async def test_normalized_user_shares_one_budget(limited_url, fetch):
+    url = limited_url([Limit("request", 1, "minute")],
+                      user_validator=lambda u: f"user_{u[6:]}" if u.startswith("admin_") else u.startswith("user_"))
     assert (await fetch(url + "/model", "POST", {"prompt": "p", "user_id": "admin_5"})).code == 200
     assert (await fetch(url + "/model", "POST", {"prompt": "p", "user_id": "user_5"})).code == 429
 
 
-async def test_stats_figures_match_what_was_sent(serve, fetch, counter):
+async def test_stats_figures_match_what_was_sent(limited_url, fetch):
     backend = ScriptedBackend(["x"], usage=(4, 6))
-    url = serve(make_app(counter, [Limit("request", 10, "minute"), Limit("token", 1000, "day")], backend=backend))
+    url = limited_url([Limit("request", 10, "minute"), Limit("token", 1000, "day")], backend=backend)
     for user in ["a", "a", "b"]:
         await fetch(url + "/model", "POST", {"prompt": "q", "user_id": user})
     stats = json_of(await fetch(url + "/rate-limit/stats"))
@@ -137,10 +144,10 @@ async def test_stats_figures_match_what_was_sent(serve, fetch, counter):
     assert 0 < user["reset_in"]["10-per-60"] <= 60
 
 
-async def test_stats_carry_the_original_keys_too(serve, fetch, counter):
+async def test_stats_carry_the_original_keys_too(limited_url, fetch):
     # API.md, "Compatibility with the original": a client written for MonoAI reads these keys.
     backend = ScriptedBackend(["x"], usage=(4, 6))
-    url = serve(make_app(counter, [Limit("request", 10, "minute"), Limit("token", 1000, "day")], backend=backend))
+    url = limited_url([Limit("request", 10, "minute"), Limit("token", 1000, "day")], backend=backend)
     await fetch(url + "/model", "POST", {"prompt": "q", "user_id": "a"})
     stats = json_of(await fetch(url + "/rate-limit/stats"))
     assert "10-per-60" in stats["rate_limiter"] and "MemoryStore" in stats["rate_limiter"]
@@ -152,8 +159,8 @@ async def test_stats_carry_the_original_keys_too(serve, fetch, counter):
     assert user["stats"]["10-per-60"]["reset_in"] == user["reset_in"]["10-per-60"]
 
 
-async def test_admin_token_guards_the_stats(serve, fetch, counter):
-    url = serve(make_app(counter, [Limit("request", 10, "minute")], admin_token="s3cret"))
+async def test_admin_token_guards_the_stats(limited_url, fetch):
+    url = limited_url([Limit("request", 10, "minute")], admin_token="s3cret")
     for headers in [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}]:
         for path in ["/rate-limit/stats", "/rate-limit/stats/a"]:
             response = await fetch(url + path, headers=headers)
@@ -162,8 +169,8 @@ async def test_admin_token_guards_the_stats(serve, fetch, counter):
     assert ok.code == 200 and "limits" in json_of(ok)
 
 
-async def test_limits_hold_on_the_websocket(serve, counter):
-    url = serve(make_app(counter, [Limit("request", 2, "minute")]))
+async def test_limits_hold_on_the_websocket(limited_url):
+    url = limited_url([Limit("request", 2, "minute")])
     ws = await connect(url, "/model/ws")
     for _ in range(2):
         await send(ws, {"prompt": "w", "user_id": "wsuser"})
@@ -175,9 +182,9 @@ async def test_limits_hold_on_the_websocket(serve, counter):
     assert (await read_until_end(ws))[-1]["type"] == "complete"  # connection still open
 
 
-async def test_cancelled_websocket_run_is_still_billed(serve, fetch, counter):
+async def test_cancelled_websocket_run_is_still_billed(limited_url, fetch, counter):
     backend = ScriptedBackend([f"word{i} " for i in range(300)], delay=0.01)
-    url = serve(make_app(counter, [Limit("token", 100_000, "day")], backend=backend))
+    url = limited_url([Limit("token", 100_000, "day")], backend=backend)
     ws = await connect(url, "/model/ws")
     await send(ws, {"prompt": "bill me", "user_id": "quitter"})
     messages = []

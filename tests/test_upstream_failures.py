@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-from monoai_tornado import Application
 from monoai_tornado.backends.openai import OpenAIBackend
 from monoai_tornado.ratelimit import Limit, RateLimiter
 from tests.support.http import json_of, parse_sse
@@ -31,18 +29,17 @@ TABLE = [
 ]
 
 
-def app_for(upstream: FakeOpenAI, counter: Any, **kwargs: Any) -> Application:
-    backend = OpenAIBackend(upstream.base_url, "m", api_key="sk-upstream-secret", first_token_timeout=5)
-    return Application("T", model=backend, token_counter=counter, **kwargs)
+def backend_for(upstream: FakeOpenAI) -> OpenAIBackend:
+    return OpenAIBackend(upstream.base_url, "m", api_key="sk-upstream-secret", first_token_timeout=5)
 
 
 @pytest.mark.parametrize(("status", "headers", "ours", "code", "our_headers"), TABLE)
-async def test_each_upstream_status_on_json_sse_and_websocket(serve, fetch, counter, status, headers, ours, code,
+async def test_each_upstream_status_on_json_sse_and_websocket(app_url, fetch, status, headers, ours, code,
                                                               our_headers):
     message = "This model's maximum context length is 2048 tokens" if status == 400 else "nope"
     async with FakeOpenAI(status=status, error_message=message, error_headers=headers) as upstream:
         limiter = RateLimiter([Limit("request", 100, "minute")])
-        url = serve(app_for(upstream, counter, rate_limiter=limiter))
+        url = app_url(model=backend_for(upstream), rate_limiter=limiter)
         for path, extra in (("/model", {}), ("/model/stream", SSE)):
             response = await fetch(url + path, "POST", {"prompt": "hi"}, headers=extra)
             body = json_of(response)  # a failure before the first event is plain JSON, SSE asked or not
@@ -63,10 +60,10 @@ async def test_each_upstream_status_on_json_sse_and_websocket(serve, fetch, coun
         ws.close()
 
 
-async def test_sse_headers_go_out_before_a_slow_first_token(serve, counter):
+async def test_sse_headers_go_out_before_a_slow_first_token(app_url):
     async with FakeOpenAI(chunks=["late"], stall_after=0, stall=None) as upstream:  # silent until released
         limiter = RateLimiter([Limit("request", 100, "minute")])
-        url = serve(app_for(upstream, counter, rate_limiter=limiter, sse_header_hold=0.2))
+        url = app_url(model=backend_for(upstream), rate_limiter=limiter, sse_header_hold=0.2)
         headers: list[str] = []
 
         async def release() -> None:  # once the upstream has the request (a loaded machine may be slow)
@@ -90,9 +87,9 @@ async def test_sse_headers_go_out_before_a_slow_first_token(serve, counter):
     assert not upstream.requests[0].closed_early
 
 
-async def test_a_failure_after_the_first_event_is_an_error_event_under_200(serve, fetch, counter):
+async def test_a_failure_after_the_first_event_is_an_error_event_under_200(app_url, fetch):
     async with FakeOpenAI(chunks=["half", " of it"], finish=False) as upstream:
-        url = serve(app_for(upstream, counter))
+        url = app_url(model=backend_for(upstream))
         response = await fetch(url + "/model/stream", "POST", {"prompt": "x"}, headers=SSE)
     assert response.code == 200
     events = parse_sse(response.body)
