@@ -22,7 +22,7 @@ import tornado.httpserver
 import tornado.web
 from tornado.iostream import StreamClosedError
 
-from monoai_tornado import Application, DemoBackend
+from monoai_tornado import DemoBackend
 from monoai_tornado.agents import Agent, default_agents, tool
 from monoai_tornado.agents import calculator as builtin_calculator
 from monoai_tornado.backends.base import Backend
@@ -375,9 +375,9 @@ class _CraftedStream(tornado.web.RequestHandler):
 
 
 @bounded(60)
-async def test_the_sse_parser_handles_any_framing(serve, counter):
+async def test_the_sse_parser_handles_any_framing(make_app, serve):
     gate = asyncio.Event()
-    app = Application("Framing", model=DemoBackend(delay=0), token_counter=counter)
+    app = make_app("Framing")
     web_app = tornado.web.Application(
         [tornado.web.url(r"/model/stream", _CraftedStream, {"gate": gate})] + page_specs(app))
     url = serve(tornado.httpserver.HTTPServer(web_app))

@@ -8,10 +8,9 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
-from monoai_tornado import Application, DemoBackend
+from monoai_tornado import DemoBackend
 from monoai_tornado.ratelimit import Limit, RateLimiter
 from tests.support.backends_for_tests import ScriptedBackend
-from tests.support.pages_helpers import with_pages
 from tests.test_browser import (MID_STREAM, ask, bounded, browser_page, no_page_errors,
                                 open_playground, pytestmark, wait_state, wait_until)
 
@@ -170,16 +169,14 @@ async def test_a_conversation_sends_its_whole_history(app_url: Any) -> None:
 
 
 @bounded(90)
-async def test_a_key_in_the_page_is_used_on_every_transport(serve: Any, counter: Any, tmp_path: Any) -> None:
+async def test_a_key_in_the_page_is_used_on_every_transport(app_url: Any, tmp_path: Any) -> None:
     from monoai_tornado.keys.file_store import FileKeyStore
     from monoai_tornado.keys.records import new_key
 
     store = FileKeyStore(tmp_path / "keys.json")
     secret, record = new_key("alice", limits=["5/minute"])
     await store.add(record)
-    app = Application("Keys", model=DemoBackend(delay=0), keys=store, require_api_key=True,
-                      token_counter=counter)
-    url = serve(with_pages(app))
+    url = app_url("Keys", keys=store, require_api_key=True, pages=True)
     async with browser_page("chat-key") as (page, seen):
         await open_playground(page, url)
         await ask(page, "no key yet", transport="ws")

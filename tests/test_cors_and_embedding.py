@@ -5,7 +5,6 @@ import pytest
 import tornado.httpserver
 import tornado.web
 
-from monoai_tornado import Application, DemoBackend
 from tests.support.http import json_of
 
 ENDPOINTS = ["/", "/health", "/model", "/model/stream", "/validate-user", "/rate-limit/stats",
@@ -55,8 +54,8 @@ class Hello(tornado.web.RequestHandler):
         self.write({"hello": "from the host app"})
 
 
-async def test_mounted_under_a_prefix_in_a_host_app(serve, fetch, counter):
-    ai = Application("Embedded", model=DemoBackend(delay=0), token_counter=counter)
+async def test_mounted_under_a_prefix_in_a_host_app(make_app, serve, fetch):
+    ai = make_app("Embedded")
     host_app = tornado.web.Application([(r"/hello", Hello), *ai.handlers("/ai")])
     url = serve(tornado.httpserver.HTTPServer(host_app))
     assert json_of(await fetch(url + "/hello")) == {"hello": "from the host app"}

@@ -2,22 +2,24 @@
 from __future__ import annotations
 
 import urllib.parse
-from typing import Any
 
+import pytest
 
-from monoai_tornado import Application, DemoBackend
+from monoai_tornado import DemoBackend
 from monoai_tornado.agents import default_agents
-from tests.support.http import Fetch
+from tests.support.http import AppUrl, Fetch
 from tests.test_browser import bounded, browser_page, no_page_errors, pytestmark as browser_mark
 
 
-def docs_app() -> Application:
+@pytest.fixture
+def docs_url(app_url: AppUrl) -> str:
+    """The demo app and agents, served; its base URL."""
     backend = DemoBackend(delay=0)
-    return Application("Docs Test", model=backend, agents=default_agents(backend))
+    return app_url("Docs Test", model=backend, agents=default_agents(backend))
 
 
-async def test_static_files_are_only_the_shipped_ones(serve: Any, fetch: Fetch) -> None:
-    base = serve(docs_app())
+async def test_static_files_are_only_the_shipped_ones(docs_url: str, fetch: Fetch) -> None:
+    base = docs_url
     script = await fetch(f"{base}/static/vendor/swagger-ui-bundle.js")
     assert script.code == 200
     assert script.headers["Content-Type"].startswith("application/javascript")
@@ -30,8 +32,8 @@ async def test_static_files_are_only_the_shipped_ones(serve: Any, fetch: Fetch) 
         assert answer.headers["Content-Type"].startswith("application/json"), name
 
 
-async def test_docs_page_names_its_files_under_the_mount_prefix(serve: Any, fetch: Fetch) -> None:
-    base = serve(docs_app())
+async def test_docs_page_names_its_files_under_the_mount_prefix(docs_url: str, fetch: Fetch) -> None:
+    base = docs_url
     page = await fetch(f"{base}/docs")
     assert page.code == 200
     assert page.headers["Content-Type"].startswith("text/html")
@@ -43,8 +45,8 @@ async def test_docs_page_names_its_files_under_the_mount_prefix(serve: Any, fetc
 
 @browser_mark
 @bounded(60)
-async def test_docs_lists_the_endpoints_with_no_request_leaving_the_machine(serve: Any) -> None:
-    base = serve(docs_app())
+async def test_docs_lists_the_endpoints_with_no_request_leaving_the_machine(docs_url: str) -> None:
+    base = docs_url
     requested: list[str] = []
     async with browser_page("docs") as (page, seen):
         page.on("request", lambda request: requested.append(request.url))

@@ -8,7 +8,6 @@ import uuid
 
 import pytest
 
-from monoai_tornado import Application
 from monoai_tornado.ratelimit import Limit, RateLimiter, RedisStore
 from tests.support.ratelimit_fixtures import REDIS_URL, delete_prefix, need_redis
 from tests.support.http import json_of
@@ -60,7 +59,7 @@ async def test_a_validator_cannot_normalize_into_the_ip_namespace(app_url, fetch
     assert json_of(await fetch(url + "/validate-user", "POST", {"user_id": "10.0.0.1"}))["valid"] is False
 
 
-async def test_cancel_right_after_a_prompt_never_wedges_the_socket(counter, caplog):
+async def test_cancel_right_after_a_prompt_never_wedges_the_socket(make_app, caplog):
     """Prompt then cancel at once, 20 times; cancel spam while idle and while running: every
     prompt ends with exactly one "cancelled", the next prompt is served, and a drain finds
     nothing left to wait for."""
@@ -71,7 +70,7 @@ async def test_cancel_right_after_a_prompt_never_wedges_the_socket(counter, capl
     from tests.support.ws_helpers import connect, read, send
 
     backend = ScriptedBackend([f"piece{i} " for i in range(50)], delay=0.01)
-    app = Application("T", model=backend, token_counter=counter)
+    app = make_app(model=backend)
     sock, port = tornado.testing.bind_unused_port()
     server = app.http_server()
     server.add_sockets([sock])

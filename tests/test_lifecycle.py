@@ -34,11 +34,10 @@ def start(app: Application):
     return server, f"http://127.0.0.1:{port}"
 
 
-async def test_aclose_lets_a_short_run_finish_then_closes_backend_and_limiter(fetch, counter):
+async def test_aclose_lets_a_short_run_finish_then_closes_backend_and_limiter(make_app, fetch):
     backend = ClosingBackend(["a", "b", "c"], delay=0.05)
     store = ClosingStore()
-    app = Application("T", model=backend, rate_limiter=RateLimiter([Limit("request", 10, "minute")], store),
-                      token_counter=counter)
+    app = make_app(model=backend, rate_limiter=RateLimiter([Limit("request", 10, "minute")], store))
     server, url = start(app)
     answer = asyncio.ensure_future(fetch(url + "/model", "POST", {"prompt": "p", "user_id": "u"}))
     for _ in range(200):
@@ -51,9 +50,9 @@ async def test_aclose_lets_a_short_run_finish_then_closes_backend_and_limiter(fe
     assert backend.closed and store.closed
 
 
-async def test_aclose_past_its_timeout_stops_runs_with_shutting_down(fetch, counter):
+async def test_aclose_past_its_timeout_stops_runs_with_shutting_down(make_app, fetch):
     backend = ClosingBackend(["x"] * 200, delay=0.05)
-    app = Application("T", model=backend, token_counter=counter)
+    app = make_app(model=backend)
     server, url = start(app)
     ws = await connect(url, "/model/ws")
     await send(ws, {"prompt": "slow"})

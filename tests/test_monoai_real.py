@@ -12,7 +12,6 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before LiteLLM 
 monoai_models = pytest.importorskip("monoai.models", reason="pip install -e '.[monoai]'")
 monoai_agents = pytest.importorskip("monoai.agents")
 
-from monoai_tornado import Application  # noqa: E402
 from tests.support.http import json_of  # noqa: E402
 from tests.support.fake_openai import FakeOpenAI  # noqa: E402
 from tests.support.ws_helpers import chunks_of, connect, read, read_until_end, send  # noqa: E402
@@ -73,11 +72,11 @@ async def test_cancelling_a_monoai_model_stops_the_upstream_and_frees_the_connec
         ws.close()
 
 
-async def test_a_monoai_agent_lists_its_tools_and_names_its_model(serve, fetch, counter, upstream_env):
+async def test_a_monoai_agent_lists_its_tools_and_names_its_model(make_app, serve, fetch, upstream_env):
     upstream_env("http://127.0.0.1:9/v1")  # never called: the listing only reads the object
     model = monoai_models.Model(provider="openai", model="test-model")
     agent = monoai_agents.Agent(model, tools=[weather], name="forecaster")
-    app = Application("MonoAI", agents=[agent], token_counter=counter)
+    app = make_app("MonoAI", model=None, agents=[agent])
     url = serve(app)
     listed = json_of(await fetch(url + "/agents"))["agents"]
     assert listed == [{"name": "forecaster", "description": listed[0]["description"],

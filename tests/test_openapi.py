@@ -130,11 +130,11 @@ def _served_http_paths(app: Application) -> set[str]:
             if not issubclass(spec.handler_class, PromptSocket)}
 
 
-def _full_app(counter: Any, **kwargs: Any) -> Application:
+def _full(**kwargs: Any) -> dict[str, Any]:
+    """The ``make_app`` arguments of the app with everything: the demo model and agents, generous limits."""
     backend = DemoBackend(delay=0)
     limiter = RateLimiter([Limit("request", 1000, "minute"), Limit("token", 10_000_000, "day")])
-    return Application("Full", model=backend, agents=default_agents(backend), rate_limiter=limiter,
-                       token_counter=counter, **kwargs)
+    return {"model": backend, "agents": default_agents(backend), "rate_limiter": limiter, **kwargs}
 
 
 def _request_for(doc: dict[str, Any], path: str, method: str) -> tuple[str, Any]:
@@ -206,15 +206,15 @@ def test_prompt_request_schema():
 
 # --- the document against the live app --------------------------------------------------------
 
-async def test_documented_paths_are_exactly_the_served_ones(serve, fetch, counter):
-    for app in (_full_app(counter), Application("Bare", token_counter=counter),
-                Application("M", model=DemoBackend(delay=0), token_counter=counter)):
+async def test_documented_paths_are_exactly_the_served_ones(make_app, serve, fetch):
+    for app in (make_app("Full", **_full()), make_app("Bare", model=None),
+                make_app("M")):
         doc = (await _doc(fetch, serve(with_pages(app)))).doc
         assert set(doc["paths"]) == _served_http_paths(app), app.name
 
 
-async def test_every_operation_answers_as_documented(serve, fetch, counter):
-    app = _full_app(counter)
+async def test_every_operation_answers_as_documented(make_app, serve, fetch):
+    app = make_app("Full", **_full())
     url = serve(with_pages(app))
     documented = await _doc(fetch, url)
     doc = documented.doc
@@ -239,18 +239,18 @@ async def test_every_operation_answers_as_documented(serve, fetch, counter):
     assert called == len(doc["paths"]) >= 12
 
 
-async def test_rate_limit_headers_on_success_are_documented(serve, fetch, counter):
-    url = serve(with_pages(_full_app(counter)))
+async def test_rate_limit_headers_on_success_are_documented(app_url, fetch):
+    url = app_url("Full", pages=True, **_full())
     documented = await _doc(fetch, url)
     response = await fetch(url + "/model", "POST", {"prompt": "hi"})
     for name in documented.doc["paths"]["/model"]["post"]["responses"]["200"]["headers"]:
         assert name in response.headers, name
 
 
-async def test_agent_enum_matches_the_configured_agents(serve, fetch, counter):
+async def test_agent_enum_matches_the_configured_agents(make_app, serve, fetch):
     backend = DemoBackend(delay=0)
     agents = {**{a.name: a for a in default_agents(backend)}, "second": default_agents(backend)[0]}
-    app = Application("A", agents=agents, token_counter=counter)
+    app = make_app("A", model=None, agents=agents)
     url = serve(with_pages(app))
     doc = (await _doc(fetch, url)).doc
     for path in ("/agent/{name}", "/agent/{name}/stream"):
@@ -282,8 +282,8 @@ async def test_servers_name_the_mount_point(app_url, fetch):
 
 # --- error answers ----------------------------------------------------------------------------
 
-async def test_bad_requests_are_documented(serve, fetch, counter):
-    url = serve(with_pages(_full_app(counter)))
+async def test_bad_requests_are_documented(app_url, fetch):
+    url = app_url("Full", pages=True, **_full())
     documented = await _doc(fetch, url)
     cases = [
         ("/model", "/model", b"not json", "invalid_json"),
@@ -304,8 +304,8 @@ async def test_bad_requests_are_documented(serve, fetch, counter):
             assert documented.check(path, "post", sse)["code"] == code
 
 
-async def test_unknown_agent_is_a_documented_404(serve, fetch, counter):
-    url = serve(with_pages(_full_app(counter)))
+async def test_unknown_agent_is_a_documented_404(app_url, fetch):
+    url = app_url("Full", pages=True, **_full())
     documented = await _doc(fetch, url)
     for path, concrete in (("/agent/{name}", "/agent/nobody"), ("/agent/{name}/stream", "/agent/nobody/stream")):
         response = await fetch(url + concrete, "POST", {"prompt": "hi"})
@@ -313,8 +313,8 @@ async def test_unknown_agent_is_a_documented_404(serve, fetch, counter):
         assert documented.check(path, "post", response)["code"] == "not_found"
 
 
-async def test_too_large_bodies_are_documented(serve, fetch, counter):
-    url = serve(with_pages(_full_app(counter, max_body_size=1000)))
+async def test_too_large_bodies_are_documented(app_url, fetch):
+    url = app_url("Full", pages=True, **_full(max_body_size=1000))
     documented = await _doc(fetch, url)
     big = {"prompt": "x" * 2000, "user_id": "y" * 10}
     for path, concrete in (("/model", "/model"), ("/model/stream", "/model/stream"),
@@ -324,11 +324,10 @@ async def test_too_large_bodies_are_documented(serve, fetch, counter):
         assert documented.check(path, "post", response)["code"] == "payload_too_large"
 
 
-async def test_rate_limited_answers_are_documented(serve, fetch, counter):
+async def test_rate_limited_answers_are_documented(make_app, serve, fetch):
     limiter = RateLimiter([Limit("request", 1, "minute")], clock=lambda: FROZEN_NOW)
     backend = DemoBackend(delay=0)
-    app = Application("L", model=backend, agents=default_agents(backend), rate_limiter=limiter,
-                      token_counter=counter)
+    app = make_app("L", model=backend, agents=default_agents(backend), rate_limiter=limiter)
     url = serve(with_pages(app))
     documented = await _doc(fetch, url)
     assert (await fetch(url + "/model", "POST", {"prompt": "first"})).code == 200
@@ -343,8 +342,8 @@ async def test_rate_limited_answers_are_documented(serve, fetch, counter):
         assert response.headers["x-ratelimit-remaining-requests"] == "0"
 
 
-async def test_admin_only_stats_are_documented(serve, fetch, counter):
-    url = serve(with_pages(_full_app(counter, admin_token="s3cret")))
+async def test_admin_only_stats_are_documented(app_url, fetch):
+    url = app_url("Full", pages=True, **_full(admin_token="s3cret"))
     documented = await _doc(fetch, url)
     assert documented.doc["components"]["securitySchemes"]["adminToken"]["scheme"] == "bearer"
     for path, concrete in (("/rate-limit/stats", "/rate-limit/stats"),
@@ -430,9 +429,9 @@ async def test_limiter_outage_is_a_documented_503(app_url, fetch):
     assert documented.check("/rate-limit/stats", "get", stats)["code"] == "limiter_unavailable"
 
 
-async def test_wrong_method_is_an_error_object(serve, fetch, counter):
+async def test_wrong_method_is_an_error_object(app_url, fetch):
     # 405 is described in info.description rather than per operation; its body is an Error.
-    url = serve(with_pages(_full_app(counter)))
+    url = app_url("Full", pages=True, **_full())
     documented = await _doc(fetch, url)
     assert "405" in documented.doc["info"]["description"]
     for concrete, method in (("/model", "GET"), ("/openapi.json", "POST"), ("/health", "DELETE")):

@@ -1,21 +1,21 @@
 """One route table: handlers, ``GET /``, the banner and the OpenAPI paths all derive from it."""
 from __future__ import annotations
 
-from monoai_tornado import Application, DemoBackend
+from monoai_tornado import DemoBackend
 from monoai_tornado.agents import Agent
 from monoai_tornado.keys import FileKeyStore
 from monoai_tornado.routes import ROUTES, routes_for
 from tests.support.http import json_of
 
 
-def app_with_everything(counter, tmp_path):
+def everything(tmp_path):
+    """The ``make_app`` arguments of an app with every optional part: a model, an agent, keys."""
     model = DemoBackend(delay=0)
-    return Application("T", model=model, agents=[Agent("helper", model)], token_counter=counter,
-                       keys=FileKeyStore(tmp_path / "keys.json"))
+    return {"model": model, "agents": [Agent("helper", model)], "keys": FileKeyStore(tmp_path / "keys.json")}
 
 
-async def test_every_route_is_served_and_listed_by_get_root(serve, fetch, counter, tmp_path):
-    app = app_with_everything(counter, tmp_path)
+async def test_every_route_is_served_and_listed_by_get_root(make_app, serve, fetch, tmp_path):
+    app = make_app(**everything(tmp_path))
     url = serve(app)
     listed = json_of(await fetch(url + "/"))["endpoints"]
     assert listed == [f"{method} {route.path}" for route in ROUTES if route.listed for method in route.methods]
@@ -25,8 +25,8 @@ async def test_every_route_is_served_and_listed_by_get_root(serve, fetch, counte
             assert (await fetch(url + path)).code == 200, path
 
 
-async def test_openapi_paths_are_the_http_routes(serve, fetch, counter, tmp_path):
-    url = serve(app_with_everything(counter, tmp_path))
+async def test_openapi_paths_are_the_http_routes(app_url, fetch, tmp_path):
+    url = app_url(**everything(tmp_path))
     doc = json_of(await fetch(url + "/openapi.json"))
     http_routes = {route.path for route in ROUTES if route.methods != ("WS",)}
     assert set(doc["paths"]) == http_routes
@@ -38,9 +38,9 @@ async def test_openapi_paths_are_the_http_routes(serve, fetch, counter, tmp_path
             assert len(operations) == len(route.methods) and route.operation in operations
 
 
-def test_model_and_agent_routes_exist_only_when_configured(counter):
+def test_model_and_agent_routes_exist_only_when_configured(make_app):
     assert all(route.serves == "always" for route in routes_for(has_model=False, has_agents=False))
-    app = Application("T", model=DemoBackend(delay=0), token_counter=counter)
+    app = make_app()
     lines = app.endpoint_lines("http://h:1")
     assert "WS   ws://h:1/model/ws" in lines
     assert not any("/agent" in line for line in lines)

@@ -7,7 +7,6 @@ import logging
 
 import pytest
 
-from monoai_tornado import Application, DemoBackend
 from monoai_tornado.ratelimit import Limit, RateLimiter
 from tests.support.http import json_of
 from tests.support.ws_helpers import connect, read, read_until_end, send
@@ -82,8 +81,8 @@ async def test_slow_loris_is_cut_off(app_url, fetch):
     ("127.0.0.1", ("*",), False), ("localhost", ("*",), False), ("::1", ("*",), False),
     ("0.0.0.0", ("https://app.example",), False),
 ])
-def test_any_origin_beyond_loopback_is_warned_about_at_start(counter, caplog, host, origins, warned):
-    app = Application("T", model=DemoBackend(delay=0), token_counter=counter, cors_origins=origins)
+def test_any_origin_beyond_loopback_is_warned_about_at_start(make_app, caplog, host, origins, warned):
+    app = make_app(cors_origins=origins)
     with caplog.at_level(logging.WARNING, logger="monoai_tornado"):
         app.log_start(host, 8000)
     assert ("--cors-origin" in caplog.text) is warned

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from tests.support.ratelimit_fixtures import redis_prefix, store_kind  # noqa: F401  (fixtures)
 
-from monoai_tornado import Application
 from monoai_tornado.ratelimit import Limit, MemoryStore, RateLimiter, RedisStore
 from tests.support.backends_for_tests import ScriptedBackend
 from tests.support.http import json_of, parse_sse, sse_until
@@ -59,9 +58,9 @@ def prompt_tokens(counter: Any, prompt: str) -> int:
     return int(counter.count_messages([{"role": "user", "content": prompt}]))
 
 
-def app_with(backend: Any, store: Any, counter: Any, **limiter_options: Any) -> tuple[Application, RateLimiter]:
-    limiter = RateLimiter([LIMIT], store, **limiter_options)
-    return Application("T", model=backend, rate_limiter=limiter, token_counter=counter), limiter
+def limiter_on(store: Any, **limiter_options: Any) -> RateLimiter:
+    """The limiter of these tests: ``LIMIT`` on ``store``."""
+    return RateLimiter([LIMIT], store, **limiter_options)
 
 
 async def test_a_token_budget_lowers_the_cap_of_the_run(app_url, fetch, counter, make_store):
@@ -78,10 +77,10 @@ async def test_a_token_budget_lowers_the_cap_of_the_run(app_url, fetch, counter,
     assert refused.code == 429 and json_of(refused)["code"] == "rate_limited" and "Retry-After" in refused.headers
 
 
-async def test_while_a_run_streams_its_reservation_shows_and_then_returns(serve, fetch, counter, make_store):
+async def test_while_a_run_streams_its_reservation_shows_and_then_returns(app_url, fetch, counter, make_store):
     backend = ScriptedBackend(PIECES[:20], delay=0.02)
-    app, limiter = app_with(backend, make_store(), counter)
-    url = serve(app)
+    limiter = limiter_on(make_store())
+    url = app_url(model=backend, rate_limiter=limiter)
     ws = await connect(url, "/model/ws")
     await send(ws, {"prompt": "go", "user_id": "u", "max_tokens": 1000})
     assert (await read(ws))["type"] == "chunk"
@@ -95,10 +94,10 @@ async def test_while_a_run_streams_its_reservation_shows_and_then_returns(serve,
     ws.close()
 
 
-async def test_a_cancel_message_returns_the_unused_reservation(serve, counter, make_store):
+async def test_a_cancel_message_returns_the_unused_reservation(app_url, counter, make_store):
     backend = ScriptedBackend(PIECES, delay=0.02)
-    app, limiter = app_with(backend, make_store(), counter)
-    url = serve(app)
+    limiter = limiter_on(make_store())
+    url = app_url(model=backend, rate_limiter=limiter)
     ws = await connect(url, "/model/ws")
     await send(ws, {"prompt": "go", "user_id": "u", "max_tokens": 1000})
     first = await read(ws)
@@ -111,10 +110,10 @@ async def test_a_cancel_message_returns_the_unused_reservation(serve, counter, m
 
 
 @pytest.mark.parametrize("transport", ["ws", "sse"])
-async def test_a_client_leaving_mid_stream_returns_the_unused_reservation(serve, counter, make_store, transport):
+async def test_a_client_leaving_mid_stream_returns_the_unused_reservation(app_url, counter, make_store, transport):
     backend = ScriptedBackend(PIECES, delay=0.02)
-    app, limiter = app_with(backend, make_store(), counter)
-    url = serve(app)
+    limiter = limiter_on(make_store())
+    url = app_url(model=backend, rate_limiter=limiter)
     body = {"prompt": "go", "user_id": "u", "max_tokens": 1000}
     if transport == "ws":
         ws = await connect(url, "/model/ws")
@@ -129,10 +128,10 @@ async def test_a_client_leaving_mid_stream_returns_the_unused_reservation(serve,
 
 
 @pytest.mark.parametrize("transport", ["json", "sse", "ws"])
-async def test_a_backend_error_mid_stream_returns_the_unused_reservation(serve, fetch, counter, make_store, transport):
+async def test_a_backend_error_mid_stream_returns_the_unused_reservation(app_url, fetch, counter, make_store, transport):
     backend = ScriptedBackend(PIECES, failure="error", fail_after=5)
-    app, limiter = app_with(backend, make_store(), counter)
-    url = serve(app)
+    limiter = limiter_on(make_store())
+    url = app_url(model=backend, rate_limiter=limiter)
     body = {"prompt": "go", "user_id": "u", "max_tokens": 1000}
     if transport == "json":
         response = await fetch(url + "/model", "POST", body)
@@ -148,11 +147,10 @@ async def test_a_backend_error_mid_stream_returns_the_unused_reservation(serve, 
     assert await settled(limiter, "u") == prompt_tokens(counter, "go") + counter.count("".join(PIECES[:5]))
 
 
-async def test_a_concurrency_limit_refuses_a_second_run_of_the_user_while_others_run(serve, fetch, counter,
-                                                                                   make_store):
+async def test_a_concurrency_limit_refuses_a_second_run_of_the_user_while_others_run(app_url, fetch, make_store):
     backend = ScriptedBackend(PIECES[:30], delay=0.02)
-    app, limiter = app_with(backend, make_store(), counter, concurrency_limit=1)
-    url = serve(app)
+    limiter = limiter_on(make_store(), concurrency_limit=1)
+    url = app_url(model=backend, rate_limiter=limiter)
     ws = await connect(url, "/model/ws")
     await send(ws, {"prompt": "first", "user_id": "alice"})
     assert (await read(ws))["type"] == "chunk"  # alice's run is in flight

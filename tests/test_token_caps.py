@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from monoai_tornado import Application, DemoBackend
+from monoai_tornado import DemoBackend
 from monoai_tornado.agents import default_agents
 from monoai_tornado.backends.openai import OpenAIBackend
 from monoai_tornado.ratelimit import Limit, RateLimiter
@@ -127,10 +127,10 @@ async def test_the_openai_backend_sends_the_cap_upstream_as_max_tokens(app_url, 
 
 
 @pytest.mark.parametrize("limited", [False, True])
-async def test_of_10_simultaneous_requests_exactly_max_concurrent_runs_run(serve, fetch, counter, limited):
+async def test_of_10_simultaneous_requests_exactly_max_concurrent_runs_run(make_app, serve, fetch, limited):
     backend = ScriptedBackend(["slow"] * 10, delay=0.05)
     limiter = RateLimiter([Limit("request", 1000, "minute")]) if limited else None
-    app = Application("T", model=backend, rate_limiter=limiter, max_concurrent_runs=2, token_counter=counter)
+    app = make_app(model=backend, rate_limiter=limiter, max_concurrent_runs=2)
     url = serve(app)
     responses = await asyncio.gather(*(fetch(url + "/model", "POST", {"prompt": "x"}) for _ in range(10)))
     codes = sorted(r.code for r in responses)
