@@ -2,10 +2,10 @@
 
 Tornado's simple HTTP client opens a connection per request: a resolver call in a thread, a
 TCP handshake and ``Connection: close`` each time. In front of a fast model server that is
-most of what a proxied request costs. :class:`UpstreamPool` sends each request with Tornado's
-own HTTP/1.1 machinery (:class:`~tornado.http1connection.HTTP1Connection`) over a connection
-left open by an earlier request to the same scheme, host and port when there is one, and
-keeps the connection for the next request once the answer has been read to its end.
+most of what a proxied request costs. :class:`UpstreamPool` sends each request (the exchange
+itself is :mod:`.http1`'s) over a connection left open by an earlier request to the same
+scheme, host and port when there is one, and keeps the connection for the next request once
+the answer has been read to its end.
 
 A connection goes back to the pool only after a complete answer whose length was known
 (``Content-Length`` or chunked) and that did not say ``Connection: close``. A call that is
@@ -17,19 +17,21 @@ of its answer came back is sent once more on a new connection.
 from __future__ import annotations
 
 import asyncio
+import io
 import socket
 import ssl
 import urllib.parse
 import weakref
 from typing import Any, Awaitable, Callable
 
-from tornado.http1connection import HTTP1Connection, HTTP1ConnectionParameters
 from tornado.httpclient import HTTPRequest, HTTPResponse
-from tornado.httputil import HTTPHeaders, HTTPMessageDelegate, RequestStartLine, ResponseStartLine
+from tornado.httputil import HTTPHeaders, ResponseStartLine
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.netutil import DefaultLoopResolver, is_valid_ip
 from tornado.simple_httpclient import HTTPTimeoutError
 from tornado.tcpclient import TCPClient
+
+from .http1 import read_body, read_head, request_head
 
 #: Seconds a connection may wait in the pool before it is closed rather than reused.
 IDLE_TIMEOUT = 15.0
@@ -52,8 +54,8 @@ class _Resolver(DefaultLoopResolver):
         return await super().resolve(host, port, family)
 
 
-class _Delegate(HTTPMessageDelegate):
-    """Receives one answer: its start line and headers, then its body chunks."""
+class _Answer:
+    """What came back for one request: its start line and headers, and its body unless streamed."""
 
     def __init__(self, request: HTTPRequest, on_headers: HeadersCallback | None) -> None:
         self.request = request
@@ -61,11 +63,9 @@ class _Delegate(HTTPMessageDelegate):
         self.start_line: ResponseStartLine | None = None
         self.headers = HTTPHeaders()
         self.keep_alive = False
-        self.closed = False
         self.body: list[bytes] = []
 
-    def headers_received(self, start_line: Any, headers: HTTPHeaders) -> None:
-        assert isinstance(start_line, ResponseStartLine)
+    def headers_received(self, start_line: ResponseStartLine, headers: HTTPHeaders) -> None:
         self.start_line, self.headers = start_line, headers
         framed = "Content-Length" in headers or headers.get("Transfer-Encoding", "").lower() == "chunked"
         self.keep_alive = (framed and start_line.version == "HTTP/1.1"
@@ -80,12 +80,6 @@ class _Delegate(HTTPMessageDelegate):
         self.body.append(chunk)
         return None
 
-    def finish(self) -> None:
-        pass
-
-    def on_connection_close(self) -> None:
-        self.closed = True
-
 
 class UpstreamCall:
     """One request sent through the pool; :attr:`future` resolves to its response.
@@ -97,7 +91,7 @@ class UpstreamCall:
     def __init__(self, pool: "UpstreamPool", request: HTTPRequest, on_headers: HeadersCallback | None) -> None:
         self.pool = pool
         self.request = request
-        self.delegate = _Delegate(request, on_headers)
+        self.answer = _Answer(request, on_headers)
         self.stream: IOStream | None = None
         self.aborted = False
         self._connecting: asyncio.Future[IOStream] | None = None
@@ -122,7 +116,7 @@ class UpstreamCall:
             try:
                 return await self._exchange(stream, target, path, host, start)
             except StreamClosedError:
-                if not reused or self.aborted or self.delegate.start_line is not None:
+                if not reused or self.aborted or self.answer.start_line is not None:
                     raise
             # The upstream had closed this kept connection before our request reached it.
             stream, reused = None, False
@@ -159,22 +153,23 @@ class UpstreamCall:
         headers = HTTPHeaders(request.headers)
         headers["Host"] = host
         headers["Content-Length"] = str(len(body))
-        connection = HTTP1Connection(stream, True, self.pool.params)
-        await connection.write_headers(RequestStartLine(request.method, path, "HTTP/1.1"), headers, body)
-        connection.finish()
-        delegate = self.delegate
-        complete = await connection.read_response(delegate)
-        if not complete or delegate.closed or delegate.start_line is None:
-            connection.close()
-            raise StreamClosedError()
-        if delegate.keep_alive and not self.aborted and not stream.closed():
-            self.pool.give_back(target, connection.detach())
+        answer = self.answer
+        try:
+            await stream.write(request_head(request.method, path, headers) + body)
+            start_line, answer_headers = await read_head(stream, MAX_HEADER_SIZE)
+            answer.headers_received(start_line, answer_headers)
+            reusable = await read_body(stream, request.method, start_line, answer_headers, answer.data_received)
+        except BaseException:
+            stream.close()
+            raise
+        if reusable and answer.keep_alive and not self.aborted and not stream.closed():
+            self.pool.give_back(target, stream)
         else:
-            connection.close()
+            stream.close()
         self.stream = None
-        return HTTPResponse(request, delegate.start_line.code, reason=delegate.start_line.reason,
-                            headers=delegate.headers, effective_url=request.url,
-                            buffer=None, start_time=start)
+        buffer = None if request.streaming_callback is not None else io.BytesIO(b"".join(answer.body))
+        return HTTPResponse(request, start_line.code, reason=start_line.reason, headers=answer_headers,
+                            effective_url=request.url, buffer=buffer, start_time=start)
 
 
 class UpstreamPool:
@@ -186,8 +181,6 @@ class UpstreamPool:
         self.max_idle = max_idle
         self.max_buffer_size = max_buffer_size
         self.tcp = TCPClient(resolver=_Resolver())
-        self.params = HTTP1ConnectionParameters(no_keep_alive=False, max_header_size=MAX_HEADER_SIZE,
-                                                max_body_size=1 << 62, decompress=False)
         self._idle: dict[Target, list[tuple[IOStream, float]]] = {}
         self._targets: dict[str, tuple[Target, str, str]] = {}
         self._ssl: ssl.SSLContext | None = None
