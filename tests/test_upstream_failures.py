@@ -95,3 +95,34 @@ async def test_a_failure_after_the_first_event_is_an_error_event_under_200(app_u
     events = parse_sse(response.body)
     assert [name for name, _ in events] == ["chunk", "chunk", "error"]
     assert events[-1][1]["code"] == "backend_error" and "finish_reason" in events[-1][1]["error"]
+
+
+@pytest.mark.parametrize(("status", "headers", "ours", "code", "our_headers"), TABLE)
+async def test_each_upstream_status_on_a_streamed_v1_request_is_its_own_status(serve, fetch, counter, status,
+                                                                               headers, ours, code, our_headers):
+    async with FakeOpenAI(status=status, error_message="nope", error_headers=headers) as upstream:
+        limiter = RateLimiter([Limit("request", 100, "minute")])
+        url = serve(app_for(upstream, counter, rate_limiter=limiter))
+        response = await fetch(url + "/v1/chat/completions", "POST",
+                               {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True})
+    # As OpenAI answers: an error before the stream began is an HTTP status, not an event under 200.
+    assert response.code == ours
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert json_of(response)["error"]["code"] == code
+    assert response.headers["x-ratelimit-limit-requests"] == "100"
+    for name, value in our_headers.items():
+        assert response.headers[name] == value
+
+
+async def test_a_streamed_v1_answer_begins_with_the_role_chunk_in_the_first_write(serve, fetch, counter):
+    async with FakeOpenAI(chunks=["Hel", "lo"]) as upstream:
+        url = serve(app_for(upstream, counter))
+        response = await fetch(url + "/v1/chat/completions", "POST",
+                               {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True})
+    assert response.code == 200
+    events = [line[6:] for line in response.body.decode().split("\n\n") if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    deltas = [json.loads(event)["choices"][0]["delta"] for event in events[:-1] if json.loads(event)["choices"]]
+    assert deltas[0] == {"role": "assistant", "content": ""}
+    assert [delta.get("content") for delta in deltas[1:3]] == ["Hel", "lo"]
+    assert sum(1 for delta in deltas if "role" in delta) == 1

@@ -114,12 +114,12 @@ class PromptHandler(JsonHandler):
     async def _answer_with_events(self, ticket: Any, target: Any, events: Any = None) -> None:
         """Stream the run as server-sent events; a run that fails before its first event answers its status.
 
-        On the prompt routes (``events`` None) the headers (rate-limit ones included) are held
-        until the first event or ``sse_header_hold`` seconds, whichever comes first: a failure
-        before then (an upstream refusing the request, a connection refused) is a plain JSON
-        error with its own status, as a refusal at admission is; a slow first token still gets
-        its headers early. After that, a failure is told by an ``error`` event under the 200.
-        A caller with its own ``events`` (``/v1``) writes its first chunk before the run starts.
+        The headers (rate-limit ones included) are held until the run's first event or
+        ``sse_header_hold`` seconds, whichever comes first: a failure before then (an upstream
+        refusing the request, a connection refused) is a plain JSON error with its own status,
+        as a refusal at admission is; a slow first token still gets its headers early. After
+        that, a failure is told by an ``error`` event under the 200. ``events`` (``/v1``'s own
+        chunks) default to ours.
         """
         self.set_header("Content-Type", "text/event-stream; charset=UTF-8")
         self.set_header("Cache-Control", "no-cache")
@@ -131,18 +131,15 @@ class PromptHandler(JsonHandler):
         keepalive = tornado.ioloop.PeriodicCallback(
             self._keepalive, self.context.sse_keepalive_interval * 1000
         )
-        run: asyncio.Future[dict[str, Any] | None] | None = None
+        run = asyncio.ensure_future(self._run_until_done(ticket, target, events or _SseEvents(self)))
         try:
-            if events is None:
-                run = asyncio.ensure_future(self._run_until_done(ticket, target, _SseEvents(self)))
-                await asyncio.wait([run], timeout=self.context.sse_header_hold)
-                if run.done() and not run.cancelled() and not self._headers_written and run.exception() is not None:
-                    raise run.exception()  # type: ignore[misc]
+            await asyncio.wait([run], timeout=self.context.sse_header_hold)
+            if run.done() and not run.cancelled() and not self._headers_written and run.exception() is not None:
+                raise run.exception()  # type: ignore[misc]
             if not self._headers_written:
-                await self.flush()
+                await self.stream_started()
             keepalive.start()
-            await self.stream_started()
-            result = await (run if run is not None else self._run_until_done(ticket, target, events))
+            result = await run
             if result is not None:
                 await self.stream_result(result)
         except (StreamClosedError, ClientGone):
@@ -155,11 +152,15 @@ class PromptHandler(JsonHandler):
             await self._send_error_quietly(render_error(exc, shape=self.error_shape).body)
         finally:
             keepalive.stop()
+            if not run.done():
+                run.cancel()
         if not self._client_gone:
             self.finish()
 
     async def stream_started(self) -> None:
-        """Hook: the headers went out; events a stream begins with go here."""
+        """Hook: the run has sent no event within the hold: the headers go out now, with what a
+        stream begins with (``/v1``'s role chunk); a run's first event sends them otherwise."""
+        await self.flush()
 
     async def stream_result(self, result: dict[str, Any]) -> None:
         """Hook: the run's result, as the stream's last events."""

@@ -90,19 +90,27 @@ class _Chunks:
 
 
 class _ChunkEvents:
-    """A model's text, sent as content deltas as the model makes it."""
+    """A model's text, sent as content deltas as the model makes it, after the role chunk."""
 
     def __init__(self, handler: ChatCompletionsHandler, chunks: _Chunks) -> None:
         self.handler = handler
         self.chunks = chunks
         self.sent_text = False
+        self.sent_role = False
+
+    def opening(self) -> str:
+        """The role chunk every stream begins with, the first time; then nothing."""
+        if self.sent_role:
+            return ""
+        self.sent_role = True
+        return self.chunks.choice('{"role":"assistant","content":""}')
 
     async def on_text(self, text: str) -> None:
         await self.send_text(text)
 
     async def send_text(self, text: str) -> None:
         self.sent_text = True
-        await self.handler.send_soon(self.chunks.content(text))
+        await self.handler.send_soon(self.opening() + self.chunks.content(text))
 
     async def on_step(self, step: dict[str, Any]) -> None:
         pass
@@ -183,7 +191,7 @@ class ChatCompletionsHandler(OpenAIShapedErrors, PromptHandler):
                 self.send_json(completion(result, chat.model))
 
     async def stream_started(self) -> None:
-        await self.send_sse(self.chunks.choice('{"role":"assistant","content":""}'))
+        await self.send_sse(self.events.opening())
 
     async def stream_result(self, result: dict[str, Any]) -> None:
         chunks = self.chunks
