@@ -98,11 +98,11 @@ async def test_a_failure_after_the_first_event_is_an_error_event_under_200(app_u
 
 
 @pytest.mark.parametrize(("status", "headers", "ours", "code", "our_headers"), TABLE)
-async def test_each_upstream_status_on_a_streamed_v1_request_is_its_own_status(serve, fetch, counter, status,
+async def test_each_upstream_status_on_a_streamed_v1_request_is_its_own_status(app_url, fetch, status,
                                                                                headers, ours, code, our_headers):
     async with FakeOpenAI(status=status, error_message="nope", error_headers=headers) as upstream:
         limiter = RateLimiter([Limit("request", 100, "minute")])
-        url = serve(app_for(upstream, counter, rate_limiter=limiter))
+        url = app_url(model=backend_for(upstream), rate_limiter=limiter)
         response = await fetch(url + "/v1/chat/completions", "POST",
                                {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True})
     # As OpenAI answers: an error before the stream began is an HTTP status, not an event under 200.
@@ -114,9 +114,9 @@ async def test_each_upstream_status_on_a_streamed_v1_request_is_its_own_status(s
         assert response.headers[name] == value
 
 
-async def test_a_streamed_v1_answer_begins_with_the_role_chunk_in_the_first_write(serve, fetch, counter):
+async def test_a_streamed_v1_answer_begins_with_the_role_chunk_in_the_first_write(app_url, fetch):
     async with FakeOpenAI(chunks=["Hel", "lo"]) as upstream:
-        url = serve(app_for(upstream, counter))
+        url = app_url(model=backend_for(upstream))
         response = await fetch(url + "/v1/chat/completions", "POST",
                                {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True})
     assert response.code == 200
