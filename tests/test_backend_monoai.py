@@ -365,6 +365,7 @@ async def _drain_slowly(stream: Any) -> None:
             pass
 
 
+@pytest.mark.slow  # takes a second or more
 async def test_a_timeout_gives_backend_timeout() -> None:
     model = SyncModel(delay=0.3)
     with pytest.raises(BackendTimeout, match="did not answer within 0.2 s"):

@@ -102,6 +102,7 @@ async def test_first_chunk_reaches_the_consumer_while_the_upstream_is_still_answ
     assert request.finished and not request.closed_early
 
 
+@pytest.mark.slow  # takes a second or more
 async def test_events_split_across_reads_crlf_comments_and_empty_deltas() -> None:
     chunks = ["caf\u00e9 ", "\u2603 ", "\U0001f600", " done"]
     async with FakeOpenAI(chunks=chunks, split_bytes=3, crlf=True, comments=True) as upstream:
@@ -224,6 +225,7 @@ async def test_the_call_options_win_over_the_defaults_field_by_field() -> None:
         "max_tokens": 7, "temperature": 0.5, "top_k": 5, "seed": 2, "stop": ["END"]}
 
 
+@pytest.mark.slow  # takes a second or more
 async def test_no_total_limit_by_default_while_chunks_keep_coming() -> None:
     async with FakeOpenAI(chunks=[str(i % 10) for i in range(40)], delay=0.03) as upstream:
         backend = OpenAIBackend(upstream.base_url, "m", idle_timeout=1, first_token_timeout=1)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from tests.support.http import json_of
 
 PROMPT = b'{"prompt": "hi"}'
@@ -64,6 +66,7 @@ async def test_requests_in_time_are_answered_and_leave_no_deadline_behind(serve,
     assert server.deadlines.watched <= 1  # at most the client's idle keep-alive connection
 
 
+@pytest.mark.slow  # takes a second or more
 async def test_a_slow_but_steady_request_within_the_deadlines_is_answered(app_url):
     url = app_url(idle_timeout=2, body_timeout=2)
     reader, writer = await _open(url)

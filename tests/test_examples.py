@@ -51,6 +51,7 @@ async def test_embed_example_serves_under_ai_and_ws_client_reads_the_stream(fetc
         server.cancel()
 
 
+@pytest.mark.slow  # takes a second or more
 async def test_rate_limited_example_holds_ten_requests_a_minute(serve, fetch):
     url = serve(load("rate_limited_app").build_app())
     codes = [(await fetch(url + "/model", "POST", {"prompt": "p", "user_id": "admin_3"})).code for _ in range(11)]

@@ -97,6 +97,7 @@ async def test_client_vanishing_after_the_answer_leaves_nothing_behind(budget_ur
 
 
 @pytest.mark.redis
+@pytest.mark.slow  # takes a second or more
 async def test_redis_stopping_mid_run_then_coming_back(app_url, fetch, tmp_path):
     from monoai_tornado.ratelimit import RedisStore
     from tests.support.ratelimit_fixtures import RedisServer, need_redis

@@ -23,6 +23,8 @@ from monoai_tornado.ratelimit import Limit, RateLimiter
 from tests.support.threaded_server import ThreadedServer
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
+#: Hundreds of generated requests a test: seconds each (``-m "not slow"`` leaves them out).
+pytestmark = pytest.mark.slow
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 
 #: Any code point, unpaired surrogates (category Cs) and NUL included.

@@ -159,6 +159,7 @@ async def status_and_code_of_a_large_post(url, path, io_loop, size, connection="
 
 
 @pytest.mark.parametrize("path", ["/model", "/validate-user", "/nowhere"])
+@pytest.mark.slow  # takes a second or more
 async def test_a_body_over_the_servers_cap_gets_413_not_a_reset(url, path, io_loop):
     """17 MiB announced and sent with Content-Length (the server's cap is 16 MiB)."""
     answer = await status_and_code_of_a_large_post(url, path, io_loop, 17 * 1024 * 1024)

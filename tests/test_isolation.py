@@ -59,6 +59,7 @@ async def test_a_validator_cannot_normalize_into_the_ip_namespace(app_url, fetch
     assert json_of(await fetch(url + "/validate-user", "POST", {"user_id": "10.0.0.1"}))["valid"] is False
 
 
+@pytest.mark.slow  # takes a second or more
 async def test_cancel_right_after_a_prompt_never_wedges_the_socket(make_app, caplog):
     """Prompt then cancel at once, 20 times; cancel spam while idle and while running: every
     prompt ends with exactly one "cancelled", the next prompt is served, and a drain finds
@@ -104,6 +105,7 @@ async def test_cancel_right_after_a_prompt_never_wedges_the_socket(make_app, cap
     assert await ws.read_message() is None  # closed by the drain (1001)
 
 
+@pytest.mark.slow  # takes a second or more
 async def test_prompt_and_cancel_in_one_write_then_the_next_prompt_is_served(app_url):
     """The probe's case, 20 trials: each cancel answered "cancelled", each next prompt completed."""
     from tests.support.backends_for_tests import ScriptedBackend

@@ -22,7 +22,7 @@ from tests.support.http import json_of, parse_sse
 from tests.support.processes import free_port, start_server, stop_server, wait_for
 from tests.support.ws_helpers import connect, read, read_until_end, send
 
-pytestmark = pytest.mark.llama
+pytestmark = [pytest.mark.llama, pytest.mark.process, pytest.mark.slow]  # a llama.cpp server process
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = Path(os.environ.get("MONOAI_LLAMA_VENV", ROOT / ".venv-llama"))

@@ -227,6 +227,7 @@ async def test_outage_fails_open_when_asked(
         await limiter.aclose()
 
 
+@pytest.mark.slow  # takes a second or more
 async def test_a_hung_redis_times_out_to_503(
     redis_server: RedisServer, redis_prefix: str, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:

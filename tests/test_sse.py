@@ -5,6 +5,7 @@ import asyncio
 import json
 from typing import Any, AsyncIterator
 
+import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from monoai_tornado import DemoBackend
@@ -98,6 +99,7 @@ async def test_errors_before_the_stream_keep_their_status(app_url, fetch):
     assert response.code == 400 and json_of(response)["code"] == "invalid_json"
 
 
+@pytest.mark.slow  # takes a second or more
 async def test_keepalive_comments_during_silence(app_url):
     backend = GatedBackend()
     url = app_url(model=backend, sse_keepalive_interval=0.05)

@@ -147,6 +147,7 @@ async def test_a_backend_error_mid_stream_returns_the_unused_reservation(app_url
     assert await settled(limiter, "u") == prompt_tokens(counter, "go") + counter.count("".join(PIECES[:5]))
 
 
+@pytest.mark.slow  # takes a second or more
 async def test_a_concurrency_limit_refuses_a_second_run_of_the_user_while_others_run(app_url, fetch, make_store):
     backend = ScriptedBackend(PIECES[:30], delay=0.02)
     limiter = limiter_on(make_store(), concurrency_limit=1)

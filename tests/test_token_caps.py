@@ -127,6 +127,7 @@ async def test_the_openai_backend_sends_the_cap_upstream_as_max_tokens(app_url, 
 
 
 @pytest.mark.parametrize("limited", [False, True])
+@pytest.mark.slow  # takes a second or more
 async def test_of_10_simultaneous_requests_exactly_max_concurrent_runs_run(make_app, serve, fetch, limited):
     backend = ScriptedBackend(["slow"] * 10, delay=0.05)
     limiter = RateLimiter([Limit("request", 1000, "minute")]) if limited else None

@@ -189,6 +189,7 @@ async def test_every_model_chunk_is_its_own_message(app_url):
     ws.close()
 
 
+@pytest.mark.slow  # takes a second or more
 async def test_a_reader_that_stops_reading_gets_the_waiting_chunks_joined(app_url):
     """Chunks made while the kernel buffer is full go out joined; nothing is lost or reordered."""
     pieces = [f"word{i:05d} " * 400 for i in range(2000)]  # 2000 chunks, 8.8 MB: more than the kernel holds
