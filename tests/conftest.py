@@ -12,7 +12,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from monoai_tornado import Application, DemoBackend
 from monoai_tornado.usage import TokenCounter, shared_counter
 from tests.support import ratelimit_fixtures
-from tests.support.chromium import CHROMIUM, IN_CI
+from tests.support.browser import CHROMIUM, IN_CI
 from tests.support.http import AppUrl, Fetch, MakeApp
 from tests.support.pages_helpers import with_pages
 from tests.support.redis_cluster import LocalCluster, cluster_available, start_cluster

@@ -1,7 +1,7 @@
 """The playground as a chat, in a real browser: Markdown, safety, Stop, limits, conversation.
 
 Playwright drives Debian's Chromium against a real server in the test's IOLoop (see
-``tests/test_browser.py`` for the helpers and the CI rule: under ``CI=true`` these never skip).
+``tests/support/browser.py`` for the helpers and the CI rule: under ``CI=true`` these never skip).
 """
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import Any
 from monoai_tornado import DemoBackend
 from monoai_tornado.ratelimit import Limit, RateLimiter
 from tests.support.backends_for_tests import ScriptedBackend
-from tests.test_browser import (MID_STREAM, ask, bounded, browser_page, no_page_errors,
-                                open_playground, pytestmark, wait_state, wait_until)
+from tests.support.browser import (BROWSER, MID_STREAM, ask, bounded, browser_page, no_page_errors,
+                                   open_playground, wait_state, wait_until)
 
-__all__ = ["pytestmark"]  # the browser tests' skip rule applies here too
+pytestmark = BROWSER
 
 DOCS = pathlib.Path(__file__).parent.parent / "docs"
 FROZEN_NOW = 1_700_000_030.0

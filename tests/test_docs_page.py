@@ -8,7 +8,7 @@ import pytest
 from monoai_tornado import DemoBackend
 from monoai_tornado.agents import default_agents
 from tests.support.http import AppUrl, Fetch
-from tests.test_browser import bounded, browser_page, no_page_errors, pytestmark as browser_mark
+from tests.support.browser import BROWSER, bounded, browser_page, no_page_errors
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ async def test_docs_page_names_its_files_under_the_mount_prefix(docs_url: str, f
     assert 'src="/static/vendor/swagger-ui-bundle.js"' in body
 
 
-@browser_mark
+@BROWSER
 @bounded(60)
 async def test_docs_lists_the_endpoints_with_no_request_leaving_the_machine(docs_url: str) -> None:
     base = docs_url

@@ -325,7 +325,7 @@ def test_readme_scale_out_on_one_machine(clone):
 
 @pytest.mark.process
 async def test_readme_javascript_runs_in_the_browser(app_url, need_chromium):
-    from tests.test_browser import browser_page, no_page_errors
+    from tests.support.browser import browser_page, no_page_errors
 
     url = app_url("JS")
     port = url.rsplit(":", 1)[1]
