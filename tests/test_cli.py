@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from monoai_tornado.cli import build_parser
-from tests.support.processes import start_server, stop_server
+from tests.support.processes import post, start_server, stop_server
 
 pytestmark = pytest.mark.process  # most tests start the command line
 
@@ -21,15 +21,6 @@ pytestmark = pytest.mark.process  # most tests start the command line
 def get(url: str) -> tuple[int, dict]:
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-def post(url: str, body: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())

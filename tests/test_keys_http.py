@@ -268,12 +268,12 @@ async def test_metrics_and_access_log_name_the_key_id_never_the_key(keys_url, fe
 @pytest.mark.parametrize("require", [False, True])
 async def test_openapi_documents_keys_and_the_answers_match_it(keys_app, serve, fetch, keys, require) -> None:
     from tests.support.pages_helpers import with_pages
-    from tests.test_openapi import _doc, _served_http_paths
+    from tests.support.openapi_doc import documented_at, served_http_paths
 
     app = keys_app(require=require)
     base = serve(with_pages(app))
-    documented = await _doc(fetch, base)  # a valid OpenAPI 3.1 document
-    assert set(documented.doc["paths"]) == _served_http_paths(app)
+    documented = await documented_at(fetch, base)  # a valid OpenAPI 3.1 document
+    assert set(documented.doc["paths"]) == served_http_paths(app)
     assert documented.doc["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
     refused = await fetch(base + "/model", "POST", {"prompt": "hi"}, headers=bearer("sk-mt-wrong"))
     documented.check("/model", "post", refused)

@@ -8,126 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from typing import Any, AsyncIterator
 
 import pytest
-from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_spec
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
 
-from monoai_tornado import Application, DemoBackend
+from monoai_tornado import DemoBackend
 from monoai_tornado.agents import default_agents
 from monoai_tornado.backends.base import Backend, TextDelta
-from monoai_tornado.handlers.websocket import PromptSocket
 from monoai_tornado.openapi import build_openapi
 from monoai_tornado.ratelimit import Limit, RateLimiter, StoreUnavailable
 from tests.support.backends_for_tests import ScriptedBackend
-from tests.support.http import json_of, parse_sse
-from tests.support.pages_helpers import page_specs, with_pages
+from tests.support.http import json_of
+from tests.support.openapi_doc import JSON, SSE, Documented, documented_at, json_pointer, served_http_paths
+from tests.support.pages_helpers import with_pages
 
-JSON = "application/json"
-SSE = "text/event-stream"
 FROZEN_NOW = 1_700_000_030.0  # mid-minute: a window cannot roll over during a test
-
-
-# --- reading the document ---------------------------------------------------------------------
-
-def _escape(token: str) -> str:
-    return token.replace("~", "~0").replace("/", "~1")
-
-
-def _pointer(*tokens: str) -> str:
-    return "/" + "/".join(_escape(t) for t in tokens)
-
-
-def _at(doc: dict[str, Any], pointer: str) -> Any:
-    value: Any = doc
-    for token in pointer.lstrip("/").split("/"):
-        value = value[token.replace("~1", "/").replace("~0", "~")]
-    return value
-
-
-def _follow(doc: dict[str, Any], pointer: str) -> str:
-    """``pointer``, or where its object's ``$ref`` leads (responses may be references)."""
-    target = _at(doc, pointer)
-    while isinstance(target, dict) and "$ref" in target:
-        pointer = target["$ref"][1:]
-        target = _at(doc, pointer)
-    return pointer
-
-
-class Documented:
-    """The document and JSON Schema validators for the schemas at its pointers."""
-
-    def __init__(self, doc: dict[str, Any]) -> None:
-        self.doc = doc
-        resource = Resource.from_contents(doc, default_specification=DRAFT202012)
-        self.registry = Registry().with_resource("urn:openapi", resource)
-
-    def validator(self, pointer: str) -> Draft202012Validator:
-        return Draft202012Validator({"$ref": "urn:openapi#" + pointer}, registry=self.registry,
-                                    format_checker=Draft202012Validator.FORMAT_CHECKER)
-
-    def response(self, path: str, method: str, status: int) -> str:
-        """Pointer to the documented response; fails when the status is not documented."""
-        responses = self.doc["paths"][path][method]["responses"]
-        assert str(status) in responses, f"{method.upper()} {path} answered {status}, not documented"
-        return _follow(self.doc, _pointer("paths", path, method, "responses", str(status)))
-
-    def check(self, path: str, method: str, response: Any) -> Any:
-        """Validate a live answer (status, content type, body, headers) against the document."""
-        pointer = self.response(path, method, response.code)
-        documented = _at(self.doc, pointer)
-        media = response.headers.get("Content-Type", "").split(";")[0].strip()
-        assert media in documented.get("content", {}), f"{path} {response.code}: {media} not documented"
-        body: Any
-        if media == JSON:
-            body = json.loads(response.body)
-            errors = list(self.validator(pointer + _pointer("content", JSON, "schema")).iter_errors(body))
-            assert not errors, f"{method.upper()} {path} {response.code}: {errors[0].message} in {body}"
-        elif media == SSE:
-            body = parse_sse(response.body)
-            events = _at(self.doc, pointer + _pointer("content", SSE))["x-sse-events"]
-            assert body, "no events"
-            for name, data in body:
-                assert name in events, f"undocumented event {name}"
-                event_pointer = pointer + _pointer("content", SSE, "x-sse-events", name)
-                errors = list(self.validator(event_pointer).iter_errors(data))
-                assert not errors, f"{path} event {name}: {errors[0].message}"
-        else:
-            body = response.body.decode()
-        for name, header in documented.get("headers", {}).items():
-            header = _at(self.doc, header["$ref"][1:]) if "$ref" in header else header
-            value = response.headers.get(name)
-            if header.get("required"):
-                assert value is not None, f"{path} {response.code}: header {name} missing"
-            if value is not None and header["schema"].get("type") == "integer":
-                assert re.fullmatch(r"\d+", value), f"{name}: {value!r} is not an integer"
-        return body
-
-
-async def _doc(fetch: Any, url: str) -> Documented:
-    response = await fetch(url + "/openapi.json")
-    assert response.code == 200 and response.headers["Content-Type"].startswith(JSON)
-    doc = json_of(response)
-    validate_spec(doc)
-    return Documented(doc)
-
-
-def _template(pattern: str) -> str:
-    """A Tornado route pattern as an OpenAPI path template."""
-    path = pattern.rstrip("$")
-    path = re.sub(r"\(\?P<agent_name>[^)]*\)", "{name}", path)
-    path = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", path)
-    path = path.replace("/?", "/").replace("\\", "")
-    return path if path == "/" else path.rstrip("/")
-
-
-def _served_http_paths(app: Application) -> set[str]:
-    return {_template(spec.regex.pattern) for spec in page_specs(app)
-            if not issubclass(spec.handler_class, PromptSocket)}
 
 
 def _full(**kwargs: Any) -> dict[str, Any]:
@@ -161,7 +57,7 @@ def _check_v1_stream(documented: Documented, response: Any) -> list[Any]:
     assert response.headers["Content-Type"].startswith(SSE)
     lines = [line[len("data: "):] for line in response.body.decode().split("\n\n") if line.startswith("data: ")]
     assert lines[-1] == "[DONE]"
-    validator = documented.validator(pointer + _pointer("content", SSE, "x-sse-data"))
+    validator = documented.validator(pointer + json_pointer("content", SSE, "x-sse-data"))
     events = [json.loads(line) for line in lines[:-1]]
     for event in events:
         errors = list(validator.iter_errors(event))
@@ -209,14 +105,14 @@ def test_prompt_request_schema():
 async def test_documented_paths_are_exactly_the_served_ones(make_app, serve, fetch):
     for app in (make_app("Full", **_full()), make_app("Bare", model=None),
                 make_app("M")):
-        doc = (await _doc(fetch, serve(with_pages(app)))).doc
-        assert set(doc["paths"]) == _served_http_paths(app), app.name
+        doc = (await documented_at(fetch, serve(with_pages(app)))).doc
+        assert set(doc["paths"]) == served_http_paths(app), app.name
 
 
 async def test_every_operation_answers_as_documented(make_app, serve, fetch):
     app = make_app("Full", **_full())
     url = serve(with_pages(app))
-    documented = await _doc(fetch, url)
+    documented = await documented_at(fetch, url)
     doc = documented.doc
     called = 0
     for path, item in doc["paths"].items():
@@ -241,7 +137,7 @@ async def test_every_operation_answers_as_documented(make_app, serve, fetch):
 
 async def test_rate_limit_headers_on_success_are_documented(app_url, fetch):
     url = app_url("Full", pages=True, **_full())
-    documented = await _doc(fetch, url)
+    documented = await documented_at(fetch, url)
     response = await fetch(url + "/model", "POST", {"prompt": "hi"})
     for name in documented.doc["paths"]["/model"]["post"]["responses"]["200"]["headers"]:
         assert name in response.headers, name
@@ -252,7 +148,7 @@ async def test_agent_enum_matches_the_configured_agents(make_app, serve, fetch):
     agents = {**{a.name: a for a in default_agents(backend)}, "second": default_agents(backend)[0]}
     app = make_app("A", model=None, agents=agents)
     url = serve(with_pages(app))
-    doc = (await _doc(fetch, url)).doc
+    doc = (await documented_at(fetch, url)).doc
     for path in ("/agent/{name}", "/agent/{name}/stream"):
         (parameter,) = doc["paths"][path]["parameters"]
         assert parameter["in"] == "path" and parameter["required"] is True
@@ -264,7 +160,7 @@ async def test_agent_enum_matches_the_configured_agents(make_app, serve, fetch):
 
 async def test_model_paths_absent_without_a_model(app_url, fetch):
     url = app_url("Bare", model=None, pages=True)
-    doc = (await _doc(fetch, url)).doc
+    doc = (await documented_at(fetch, url)).doc
     assert not any(p.startswith(("/model", "/agent")) for p in doc["paths"])
     assert (await fetch(url + "/model", "POST", {"prompt": "x"})).code == 404
     assert "ModelResult" in doc["components"]["schemas"]  # harmless: shared components
@@ -272,11 +168,11 @@ async def test_model_paths_absent_without_a_model(app_url, fetch):
 
 async def test_servers_name_the_mount_point(app_url, fetch):
     url = app_url("P", pages="/ai")
-    doc = (await _doc(fetch, url + "/ai")).doc
+    doc = (await documented_at(fetch, url + "/ai")).doc
     assert doc["servers"] == [{"url": "/ai"}]
     response = await fetch(url + "/ai" + "/model", "POST", {"prompt": "hi"})
     Documented(doc).check("/model", "post", response)
-    root_doc = (await _doc(fetch, app_url("R", model=None, pages=True))).doc
+    root_doc = (await documented_at(fetch, app_url("R", model=None, pages=True))).doc
     assert root_doc["servers"] == [{"url": "/"}]
 
 
@@ -284,7 +180,7 @@ async def test_servers_name_the_mount_point(app_url, fetch):
 
 async def test_bad_requests_are_documented(app_url, fetch):
     url = app_url("Full", pages=True, **_full())
-    documented = await _doc(fetch, url)
+    documented = await documented_at(fetch, url)
     cases = [
         ("/model", "/model", b"not json", "invalid_json"),
         ("/model", "/model", b"[1, 2]", "invalid_json"),
@@ -306,7 +202,7 @@ async def test_bad_requests_are_documented(app_url, fetch):
 
 async def test_unknown_agent_is_a_documented_404(app_url, fetch):
     url = app_url("Full", pages=True, **_full())
-    documented = await _doc(fetch, url)
+    documented = await documented_at(fetch, url)
     for path, concrete in (("/agent/{name}", "/agent/nobody"), ("/agent/{name}/stream", "/agent/nobody/stream")):
         response = await fetch(url + concrete, "POST", {"prompt": "hi"})
         assert response.code == 404
@@ -315,7 +211,7 @@ async def test_unknown_agent_is_a_documented_404(app_url, fetch):
 
 async def test_too_large_bodies_are_documented(app_url, fetch):
     url = app_url("Full", pages=True, **_full(max_body_size=1000))
-    documented = await _doc(fetch, url)
+    documented = await documented_at(fetch, url)
     big = {"prompt": "x" * 2000, "user_id": "y" * 10}
     for path, concrete in (("/model", "/model"), ("/model/stream", "/model/stream"),
                            ("/agent/{name}", "/agent/assistant"), ("/validate-user", "/validate-user")):
@@ -329,7 +225,7 @@ async def test_rate_limited_answers_are_documented(make_app, serve, fetch):
     backend = DemoBackend(delay=0)
     app = make_app("L", model=backend, agents=default_agents(backend), rate_limiter=limiter)
     url = serve(with_pages(app))
-    documented = await _doc(fetch, url)
+    documented = await documented_at(fetch, url)
     assert (await fetch(url + "/model", "POST", {"prompt": "first"})).code == 200
     expected_retry = 60 - int(FROZEN_NOW) % 60
     for path, concrete, headers in (("/model", "/model", {}), ("/model/stream", "/model/stream", {"Accept": SSE}),
@@ -344,7 +240,7 @@ async def test_rate_limited_answers_are_documented(make_app, serve, fetch):
 
 async def test_admin_only_stats_are_documented(app_url, fetch):
     url = app_url("Full", pages=True, **_full(admin_token="s3cret"))
-    documented = await _doc(fetch, url)
+    documented = await documented_at(fetch, url)
     assert documented.doc["components"]["securitySchemes"]["adminToken"]["scheme"] == "bearer"
     for path, concrete in (("/rate-limit/stats", "/rate-limit/stats"),
                            ("/rate-limit/stats/{user_id}", "/rate-limit/stats/alice"), ("/metrics", "/metrics")):
@@ -358,7 +254,7 @@ async def test_admin_only_stats_are_documented(app_url, fetch):
 
 async def test_stats_without_a_limiter_are_documented(app_url, fetch):
     url = app_url("N", pages=True)
-    documented = await _doc(fetch, url)
+    documented = await documented_at(fetch, url)
     for path, concrete in (("/rate-limit/stats", "/rate-limit/stats"),
                            ("/rate-limit/stats/{user_id}", "/rate-limit/stats/bob")):
         body = documented.check(path, "get", await fetch(url + concrete))
@@ -380,7 +276,7 @@ async def test_backend_failures_are_documented(app_url, fetch):
                                   (ScriptedBackend(failure="timeout"), 504, "backend_timeout"),
                                   (_Silent(), 502, "backend_error")):
         url = app_url("F", model=backend, pages=True)
-        documented = await _doc(fetch, url)
+        documented = await documented_at(fetch, url)
         response = await fetch(url + "/model", "POST", {"prompt": "hi"})
         assert response.code == status
         assert documented.check("/model", "post", response)["code"] == code
@@ -420,7 +316,7 @@ class _DownStore:
 async def test_limiter_outage_is_a_documented_503(app_url, fetch):
     limiter = RateLimiter([Limit("request", 10, "minute")], store=_DownStore())
     url = app_url("D", rate_limiter=limiter, pages=True)
-    documented = await _doc(fetch, url)
+    documented = await documented_at(fetch, url)
     response = await fetch(url + "/model", "POST", {"prompt": "hi"})
     assert response.code == 503
     assert documented.check("/model", "post", response)["code"] == "limiter_unavailable"
@@ -432,7 +328,7 @@ async def test_limiter_outage_is_a_documented_503(app_url, fetch):
 async def test_wrong_method_is_an_error_object(app_url, fetch):
     # 405 is described in info.description rather than per operation; its body is an Error.
     url = app_url("Full", pages=True, **_full())
-    documented = await _doc(fetch, url)
+    documented = await documented_at(fetch, url)
     assert "405" in documented.doc["info"]["description"]
     for concrete, method in (("/model", "GET"), ("/openapi.json", "POST"), ("/health", "DELETE")):
         response = await fetch(url + concrete, method)
@@ -445,7 +341,7 @@ async def test_a_capped_answer_and_a_concurrency_refusal_are_documented(app_url,
     limiter = RateLimiter([Limit("token", 10_000, "day")], concurrency_limit=1)
     backend = ScriptedBackend(["slow "] * 40, delay=0.02)
     url = app_url("C", model=backend, rate_limiter=limiter, pages=True)
-    documented = await _doc(fetch, url)
+    documented = await documented_at(fetch, url)
     running = asyncio.ensure_future(fetch(url + "/model", "POST", {"prompt": "hi", "user_id": "u", "max_tokens": 30}))
     for _ in range(500):
         if backend.started:
@@ -464,7 +360,7 @@ async def test_a_capped_answer_and_a_concurrency_refusal_are_documented(app_url,
 ])
 async def test_the_prompt_schema_and_the_server_agree_on_user_id(app_url, fetch, body, accepted):
     url = app_url()
-    documented = (await _doc(fetch, url)).validator("/components/schemas/PromptRequest").is_valid(body)
+    documented = (await documented_at(fetch, url)).validator("/components/schemas/PromptRequest").is_valid(body)
     answer = await fetch(url + "/model", "POST", body)
     assert documented is accepted and (answer.code == 200) is accepted
 
@@ -473,6 +369,6 @@ async def test_the_prompt_schema_and_the_server_agree_on_user_id(app_url, fetch,
                                            ({"user_id": "  "}, False), ({"user_id": None}, False), ({}, False)])
 async def test_the_validate_user_schema_and_the_server_agree(app_url, fetch, body, accepted):
     url = app_url()
-    documented = (await _doc(fetch, url)).validator("/components/schemas/ValidateUserRequest").is_valid(body)
+    documented = (await documented_at(fetch, url)).validator("/components/schemas/ValidateUserRequest").is_valid(body)
     answer = await fetch(url + "/validate-user", "POST", body)
     assert documented is accepted and (answer.code == 200) is accepted

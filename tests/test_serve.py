@@ -8,8 +8,7 @@ import textwrap
 
 import pytest
 
-from tests.support.processes import free_port, stop_server, wait_for
-from tests.test_cli import post
+from tests.support.processes import free_port, post, stop_server, wait_for
 
 SERVE = textwrap.dedent("""
     import sys

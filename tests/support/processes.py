@@ -5,7 +5,9 @@ import signal
 import socket
 import subprocess
 import sys
+import json
 import time
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -14,6 +16,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
+    """POST ``body`` as JSON from a blocking client: (status, JSON answer), whatever the status."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
 
 
 def wait_for(url: str, seconds: float = 20) -> None:
