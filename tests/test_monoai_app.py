@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.support.http import json_of
-from tests.test_backend_monoai import AsyncModel, SyncAgent
+from tests.support.monoai_objects import AsyncModel, SyncAgent
 from tests.support.ws_helpers import chunks_of, connect, read_until_end, send
 
 
