@@ -24,6 +24,7 @@ class Probe(tornado.web.RequestHandler):
         seen["reason"] = internals.reason(self)
         self.set_status(200)
         seen["finished_before"] = internals.is_finished(self)
+        internals.set_safe_headers(self, {"x-ratelimit-remaining-requests": "7", "RateLimit": '"a";r=7;t=1'})
         self.finish("ok")
         seen["finished_after"] = internals.is_finished(self)
 
@@ -56,7 +57,10 @@ def server() -> tornado.httpserver.HTTPServer:
 async def test_a_request_handler_reaches_its_stream_status_reason_and_finished_flag(serve, fetch):
     seen.clear()
     url = serve(server())
-    assert (await fetch(url + "/probe")).body == b"ok"
+    response = await fetch(url + "/probe")
+    assert response.body == b"ok"
+    assert response.headers["X-Ratelimit-Remaining-Requests"] == "7"  # RequestHandler._headers
+    assert response.headers["RateLimit"] == '"a";r=7;t=1'
     assert isinstance(seen["stream"], IOStream)  # HTTP1Connection.stream
     assert seen["reason"] == "Not Found"  # RequestHandler._reason
     assert (seen["finished_before"], seen["finished_after"]) == (False, True)  # RequestHandler._finished

@@ -13,7 +13,7 @@ from ..errors import ApiError, Forbidden, NotFound
 from ..pipeline import Ticket
 from ..ratelimit.headers import RATE_LIMIT_HEADERS, rate_limit_headers
 from ..rendering import Shape, render_error
-from ..tornado_internals import reason
+from ..tornado_internals import reason, set_safe_headers
 
 log = logging.getLogger("monoai_tornado.http")
 
@@ -108,8 +108,7 @@ class JsonHandler(tornado.web.RequestHandler):
     def set_limit_headers(self, ticket: Ticket) -> None:
         """The rate-limit headers of an admitted request (none without a limiter)."""
         if ticket.admission is not None:
-            for name, value in rate_limit_headers(ticket.admission.states).items():
-                self.set_header(name, value)
+            set_safe_headers(self, rate_limit_headers(ticket.admission.states))
 
     @property
     def peer_ip(self) -> str:
