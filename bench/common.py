@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import resource
+import shutil
 import signal
 import socket
 import statistics
@@ -218,19 +219,24 @@ class Server:
             raise
         return self
 
+    def answers(self) -> bool:
+        """Whether the server answers its readiness request (``POST /model``) with a 200."""
+        status, _ = http_post(self.port, "/model", PROMPT_BODY, timeout=2.0, headers=self.variant.headers)
+        return status == 200
+
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"{self.variant.name} exited with {self.proc.returncode}:\n{self._stderr_tail()}")
             try:
-                status, _ = http_post(self.port, "/model", PROMPT_BODY, timeout=2.0, headers=self.variant.headers)
-                if status == 200:
+                if self.answers():
                     return
             except OSError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"{self.variant.name} not ready on port {self.port} after {self.ready_timeout} s")
+        raise RuntimeError(f"{self.variant.name} not ready on port {self.port} after {self.ready_timeout} s:\n"
+                           f"{self._stderr_tail()}")
 
     def stop(self) -> None:
         proc = self.proc
@@ -266,8 +272,10 @@ def http_post(port: int, path: str, body: str, timeout: float = 5.0,
               headers: Sequence[tuple[str, str]] = ()) -> tuple[int, bytes]:
     """One blocking HTTP/1.1 POST to 127.0.0.1 (readiness checks; not for load)."""
     data = body.encode()
+    if not any(name.lower() == "content-type" for name, _ in headers):
+        headers = (("Content-Type", "application/json"), *headers)
     extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
-    request = (f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n{extra}"
+    request = (f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n{extra}"
                f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n").encode() + data
     with socket.create_connection((HOST, port), timeout=timeout) as s:
         s.sendall(request)
@@ -281,6 +289,61 @@ def http_post(port: int, path: str, body: str, timeout: float = 5.0,
     head, _, rest = raw.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1]) if head else 0
     return status, rest
+
+
+# -- wrk -------------------------------------------------------------------------------------
+
+#: A wrk script: POST ``body`` with ``headers``, then print the summary as one JSON line.
+_WRK_SCRIPT = r"""
+wrk.method = "POST"
+wrk.body = %(body)s
+%(headers)s
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "BENCHJSON {\"requests\":%%d,\"duration_us\":%%d,\"p50_us\":%%d,\"p99_us\":%%d,\"errors\":%%d,\"status_errors\":%%d}\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect + e.read + e.write + e.timeout, e.status))
+end
+"""
+
+
+def wrk_path() -> str | None:
+    """Debian's wrk, else one on the PATH, else None."""
+    if os.path.exists("/usr/bin/wrk"):
+        return "/usr/bin/wrk"
+    return shutil.which("wrk")
+
+
+def _lua_string(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def run_wrk(url: str, body: str, headers: Sequence[tuple[str, str]], duration: float, connections: int,
+            threads: int = 1, prefix: Sequence[str] = ()) -> dict[str, float]:
+    """One wrk load of POSTs to ``url`` (``prefix``: e.g. taskset); requests/s, latencies in ms, errors."""
+    wrk = wrk_path()
+    if wrk is None:
+        raise SystemExit("wrk not found: apt-get install -y wrk")
+    lines = "\n".join(f"wrk.headers[{_lua_string(name)}] = {_lua_string(value)}" for name, value in headers)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(_WRK_SCRIPT % {"body": _lua_string(body), "headers": lines})
+        script = f.name
+    try:
+        out = subprocess.run(
+            [*prefix, wrk, "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(duration))}s",
+             "--timeout", "10s", "-s", script, url],
+            capture_output=True, text=True, timeout=duration + 60, check=False)
+    finally:
+        os.unlink(script)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCHJSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk failed ({out.returncode}): {out.stdout[-1000:]} {out.stderr[-1000:]}")
+    data = json.loads(line[len("BENCHJSON "):])
+    seconds = data["duration_us"] / 1e6
+    return {"requests": data["requests"], "seconds": seconds, "rps": data["requests"] / seconds,
+            "p50_ms": data["p50_us"] / 1000, "p99_ms": data["p99_us"] / 1000,
+            "errors": data["errors"] + data["status_errors"]}
 
 
 # -- /proc readings --------------------------------------------------------------------------

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 from typing import Any
 
 import tornado.httpclient
-import tornado.httpserver
 import tornado.web
+
+from bare import serve_until_stopped
 
 
 class ProxyHandler(tornado.web.RequestHandler):
@@ -86,14 +86,7 @@ async def main() -> None:
     client = tornado.httpclient.AsyncHTTPClient(max_clients=10_000)
     app = tornado.web.Application([(r"/.*", ProxyHandler, {"upstream": args.upstream.rstrip("/"), "client": client,
                                                            "pool": make_pool(args.keep_alive)})])
-    server = tornado.httpserver.HTTPServer(app)
-    server.listen(args.port, args.host)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    server.stop()
+    await serve_until_stopped(app, args.host, args.port)
 
 
 if __name__ == "__main__":

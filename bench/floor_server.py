@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 from typing import Any
 
-import tornado.httpserver
 import tornado.iostream
 import tornado.web
+
+from bare import serve_until_stopped
 import tornado.websocket
 
 CHUNKS = 64
@@ -128,14 +128,7 @@ async def main() -> None:
     args = parser.parse_args()
     app = tornado.web.Application([(r"/model", ModelHandler), (r"/model/ws", ModelSocket),
                                    (r"/v1/chat/completions", ChatCompletionsHandler)])
-    server = tornado.httpserver.HTTPServer(app)
-    server.listen(args.port, args.host)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    server.stop()
+    await serve_until_stopped(app, args.host, args.port)
 
 
 if __name__ == "__main__":

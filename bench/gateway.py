@@ -42,10 +42,8 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -64,6 +62,8 @@ from common import (
     dump_json,
     fmt,
     free_port,
+    http_post,
+    run_wrk,
     median,
     percentile,
     print_table,
@@ -196,41 +196,14 @@ class GatewayServer(Server):
         super().__init__(variant, env=env, ready_timeout=ready_timeout, nofile=20_000)
         self.shape = shape
 
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"{self.variant.name} exited with {self.proc.returncode}:\n{self._stderr_tail()}")
-            try:
-                status, body = blocking_request(self.port, self.shape, timeout=5.0)
-                if status == 200 and self.shape.marker in body:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"{self.variant.name} not ready on port {self.port} after {self.ready_timeout} s:\n"
-                           f"{self._stderr_tail()}")
+    def answers(self) -> bool:
+        status, body = blocking_request(self.port, self.shape, timeout=5.0)
+        return status == 200 and self.shape.marker in body
 
 
 def blocking_request(port: int, shape: Shape, timeout: float = 5.0) -> tuple[int, bytes]:
     """One blocking request with ``Connection: close`` (readiness checks, not load)."""
-    import socket
-
-    data = shape.body.encode()
-    head = "".join(f"{k}: {v}\r\n" for k, v in shape.headers)
-    request = (f"POST {shape.path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n{head}Content-Length: {len(data)}\r\n"
-               f"Connection: close\r\n\r\n").encode() + data
-    with socket.create_connection((HOST, port), timeout=timeout) as s:
-        s.sendall(request)
-        chunks = []
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    raw = b"".join(chunks)
-    head_bytes, _, rest = raw.partition(b"\r\n\r\n")
-    return (int(head_bytes.split(b" ", 2)[1]) if head_bytes else 0), rest
+    return http_post(port, shape.path, shape.body, timeout, headers=shape.headers)
 
 
 def process_tree(pid: int) -> list[int]:
@@ -280,50 +253,9 @@ def tree_rss(pid: int) -> int:
 
 # -- load: wrk with 64 connections --------------------------------------------------------------
 
-WRK_SCRIPT = r"""
-wrk.method = "POST"
-wrk.body = %(body)s
-%(headers)s
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    "BENCHJSON {\"requests\":%%d,\"duration_us\":%%d,\"p50_us\":%%d,\"p99_us\":%%d,\"errors\":%%d,\"status_errors\":%%d}\n",
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    e.connect + e.read + e.write + e.timeout, e.status))
-end
-"""
-
-
-def _lua(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def wrk_path() -> str:
-    path = "/usr/bin/wrk" if os.path.exists("/usr/bin/wrk") else shutil.which("wrk")
-    if not path:
-        raise SystemExit("wrk not found: apt-get install -y wrk")
-    return path
-
-
-def run_wrk(port: int, shape: Shape, duration: float, connections: int, cpus: str) -> dict[str, float]:
-    headers = "\n".join(f"wrk.headers[{_lua(k)}] = {_lua(v)}" for k, v in shape.headers)
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(WRK_SCRIPT % {"body": _lua(shape.body), "headers": headers})
-        script = f.name
-    try:
-        out = subprocess.run(
-            [*pinned(cpus, wrk_path()), "-t", "1", "-c", str(connections), "-d", f"{max(1, round(duration))}s",
-             "--timeout", "10s", "-s", script, f"http://{HOST}:{port}{shape.path}"],
-            capture_output=True, text=True, timeout=duration + 60, check=False)
-    finally:
-        os.unlink(script)
-    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCHJSON ")), None)
-    if line is None:
-        raise RuntimeError(f"wrk failed ({out.returncode}): {out.stdout[-1000:]} {out.stderr[-1000:]}")
-    data = json.loads(line[len("BENCHJSON "):])
-    seconds = data["duration_us"] / 1e6
-    return {"requests": data["requests"], "rps": data["requests"] / seconds, "p50_ms": data["p50_us"] / 1000,
-            "p99_ms": data["p99_us"] / 1000, "errors": data["errors"] + data["status_errors"]}
+def load_with_wrk(port: int, shape: Shape, duration: float, connections: int, cpus: str) -> dict[str, float]:
+    return run_wrk(f"http://{HOST}:{port}{shape.path}", shape.body, shape.headers, duration, connections,
+                   prefix=pinned(cpus))
 
 
 # -- load: paced, open loop --------------------------------------------------------------------
@@ -449,10 +381,10 @@ def measure_throughput(port: int, pid: int | None, line: Line, cfg: Config, cpus
     out: dict[str, float] = {}
     for label, shape in (("plain", line.plain), ("stream", line.stream)):
         if cfg.warmup > 0:
-            run_wrk(port, shape, cfg.warmup, cfg.connections, cpus)
+            load_with_wrk(port, shape, cfg.warmup, cfg.connections, cpus)
             wait_idle(pid, cfg.idle_wait)
         cpu0 = tree_cpu(pid) if pid else 0.0
-        result = run_wrk(port, shape, cfg.duration, cfg.connections, cpus)
+        result = load_with_wrk(port, shape, cfg.duration, cfg.connections, cpus)
         cpu = tree_cpu(pid) - cpu0 if pid else float("nan")
         wait_idle(pid, cfg.idle_wait)
         out[f"{label}_rps"] = result["rps"]

@@ -18,68 +18,24 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import (HOST, PROMPT_BODY, PYTHON, Metric, Results, Server, Variant, alternate,  # noqa: E402
-                    cpu_seconds, dump_json, percentile, report, variants)
+                    cpu_seconds, dump_json, percentile, report, run_wrk, variants, wrk_path)
 
 DEFAULT_SERVERS = "floor,ours,ours+memory,ours+redis,ours+keys"
 
-WRK_SCRIPT = r"""
-wrk.method = "POST"
-wrk.body = %s
-wrk.headers["Content-Type"] = "application/json"
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    "BENCHJSON {\"requests\":%%d,\"duration_us\":%%d,\"p50_us\":%%d,\"p99_us\":%%d,\"errors\":%%d,\"status_errors\":%%d}\n",
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    e.connect + e.read + e.write + e.timeout, e.status))
-end
-"""
 
-
-def wrk_path() -> str | None:
-    if os.path.exists("/usr/bin/wrk"):
-        return "/usr/bin/wrk"
-    return shutil.which("wrk")
-
-
-def _lua_string(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def run_wrk(port: int, duration: float, connections: int, threads: int = 1,
-            headers: Sequence[tuple[str, str]] = ()) -> dict[str, float]:
-    """One wrk run; requests/s, latencies in ms, error counts."""
-    wrk = wrk_path()
-    assert wrk is not None
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(WRK_SCRIPT % _lua_string(PROMPT_BODY))
-        f.writelines(f"wrk.headers[{_lua_string(name)}] = {_lua_string(value)}\n" for name, value in headers)
-        script = f.name
-    try:
-        out = subprocess.run(
-            [wrk, "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(duration))}s",
-             "--timeout", "10s", "-s", script, f"http://{HOST}:{port}/model"],
-            capture_output=True, text=True, timeout=duration + 60, check=False)
-    finally:
-        os.unlink(script)
-    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCHJSON ")), None)
-    if line is None:
-        raise RuntimeError(f"wrk failed ({out.returncode}): {out.stdout[-1000:]} {out.stderr[-1000:]}")
-    data = json.loads(line[len("BENCHJSON "):])
-    seconds = data["duration_us"] / 1e6
-    return {"requests": data["requests"], "seconds": seconds, "rps": data["requests"] / seconds,
-            "p50_ms": data["p50_us"] / 1000, "p99_ms": data["p99_us"] / 1000,
-            "errors": data["errors"] + data["status_errors"]}
+def wrk_load(port: int, duration: float, connections: int, threads: int = 1,
+             headers: Sequence[tuple[str, str]] = ()) -> dict[str, float]:
+    """One wrk run of ``POST /model``; requests/s, latencies in ms, error counts."""
+    return run_wrk(f"http://{HOST}:{port}/model", PROMPT_BODY, [("Content-Type", "application/json"), *headers],
+                   duration, connections, threads)
 
 
 # -- the Python load generator (fallback, and fixed-count runs) ------------------------------
@@ -157,7 +113,7 @@ def run_python_client(port: int, duration: float, connections: int, requests: in
 def load(port: int, duration: float, connections: int, tool: str, client_procs: int = 1,
          headers: Sequence[tuple[str, str]] = ()) -> dict[str, float]:
     if tool == "wrk":
-        return run_wrk(port, duration, connections, headers=headers)
+        return wrk_load(port, duration, connections, headers=headers)
     return run_python_client(port, duration, connections, procs=client_procs, headers=headers)
 
 
