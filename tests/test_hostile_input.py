@@ -93,16 +93,23 @@ WS_HANDSHAKE = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-
     ({**WS_HANDSHAKE, "Sec-WebSocket-Version": "7"}, 426, "upgrade_required"),
     ({k: v for k, v in WS_HANDSHAKE.items() if k != "Sec-WebSocket-Key"}, 400, "bad_request"),
 ])
-async def test_refused_websocket_handshakes_are_json(url, fetch, headers, status, code):
+async def test_refused_websocket_handshakes_are_json_and_counted(app, url, fetch, headers, status, code):
     answer = await fetch(url + "/model/ws", headers=headers)
     assert answer.code == status and json_of(answer)["code"] == code
     assert answer.headers["Content-Type"].startswith("application/json")
+    assert dict(app.pipeline.metrics.requests) == {("model_ws", str(status)): 1}
+
+
+async def test_a_websocket_version_refusal_names_the_version_served(url, fetch):
+    answer = await fetch(url + "/model/ws", headers={**WS_HANDSHAKE, "Sec-WebSocket-Version": "7"})
+    assert answer.code == 426 and answer.headers["Sec-WebSocket-Version"] == "13"
 
 
 async def test_websocket_from_a_refused_origin_is_json_403(app_url, fetch):
     url = app_url(cors_origins=["https://app.example"])
     answer = await fetch(url + "/model/ws", headers={**WS_HANDSHAKE, "Origin": "https://evil.example"})
     assert answer.code == 403 and json_of(answer)["code"] == "forbidden"
+    assert answer.headers["Content-Type"].startswith("application/json")
 
 
 def raw_exchange(port: int, payload: bytes, body_size: int = 0) -> bytes:

@@ -185,7 +185,10 @@ async def test_websocket_handshake_with_a_bad_or_missing_key_is_refused_with_401
     with pytest.raises(HTTPClientError) as refused:
         await connecting
     assert refused.value.code == 401
-    body = json.loads(refused.value.response.body)
+    answer = refused.value.response
+    assert answer.headers["WWW-Authenticate"] == "Bearer"
+    assert answer.headers["Content-Type"].startswith("application/json")
+    body = json.loads(answer.body)
     assert body["code"] == ("missing_api_key" if how == "none" else "invalid_api_key")
 
 

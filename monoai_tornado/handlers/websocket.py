@@ -23,7 +23,7 @@ from ..errors import ApiError, ClientGone, Overloaded, ShuttingDown
 from ..keys.ring import SUBPROTOCOL
 from ..prompt_request import PromptRequest, load_json_object, parse_prompt_object
 from ..pipeline import Ticket
-from ..rendering import render_error
+from ..rendering import ErrorAnswer, render_error
 from ..tornado_internals import FrameWriter, frame_writer, reason, websocket_backed_up
 from .base import access_fields, dumps
 
@@ -118,9 +118,6 @@ def _chunk_message(text: str) -> str:
 class PromptSocket(tornado.websocket.WebSocketHandler):
     """One client connection; serves its prompts one at a time, in order."""
 
-    #: Set when the handshake's refusal body is already our JSON (an API key refused).
-    _refusal_rendered = False
-
     context: ServerContext
 
     def initialize(self, context: ServerContext) -> None:
@@ -144,13 +141,7 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
             try:
                 await keys.from_headers(self.request.headers)
             except ApiError as exc:
-                answer = render_error(exc)
-                self.set_status(answer.status)
-                for name, value in answer.headers.items():
-                    self.set_header(name, value)
-                self.set_header("Content-Type", "application/json; charset=UTF-8")
-                self._refusal_rendered = True
-                self.finish(dumps(answer.body))
+                self._refuse_handshake(render_error(exc))
                 return
         await super().get(*args, **kwargs)
 
@@ -172,21 +163,31 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
         return None if interval is None else float(interval)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """Errors before the upgrade (405, ...) in JSON, as every other answer (see :meth:`finish`)."""
+        """Errors Tornado raises before the upgrade (405, ...): refused as every handshake is."""
         if status_code == 405:
             self.set_header("Allow", "GET")
-        self.finish()
+        self._refuse_handshake(render_error(None, status=status_code, reason=reason(self)))
 
     def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> "asyncio.Future[None]":
-        """Tornado refuses a handshake (400, 403 origin, 426 version) with a line of text: JSON here."""
+        """Tornado refuses a handshake (400 headers, 403 origin, 426 version) with a line of text
+        or nothing: that refusal goes out in JSON, as every other one."""
         status = self.get_status()
-        if status >= 400:
-            self.context.pipeline.metrics.count_request(self._endpoint(), status)
-        if status >= 400 and not self._refusal_rendered:
-            message = chunk.decode("utf-8", "replace") if isinstance(chunk, bytes) else chunk
-            self.set_header("Content-Type", "application/json; charset=UTF-8")
-            chunk = dumps(render_error(None, status=status, reason=str(message or reason(self))).body)
-        return super().finish(chunk)
+        if status < 400:
+            return super().finish(chunk)
+        message = chunk.decode("utf-8", "replace") if isinstance(chunk, bytes) else chunk
+        return self._refuse_handshake(render_error(None, status=status, reason=str(message or reason(self))))
+
+    def _refuse_handshake(self, answer: ErrorAnswer) -> "asyncio.Future[None]":
+        """The one way a handshake is refused: ``answer`` as the JSON body, counted in the metrics.
+
+        Headers set before (``Allow``, ``Sec-WebSocket-Version``) stay; ``answer``'s are added.
+        """
+        self.context.pipeline.metrics.count_request(self._endpoint(), answer.status)
+        self.set_status(answer.status)
+        for name, value in answer.headers.items():
+            self.set_header(name, value)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        return super().finish(dumps(answer.body))
 
     def open(self, agent_name: str | None = None) -> None:
         self.set_nodelay(True)
