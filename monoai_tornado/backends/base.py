@@ -30,6 +30,22 @@ ToolSchema = dict[str, Any]
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """One tool call the model asks for; ``arguments`` is the raw JSON text the model wrote."""
+
+    id: str
+    name: str
+    arguments: str
+
+    def to_openai(self) -> dict[str, Any]:
+        """The call as an OpenAI ``tool_calls`` entry."""
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+
+
+# The events a backend's stream yields:
+
+
+@dataclass(frozen=True)
 class TextDelta:
     """A piece of the answer text."""
 
@@ -41,19 +57,6 @@ class TextDeltas:
     """Several pieces of the answer text, in order, handed over in one step."""
 
     texts: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    """One tool call the model asks for; ``arguments`` is the raw JSON text the model wrote."""
-
-    id: str
-    name: str
-    arguments: str
-
-    def to_openai(self) -> dict[str, Any]:
-        """The call as an OpenAI ``tool_calls`` entry."""
-        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
 
 
 @dataclass(frozen=True)
