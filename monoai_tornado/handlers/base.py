@@ -67,9 +67,9 @@ class JsonHandler(tornado.web.RequestHandler):
 
     def allowed_methods(self) -> list[str]:
         """The methods this handler implements (for ``Allow`` and CORS preflight)."""
-        base = tornado.web.RequestHandler
-        return [m for m in self.SUPPORTED_METHODS
-                if getattr(type(self), m.lower(), None) is not getattr(base, m.lower(), None)]
+        mro = type(self).__mro__
+        own = mro[:mro.index(tornado.web.RequestHandler)]  # the classes above Tornado's base
+        return [m for m in self.SUPPORTED_METHODS if any(m.lower() in vars(cls) for cls in own)]
 
     def options(self, *args: Any, **kwargs: Any) -> None:
         """CORS preflight: 204 with the allowed methods and headers."""
