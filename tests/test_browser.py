@@ -24,7 +24,7 @@ from monoai_tornado.agents import calculator as builtin_calculator
 from monoai_tornado.backends.base import Backend
 from monoai_tornado.ratelimit import Limit, RateLimiter
 from tests.support.backends_for_tests import ScriptedBackend
-from tests.support.browser import (ARTIFACTS, BROWSER, LONG_PROMPT, MID_STREAM, ask, bounded, browser_page,
+from tests.support.browser import (ARTIFACTS, BROWSER, LONG_PROMPT, MID_STREAM, ask, ask_to_the_end, bounded, browser_page,
                                    header_rows, no_page_errors, open_playground, wait_state, wait_until)
 from tests.support.pages_helpers import page_specs
 
@@ -78,8 +78,7 @@ async def test_stop_cancels_the_run_on_the_server(app_url, transport):
         if transport == "ws":
             # The connection stays usable: the next prompt runs to its end.
             backend.pieces = ["after ", "cancel"]
-            await ask(page, "again", transport="ws")
-            assert await wait_state(page, "done", "error") == "done"
+            assert await ask_to_the_end(page, "again", transport="ws") == "done"
             assert await page.text_content("#answer") == "after cancel"
         no_page_errors(seen)
 
@@ -91,21 +90,18 @@ async def test_rate_limited_answers_show_their_retry_time(app_url):
     retry = 60 - int(FROZEN_NOW) % 60
     async with browser_page("rate-limited") as (page, seen):
         await open_playground(page, url)
-        await ask(page, "first", transport="sse")
-        assert await wait_state(page, "done", "error") == "done"
+        assert await ask_to_the_end(page, "first", transport="sse") == "done"
         headers = await header_rows(page)
         assert headers["x-ratelimit-remaining-requests"] == "0" and "RateLimit-Policy" in headers
 
-        await ask(page, "second", transport="sse")
-        assert await wait_state(page, "done", "error") == "error"
+        assert await ask_to_the_end(page, "second", transport="sse") == "error"
         error = await page.text_content("#error")
         assert error.startswith(f"rate limited, retry in {retry} s")
         assert await page.is_visible("#error")
         headers = await header_rows(page)
         assert headers["Retry-After"] == str(retry) and "HTTP 429" in await page.text_content("#headers-note")
 
-        await ask(page, "third", transport="ws")
-        assert await wait_state(page, "done", "error") == "error"
+        assert await ask_to_the_end(page, "third", transport="ws") == "error"
         assert (await page.text_content("#error")).startswith(f"rate limited, retry in {retry} s")
         assert await page.text_content("#answer") == ""
         no_page_errors(seen)
@@ -175,11 +171,9 @@ async def test_markup_in_prompts_and_names_is_shown_as_text(app_url):
         options = await page.eval_on_selector_all("#target option", "os => os.map(o => o.textContent)")
         assert "agent: <img src=y onerror=alert(2)>" in options
         for transport in ("ws", "sse"):
-            await ask(page, hostile, transport=transport)
-            assert await wait_state(page, "done", "error") == "done"
+            assert await ask_to_the_end(page, hostile, transport=transport) == "done"
             assert hostile in await page.text_content("#answer")
-        await ask(page, hostile, transport="ws", target="agent:<img src=y onerror=alert(2)>")
-        assert await wait_state(page, "done", "error") == "done"
+        assert await ask_to_the_end(page, hostile, transport="ws", target="agent:<img src=y onerror=alert(2)>") == "done"
         assert hostile in await page.text_content("#answer")
         assert await page.locator("img").count() == 0
         # Markdown is rendered as elements of its own (a paragraph here), the markup only as text.
@@ -201,11 +195,9 @@ async def test_the_playground_works_under_a_prefix(app_url):
     async with browser_page("prefix") as (page, seen):
         await open_playground(page, url, "/ai")
         for transport in ("ws", "sse"):
-            await ask(page, "hello there", transport=transport)
-            assert await wait_state(page, "done", "error") == "done"
+            assert await ask_to_the_end(page, "hello there", transport=transport) == "done"
             assert 'You said: "hello there"' in await page.text_content("#answer")
-        await ask(page, "What is 2+3?", transport="sse", target="agent:assistant")
-        assert await wait_state(page, "done", "error") == "done"
+        assert await ask_to_the_end(page, "What is 2+3?", transport="sse", target="agent:assistant") == "done"
         assert await page.text_content("#answer") == "2+3 = 5."
         no_page_errors(seen)
 
@@ -217,8 +209,7 @@ async def test_backend_errors_are_shown_plainly(app_url):
     async with browser_page("backend-error") as (page, seen):
         await open_playground(page, url)
         for transport in ("ws", "sse"):
-            await ask(page, "hi", transport=transport)
-            assert await wait_state(page, "done", "error") == "error"
+            assert await ask_to_the_end(page, "hi", transport=transport) == "error"
             error = await page.text_content("#error")
             assert "backend_error" in error and "upstream exploded" in error, error
         await page.fill("#prompt", "   ")

@@ -11,7 +11,7 @@ from typing import Any
 from monoai_tornado import DemoBackend
 from monoai_tornado.ratelimit import Limit, RateLimiter
 from tests.support.backends_for_tests import ScriptedBackend
-from tests.support.browser import (BROWSER, MID_STREAM, ask, bounded, browser_page, no_page_errors,
+from tests.support.browser import (BROWSER, MID_STREAM, ask, ask_to_the_end, bounded, browser_page, no_page_errors,
                                    open_playground, wait_state, wait_until)
 
 pytestmark = BROWSER
@@ -38,8 +38,7 @@ async def test_markdown_answers_render_with_a_copyable_code_block(app_url: Any) 
     async with browser_page("chat-markdown") as (page, seen):
         await page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url)
         await open_playground(page, url)
-        await ask(page, "show me markdown", transport="ws")
-        assert await wait_state(page, "done", "error") == "done"
+        assert await ask_to_the_end(page, "show me markdown", transport="ws") == "done"
         assert await page.text_content("#answer strong") == "the plan"
         assert await page.eval_on_selector_all("#answer ol > li", "n => n.map(x => x.textContent)") == [
             "read config.toml", "run it"]
@@ -67,8 +66,7 @@ async def test_html_in_a_model_answer_never_runs(app_url: Any) -> None:
     async with browser_page("chat-hostile") as (page, seen):
         await open_playground(page, url)
         for transport in ("ws", "sse"):
-            await ask(page, "be evil", transport=transport)
-            assert await wait_state(page, "done", "error") == "done"
+            assert await ask_to_the_end(page, "be evil", transport=transport) == "done"
             text = await page.text_content("#answer")
             assert "<script>window.pwned = 1</script>" in text and "<img src=x" in text
         assert await page.locator("#conversation script, #conversation img, #conversation b").count() == 0
@@ -108,28 +106,23 @@ async def test_limits_show_as_bars_that_go_down_then_the_429(app_url: Any) -> No
     resets = 60 - int(FROZEN_NOW) % 60
     async with browser_page("chat-limits") as (page, seen):
         await open_playground(page, url)
-        await ask(page, "one", transport="sse")
-        assert await wait_state(page, "done", "error") == "done"
+        assert await ask_to_the_end(page, "one", transport="sse") == "done"
         rows = await limit_rows(page)
         assert rows[0] == f"2 of 3 requests left this minute, resets in {resets} s", rows
         assert rows[1].endswith("tokens left this hour, resets in " + str(3600 - int(FROZEN_NOW) % 3600) + " s")
         first = int(await page.get_attribute(".limit .bar", "aria-valuenow"))
         # Over WebSocket the page asks /rate-limit/stats for the user it names.
         await page.fill("#user-id", "alice")
-        await ask(page, "two", transport="ws")
-        assert await wait_state(page, "done", "error") == "done"
+        assert await ask_to_the_end(page, "two", transport="ws") == "done"
         await page.wait_for_function(
             "() => (document.querySelector('.limit .limit-text') || {}).textContent"
             f" === '2 of 3 requests left this minute, resets in {resets} s'")
         await page.fill("#user-id", "")
-        await ask(page, "three", transport="sse")
-        assert await wait_state(page, "done", "error") == "done"
+        assert await ask_to_the_end(page, "three", transport="sse") == "done"
         assert (await limit_rows(page))[0].startswith("1 of 3 requests left")
         assert int(await page.get_attribute(".limit .bar", "aria-valuenow")) < first
-        await ask(page, "four", transport="sse")
-        assert await wait_state(page, "done", "error") == "done"
-        await ask(page, "five", transport="sse")
-        assert await wait_state(page, "done", "error") == "error"
+        assert await ask_to_the_end(page, "four", transport="sse") == "done"
+        assert await ask_to_the_end(page, "five", transport="sse") == "error"
         assert (await page.text_content("#error")).startswith(f"rate limited, retry in {resets} s")
         assert (await limit_rows(page))[0].startswith("0 of 3 requests left")
         assert await page.get_attribute(".limit .bar", "class") == "bar empty"
@@ -145,8 +138,7 @@ async def test_a_conversation_sends_its_whole_history(app_url: Any) -> None:
         assert await page.input_value("#transport") == "chat"  # the default where /v1 is served
         await page.fill("#system", "You are terse.")
         for prompt in ("first question", "second question", "third question"):
-            await ask(page, prompt, transport="chat")
-            assert await wait_state(page, "done", "error") == "done"
+            assert await ask_to_the_end(page, prompt, transport="chat") == "done"
             assert f'You said: "{prompt}"' in await page.text_content("#answer")
             assert "completion" in await page.text_content("#usage")
         # The demo model says what it saw: the system prompt and every earlier turn came along.
@@ -156,13 +148,11 @@ async def test_a_conversation_sends_its_whole_history(app_url: Any) -> None:
 
         await page.click("#new-chat")
         assert await page.locator("#conversation .turn").count() == 0
-        await ask(page, "fresh start", transport="chat")
-        assert await wait_state(page, "done", "error") == "done"
+        assert await ask_to_the_end(page, "fresh start", transport="chat") == "done"
         assert "I saw 2 messages (1 system, 1 user) in 1 user turn" in await page.text_content("#answer")
 
         await page.fill("#max-tokens", "3")
-        await ask(page, "a long answer please", transport="chat")
-        assert await wait_state(page, "done", "error") == "done"
+        assert await ask_to_the_end(page, "a long answer please", transport="chat") == "done"
         assert "length" in await page.text_content("#finish")
         assert "3 completion" in await page.text_content("#usage")
         no_page_errors(seen)
@@ -179,14 +169,12 @@ async def test_a_key_in_the_page_is_used_on_every_transport(app_url: Any, tmp_pa
     url = app_url("Keys", keys=store, require_api_key=True, pages=True)
     async with browser_page("chat-key") as (page, seen):
         await open_playground(page, url)
-        await ask(page, "no key yet", transport="ws")
-        assert await wait_state(page, "done", "error") == "error"
+        assert await ask_to_the_end(page, "no key yet", transport="ws") == "error"
         assert "API key" in await page.text_content("#error")
 
         await page.fill("#api-key", secret)
         for transport in ("ws", "sse", "chat"):
-            await ask(page, f"with a key over {transport}", transport=transport)
-            assert await wait_state(page, "done", "error") == "done", await page.text_content("#error")
+            assert await ask_to_the_end(page, f"with a key over {transport}", transport=transport) == "done", await page.text_content("#error")
         # Three answers billed to alice, whose key allows five a minute.
         assert (await limit_rows(page))[0].startswith("2 of 5 requests left this minute")
         assert await page.evaluate("() => sessionStorage.getItem('monoai-playground-api-key')") == secret

@@ -119,23 +119,18 @@ async def test_backend_failure_is_an_error_message_and_connection_stays(app_url)
     assert (await read_until_end(ws))[-1]["result"]["response"] == "abc"
 
 
-async def test_binary_frame_closes_with_1003(url):
-    ws = await connect(url, "/model/ws")
-    await ws.write_message(b"\x00\x01binary", binary=True)
-    error = await read(ws)
-    assert error["code"] == "unsupported_data"
-    assert await read(ws) is None
-    assert ws.close_code == 1003
-
-
-async def test_oversized_message_closes_with_1009(app_url):
+@pytest.mark.parametrize("message,code,close_code", [
+    (b"\x00\x01binary", "unsupported_data", 1003),
+    ('{"prompt": "' + "x" * 1500 + '"}', "message_too_big", 1009),  # over the limit, under twice it
+], ids=["binary", "oversized"])
+async def test_a_refused_message_gets_its_error_then_the_close_code(app_url, message, code, close_code):
     url = app_url(max_ws_message_size=1000)
     ws = await connect(url, "/model/ws")
-    await send(ws, {"prompt": "x" * 1500})
+    await ws.write_message(message, binary=isinstance(message, bytes))
     error = await read(ws)
-    assert error["code"] == "message_too_big"
+    assert error["code"] == code
     assert await read(ws) is None
-    assert ws.close_code == 1009
+    assert ws.close_code == close_code
 
 
 async def test_far_oversized_message_is_closed_by_the_protocol_with_1009(app_url):

@@ -99,6 +99,12 @@ async def wait_state(page: Any, *states: str) -> str:
     return await page.get_attribute("#status", "data-state")
 
 
+async def ask_to_the_end(page: Any, prompt: str, *, transport: str = "ws", target: str = "model") -> str:
+    """Ask, then wait until the answer ends: its final state, ``"done"`` or ``"error"``."""
+    await ask(page, prompt, transport=transport, target=target)
+    return await wait_state(page, "done", "error")
+
+
 async def header_rows(page: Any) -> dict[str, str]:
     """The rate-limit headers the page shows, by name."""
     rows = await page.eval_on_selector_all(
