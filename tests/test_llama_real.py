@@ -14,7 +14,6 @@ from typing import Any, Iterator
 
 import pytest
 
-from monoai_tornado import Application
 from monoai_tornado.agents import Agent
 from monoai_tornado.backends.base import CallOptions
 from monoai_tornado.backends.openai import OpenAIBackend
@@ -145,7 +144,7 @@ async def test_a_request_llama_drops_for_another_is_an_error_not_an_empty_answer
     second.close()
 
 
-async def test_the_agent_loop_reaches_its_second_turn_on_llama(serve, fetch, counter, llama):
+async def test_the_agent_loop_reaches_its_second_turn_on_llama(app_url, fetch, llama):
     """A tool-call turn goes back to llama.cpp as an assistant message; it must be accepted."""
     def weather(city: str) -> str:
         """The weather in a city."""
@@ -154,7 +153,7 @@ async def test_the_agent_loop_reaches_its_second_turn_on_llama(serve, fetch, cou
     forced = {"tool_choice": {"type": "function", "function": {"name": "weather"}}}  # SmolLM2 is small
     backend = OpenAIBackend(llama.base_url, "smollm2", defaults=CallOptions(max_tokens=40, temperature=0, extra=forced))
     agent = Agent("forecaster", backend, tools=[weather], max_iterations=2)
-    url = serve(Application("T", model=backend, agents=[agent], token_counter=counter))
+    url = app_url(model=backend, agents=[agent])
     response = await fetch(url + "/agent/forecaster", "POST", {"prompt": "Weather in Rome?"}, request_timeout=180)
     assert response.code == 200, response.body
     result = json_of(response)
