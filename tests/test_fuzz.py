@@ -201,17 +201,20 @@ GARBAGE = [
 @pytest.mark.parametrize("payload", GARBAGE, ids=range(len(GARBAGE)))
 def test_raw_socket_garbage(server, payload):
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        answer = b""
         try:
             sock.sendall(payload)
-            sock.shutdown(socket.SHUT_WR)
-            answer = b""
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:  # ENOTCONN: the server answered and closed first; what it sent is still read
+                pass
             while len(answer) < 1_000_000:
                 data = sock.recv(65536)
                 if not data:
                     break
                 answer += data
         except (ConnectionResetError, BrokenPipeError, socket.timeout):
-            answer = b""
+            pass  # a reset or a silent server: what came before it is checked below
     if answer.startswith(b"HTTP/1.1 5"):
         pytest.fail(f"server answered {answer[:80]!r}")
     assert b"Traceback" not in answer
