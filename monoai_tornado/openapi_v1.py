@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .openapi import COUNT, JSON, SSE, STRING, Schema, _obj
+from .openapi import COUNT, JSON, SSE, STRING, Schema, _obj, sse_event
 from .openapi import _ref as _component
 
 ERROR_TYPES = ["invalid_request_error", "authentication_error", "permission_error", "not_found_error",
@@ -21,7 +21,21 @@ def _ref(name: str) -> Schema:
 _TOOL_CALL = _obj({"id": STRING, "type": {"const": "function"},
                    "function": _obj({"name": STRING, "arguments": {"type": "string",
                                                                    "description": "JSON text."}})})
+#: A tool call in a request, as the server reads it: ``id`` and ``type`` may be left out.
+_ASKED_CALL = _obj({"id": STRING, "type": {"description": "\"function\" (not read)."},
+                    "function": _obj({"name": STRING, "arguments": {"type": "string", "description": "JSON text."}},
+                                     ["name"])}, ["function"])
 _FINISH = {"enum": ["stop", "length", "tool_calls"]}
+
+
+def _when(field: str, value: Schema, then: Schema) -> Schema:
+    """``then`` applies when ``field`` is present and matches ``value`` (JSON Schema ``if``)."""
+    return {"if": {"required": [field], "properties": {field: value}}, "then": then}
+
+
+def _or_null(schema: Schema) -> Schema:
+    """``schema`` or ``null``: OpenAI's API, and so this front, take ``null`` as "not set"."""
+    return {"oneOf": [schema, {"type": "null"}]}
 
 
 def v1_schemas() -> dict[str, Schema]:
@@ -31,42 +45,53 @@ def v1_schemas() -> dict[str, Schema]:
         "ChatMessage": _obj({
             "role": {"enum": ["system", "developer", "user", "assistant", "tool"]},
             "content": {"oneOf": [STRING, {"type": "array", "items": text_part}, {"type": "null"}]},
-            "name": STRING,
-            "tool_calls": {"type": "array", "items": _TOOL_CALL, "description": "On assistant messages."},
-            "tool_call_id": {"type": "string", "description": "Required on tool messages."},
-        }, ["role"]) | {
+            "name": {"description": "A string; any other value is ignored."},
+            "tool_calls": {"description": "On assistant messages: a list of calls (or null); ignored on others."},
+            "tool_call_id": {"description": "Required on tool messages, a string; ignored on others."},
+        }, ["role"]) | {"allOf": [
+            _when("role", {"const": "assistant"}, {"properties": {"tool_calls": _or_null(
+                {"type": "array", "items": _ASKED_CALL})}}),
             # A tool message answers a call: without its tool_call_id the server refuses it (400).
-            "if": {"properties": {"role": {"const": "tool"}}, "required": ["role"]},
-            "then": {"required": ["tool_call_id"]},
-        },
+            _when("role", {"const": "tool"}, {"required": ["tool_call_id"], "properties": {"tool_call_id": STRING}}),
+        ]},
         "ChatCompletionRequest": _obj({
             "model": {"type": "string", "description": "An id from GET /v1/models: the model, or agent/NAME."},
             "messages": {"type": "array", "minItems": 1, "items": _ref("ChatMessage"),
                          "description": "The whole conversation; absent, empty or not a list: 400 "
                                         "missing_prompt."},
-            "stream": {"type": "boolean"},
-            "stream_options": _obj({"include_usage": {"type": "boolean"}}, []),
+            "stream": _or_null({"type": "boolean"}),
+            "stream_options": _or_null(_obj({"include_usage": _or_null({"type": "boolean"})}, [])),
             "max_tokens": {"type": ["integer", "null"], "minimum": 1},
             "max_completion_tokens": {"type": ["integer", "null"], "minimum": 1,
                                       "description": "Wins over max_tokens."},
-            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
-            "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+            "temperature": _or_null({"type": "number", "minimum": 0, "maximum": 2}),
+            "top_p": _or_null({"type": "number", "minimum": 0, "maximum": 1}),
             "stop": {"oneOf": [{"type": "string", "minLength": 1},
                                {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 4},
                                {"type": "null"}]},
-            "user": {"type": ["string", "integer"], "description": "Who is asking, run through the user "
-                                                                    "validator as user_id is."},
-            "tools": {"type": "array", "items": _obj({"type": {"const": "function"}, "function": _obj(
-                {"name": STRING, "description": STRING, "parameters": {"type": "object"}}, ["name"])}),
-                      "description": "Passed to a backend that supports tools; else 400 tools_not_supported."},
-            "tool_choice": {"oneOf": [
+            "user": {"type": ["string", "integer", "null"], "description": "Who is asking, run through the user "
+                                                                            "validator as user_id is."},
+            "tools": _or_null({"type": "array", "items": _obj({"type": {"const": "function"}, "function": _obj(
+                {"name": {"type": "string", "minLength": 1},
+                 "description": {"description": "Passed on to the model as given."},
+                 "parameters": {"type": "object"}}, ["name"])}),
+                "description": "Passed to a backend that supports tools; else 400 tools_not_supported. "
+                               "Agents run their own tools and take none."}),
+            "tool_choice": _or_null({"oneOf": [
                 {"enum": ["none", "auto", "required"]},
                 {"type": "object", "required": ["type", "function"],
                  "properties": {"type": {"const": "function"},
                                 "function": {"type": "object", "required": ["name"],
-                                             "properties": {"name": {"type": "string", "minLength": 1}}}}}]},
-            "n": {"const": 1},
-        }, ["model", "messages"]),
+                                             "properties": {"name": STRING}}}}]}),
+            "n": _or_null({"const": 1}),
+        }, ["model", "messages"]) | {"allOf": [
+            # A tool_choice other than "none" picks among the tools: without any, 400 invalid_json.
+            _when("tool_choice", {"not": {"enum": ["none", None]}},
+                  {"required": ["tools"], "properties": {"tools": {"type": "array", "minItems": 1}}}),
+            # An agent runs its own tools: tools go to the model only, else 400 tools_not_supported.
+            _when("tools", {"type": "array", "minItems": 1},
+                  {"properties": {"model": {"not": {"pattern": "^agent/"}}}}),
+        ]},
         "ChatCompletion": _obj({
             "id": STRING, "object": {"const": "chat.completion"}, "created": COUNT, "model": STRING,
             "choices": {"type": "array", "minItems": 1, "maxItems": 1, "items": _obj({
@@ -113,7 +138,7 @@ def v1_operations(rate_headers: dict[str, Schema] | None,
     """The builders of the ``/v1`` path items by operationId; ``rate_headers`` when a limiter is on."""
     ok: Schema = {"description": "A chat completion, or its chunks when streamed.", "content": {
         JSON: {"schema": _ref("ChatCompletion")},
-        SSE: {"schema": {"type": "string", "description": _STREAM_DESCRIPTION},
+        SSE: {"schema": sse_event(_STREAM_DESCRIPTION, "JSON as x-sse-data says, or [DONE] last."),
               "x-sse-data": {"oneOf": [_ref("ChatCompletionChunk"), _ref("OpenAIError")]}}}}
     responses: Schema = {
         "200": ok,
