@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol
 
-from .backends.base import Backend, CallOptions, Message, ReportedUsage, TextDelta, TextDeltas, ToolCall, ToolCallsRequested
+from .backends.base import (Backend, CallOptions, Message, PromptTokens, ReportedUsage, TextDelta, TextDeltas, ToolCall,
+                            ToolCallsRequested)
 from .errors import BackendError
 from .usage import TokenCounter, Usage
 
@@ -147,13 +148,17 @@ class UsageMeter:
         self._live_messages = None
         self._live_parts = []
 
-    def end(self, reported: ReportedUsage | None, tool_calls: tuple[ToolCall, ...] = ()) -> Usage:
-        """The call in flight finished; returns its usage (reported, else estimated)."""
+    def end(self, reported: ReportedUsage | None, tool_calls: tuple[ToolCall, ...] = (),
+            prompt_tokens: int | None = None) -> Usage:
+        """The call in flight finished; returns its usage (reported, else estimated: its prompt
+        then counts ``prompt_tokens`` when the upstream counted them)."""
         if reported is not None:
             usage = Usage(max(0, int(reported.prompt_tokens)), max(0, int(reported.completion_tokens)))
             if self.call_cap is not None and usage.completion_tokens >= self.call_cap:
                 self.capped = True  # the upstream stopped at the max_tokens it was given
         else:
+            if prompt_tokens is not None and self._live_messages is not None:
+                self._live_prompt_tokens = max(0, int(prompt_tokens))
             usage = self._estimate_live(tool_calls)
         self.finished = self.finished + usage
         self._live_messages = None
@@ -245,6 +250,7 @@ async def call_model(
         options = _capped_options(options, cap)
     calls: list[ToolCall] = []
     reported: ReportedUsage | None = None
+    counted: int | None = None
     if options is not None and _takes_options(backend):
         stream = backend.stream(messages, tools=tools, options=options)
     else:  # backends written before CallOptions existed take no such keyword
@@ -261,6 +267,9 @@ async def call_model(
                 continue
             elif isinstance(event, ReportedUsage):
                 reported = event
+                continue
+            elif isinstance(event, PromptTokens):
+                counted = event.tokens
                 continue
             else:
                 raise BackendError(f"backend {backend.name!r} yielded an unknown event {type(event).__name__}")
@@ -279,6 +288,6 @@ async def call_model(
     text = "".join(parts)
     if meter.capped:  # cut short: tool calls it may have begun are not run
         calls.clear()
-    usage = meter.end(reported, tuple(calls))
+    usage = meter.end(reported, tuple(calls), counted)
     finish = "length" if meter.capped else "tool_calls" if calls else "stop"
     return CallOutcome(text, tuple(calls), usage, finish)

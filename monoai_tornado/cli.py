@@ -10,6 +10,7 @@ from typing import Any, Callable, NoReturn, Sequence, TypeVar
 
 from . import __version__
 from .backends.demo import DEFAULT_DELAY
+from .backends.prompt_count import METHODS as PROMPT_COUNT_METHODS
 from .extras import MissingExtra, require
 
 DESCRIPTION = ("Serve an LLM model and its agents over HTTP, server-sent events and WebSocket. "
@@ -175,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--temperature", type=_non_negative_float, help="temperature sent upstream when a call sets none")
     g.add_argument("--extra-body", type=_json_object, default={},
                    help='JSON object merged into every upstream request, e.g. \'{"top_k": 40}\'')
+    g.add_argument("--prompt-tokens", choices=PROMPT_COUNT_METHODS, default="estimate",
+                   help="prompt tokens of an answer sent without usage (llama-cpp-python streaming): "
+                        "estimate (tiktoken), or ask the upstream after the answer: chat (a 1-token "
+                        "completion; exact for llama-cpp-python), vllm (/tokenize), llama-server "
+                        "(/apply-template, /tokenize); on failure the estimate, one warning")
     g.add_argument("--agents", type=_dotted,
                    help="module:function returning a list of agents, served instead of the demo agent "
                         "(default: the demo agent 'assistant')")
@@ -237,7 +243,8 @@ def build_backend(args: argparse.Namespace) -> Any:
         defaults = CallOptions(max_tokens=args.max_tokens, temperature=args.temperature, extra=args.extra_body)
         return OpenAIBackend(args.base_url, args.model, api_key=os.environ.get(args.api_key_env),
                              first_token_timeout=args.backend_timeout, idle_timeout=args.backend_timeout,
-                             timeout=args.backend_total_timeout or None, defaults=defaults)
+                             timeout=args.backend_total_timeout or None, defaults=defaults,
+                             prompt_tokens=args.prompt_tokens)
     from .backends.demo import DemoBackend
 
     return DemoBackend(delay=args.demo_delay, chunks=args.demo_chunks, chunk_chars=args.demo_chunk_chars)

@@ -7,7 +7,9 @@ async stream of events:
 * :class:`TextDeltas` - several pieces that are ready at once (each still its own chunk for
   the client), so that a fast backend pays one step of its stream rather than one per piece;
 * :class:`ToolCallsRequested` - the model asks for tool calls instead of (or after) text;
-* :class:`ReportedUsage` - token counts, when the backend knows them (usually last).
+* :class:`ReportedUsage` - token counts, when the backend knows them (usually last);
+* :class:`PromptTokens` - the prompt's tokens alone, counted by the upstream when it reported
+  no usage (the completion is then counted locally).
 
 Failures are raised as :class:`~monoai_tornado.errors.BackendError` (502) or
 :class:`~monoai_tornado.errors.BackendTimeout` (504). Cancelling the task that iterates the
@@ -94,7 +96,14 @@ class ReportedUsage:
         return None
 
 
-BackendEvent = Union[TextDelta, TextDeltas, ToolCallsRequested, ReportedUsage]
+@dataclass(frozen=True)
+class PromptTokens:
+    """The prompt's tokens as the upstream counted them, for an answer that reported no usage."""
+
+    tokens: int
+
+
+BackendEvent = Union[TextDelta, TextDeltas, ToolCallsRequested, ReportedUsage, PromptTokens]
 
 EventStream = AsyncGenerator[BackendEvent, None]
 """What :meth:`Backend.stream` returns: an async generator of :data:`BackendEvent` objects."""

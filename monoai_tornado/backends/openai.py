@@ -25,8 +25,9 @@ from tornado.httputil import HTTPHeaders, ResponseStartLine
 from tornado.simple_httpclient import HTTPTimeoutError
 
 from ..errors import BackendError, BackendTimeout
-from .base import (Backend, BackendEvent, CallOptions, EventStream, Message, ReportedUsage, TextDelta, ToolCall,
-                   ToolCallsRequested, ToolSchema, exception_of)
+from .base import (Backend, BackendEvent, CallOptions, EventStream, Message, PromptTokens, ReportedUsage, TextDelta,
+                   ToolCall, ToolCallsRequested, ToolSchema, exception_of)
+from .prompt_count import UpstreamPromptCounter
 from .sse import ServerSentEvent, SSEError, SSEParser
 from .upstream import shared_pool
 from .upstream_errors import upstream_error
@@ -206,6 +207,10 @@ class OpenAIBackend(Backend):
     ``defaults`` are the generation options of every request (``--max-tokens``,
     ``--temperature``, ``--extra-body``); a call's own :class:`CallOptions` win over them,
     field by field. ``extra_body`` is merged into ``defaults.extra``.
+
+    ``prompt_tokens`` (``--prompt-tokens``): how the prompt of an answer that reports no usage
+    is counted: ``"estimate"`` (tiktoken, the default), or asked of the upstream with
+    ``"chat"``, ``"vllm"`` or ``"llama-server"`` (see :mod:`.prompt_count`).
     """
 
     supports_tools = True
@@ -213,7 +218,7 @@ class OpenAIBackend(Backend):
     def __init__(self, base_url: str, model: str, api_key: str | None = None, *, timeout: float | None = None,
                  first_token_timeout: float = 30.0, idle_timeout: float = 30.0,
                  extra_body: dict[str, Any] | None = None, provider: str = "openai-compatible",
-                 defaults: CallOptions | None = None) -> None:
+                 defaults: CallOptions | None = None, prompt_tokens: str = "estimate") -> None:
         parts = urllib.parse.urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"base_url must be an http(s) URL, not {_safe_url(base_url)!r}")
@@ -232,6 +237,9 @@ class OpenAIBackend(Backend):
         self.defaults = dataclasses.replace(defaults, extra={**defaults.extra, **(extra_body or {})})
         self._api_key = api_key or None
         self._where = _safe_url(self.url)
+        #: Asks the upstream for the prompt's tokens when an answer reports no usage (None: estimated).
+        self.prompt_counter = None if prompt_tokens == "estimate" else UpstreamPromptCounter(
+            prompt_tokens, self.base_url, self._auth(), redact=self._redact)
 
     def __repr__(self) -> str:
         return f"OpenAIBackend({_safe_url(self.base_url)!r}, {self.name!r})"
@@ -258,15 +266,19 @@ class OpenAIBackend(Backend):
 
     def _request(self, messages: list[Message], tools: list[dict[str, Any]] | None,
                  options: CallOptions | None = None) -> HTTPRequest:
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream",
-                   "User-Agent": "monoai_tornado"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream", **self._auth()}
         body = json.dumps(self.payload(messages, tools, options), ensure_ascii=False).encode("utf-8")
         # Tornado's own timeouts are a backstop; ours fire first and say which one it was (0: none).
         return HTTPRequest(self.url, method="POST", headers=headers, body=body, follow_redirects=False,
                            connect_timeout=self.first_token_timeout + 1,
                            request_timeout=self.timeout + 1 if self.timeout else 0)
+
+    def _auth(self) -> dict[str, str]:
+        """The headers every upstream request carries (the key, when there is one)."""
+        headers = {"User-Agent": "monoai_tornado"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        return headers
 
     def _redact(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key else text
@@ -294,7 +306,7 @@ class OpenAIBackend(Backend):
                 if chunk is None:
                     for event in self._finish(exchange, assembler, parser, bytes(body)):
                         yield event
-                    return
+                    break
                 first = False
                 if not exchange.is_event_stream:
                     if len(body) < MAX_BODY:
@@ -308,9 +320,13 @@ class OpenAIBackend(Backend):
                 if assembler.done:
                     for event in self._final_events(assembler):
                         yield event
-                    return
+                    break
         finally:
             await exchange.close()
+        if assembler.usage is None and self.prompt_counter is not None:  # asked once the stream is over
+            counted = await self.prompt_counter.count(self.payload(messages, tools, options))
+            if counted is not None:
+                yield PromptTokens(counted)
 
     def _sse_events(self, parser: SSEParser, chunk: bytes | None) -> list[ServerSentEvent]:
         """The events completed by ``chunk`` (None: the end of the stream)."""

@@ -12,6 +12,11 @@ Knobs (keyword arguments, see :class:`Reply`) set how every request is answered;
 ``replies=[Reply(...), ...]`` scripts the first answers one by one (an agent's tool-call turn,
 then its final answer), the knobs answer the rest. Every request is recorded in
 :attr:`FakeOpenAI.requests` with what was sent and whether the client left early.
+
+It also answers the tokenize endpoints of vLLM (``POST /tokenize`` with ``messages``: ``count``)
+and llama.cpp's server (``POST /apply-template``, ``POST /tokenize`` with ``content``), in their
+real shapes, with a toy chat template (:func:`render`) and one token per word: the count of a
+conversation is :func:`template_tokens`. ``tokenize_status`` (an error status) makes them fail.
 """
 from __future__ import annotations
 
@@ -28,6 +33,18 @@ from tornado.web import Application, RequestHandler
 
 #: Longest any pause of the fake upstream lasts, whatever the knobs say (bounded tests).
 MAX_PAUSE = 60.0
+
+
+def render(messages: Sequence[Any]) -> str:
+    """The toy chat template of the tokenize endpoints (ChatML, with a system prompt of its own)."""
+    turns = [{"role": "system", "content": "You are a fake upstream."}, *messages]
+    return "".join(f"<|im_start|>{m.get('role')}\n{m.get('content') or ''}<|im_end|>\n" for m in turns
+                   if isinstance(m, dict)) + "<|im_start|>assistant\n"
+
+
+def template_tokens(messages: Sequence[Any]) -> int:
+    """What the tokenize endpoints count for ``messages``: one token per word of :func:`render`."""
+    return len(render(messages).split())
 
 
 @dataclass
@@ -88,6 +105,8 @@ class FakeOpenAI:
         self.requests: list[RecordedRequest] = []
         self.port = 0
         self.stopping = False
+        #: The status of the tokenize endpoints (200: they answer; another: an error body).
+        self.tokenize_status = 200
         self._server: HTTPServer | None = None
 
     @property
@@ -131,6 +150,7 @@ class FakeOpenAI:
         app = Application([
             (r"/v1/chat/completions", _ChatCompletions, {"upstream": self}),
             (r"/v1/models", _Models, {"upstream": self}),
+            (r"/(tokenize|apply-template)", _Tokenize, {"upstream": self}),
         ], log_function=lambda handler: None)
         self._server = HTTPServer(app)
         self._server.add_sockets([sock])
@@ -159,6 +179,28 @@ class _Models(RequestHandler):
 
     def get(self) -> None:
         self.write({"object": "list", "data": [{"id": self.upstream.model, "object": "model"}]})
+
+
+class _Tokenize(RequestHandler):
+    """vLLM's ``/tokenize`` (``messages``), llama.cpp's ``/tokenize`` (``content``) and ``/apply-template``."""
+
+    def initialize(self, upstream: FakeOpenAI) -> None:
+        self.upstream = upstream
+
+    def post(self, endpoint: str) -> None:
+        body = json.loads(self.request.body)
+        self.upstream.requests.append(RecordedRequest("POST", self.request.path, dict(self.request.headers.get_all()),
+                                                      body, finished=True, done=True))
+        if self.upstream.tokenize_status != 200:
+            self.set_status(self.upstream.tokenize_status)
+            self.write({"error": {"message": "tokenize failed", "type": "server_error"}})
+        elif endpoint == "apply-template":
+            self.write({"prompt": render(body["messages"])})
+        elif "messages" in body:  # vLLM
+            count = template_tokens(body["messages"])
+            self.write({"count": count, "max_model_len": 4096, "tokens": list(range(count))})
+        else:  # llama.cpp
+            self.write({"tokens": list(range(len(body["content"].split())))})
 
 
 class _ChatCompletions(RequestHandler):
