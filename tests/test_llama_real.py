@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Iterator
 
+import openai
 import pytest
 
 from monoai_tornado.agents import Agent
@@ -106,6 +107,55 @@ async def test_sse_streams_the_models_tokens_with_usage_counted_with_the_templat
     assert usage["estimated"] is True
     assert usage["prompt_tokens"] == counter.count_messages([{"role": "user", "content": "Name three colours."}])
     assert 0 < usage["completion_tokens"] and usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+
+def test_v1_chat_completions_through_the_openai_sdk_streamed_and_not(ours):
+    """``/v1`` in front of llama.cpp, called as any OpenAI client calls it."""
+    base = ours("--max-tokens", "24", "--temperature", "0")
+    client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=120)
+    assert [model.id for model in client.models.list()] == ["smollm2"]
+    messages: Any = [{"role": "system", "content": "Answer in a few words."},
+                     {"role": "user", "content": "Name three colours."}]
+    answer = client.chat.completions.create(model="smollm2", messages=messages)
+    choice = answer.choices[0]
+    assert choice.message.role == "assistant" and choice.message.content
+    assert choice.finish_reason in ("stop", "length") and answer.model == "smollm2"
+    assert answer.usage is not None and answer.usage.prompt_tokens > 0 and answer.usage.completion_tokens > 0
+    chunks = list(client.chat.completions.create(model="smollm2", messages=messages, stream=True,
+                                                 stream_options={"include_usage": True}))
+    pieces = [chunk.choices[0].delta.content for chunk in chunks if chunk.choices and chunk.choices[0].delta.content]
+    assert len(pieces) > 3  # token by token, not one piece at the end
+    finishes = [chunk.choices[0].finish_reason for chunk in chunks if chunk.choices and chunk.choices[0].finish_reason]
+    assert finishes in (["stop"], ["length"])
+    usage = chunks[-1].usage  # the last chunk: no choices, the usage
+    assert not chunks[-1].choices and usage is not None and usage.prompt_tokens == answer.usage.prompt_tokens
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens and usage.completion_tokens > 0
+
+
+async def test_prompt_tokens_chat_counts_the_prompt_as_llama_does(ours, llama, fetch, counter):
+    """``--prompt-tokens chat``: a streamed answer's prompt tokens are llama.cpp's own count, its
+    chat template included, where the estimate misses it."""
+    messages: Any = [{"role": "user", "content": "Name three colours."}]
+    direct = await fetch(llama.base_url + "/chat/completions", "POST",  # not streamed: llama.cpp counts
+                         {"model": "smollm2", "messages": messages, "max_tokens": 4, "temperature": 0},
+                         headers={"Content-Type": "application/json"}, request_timeout=120)
+    assert direct.code == 200, direct.body
+    llama_count = json_of(direct)["usage"]["prompt_tokens"]
+    assert llama_count > counter.count_messages(messages)  # the template's own tokens: not in the estimate
+    base = ours("--max-tokens", "24", "--temperature", "0", "--prompt-tokens", "chat")
+    response = await fetch(base + "/model/stream", "POST", {"prompt": "Name three colours."}, headers=SSE,
+                           request_timeout=120)
+    events = parse_sse(response.body)
+    assert [name for name, _ in events][-1] == "complete"  # counted after the stream: nothing cut
+    usage = events[-1][1]["result"]["usage"]
+    assert usage["prompt_tokens"] == llama_count
+    assert usage["estimated"] is True and usage["completion_tokens"] > 0  # the completion is still estimated
+    client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=120)
+    stream = await client.chat.completions.create(model="smollm2", messages=messages,
+                                                  stream=True, stream_options={"include_usage": True})
+    chunks = [chunk async for chunk in stream]
+    await client.close()
+    assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens == llama_count
 
 
 async def test_websocket_cancel_stops_the_generation_upstream(ours, llama):
