@@ -1,22 +1,20 @@
 """``--prompt-tokens``: the prompt of an answer without usage counted by the upstream, in front of
-the real test upstream (tests/fake_openai.py answers vLLM's and llama.cpp's tokenize endpoints in
-their real shapes). The real llama.cpp server's count is checked in tests/test_llama_real.py.
+the real test upstream (tests/support/fake_openai.py answers vLLM's and llama.cpp's tokenize
+endpoints in their real shapes). The real llama.cpp server's count: tests/test_llama_real.py.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import socket
-from typing import Any
 
 import pytest
 
-from monoai_tornado import Application
 from monoai_tornado.backends.openai import OpenAIBackend
 from monoai_tornado.backends.prompt_count import UpstreamPromptCounter
 from monoai_tornado.cli import build_backend, build_parser
-from tests.conftest import json_of, parse_sse
-from tests.fake_openai import FakeOpenAI, Reply, template_tokens
+from tests.support.fake_openai import FakeOpenAI, Reply, template_tokens
+from tests.support.http import json_of, parse_sse
 
 KEY = "sk-upstream-secret"
 PROMPT = "How many tokens is this prompt?"
@@ -24,9 +22,8 @@ ASKED = [{"role": "user", "content": PROMPT}]
 COUNT_LOG = "monoai_tornado.backends.prompt_count"
 
 
-def app_for(upstream: FakeOpenAI, counter: Any, method: str) -> Application:
-    backend = OpenAIBackend(upstream.base_url, "m", api_key=KEY, first_token_timeout=5, prompt_tokens=method)
-    return Application("T", model=backend, token_counter=counter)
+def backend_for(upstream: FakeOpenAI, method: str) -> OpenAIBackend:
+    return OpenAIBackend(upstream.base_url, "m", api_key=KEY, first_token_timeout=5, prompt_tokens=method)
 
 
 def paths(upstream: FakeOpenAI) -> list[str]:
@@ -37,9 +34,9 @@ def paths(upstream: FakeOpenAI) -> list[str]:
     ("vllm", ["/v1/chat/completions", "/tokenize"]),
     ("llama-server", ["/v1/chat/completions", "/apply-template", "/tokenize"]),
 ])
-async def test_a_tokenize_endpoint_counts_the_prompt_with_its_chat_template(serve, fetch, counter, method, asked):
+async def test_a_tokenize_endpoint_counts_the_prompt_with_its_chat_template(app_url, fetch, counter, method, asked):
     async with FakeOpenAI(usage=None) as upstream:  # no usage in the stream, as llama-cpp-python
-        url = serve(app_for(upstream, counter, method))
+        url = app_url(model=backend_for(upstream, method))
         response = await fetch(url + "/model/stream", "POST", {"prompt": PROMPT}, headers={"Accept": "text/event-stream"})
         assert response.code == 200
         usage = parse_sse(response.body)[-1][1]["result"]["usage"]
@@ -57,9 +54,9 @@ async def test_a_tokenize_endpoint_counts_the_prompt_with_its_chat_template(serv
             assert tokenize.body["add_special"] is True  # as llama.cpp tokenizes a chat prompt
 
 
-async def test_chat_asks_a_one_token_answer_and_reads_its_prompt_tokens(serve, fetch, counter):
+async def test_chat_asks_a_one_token_answer_and_reads_its_prompt_tokens(app_url, fetch):
     async with FakeOpenAI(replies=[Reply(usage=None), Reply(json_answer=True, usage=(42, 1))]) as upstream:
-        url = serve(app_for(upstream, counter, "chat"))
+        url = app_url(model=backend_for(upstream, "chat"))
         response = await fetch(url + "/model", "POST", {"prompt": PROMPT, "max_tokens": 50})
         assert response.code == 200
         assert json_of(response)["usage"]["prompt_tokens"] == 42
@@ -68,18 +65,18 @@ async def test_chat_asks_a_one_token_answer_and_reads_its_prompt_tokens(serve, f
         assert probe == {**{k: v for k, v in stream.items() if k != "stream_options"}, "stream": False, "max_tokens": 1}
 
 
-async def test_usage_the_upstream_reports_is_kept_and_nothing_more_is_asked(serve, fetch, counter):
+async def test_usage_the_upstream_reports_is_kept_and_nothing_more_is_asked(app_url, fetch):
     async with FakeOpenAI(usage=(11, 7)) as upstream:
-        url = serve(app_for(upstream, counter, "vllm"))
+        url = app_url(model=backend_for(upstream, "vllm"))
         response = await fetch(url + "/model", "POST", {"prompt": PROMPT})
         assert json_of(response)["usage"] == {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
         assert paths(upstream) == ["/v1/chat/completions"]
 
 
-async def test_a_failing_count_falls_back_to_the_estimate_with_one_warning(serve, fetch, counter, caplog):
+async def test_a_failing_count_falls_back_to_the_estimate_with_one_warning(app_url, fetch, counter, caplog):
     async with FakeOpenAI(usage=None) as upstream:
         upstream.tokenize_status = 500
-        url = serve(app_for(upstream, counter, "vllm"))
+        url = app_url(model=backend_for(upstream, "vllm"))
         with caplog.at_level(logging.DEBUG, logger=COUNT_LOG):
             for _ in range(2):
                 response = await fetch(url + "/model", "POST", {"prompt": PROMPT})
@@ -94,9 +91,9 @@ async def test_a_failing_count_falls_back_to_the_estimate_with_one_warning(serve
         assert paths(upstream).count("/tokenize") == 3
 
 
-async def test_an_endpoint_the_upstream_lacks_falls_back_to_the_estimate(serve, fetch, counter):
+async def test_an_endpoint_the_upstream_lacks_falls_back_to_the_estimate(app_url, fetch, counter):
     async with FakeOpenAI(usage=None) as upstream:  # it streams even when asked for one JSON answer:
-        url = serve(app_for(upstream, counter, "chat"))  # the one-token count reads no usage from it
+        url = app_url(model=backend_for(upstream, "chat"))  # the one-token count reads no usage from it
         response = await fetch(url + "/model", "POST", {"prompt": PROMPT})
         assert response.code == 200
         assert json_of(response)["usage"]["prompt_tokens"] == counter.count_messages(ASKED)
