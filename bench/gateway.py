@@ -586,6 +586,9 @@ def main() -> None:
             if not setup.ours_v1:
                 print("(ours has no /v1/chat/completions in this checkout: 'ours' goes through /model and "
                       "/model/stream)", flush=True)
+            if subprocess.run([PYTHON, "-c", "import uvloop"], capture_output=True, check=False).returncode:
+                print("(uvloop is not installed: 'ours' runs on asyncio like 'ours+asyncio'; "
+                      "pip install -e '.[fast]' to measure both)", flush=True)
         print(f"{len(names)} lines x {args.rounds} rounds; servers on CPU {args.server_cpus or 'any'}, upstream and "
               f"load on CPU {args.load_cpus or 'any'}; upstream answers {CHUNKS} chunks of {CHUNK_CHARS} chars"
               + (" (QUICK)" if args.quick else ""), flush=True)
