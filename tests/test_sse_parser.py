@@ -114,3 +114,32 @@ def test_an_event_over_the_size_limit_is_an_error() -> None:
         parser.feed(b"data: " + b"y" * 60)
     with pytest.raises(SSEError):
         SSEParser(max_event_size=10).feed(b"z" * 11)
+
+
+class LineByLine(SSEParser):
+    """The parser without its fast path for whole one-line events: the reference it must agree with."""
+
+    def _feed_whole_events(self, text: str) -> list[ServerSentEvent]:
+        return self._feed_lines(text)
+
+
+PIECES = ["data: {\"a\": 1}\n\n", "data:{}\n\n", "data:  two spaces\n\n", "data\n\n", "data:\n\n", ": note\n\n",
+          "id: 9\n\n", "retry: 20\n\n", "event: e\ndata: x\n\n", "data: a\ndata: b\n\n", "\n", "\n\n",
+          "data: [DONE]\n\n", "x: y\n\n", "data: caf\u00e9\n\n", "data: tail without end", "data: cr\r\n\r\n",
+          "data: " + "z" * 40 + "\n\n"]
+
+
+def test_the_fast_path_for_whole_events_gives_what_the_line_by_line_parser_gives() -> None:
+    import random
+    rng = random.Random(11)
+    for _ in range(300):
+        stream = "".join(rng.choice(PIECES) for _ in range(rng.randint(1, 12))).encode()
+        cuts = sorted(rng.sample(range(1, len(stream)), min(len(stream) - 1, rng.randint(0, 4))))
+        pieces = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)])]
+        outcomes = []
+        for parser in (SSEParser(max_event_size=44), LineByLine(max_event_size=44)):
+            try:
+                outcomes.append(feed_all(parser, pieces))
+            except SSEError as exc:
+                outcomes.append(str(exc))
+        assert outcomes[0] == outcomes[1], stream

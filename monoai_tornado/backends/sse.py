@@ -72,6 +72,35 @@ class SSEParser:
         if not self._started and text:
             self._started = True
             text = text.removeprefix("\ufeff")
+        if "\r" not in text and not self._between_events():
+            return self._feed_whole_events(text)
+        return self._feed_lines(text)
+
+    def _between_events(self) -> bool:
+        return bool(self._line or self._data or self._event or self._after_cr)
+
+    def _feed_whole_events(self, text: str) -> list[ServerSentEvent]:
+        """The common case, an event per ``data:`` line ended by a blank line, without a line loop.
+
+        Called at an event boundary with text that has no CR: each block before a blank line
+        that is one ``data`` line is an event at once; any other block, and the unterminated
+        tail, go through :meth:`_feed_lines`, so the result is the same as its own.
+        """
+        events: list[ServerSentEvent] = []
+        *blocks, tail = text.split("\n\n")
+        for block in blocks:
+            if block.startswith("data:") and "\n" not in block:
+                if len(block) > self.max_event_size:  # the check _feed_lines makes on the line
+                    raise SSEError(f"server-sent event larger than {self.max_event_size} characters")
+                value = block[6:] if block.startswith("data: ") else block[5:]
+                events.append(ServerSentEvent(value, "message", self._last_id, self._retry))
+            elif block:
+                events += self._feed_lines(block + "\n\n")
+        if tail:
+            events += self._feed_lines(tail)
+        return events
+
+    def _feed_lines(self, text: str) -> list[ServerSentEvent]:
         events: list[ServerSentEvent] = []
         start = 0
         length = len(text)
