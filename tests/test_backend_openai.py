@@ -264,8 +264,9 @@ async def test_connection_refused_is_a_backend_error() -> None:
     assert type(caught.value) is BackendError and KEY not in str(caught.value)
 
 
-async def test_malformed_json_in_the_stream_is_a_backend_error_and_closes_the_upstream() -> None:
-    async with FakeOpenAI(chunks=["a", "b", "c"], malformed_after=1, delay=0.05) as upstream:
+@pytest.mark.parametrize("delay", [0.05, 0])  # events read one by one, or several in one read
+async def test_malformed_json_in_the_stream_is_a_backend_error_and_closes_the_upstream(delay: float) -> None:
+    async with FakeOpenAI(chunks=["a", "b", "c"], malformed_after=1, delay=delay) as upstream:
         backend = OpenAIBackend(upstream.base_url, "m")
         seen: list[BackendEvent] = []
         with pytest.raises(BackendError, match="malformed JSON"):
@@ -273,7 +274,8 @@ async def test_malformed_json_in_the_stream_is_a_backend_error_and_closes_the_up
                 async for event in stream:
                     seen.append(event)
         assert seen == [TextDelta("a")]
-        await upstream.wait_until(lambda: upstream.closed_early, 2)
+        if delay:  # still streaming when the broken event came: it sees the connection close
+            await upstream.wait_until(lambda: upstream.closed_early, 2)
 
 
 async def test_an_error_event_inside_the_stream_is_a_backend_error() -> None:
@@ -431,3 +433,14 @@ async def _drain(stream: Any) -> list[BackendEvent]:
 
 async def _ignore(text: str) -> None:
     pass
+
+
+def test_events_of_one_read_are_parsed_together_only_when_each_holds_one_value() -> None:
+    from monoai_tornado.backends.openai import _decode_together
+    from monoai_tornado.backends.sse import ServerSentEvent as E
+
+    assert _decode_together([E('{"a":1}'), E("[DONE]")]) == [{"a": 1}, None]
+    assert _decode_together([E('{"a":1}'), E("{broken")]) == [None, None]  # each judged alone, in order
+    assert _decode_together([E("1,2"), E("")]) == [None, None]  # never misaligned
+    assert _decode_together([E("1,2"), E("3")]) == [None, None]
+    assert _decode_together([E('{"a":1}')]) == [None]  # one event: parsed where it is used
