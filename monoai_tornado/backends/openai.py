@@ -2,8 +2,8 @@
 
 OpenAI, Ollama (``/v1``), vLLM, llama.cpp's server and LM Studio all answer
 ``POST {base_url}/chat/completions`` with ``"stream": true`` as server-sent events. This
-backend sends that request with Tornado's own HTTP/1.1 machinery over a kept-alive connection
-(:mod:`.upstream`), parses the events as the bytes arrive and yields text as soon as it comes.
+backend sends that request over a kept-alive connection (:mod:`.upstream`, :mod:`.http1`),
+parses the events as the bytes arrive and yields text as soon as it comes.
 
 Each call in flight has a connection of its own (concurrent calls never queue behind a shared
 limit); a finished call leaves its connection open for the next one. Cancelling a call
@@ -130,12 +130,17 @@ class _Assembler:
         self.finish_reason: str | None = None
         self._calls: dict[int, dict[str, str]] = {}
 
-    def on_data(self, data: str, redact: Any) -> list[BackendEvent]:
+    def on_data(self, data: str, redact: Any, decoded: Any = None) -> list[BackendEvent]:
+        """The events of one ``data`` payload; ``decoded``: the payload already parsed, when it was."""
         self.seen_data = True
+        if type(decoded) is dict:
+            return self.on_object(decoded, redact)
         if data.strip() == "[DONE]":
             self.done = True
             return []
-        obj = _json_object(data, f"upstream sent malformed JSON in the stream: {redact(_short(data))!r}")
+        obj = _json_object(data)
+        if obj is None:  # the message is built only when it is needed, not for every event
+            raise BackendError(f"upstream sent malformed JSON in the stream: {redact(_short(data))!r}")
         return self.on_object(obj, redact)
 
     def on_object(self, obj: dict[str, Any], redact: Any) -> list[BackendEvent]:
@@ -268,10 +273,10 @@ class OpenAIBackend(Backend):
                  options: CallOptions | None = None) -> HTTPRequest:
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream", **self._auth()}
         body = json.dumps(self.payload(messages, tools, options), ensure_ascii=False).encode("utf-8")
-        # Tornado's own timeouts are a backstop; ours fire first and say which one it was (0: none).
+        # The pool bounds the connect with connect_timeout; the first-token, idle and total
+        # timeouts are ours (stream()), so that the error says which one it was.
         return HTTPRequest(self.url, method="POST", headers=headers, body=body, follow_redirects=False,
-                           connect_timeout=self.first_token_timeout + 1,
-                           request_timeout=self.timeout + 1 if self.timeout else 0)
+                           connect_timeout=self.first_token_timeout + 1)
 
     def _auth(self) -> dict[str, str]:
         """The headers every upstream request carries (the key, when there is one)."""
@@ -337,13 +342,10 @@ class OpenAIBackend(Backend):
             raise BackendError(f"upstream {self._where} sent an invalid event stream: {exc}") from None
 
     def _on_sse(self, sse: ServerSentEvent, assembler: _Assembler, decoded: Any = None) -> list[BackendEvent]:
-        """The backend events of one upstream event; ``decoded``: its data already parsed, if a dict."""
+        """The backend events of one upstream event; ``decoded``: its data already parsed."""
         if sse.event == "error":
             raise BackendError(f"upstream reported an error: {self._redact(_reason_of_text(sse.data))}")
-        if type(decoded) is dict:
-            assembler.seen_data = True
-            return assembler.on_object(decoded, self._redact)
-        return assembler.on_data(sse.data, self._redact)
+        return assembler.on_data(sse.data, self._redact, decoded)
 
     def _finish(self, exchange: _Exchange, assembler: _Assembler, parser: SSEParser,
                 body: bytes) -> list[BackendEvent]:
@@ -362,7 +364,9 @@ class OpenAIBackend(Backend):
             message = self._redact(_reason_of_text(body.decode("utf-8", "replace")))
             raise upstream_error(status, response.reason, self._where, exchange.headers, message)
         if not exchange.is_event_stream:  # a server that ignored "stream": true
-            obj = _json_object(body, f"upstream {self._where} answered malformed JSON")
+            obj = _json_object(body)
+            if obj is None:
+                raise BackendError(f"upstream {self._where} answered malformed JSON")
             return assembler.on_object(obj, self._redact) + self._final_events(assembler)
         events: list[BackendEvent] = []
         for sse in self._sse_events(parser, None):
@@ -437,15 +441,13 @@ def _reason_of(obj: Any) -> str:
     return _short(str(obj))
 
 
-def _json_object(text: str | bytes, error: str) -> dict[str, Any]:
-    """``text`` decoded as a JSON object, else :class:`BackendError` with ``error``."""
+def _json_object(text: str | bytes) -> dict[str, Any] | None:
+    """``text`` decoded as a JSON object, else None."""
     try:
         obj = json.loads(text)
     except ValueError:
-        obj = None
-    if not isinstance(obj, dict):
-        raise BackendError(error)
-    return obj
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 def _reason_of_text(text: str) -> str:

@@ -140,7 +140,7 @@ class UpstreamPromptCounter:
 
         request = HTTPRequest(url, method="POST", headers=self._headers, follow_redirects=False,
                               body=json.dumps(payload, ensure_ascii=False).encode("utf-8"),
-                              streaming_callback=on_chunk, connect_timeout=self.timeout, request_timeout=0)
+                              streaming_callback=on_chunk, connect_timeout=self.timeout)
         call = shared_pool().fetch(request)
         where = url.removeprefix(self.root) or "/"
         try:

@@ -72,12 +72,9 @@ class SSEParser:
         if not self._started and text:
             self._started = True
             text = text.removeprefix("\ufeff")
-        if "\r" not in text and not self._between_events():
+        if "\r" not in text and not (self.has_partial_event or self._after_cr):
             return self._feed_whole_events(text)
         return self._feed_lines(text)
-
-    def _between_events(self) -> bool:
-        return bool(self._line or self._data or self._event or self._after_cr)
 
     def _feed_whole_events(self, text: str) -> list[ServerSentEvent]:
         """The common case, an event per ``data:`` line ended by a blank line, without a line loop.

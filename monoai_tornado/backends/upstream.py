@@ -67,9 +67,8 @@ class _Answer:
 
     def headers_received(self, start_line: ResponseStartLine, headers: HTTPHeaders) -> None:
         self.start_line, self.headers = start_line, headers
-        framed = "Content-Length" in headers or headers.get("Transfer-Encoding", "").lower() == "chunked"
-        self.keep_alive = (framed and start_line.version == "HTTP/1.1"
-                           and headers.get("Connection", "").lower() != "close")
+        # Whether the body's framing let it end where it said is read_body's answer; this is the rest.
+        self.keep_alive = start_line.version == "HTTP/1.1" and headers.get("Connection", "").lower() != "close"
         if self.on_headers is not None:
             self.on_headers(start_line, headers)
 
