@@ -18,7 +18,7 @@ from ..calls import SilentEvents
 from ..lifecycle import cancelled_for_shutdown
 from ..errors import ApiError, ClientGone, PayloadTooLarge, ShuttingDown
 from ..rendering import render_error
-from ..prompt_request import parse_prompt_body
+from ..prompt_request import PromptRequest, parse_prompt_body
 from ..tornado_internals import http_stream, is_finished
 from .base import JsonHandler, dumps
 
@@ -82,21 +82,38 @@ class PromptHandler(JsonHandler):
 
     async def post(self, agent_name: str | None = None) -> None:
         target = self.context.target(agent_name)
+        request = parse_prompt_body(self.received_body())
+        await self.answer(request, target, sse=self.wants_sse())
+
+    def received_body(self) -> bytes:
+        """The request body; 413 when it was over the limit (read and dropped, see ``prepare``)."""
         if self._body_too_large:
             raise PayloadTooLarge(f"Request body is larger than {self.context.max_body_size} bytes")
-        request = parse_prompt_body(b"".join(self._body))
+        return b"".join(self._body)
+
+    async def answer(self, request: PromptRequest, target: Any, *, sse: bool, events: Any = None) -> None:
+        """Admit ``request`` and answer it from ``target``: a JSON result, or server-sent events.
+
+        However it ends, the admitted run's place and reservation are given back: a run whose
+        task was cancelled before it started (the client left at once) never reaches the
+        pipeline's own ``finally``.
+        """
         ticket = await self.context.pipeline.admit(request, self.peer_ip, self.request.headers)
         self.ticket = ticket
         try:
             self.set_limit_headers(ticket)
-            if self.wants_sse():
-                await self._answer_with_events(ticket, target)
+            if sse:
+                await self._answer_with_events(ticket, target, events)
             else:
                 result = await self._run_until_done(ticket, target, SilentEvents())
                 if result is not None:
-                    self.send_json(result)
+                    self.send_json(self.shaped(result))
         finally:
-            self.context.pipeline.finish(ticket)  # a run that never started gives its place back
+            self.context.pipeline.finish(ticket)
+
+    def shaped(self, result: dict[str, Any]) -> Any:
+        """Hook: the JSON body of a finished run (``/v1`` answers a ``chat.completion``)."""
+        return result
 
     async def _run_until_done(self, ticket: Any, target: Any, events: Any) -> dict[str, Any] | None:
         """Run the prompt as its own task so that a closed connection can cancel it."""

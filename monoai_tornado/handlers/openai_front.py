@@ -16,9 +16,8 @@ from typing import Any
 import tornado.web
 
 from ..agents.agent import Agent
-from ..calls import SilentEvents
 from ..chat_request import ChatRequest, parse_chat_body
-from ..errors import BadRequest, NotFound, PayloadTooLarge
+from ..errors import BadRequest, NotFound
 from ..pipeline import ModelTarget, Target
 from .base import JsonHandler, dumps
 from .http import PromptHandler
@@ -173,22 +172,16 @@ class ChatCompletionsHandler(OpenAIShapedErrors, PromptHandler):
         return "v1_chat_stream" if self.streaming else "v1_chat"
 
     async def post(self, agent_name: str | None = None) -> None:
-        if self._body_too_large:
-            raise PayloadTooLarge(f"Request body is larger than {self.context.max_body_size} bytes")
-        self.chat = chat = parse_chat_body(b"".join(self._body))
+        self.chat = chat = parse_chat_body(self.received_body())
         target = target_for(self, chat)
         self.streaming = chat.stream
-        ticket = await self.context.pipeline.admit(chat.request, self.peer_ip, self.request.headers)
-        self.ticket = ticket
-        self.set_limit_headers(ticket)
         if chat.stream:
             self.chunks = _Chunks(chat.model)
             self.events = (_FinalTurnEvents if isinstance(target, Agent) else _ChunkEvents)(self, self.chunks)
-            await self._answer_with_events(ticket, target, self.events)
-        else:
-            result = await self._run_until_done(ticket, target, SilentEvents())
-            if result is not None:
-                self.send_json(completion(result, chat.model))
+        await self.answer(chat.request, target, sse=chat.stream, events=self.events if chat.stream else None)
+
+    def shaped(self, result: dict[str, Any]) -> Any:
+        return completion(result, self.chat.model)
 
     async def stream_started(self) -> None:
         await self.send_sse(self.events.opening())
