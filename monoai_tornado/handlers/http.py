@@ -59,7 +59,6 @@ class PromptHandler(JsonHandler):
         self._body_too_large = False
         self._run: asyncio.Future[dict[str, Any]] | None = None
         self._client_gone = False
-        self._sse_started = False
         self._flush_due = False
         self._flushing: asyncio.Future[None] | None = None
 
@@ -115,11 +114,18 @@ class PromptHandler(JsonHandler):
         """Hook: the JSON body of a finished run (``/v1`` answers a ``chat.completion``)."""
         return result
 
-    async def _run_until_done(self, ticket: Any, target: Any, events: Any) -> dict[str, Any] | None:
-        """Run the prompt as its own task so that a closed connection can cancel it."""
+    def _start_run(self, ticket: Any, target: Any, events: Any) -> "asyncio.Future[dict[str, Any]]":
+        """Start the prompt as its own task, so that a closed connection can cancel it."""
         self._run = asyncio.ensure_future(self.context.pipeline.run(ticket, target, events))
+        return self._run
+
+    async def _run_until_done(self, ticket: Any, target: Any, events: Any) -> dict[str, Any] | None:
+        return await self._outcome(self._start_run(ticket, target, events))
+
+    async def _outcome(self, run: "asyncio.Future[dict[str, Any]]") -> dict[str, Any] | None:
+        """The run's result; None when the client left; ``shutting_down`` when the server stopped it."""
         try:
-            return await self._run
+            return await run
         except (asyncio.CancelledError, StreamClosedError, ClientGone) as exc:
             if self._client_gone:
                 self.set_status(CLIENT_CLOSED_REQUEST, "Client Closed Request")  # for logs and metrics
@@ -144,19 +150,18 @@ class PromptHandler(JsonHandler):
         stream = http_stream(self)
         if stream is not None:
             stream.set_nodelay(True)
-        self._sse_started = True
         keepalive = tornado.ioloop.PeriodicCallback(
             self._keepalive, self.context.sse_keepalive_interval * 1000
         )
-        run = asyncio.ensure_future(self._run_until_done(ticket, target, events or _SseEvents(self)))
+        run = self._start_run(ticket, target, events or _SseEvents(self))
         try:
             await asyncio.wait([run], timeout=self.context.sse_header_hold)
-            if run.done() and not run.cancelled() and not self._headers_written and run.exception() is not None:
-                raise run.exception()  # type: ignore[misc]
-            if not self._headers_written:
+            ended_badly = run.done() and (run.cancelled() or run.exception() is not None)
+            if not self._headers_written and not ended_badly:  # else its error, below, has its own status
                 await self.stream_started()
-            keepalive.start()
-            result = await run
+            if not run.done():
+                keepalive.start()
+            result = await self._outcome(run)
             if result is not None:
                 await self.stream_result(result)
         except (StreamClosedError, ClientGone):
