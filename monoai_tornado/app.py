@@ -29,7 +29,7 @@ from .identity import IdentityResolver, UserValidator
 from .keys import KeyRing
 from .lifecycle import Lifecycle
 from .pipeline import DEFAULT_MAX_TOKENS, ModelTarget, Pipeline
-from .ratelimit import Limiter
+from .ratelimit import Limiter, RateLimiter
 from .routes import endpoint_lines, endpoint_names, routes_for, url_specs
 from .usage import TokenCounter, shared_counter
 
@@ -136,8 +136,6 @@ class Application:
         self.counter = token_counter or shared_counter(self.model.encoding_model if self.model else None)
         self.keys = _as_key_ring(keys, require_api_key)
         if self.keys is not None and rate_limiter is None:
-            from .ratelimit import RateLimiter
-
             rate_limiter = RateLimiter([])  # no defaults, but keys' own limits hold
         self.rate_limiter = rate_limiter
         identity = IdentityResolver(user_validator, trusted_proxies, reject_invalid_users, keys=self.keys)
