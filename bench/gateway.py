@@ -42,6 +42,7 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -59,14 +60,15 @@ from common import (
     PYTHON,
     Server,
     Variant,
+    cpu_seconds,
     dump_json,
     fmt,
-    free_port,
     http_post,
-    run_wrk,
     median,
     percentile,
     print_table,
+    rss_bytes,
+    run_wrk,
 )
 
 LITELLM_VERSION = "1.108.7"
@@ -197,13 +199,16 @@ class GatewayServer(Server):
         self.shape = shape
 
     def answers(self) -> bool:
-        status, body = blocking_request(self.port, self.shape, timeout=5.0)
+        status, body = http_post(self.port, self.shape.path, self.shape.body, 5.0, headers=self.shape.headers)
         return status == 200 and self.shape.marker in body
 
 
-def blocking_request(port: int, shape: Shape, timeout: float = 5.0) -> tuple[int, bytes]:
-    """One blocking request with ``Connection: close`` (readiness checks, not load)."""
-    return http_post(port, shape.path, shape.body, timeout, headers=shape.headers)
+class FastUpstream(Server):
+    """The shared upstream (bench/fast_upstream.py): ready once it accepts a connection."""
+
+    def answers(self) -> bool:
+        with socket.create_connection((HOST, self.port), timeout=1):
+            return True
 
 
 def process_tree(pid: int) -> list[int]:
@@ -228,8 +233,6 @@ def process_tree(pid: int) -> list[int]:
 
 
 def tree_cpu(pid: int) -> float:
-    from common import cpu_seconds
-
     total = 0.0
     for p in process_tree(pid):
         try:
@@ -240,8 +243,6 @@ def tree_cpu(pid: int) -> float:
 
 
 def tree_rss(pid: int) -> int:
-    from common import rss_bytes
-
     total = 0
     for p in process_tree(pid):
         try:
@@ -532,11 +533,11 @@ def machine_line() -> str:
 
 def ours_has_v1(setup: Setup) -> bool:
     """Whether this checkout's server answers ``/v1/chat/completions`` (else ours goes through /model)."""
-    probe = Variant("ours", tuple(a for a in setup.variant("ours").argv), cwd=OURS_DIR)
+    v1 = openai_shape(True)
     try:
-        with GatewayServer(probe, model_shape(False), None, 30.0) as srv:
-            status, body = blocking_request(srv.port, openai_shape(True))
-            return status == 200 and b"[DONE]" in body
+        with GatewayServer(setup.variant("ours"), model_shape(False), None, 30.0) as srv:
+            status, body = http_post(srv.port, v1.path, v1.body, headers=v1.headers)
+            return status == 200 and v1.marker in body
     except RuntimeError:
         return False
 
@@ -571,15 +572,13 @@ def main() -> None:
     if "litellm" in names:
         ensure_litellm()
     started = time.monotonic()
-    upstream_port = free_port()
-    upstream = Server(Variant("upstream", pinned(args.load_cpus, PYTHON, os.path.join(BENCH_DIR, "fast_upstream.py"),
-                                                 "--port", "{port}", "--chunks", str(CHUNKS),
-                                                 "--chunk-chars", str(CHUNK_CHARS))))
-    upstream.port = upstream_port
+    upstream = FastUpstream(Variant("upstream", pinned(
+        args.load_cpus, PYTHON, os.path.join(BENCH_DIR, "fast_upstream.py"), "--port", "{port}",
+        "--chunks", str(CHUNKS), "--chunk-chars", str(CHUNK_CHARS))), ready_timeout=20.0)
     machine = machine_line()
     print(machine)
-    with GatewayUpstream(upstream):
-        setup = Setup(upstream_port, args.server_cpus, args.load_cpus,
+    with upstream:
+        setup = Setup(upstream.port, args.server_cpus, args.load_cpus,
                       try_dir=os.path.abspath(args.try_dir) if args.try_dir else None)
         if any(n in OURS_SERVERS for n in names):
             setup.ours_v1 = ours_has_v1(setup)
@@ -597,32 +596,6 @@ def main() -> None:
     print(f"\n(gateway benchmark: {time.monotonic() - started:.0f} s)")
     dump_json(args.json, {"machine": machine, "config": vars(args), "ours_v1": setup.ours_v1,
                           "summary": summary(results), "rounds": results})
-
-
-class GatewayUpstream:
-    """The shared upstream, started with a health check rather than a prompt."""
-
-    def __init__(self, server: Server) -> None:
-        self.server = server
-
-    def __enter__(self) -> Server:
-        srv = self.server
-        argv = [a.replace("{port}", str(srv.port)) for a in srv.variant.argv]
-        srv.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=srv.stderr, preexec_fn=os.setsid)
-        import socket
-
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection((HOST, srv.port), timeout=1):
-                    return srv
-            except OSError:
-                time.sleep(0.1)
-        srv.stop()
-        raise RuntimeError("the fast upstream did not start")
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.stop()
 
 
 if __name__ == "__main__":
