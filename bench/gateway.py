@@ -157,12 +157,10 @@ class Setup:
 
     def variant(self, server: str) -> Variant:
         cpus = self.server_cpus
-        if server == "floor-proxy":
+        if server in ("floor-proxy", "floor-proxy+ka"):
+            keep_alive = ("--keep-alive",) if server.endswith("+ka") else ()
             return Variant(server, pinned(cpus, PYTHON, os.path.join(BENCH_DIR, "floor_proxy.py"), "--port", "{port}",
-                                          "--upstream", self.upstream))
-        if server == "floor-proxy+ka":
-            return Variant(server, pinned(cpus, PYTHON, os.path.join(BENCH_DIR, "floor_proxy.py"), "--port", "{port}",
-                                          "--upstream", self.upstream, "--keep-alive"))
+                                          "--upstream", self.upstream, *keep_alive))
         if server in OURS_SERVERS:
             loop = ("--event-loop", "asyncio") if server.endswith("+asyncio") else ()
             where = OURS_DIR if server.startswith("ours") else self.try_dir
