@@ -504,7 +504,7 @@ def report(results: dict[str, list[dict[str, float]]], cfg: Config) -> None:
         row.append(fmt(sum(_per_round(results, name, "paced_errors"))))
         rows.append(row)
     rates = sorted({m.get("paced_rate", cfg.paced_rate) for rounds in results.values() for m in rounds})
-    shown_rates = "/".join(f"{r:g}" for r in rates)
+    shown_rates = "/".join(f"{r:.3g}" for r in rates)
     print_table(f"Streamed, paced open loop: {shown_rates} req/s (per round) for {cfg.paced_duration:g} s, latency from when "
                 f"each was due; added = minus direct's in the same round; - fp: minus floor-proxy's added", header, rows)
 
