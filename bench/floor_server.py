@@ -22,9 +22,9 @@ from typing import Any
 
 import tornado.iostream
 import tornado.web
+import tornado.websocket
 
 from bare import serve_until_stopped
-import tornado.websocket
 
 CHUNKS = 64
 CHUNK_CHARS = 4
@@ -91,6 +91,13 @@ class ModelSocket(tornado.websocket.WebSocketHandler):
             pass
 
 
+def chunk_event(delta: dict[str, str], finish_reason: str | None = None) -> str:
+    """One ``chat.completion.chunk`` server-sent event."""
+    chunk = {"id": "chatcmpl-floor", "object": "chat.completion.chunk", "created": 0, "model": "monoai-demo",
+             "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+    return f"data: {dumps(chunk)}\n\n"
+
+
 class ChatCompletionsHandler(tornado.web.RequestHandler):
     """``POST /v1/chat/completions`` streamed: a role chunk, 64 content chunks (each flushed),
     a finish chunk, ``data: [DONE]`` - the events ours sends for the same answer."""
@@ -107,15 +114,13 @@ class ChatCompletionsHandler(tornado.web.RequestHandler):
             return
         self.set_header("Content-Type", "text/event-stream; charset=UTF-8")
         self.request.connection.stream.set_nodelay(True)  # type: ignore[attr-defined]
-        head = {"id": "chatcmpl-floor", "object": "chat.completion.chunk", "created": 0, "model": "monoai-demo"}
         try:
-            self.write(f"data: {dumps({**head, 'choices': [{'index': 0, 'delta': {'role': 'assistant', 'content': ''}, 'finish_reason': None}]})}\n\n")
+            self.write(chunk_event({"role": "assistant", "content": ""}))
             await self.flush()
             for piece in PIECES:
-                self.write(f"data: {dumps({**head, 'choices': [{'index': 0, 'delta': {'content': piece}, 'finish_reason': None}]})}\n\n")
+                self.write(chunk_event({"content": piece}))
                 await self.flush()
-            self.write(f"data: {dumps({**head, 'choices': [{'index': 0, 'delta': {}, 'finish_reason': 'stop'}]})}\n\n"
-                       "data: [DONE]\n\n")
+            self.write(chunk_event({}, "stop") + "data: [DONE]\n\n")
             self.finish()
         except tornado.iostream.StreamClosedError:
             pass
