@@ -1,6 +1,6 @@
 """HTTP load: ``POST /model`` with 64 concurrent keep-alive connections, floor against ours.
 
-    python bench/load_http.py [--servers floor,ours,ours+memory,ours+redis] [--rounds 2]
+    python bench/load_http.py [--servers floor,ours,ours+memory,ours+redis,ours+keys] [--rounds 2]
                               [--duration 10] [--warmup 2] [--connections 64] [--tool auto]
 
 Each server is started fresh on a free port, warmed up, loaded for ``--duration`` seconds and
