@@ -268,15 +268,23 @@ class Server:
         self.stop()
 
 
-def http_post(port: int, path: str, body: str, timeout: float = 5.0,
-              headers: Sequence[tuple[str, str]] = ()) -> tuple[int, bytes]:
-    """One blocking HTTP/1.1 POST to 127.0.0.1 (readiness checks; not for load)."""
+def post_request(port: int, path: str, body: str, headers: Sequence[tuple[str, str]] = (), *,
+                 close: bool = False) -> bytes:
+    """The bytes of one HTTP/1.1 POST to 127.0.0.1 (``Content-Type: application/json`` unless
+    ``headers`` name one), for load generators to send again and again."""
     data = body.encode()
     if not any(name.lower() == "content-type" for name, _ in headers):
         headers = (("Content-Type", "application/json"), *headers)
+    if close:
+        headers = (*headers, ("Connection", "close"))
     extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
-    request = (f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n{extra}"
-               f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n").encode() + data
+    return f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n{extra}Content-Length: {len(data)}\r\n\r\n".encode() + data
+
+
+def http_post(port: int, path: str, body: str, timeout: float = 5.0,
+              headers: Sequence[tuple[str, str]] = ()) -> tuple[int, bytes]:
+    """One blocking HTTP/1.1 POST to 127.0.0.1 (readiness checks; not for load)."""
+    request = post_request(port, path, body, headers, close=True)
     with socket.create_connection((HOST, port), timeout=timeout) as s:
         s.sendall(request)
         chunks = []

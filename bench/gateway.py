@@ -66,6 +66,7 @@ from common import (
     http_post,
     median,
     percentile,
+    post_request,
     print_table,
     rss_bytes,
     run_wrk,
@@ -283,10 +284,7 @@ async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
 
 async def _paced_main(port: int, shape: Shape, rate: float, duration: float, max_conns: int) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
-    data = shape.body.encode()
-    head = "".join(f"{k}: {v}\r\n" for k, v in shape.headers)
-    request = (f"POST {shape.path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n{head}Content-Length: {len(data)}\r\n\r\n"
-               ).encode() + data
+    request = post_request(port, shape.path, shape.body, shape.headers)
     idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     opened = [0]
     slots = asyncio.Semaphore(max_conns)

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import (HOST, PROMPT_BODY, PYTHON, Metric, Results, Server, Variant, alternate,  # noqa: E402
-                    cpu_seconds, dump_json, percentile, report, run_wrk, variants, wrk_path)
+                    cpu_seconds, dump_json, percentile, post_request, report, run_wrk, variants, wrk_path)
 
 DEFAULT_SERVERS = "floor,ours,ours+memory,ours+redis,ours+keys"
 
@@ -41,11 +41,8 @@ def wrk_load(port: int, duration: float, connections: int, threads: int = 1,
 # -- the Python load generator (fallback, and fixed-count runs) ------------------------------
 
 async def _client_main(port: int, connections: int, duration: float, requests: int,
-                       headers: Sequence[str] = ()) -> dict[str, Any]:
-    body = PROMPT_BODY.encode()
-    extra = "".join(f"{header}\r\n" for header in headers)
-    request = (f"POST /model HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n{extra}"
-               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+                       headers: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+    request = post_request(port, "/model", PROMPT_BODY, headers)
     latencies: list[float] = []
     errors = 0
     budget = [requests if requests > 0 else 1 << 62]
@@ -175,8 +172,9 @@ def main() -> None:
     parser.add_argument("--header", action="append", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
+        headers = [tuple(header.split(": ", 1)) for header in args.header]
         print(json.dumps(asyncio.run(_client_main(args.port, args.connections, args.duration, args.requests,
-                                                  args.header))))
+                                                  headers))))
         return
     results = run(args.servers.split(","), args.rounds, args.duration, args.warmup, args.connections,
                   args.tool, args.client_procs)

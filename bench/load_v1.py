@@ -23,7 +23,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import (HOST, Metric, Results, Server, Variant, alternate, client_figures, dump_json,  # noqa: E402
-                    load_parser, percentile, raise_nofile, report, run_client_procs, variants)
+                    load_parser, percentile, post_request, raise_nofile, report, run_client_procs, variants)
 
 DEFAULT_SERVERS = "floor,ours,ours+memory,ours+redis"
 PATH = "/v1/chat/completions"
@@ -31,12 +31,6 @@ BODY = json.dumps({"model": "monoai-demo", "stream": True,
                    "messages": [{"role": "user", "content": "Say something about benchmarks, please."}]})
 CONTENT = b'"delta":{"content":"'
 DONE = b"data: [DONE]"
-
-
-def _request(port: int) -> bytes:
-    body = BODY.encode()
-    return (f"POST {PATH} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
 async def _read_answer(reader: asyncio.StreamReader, sent: float, first: list[float]) -> tuple[int, bool]:
@@ -60,7 +54,7 @@ async def _read_answer(reader: asyncio.StreamReader, sent: float, first: list[fl
 
 
 async def _client_main(port: int, connections: int, requests: int, timeout: float) -> dict[str, Any]:
-    request = _request(port)
+    request = post_request(port, PATH, BODY)
     stats = {"chunks": 0, "answers": 0, "errors": 0}
     latencies: list[float] = []
 
@@ -92,7 +86,7 @@ async def _client_main(port: int, connections: int, requests: int, timeout: floa
 async def _alone_main(port: int, requests: int) -> list[float]:
     reader, writer = await asyncio.open_connection(HOST, port)
     latencies: list[float] = []
-    request = _request(port)
+    request = post_request(port, PATH, BODY)
     try:
         for _ in range(requests):
             sent = time.perf_counter()
