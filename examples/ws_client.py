@@ -60,7 +60,7 @@ def main() -> None:
     url = server_url(args)
     try:
         asyncio.run(ask(url, args.prompt, args.user_id))
-    except (RuntimeError, ConnectionError, HTTPClientError, OSError) as exc:
+    except (RuntimeError, HTTPClientError, OSError) as exc:  # OSError includes ConnectionError
         hint = " (is the server running? python -m monoai_tornado)" if isinstance(exc, ConnectionRefusedError) else ""
         sys.exit(f"\nerror: {url}: {exc}{hint}")
 
