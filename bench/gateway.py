@@ -181,8 +181,9 @@ class Setup:
 def make_line(name: str, setup: Setup) -> Line:
     if name == "direct":
         return Line(name, "direct", openai_shape(False), openai_shape(True))
-    if name.endswith(" /model") and name[:-7] in OURS_SERVERS:
-        return Line(name, name[:-7], model_shape(False), model_shape(True))
+    server = name.removesuffix(" /model")
+    if server != name and server in OURS_SERVERS:
+        return Line(name, server, model_shape(False), model_shape(True))
     if name in OURS_SERVERS and not setup.ours_v1:
         return Line(name, name, model_shape(False), model_shape(True))
     if name in ("floor-proxy", "floor-proxy+ka", "litellm", *OURS_SERVERS):
