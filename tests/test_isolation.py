@@ -60,22 +60,18 @@ async def test_a_validator_cannot_normalize_into_the_ip_namespace(app_url, fetch
 
 
 @pytest.mark.slow  # takes a second or more
-async def test_cancel_right_after_a_prompt_never_wedges_the_socket(make_app, caplog):
+async def test_cancel_right_after_a_prompt_never_wedges_the_socket(make_app, serve, caplog):
     """Prompt then cancel at once, 20 times; cancel spam while idle and while running: every
     prompt ends with exactly one "cancelled", the next prompt is served, and a drain finds
     nothing left to wait for."""
-    import tornado.testing
-
     from monoai_tornado.server import drain
     from tests.support.backends_for_tests import ScriptedBackend
     from tests.support.ws_helpers import connect, read, send
 
     backend = ScriptedBackend([f"piece{i} " for i in range(50)], delay=0.01)
     app = make_app(model=backend)
-    sock, port = tornado.testing.bind_unused_port()
     server = app.http_server()
-    server.add_sockets([sock])
-    url = f"http://127.0.0.1:{port}"
+    url = serve(server)
     ws = await connect(url, "/model/ws")
     for i in range(20):
         await asyncio.gather(ws.write_message(json.dumps({"prompt": f"p{i}"})),

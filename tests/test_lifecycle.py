@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import tornado.testing
-
-from monoai_tornado import Application
 from monoai_tornado.ratelimit import Limit, MemoryStore, RateLimiter
 from tests.support.backends_for_tests import ScriptedBackend
 from tests.support.http import json_of
@@ -27,18 +24,12 @@ class ClosingStore(MemoryStore):
         self.closed = True
 
 
-def start(app: Application):
-    sock, port = tornado.testing.bind_unused_port()
-    server = app.http_server()
-    server.add_sockets([sock])
-    return server, f"http://127.0.0.1:{port}"
-
-
-async def test_aclose_lets_a_short_run_finish_then_closes_backend_and_limiter(make_app, fetch):
+async def test_aclose_lets_a_short_run_finish_then_closes_backend_and_limiter(make_app, serve, fetch):
     backend = ClosingBackend(["a", "b", "c"], delay=0.05)
     store = ClosingStore()
     app = make_app(model=backend, rate_limiter=RateLimiter([Limit("request", 10, "minute")], store))
-    server, url = start(app)
+    server = app.http_server()
+    url = serve(server)
     answer = asyncio.ensure_future(fetch(url + "/model", "POST", {"prompt": "p", "user_id": "u"}))
     for _ in range(200):
         if app.lifecycle.busy:
@@ -50,10 +41,11 @@ async def test_aclose_lets_a_short_run_finish_then_closes_backend_and_limiter(ma
     assert backend.closed and store.closed
 
 
-async def test_aclose_past_its_timeout_stops_runs_with_shutting_down(make_app, fetch):
+async def test_aclose_past_its_timeout_stops_runs_with_shutting_down(make_app, serve, fetch):
     backend = ClosingBackend(["x"] * 200, delay=0.05)
     app = make_app(model=backend)
-    server, url = start(app)
+    server = app.http_server()
+    url = serve(server)
     ws = await connect(url, "/model/ws")
     await send(ws, {"prompt": "slow"})
     assert (await read(ws))["type"] == "chunk"
