@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import pathlib
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -13,7 +12,7 @@ import pytest
 from tornado.httpclient import HTTPClientError
 
 from tests.support.http import json_of
-from tests.support.processes import stop_server, wait_for
+from tests.support.processes import free_port, stop_server, wait_for
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 
@@ -23,12 +22,6 @@ def load(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def test_embed_example_serves_under_ai_and_ws_client_reads_the_stream(fetch):

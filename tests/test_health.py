@@ -5,7 +5,7 @@ import pytest
 
 from monoai_tornado.ratelimit import Limit, RateLimiter
 from tests.support.http import json_of
-from tests.support.ratelimit_fixtures import free_port
+from tests.support.processes import free_port
 
 
 def dead_redis_limiter(**options) -> RateLimiter:

@@ -205,7 +205,7 @@ async def test_cancelled_websocket_run_is_still_billed(limited_url, fetch, count
 async def test_redis_down_is_503_limiter_unavailable_or_passes_when_fail_open(app_url, fetch):
     from monoai_tornado.ratelimit import RedisStore
 
-    from tests.support.ratelimit_fixtures import free_port
+    from tests.support.processes import free_port
 
     dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     closed = app_url(rate_limiter=RateLimiter([Limit("request", 5, "minute")], RedisStore(dead)))

@@ -11,7 +11,8 @@ import pytest
 import redis
 
 from monoai_tornado.ratelimit import Limit, RateLimiter, RedisStore
-from tests.support.ratelimit_fixtures import RedisServer, free_port, redis_server  # noqa: F401  (fixtures)
+from tests.support.processes import free_port
+from tests.support.ratelimit_fixtures import RedisServer, redis_server  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.redis
 

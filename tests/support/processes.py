@@ -13,9 +13,10 @@ from typing import Any
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def post(url: str, body: dict[str, Any]) -> tuple[int, Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -20,6 +19,7 @@ import pytest
 import redis
 
 from monoai_tornado.ratelimit import Limit, MemoryStore, RateLimiter, RedisStore
+from tests.support.processes import free_port
 
 REDIS_URL = os.environ.get("MONOAI_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 #: A whole day since the epoch: every test window starts aligned at T0.
@@ -125,12 +125,6 @@ def make_limiter(
     yield make
     for limiter in made:
         io_loop.run_sync(limiter.aclose)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RedisServer:
