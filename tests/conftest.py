@@ -12,20 +12,18 @@ from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from monoai_tornado import Application, DemoBackend
 from monoai_tornado.usage import TokenCounter, shared_counter
 from tests.support import ratelimit_fixtures
-from tests.support.browser import CHROMIUM, IN_CI
+from tests.support.browser import CHROMIUM
+from tests.support.ci import skip_or_fail
 from tests.support.http import AppUrl, Fetch, MakeApp
 from tests.support.pages_helpers import with_pages
-from tests.support.redis_cluster import LocalCluster, cluster_available, start_cluster
+from tests.support.redis_cluster import LocalCluster, need_cluster, start_cluster
 
 
 @pytest.fixture
 def need_chromium() -> None:
     """Skip with the reason (locally) or fail (under CI, which must run them) without the browser."""
-    if os.path.exists(CHROMIUM):
-        return
-    if IN_CI:
-        pytest.fail(f"CI=true: the browser tests must run, but {CHROMIUM} is missing (apt-get install -y chromium)")
-    pytest.skip(f"browser tests skipped: {CHROMIUM} is missing (apt-get install -y chromium)")
+    if not os.path.exists(CHROMIUM):
+        skip_or_fail(f"{CHROMIUM} is missing (apt-get install -y chromium)", "CI=true: the browser tests must run")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -114,10 +112,7 @@ def fetch() -> Fetch:
 def redis_cluster() -> Iterator[LocalCluster]:
     """A real three-master Redis Cluster, started once for the session (skipped locally,
     failed under CI, without redis-server and redis-cli)."""
-    if not cluster_available():
-        if ratelimit_fixtures.in_ci():
-            pytest.fail("redis-server/redis-cli are not installed (CI must run the cluster tests)")
-        pytest.skip("redis-server/redis-cli are not installed")
+    need_cluster()
     cluster = start_cluster()
     yield cluster
     cluster.stop()

@@ -13,7 +13,7 @@ import redis
 
 from tests.support.http import Fetch, json_of
 from tests.support.processes import start_server, stop_server
-from tests.support.redis_cluster import LocalCluster, cluster_available, start_cluster
+from tests.support.redis_cluster import LocalCluster, need_cluster, start_cluster
 
 pytestmark = [pytest.mark.redis, pytest.mark.process, pytest.mark.slow]
 
@@ -24,8 +24,7 @@ Start = Callable[..., str]
 @pytest.fixture
 def own_cluster() -> Iterator[LocalCluster]:
     """A cluster of this test's own (it kills a node)."""
-    if not cluster_available():
-        pytest.skip("redis-server/redis-cli are not installed")
+    need_cluster()
     cluster = start_cluster()
     yield cluster
     cluster.stop()

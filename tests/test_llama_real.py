@@ -18,6 +18,7 @@ import pytest
 from monoai_tornado.agents import Agent
 from monoai_tornado.backends.base import CallOptions
 from monoai_tornado.backends.openai import OpenAIBackend
+from tests.support.ci import skip_or_fail
 from tests.support.http import json_of, parse_sse
 from tests.support.processes import free_port, start_server, stop_server, wait_for
 from tests.support.ws_helpers import connect, read, read_until_end, send
@@ -67,10 +68,8 @@ class LlamaServer:
 def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
     model = model_path()
     if model is None:
-        message = f"no llama.cpp venv with SmolLM2 at {VENV}: run .ci/llama-venv"
-        if os.environ.get("CI"):
-            pytest.fail(message)  # CI installs it: never skip there
-        pytest.skip(message)
+        skip_or_fail(f"no llama.cpp venv with SmolLM2 at {VENV}: run .ci/llama-venv",
+                     "CI installs it: never skip there")
     server = LlamaServer(model, tmp_path_factory.mktemp("llama") / "server.log")
     yield server
     server.stop()

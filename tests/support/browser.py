@@ -16,7 +16,6 @@ import pytest
 
 #: The browser the browser tests drive (``$MONOAI_TEST_CHROMIUM`` to point elsewhere).
 CHROMIUM = os.environ.get("MONOAI_TEST_CHROMIUM", "/usr/bin/chromium")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 ARTIFACTS = pathlib.Path(__file__).parent.parent / "artifacts"
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -19,15 +19,12 @@ import pytest
 import redis
 
 from monoai_tornado.ratelimit import Limit, MemoryStore, RateLimiter, RedisStore
+from tests.support.ci import skip_or_fail
 from tests.support.processes import free_port
 
 REDIS_URL = os.environ.get("MONOAI_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 #: A whole day since the epoch: every test window starts aligned at T0.
 T0 = 86400 * 19676.0
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 
 
 def redis_reachable(url: str = REDIS_URL) -> bool:
@@ -43,12 +40,8 @@ def redis_reachable(url: str = REDIS_URL) -> bool:
 
 def need_redis(url: str = REDIS_URL) -> None:
     """Skip (locally) or fail (under CI) when the Redis server cannot be reached."""
-    if redis_reachable(url):
-        return
-    message = f"Redis is not reachable at {url}"
-    if in_ci():
-        pytest.fail(message + " (CI must run the Redis tests; start redis-server)")
-    pytest.skip(message)
+    if not redis_reachable(url):
+        skip_or_fail(f"Redis is not reachable at {url}", "CI must run the Redis tests; start redis-server")
 
 
 def delete_prefix(url: str, prefix: str) -> None:
@@ -169,9 +162,7 @@ class RedisServer:
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A private Redis server (skipped locally, failed under CI, without redis-server)."""
     if shutil.which("redis-server") is None:
-        if in_ci():
-            pytest.fail("redis-server is not installed (CI must run the Redis tests)")
-        pytest.skip("redis-server is not installed")
+        skip_or_fail("redis-server is not installed", "CI must run the Redis tests")
     server = RedisServer(tmp_path)
     server.start()
     yield server

@@ -15,6 +15,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from tests.support.ci import skip_or_fail
+
 NODES = 3
 
 
@@ -89,8 +91,10 @@ class LocalCluster:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def cluster_available() -> bool:
-    return shutil.which("redis-server") is not None and shutil.which("redis-cli") is not None
+def need_cluster() -> None:
+    """Skip (locally) or fail (under CI) without redis-server and redis-cli."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        skip_or_fail("redis-server/redis-cli are not installed", "CI must run the cluster tests")
 
 
 def start_cluster() -> LocalCluster:
