@@ -1,29 +1,18 @@
 """The command line, run as a user runs it: a real process on a free port."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
 from monoai_tornado.cli import build_parser
-from tests.support.processes import post, start_server, stop_server
+from tests.support.processes import call, post, start_server, stop_server
 
 pytestmark = pytest.mark.process  # most tests start the command line
-
-
-def get(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 @pytest.fixture
@@ -147,13 +136,13 @@ def test_unreachable_redis_is_reported_at_start_and_retried(run_server, tmp_path
     need_redis()  # redis-server must be installed (CI installs it)
     redis = RedisServer(tmp_path)  # not started yet: nothing answers at its URL
     base, proc = run_server("--redis-url", redis.url, "--limit", "5/minute", ready="/")
-    status, body = get(base + "/health")
+    status, body = call(base + "/health")
     assert status == 503 and body["limiter"] == "unavailable"
     assert post(base + "/model", {"prompt": "x"})[0] == 503
     redis.start()
     try:
         for _ in range(100):  # the server keeps retrying: /health turns ok without any prompt
-            status, body = get(base + "/health")
+            status, body = call(base + "/health")
             if status == 200:
                 break
             time.sleep(0.1)

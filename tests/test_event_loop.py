@@ -8,7 +8,7 @@ import pytest
 
 from monoai_tornado.extras import MissingExtra
 from monoai_tornado.loops import loop_factory
-from tests.support.processes import start_server, stop_server
+from tests.support.processes import post, start_server, stop_server
 
 try:
     import uvloop  # noqa: F401
@@ -43,12 +43,8 @@ def test_the_command_line_refuses_uvloop_when_it_is_missing_and_serves_on_asynci
         assert out.returncode == 2 and "--event-loop uvloop needs the 'uvloop' package" in out.stderr
     base, proc = start_server("--event-loop", "asyncio", "--log-level", "info", capture=True)
     try:
-        import json
-        import urllib.request
-
-        request = urllib.request.Request(base + "/model", data=b'{"prompt": "hi"}', method="POST")
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert response.status == 200 and json.loads(response.read())["response"]
+        status, answer = post(base + "/model", {"prompt": "hi"})
+        assert status == 200 and answer["response"]
     finally:
         log = stop_server(proc)
     assert "event loop: asyncio" in log

@@ -7,8 +7,6 @@ import json
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
@@ -16,7 +14,7 @@ from typing import Any, Iterator
 import pytest
 
 from monoai_tornado.cli import main
-from tests.support.processes import start_server, stop_server
+from tests.support.processes import call, start_server, stop_server
 from tests.support.ratelimit_fixtures import REDIS_URL, delete_prefix, need_redis
 
 pytestmark = pytest.mark.process
@@ -29,20 +27,8 @@ def keys_cmd(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=60)
 
 
-def call(base: str, path: str, body: Any = None, key: str | None = None, method: str | None = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(base + path, data=data, method=method or ("POST" if data else "GET"))
-    if key is not None:
-        request.add_header("Authorization", f"Bearer {key}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
 def prompt(base: str, key: str | None, user_id: str = "bob") -> int:
-    return call(base, "/model", {"prompt": "hi", "user_id": user_id}, key)[0]
+    return call(base + "/model", {"prompt": "hi", "user_id": user_id}, key=key)[0]
 
 
 def within_2_s(check: Any) -> bool:
@@ -88,9 +74,9 @@ def test_keys_command_and_a_server_on_a_keys_file(servers: Any, tmp_path: Path) 
 
     assert prompt(base, None) == 401
     assert [prompt(base, alice) for _ in range(3)] == [200, 200, 429]  # her key's own 2/minute
-    status, stats = call(base, "/rate-limit/stats/alice", key=alice)  # her own key reads her stats
+    status, stats = call(base + "/rate-limit/stats/alice", key=alice)  # her own key reads her stats
     assert status == 200 and stats["usage"] == {"2-per-60": 2} and stats["remaining"] == {"2-per-60": 0}
-    assert call(base, "/rate-limit/stats/bob", key=ADMIN)[1]["usage"] == {"100-per-60": 0}  # bob paid nothing
+    assert call(base + "/rate-limit/stats/bob", key=ADMIN)[1]["usage"] == {"100-per-60": 0}  # bob paid nothing
 
     # A key made while the server runs works within 2 s; a revoked one is refused within 2 s.
     bob = keys_cmd("create", "--user", "bob", "--keys-file", keys_file).stdout.splitlines()[0]
@@ -119,17 +105,17 @@ def test_keys_command_and_a_server_on_a_keys_file(servers: Any, tmp_path: Path) 
 def test_admin_api_on_a_real_server(servers: Any, tmp_path: Path) -> None:
     keys_file = str(tmp_path / "keys.json")
     base = servers("--keys-file", keys_file, "--require-api-key")
-    status, created = call(base, "/admin/keys", {"user": "carol", "limits": ["1/minute"]}, ADMIN)
+    status, created = call(base + "/admin/keys", {"user": "carol", "limits": ["1/minute"]}, key=ADMIN)
     assert status == 201 and created["key"].startswith("sk-mt-")
     assert prompt(base, created["key"]) == 200
     assert prompt(base, created["key"]) == 429
-    assert call(base, "/admin/keys", key=created["key"])[0] == 403  # a key is not the admin token
-    status, listed = call(base, "/admin/keys", key=ADMIN)
+    assert call(base + "/admin/keys", key=created["key"])[0] == 403  # a key is not the admin token
+    status, listed = call(base + "/admin/keys", key=ADMIN)
     assert status == 200 and [item["id"] for item in listed["keys"]] == [created["id"]]
-    assert call(base, f"/admin/keys/{created['id']}", key=ADMIN, method="DELETE") == (
+    assert call(base + f"/admin/keys/{created['id']}", key=ADMIN, method="DELETE") == (
         200, {"id": created["id"], "revoked": True})
     assert prompt(base, created["key"]) == 401
-    assert call(base, "/admin/keys/key_nope", key=ADMIN, method="DELETE")[0] == 404
+    assert call(base + "/admin/keys/key_nope", key=ADMIN, method="DELETE")[0] == 404
     # The CLI reads the same file.
     assert json.loads(keys_cmd("list", "--json", "--keys-file", keys_file).stdout)["revoked"] is True
     log = servers.stop_all()
@@ -159,18 +145,18 @@ def test_two_servers_sharing_redis_share_keys_and_revocations(servers: Any) -> N
         common = ("--redis-url", REDIS_URL, "--redis-prefix", prefix, "--keys-redis", "--require-api-key",
                   "--limit", "100/minute")
         one, two = servers(*common), servers(*common)
-        status, created = call(one, "/admin/keys", {"user": "alice", "limits": ["50/minute"]}, ADMIN)
+        status, created = call(one + "/admin/keys", {"user": "alice", "limits": ["50/minute"]}, key=ADMIN)
         assert status == 201
         assert within_2_s(lambda: prompt(two, created["key"]) == 200)  # made on one, works on two
         assert prompt(one, created["key"]) == 200
         # Both counted against one budget in Redis, as alice's.
-        assert call(two, "/rate-limit/stats/alice", key=created["key"])[1]["usage"] == {"50-per-60": 2}
+        assert call(two + "/rate-limit/stats/alice", key=created["key"])[1]["usage"] == {"50-per-60": 2}
         # A key made with the command line, in the same Redis, works on both.
         cli = keys_cmd("create", "--user", "dave", "--redis-url", REDIS_URL, "--redis-prefix", prefix)
         dave = cli.stdout.splitlines()[0]
         assert within_2_s(lambda: prompt(one, dave) == 200 and prompt(two, dave) == 200)
         # Revoked on two: refused by one within 2 s.
-        assert call(two, f"/admin/keys/{created['id']}", key=ADMIN, method="DELETE")[0] == 200
+        assert call(two + f"/admin/keys/{created['id']}", key=ADMIN, method="DELETE")[0] == 200
         assert within_2_s(lambda: prompt(one, created["key"]) == 401)
         listed = keys_cmd("list", "--json", "--redis-url", REDIS_URL, "--redis-prefix", prefix).stdout
         assert {json.loads(line)["user"]: json.loads(line)["revoked"] for line in listed.splitlines()} == {

@@ -19,14 +19,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
-    """POST ``body`` as JSON from a blocking client: (status, JSON answer), whatever the status."""
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+def call(url: str, body: Any = None, *, key: str | None = None, method: str | None = None) -> tuple[int, Any]:
+    """A blocking JSON request: POST ``body`` (GET without one), ``key`` as its bearer token;
+    (status, JSON answer), whatever the status."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method or ("POST" if data is not None else "GET"))
+    if key is not None:
+        request.add_header("Authorization", f"Bearer {key}")
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+def post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
+    """POST ``body`` as JSON from a blocking client: (status, JSON answer), whatever the status."""
+    return call(url, body)
 
 
 def wait_for(url: str, seconds: float = 20) -> None:
