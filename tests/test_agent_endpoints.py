@@ -5,6 +5,7 @@ import pytest
 
 from monoai_tornado import DemoBackend
 from monoai_tornado.agents import Agent, default_agents, tool
+from monoai_tornado.cli import load_object
 from tests.support.http import json_of, parse_sse
 from tests.support.ws_helpers import chunks_of, connect, read, read_until_end, send
 
@@ -13,6 +14,13 @@ from tests.support.ws_helpers import chunks_of, connect, read, read_until_end, s
 def url(app_url):
     backend = DemoBackend(delay=0)
     return app_url(model=backend, agents=default_agents(backend))
+
+
+@pytest.fixture
+def shop_url(app_url):
+    """The shop agent of examples/agent_with_tools.py, loaded as ``--agents`` names it, served alone."""
+    build_agents = load_object("examples.agent_with_tools:build_agents")
+    return app_url("Shop", model=None, agents=build_agents(DemoBackend(delay=0)))
 
 
 def assert_calculator_run(result):
@@ -96,12 +104,8 @@ async def test_a_raising_tool_is_an_error_step_not_a_500(app_url, fetch):
     assert (await fetch(url + "/model", "POST", {"prompt": "x"})).code == 404  # agents only: no model paths
 
 
-async def test_example_agents_load_from_the_command_line_spec(app_url, fetch):
-    from monoai_tornado.cli import load_object
-
-    build_agents = load_object("examples.agent_with_tools:build_agents")
-    url = app_url("Shop", model=None, agents=build_agents(DemoBackend(delay=0)))
-    result = json_of(await fetch(url + "/agent/shop", "POST", {"prompt": "what is 3*19.99?"}))
+async def test_example_agents_load_from_the_command_line_spec(shop_url, fetch):
+    result = json_of(await fetch(shop_url + "/agent/shop", "POST", {"prompt": "what is 3*19.99?"}))
     assert result["response"] == "3*19.99 = 59.97."
 
 
@@ -110,30 +114,19 @@ async def test_example_agents_load_from_the_command_line_spec(app_url, fetch):
     ("price_of coffee", "coffee", "The price_of tool returned 7.9."),
     ('Look up the unit price of "apple" in the shop', "apple", "The price_of tool returned 0.5."),
 ])
-async def test_demo_model_calls_the_users_own_tool_the_prompt_mentions(app_url, fetch, prompt, item, answer):
-    from monoai_tornado.cli import load_object
-
-    build_agents = load_object("examples.agent_with_tools:build_agents")
-    url = app_url("Shop", model=None, agents=build_agents(DemoBackend(delay=0)))
-    result = json_of(await fetch(url + "/agent/shop", "POST", {"prompt": prompt}))
+async def test_demo_model_calls_the_users_own_tool_the_prompt_mentions(shop_url, fetch, prompt, item, answer):
+    result = json_of(await fetch(shop_url + "/agent/shop", "POST", {"prompt": prompt}))
     tool_steps = [step for step in result["iterations"] if step["type"] == "tool"]
     assert [(step["name"], step["arguments"], step["error"]) for step in tool_steps] == [
         ("price_of", {"item": item}, None)]
     assert result["response"] == answer
 
 
-async def test_demo_model_reports_a_users_tool_failing(app_url, fetch):
-    from monoai_tornado.cli import load_object
-
-    url = app_url("Shop", model=None,
-                  agents=load_object("examples.agent_with_tools:build_agents")(DemoBackend(delay=0)))
-    result = json_of(await fetch(url + "/agent/shop", "POST", {"prompt": "what is the price of caviar?"}))
+async def test_demo_model_reports_a_users_tool_failing(shop_url, fetch):
+    result = json_of(await fetch(shop_url + "/agent/shop", "POST", {"prompt": "what is the price of caviar?"}))
     assert "no such item: caviar" in result["response"]
 
 
-async def test_default_assistant_counts_words_when_asked(app_url, fetch):
-    from monoai_tornado.agents import default_agents
-
-    url = app_url("A", model=None, agents=default_agents(DemoBackend(delay=0)))
+async def test_default_assistant_counts_words_when_asked(url, fetch):
     result = json_of(await fetch(url + "/agent/assistant", "POST", {"prompt": 'count the words in "one two three"'}))
     assert result["response"] == "The word_count tool returned 3."
