@@ -352,23 +352,15 @@ async def test_a_capped_answer_and_a_concurrency_refusal_are_documented(app_url,
     assert documented.check("/model", "post", await running)["finish_reason"] == "length"
 
 
-@pytest.mark.parametrize("body,accepted", [
-    ({"prompt": "x", "user_id": None}, True),
-    ({"prompt": "x", "user_id": 7}, True),
-    ({"prompt": "x", "user_id": 1.5}, False),
-    ({"prompt": "x", "user_id": ["a"]}, False),
+@pytest.mark.parametrize("path,schema,body,accepted", [
+    *(("/model", "PromptRequest", {"prompt": "x", "user_id": user_id}, accepted)
+      for user_id, accepted in [(None, True), (7, True), (1.5, False), (["a"], False)]),
+    *(("/validate-user", "ValidateUserRequest", body, accepted)
+      for body, accepted in [({"user_id": "u1"}, True), ({"user_id": 3}, True), ({"user_id": ""}, False),
+                             ({"user_id": "  "}, False), ({"user_id": None}, False), ({}, False)]),
 ])
-async def test_the_prompt_schema_and_the_server_agree_on_user_id(app_url, fetch, body, accepted):
+async def test_the_request_schemas_and_the_server_agree_on_user_id(app_url, fetch, path, schema, body, accepted):
     url = app_url()
-    documented = (await documented_at(fetch, url)).validator("/components/schemas/PromptRequest").is_valid(body)
-    answer = await fetch(url + "/model", "POST", body)
-    assert documented is accepted and (answer.code == 200) is accepted
-
-
-@pytest.mark.parametrize("body,accepted", [({"user_id": "u1"}, True), ({"user_id": 3}, True), ({"user_id": ""}, False),
-                                           ({"user_id": "  "}, False), ({"user_id": None}, False), ({}, False)])
-async def test_the_validate_user_schema_and_the_server_agree(app_url, fetch, body, accepted):
-    url = app_url()
-    documented = (await documented_at(fetch, url)).validator("/components/schemas/ValidateUserRequest").is_valid(body)
-    answer = await fetch(url + "/validate-user", "POST", body)
+    documented = (await documented_at(fetch, url)).validator(f"/components/schemas/{schema}").is_valid(body)
+    answer = await fetch(url + path, "POST", body)
     assert documented is accepted and (answer.code == 200) is accepted
