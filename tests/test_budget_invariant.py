@@ -23,7 +23,7 @@ from tests.support.ratelimit_fixtures import REDIS_URL, delete_prefix, need_redi
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.websocket import websocket_connect
 
-from monoai_tornado.usage import TokenCounter
+from monoai_tornado.usage import shared_counter
 from tests.support.http import parse_sse
 from tests.support.processes import start_server, stop_server
 
@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.process, pytest.mark.slow]
 def chunk_tokens() -> int:
     """Tokens of the largest chunk of the demo's fixed answer."""
     alphabet = "abcdefghijklmnopqrstuvwxyz"
-    counter = TokenCounter()
+    counter = shared_counter()  # the demo model's, loaded once (this runs once per example)
     pieces = ["".join(alphabet[(i * CHUNK_CHARS + j) % 26] for j in range(CHUNK_CHARS)) for i in range(CHUNKS)]
     return max(counter.count(piece) for piece in pieces)
 

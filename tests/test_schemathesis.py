@@ -42,11 +42,11 @@ def serving(doc: dict[str, Any], model_ids: list[str]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def live_schema() -> Iterator[Any]:
+def live_schema(counter: TokenCounter) -> Iterator[Any]:
     backend = DemoBackend(delay=0)
     limiter = RateLimiter([Limit("request", 10**9, "minute")])
     app = Application("Schemathesis", model=backend, agents=default_agents(backend), rate_limiter=limiter,
-                      token_counter=TokenCounter(), max_body_size=64 * 1024)
+                      token_counter=counter, max_body_size=64 * 1024)
     with ThreadedServer(app) as server:
         base = f"http://127.0.0.1:{server.port}"
         model_ids = [model["id"] for model in get_json(base + "/v1/models")["data"]]
