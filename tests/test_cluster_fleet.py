@@ -3,7 +3,6 @@ nodes, a node lost mid-load answers 503 (or passes, fail open) and the fleet rec
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 import uuid
 from typing import Any, Callable, Iterator
@@ -12,7 +11,7 @@ import pytest
 import redis
 
 from tests.support.http import Fetch, json_of
-from tests.support.processes import start_server, stop_server
+from tests.support.processes import Servers
 from tests.support.redis_cluster import LocalCluster, need_cluster, start_cluster
 
 pytestmark = [pytest.mark.redis, pytest.mark.process, pytest.mark.slow]
@@ -30,25 +29,18 @@ def own_cluster() -> Iterator[LocalCluster]:
     cluster.stop()
 
 
-def fleet_on(url: str) -> tuple[Start, list[subprocess.Popen[str]], str]:
+def fleet_on(url: str) -> tuple[Servers, str]:
+    """Servers on the cluster at ``url``, on a key prefix of their own; and the prefix."""
     prefix = f"monoai-test-{uuid.uuid4().hex[:8]}:"
-    procs: list[subprocess.Popen[str]] = []
-
-    def start(*args: str) -> str:
-        base, proc = start_server("--no-agents", "--log-level", "warning", "--demo-delay", "0",
-                                  "--redis-url", url, "--redis-prefix", prefix, *args)
-        procs.append(proc)
-        return base
-
-    return start, procs, prefix
+    return Servers("--no-agents", "--log-level", "warning", "--demo-delay", "0", "--redis-url", url,
+                   "--redis-prefix", prefix), prefix
 
 
 @pytest.fixture
 def fleet(redis_cluster: LocalCluster) -> Iterator[tuple[Start, str]]:
-    start, procs, prefix = fleet_on(redis_cluster.url)
+    start, prefix = fleet_on(redis_cluster.url)
     yield start, prefix
-    for proc in procs:
-        stop_server(proc)
+    start.stop_all()
 
 
 def keys_per_node(cluster: LocalCluster, prefix: str) -> dict[int, list[bytes]]:
@@ -101,7 +93,7 @@ async def load(fetch: Fetch, base: str, tag: str) -> list[Any]:
 
 async def test_node_lost_mid_load_503_then_recovers(own_cluster: LocalCluster, fetch: Fetch) -> None:
     """Two servers: one fails closed (503 for users on the lost node), one fails open."""
-    start, procs, _ = fleet_on(own_cluster.url)
+    start, _ = fleet_on(own_cluster.url)
     try:
         closed, open_ = start("--limit", "1000/minute"), start("--limit", "1000/minute", "--limiter-fail-open")
         for base in (closed, open_):
@@ -128,5 +120,4 @@ async def test_node_lost_mid_load_503_then_recovers(own_cluster: LocalCluster, f
         stats = json_of(await fetch(closed + "/rate-limit/stats"))
         assert stats["totals"]["requests"] > 0  # the stats read the recovered cluster again
     finally:
-        for proc in procs:
-            stop_server(proc)
+        start.stop_all()

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 import pytest
 
 from monoai_tornado.cli import main
-from tests.support.processes import call, start_server, stop_server
+from tests.support.processes import Servers, call
 from tests.support.ratelimit_fixtures import REDIS_URL, delete_prefix, need_redis
 
 pytestmark = pytest.mark.process
@@ -44,23 +44,10 @@ def within_2_s(check: Any) -> bool:
 
 
 @pytest.fixture
-def servers() -> Iterator[Any]:
-    procs: list[subprocess.Popen[str]] = []
-    outputs: list[str] = []
-
-    def start(*args: str) -> str:
-        base, proc = start_server("--no-agents", "--demo-delay", "0", "--admin-token", ADMIN, *args, capture=True)
-        procs.append(proc)
-        return base
-
-    def stop_all() -> str:
-        while procs:
-            outputs.append(stop_server(procs.pop()))
-        return "\n".join(outputs)
-
-    start.stop_all = stop_all  # type: ignore[attr-defined]
-    yield start
-    stop_all()
+def servers() -> Iterator[Servers]:
+    started = Servers("--no-agents", "--demo-delay", "0", "--admin-token", ADMIN, capture=True)
+    yield started
+    started.stop_all()
 
 
 def test_keys_command_and_a_server_on_a_keys_file(servers: Any, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from monoai_tornado.backends.base import CallOptions
 from monoai_tornado.backends.openai import OpenAIBackend
 from tests.support.ci import skip_or_fail
 from tests.support.http import json_of, parse_sse
-from tests.support.processes import free_port, start_server, stop_server, wait_for
+from tests.support.processes import Servers, free_port, stop_server, wait_for
 from tests.support.ws_helpers import connect, read, read_until_end, send
 
 pytestmark = [pytest.mark.llama, pytest.mark.process, pytest.mark.slow]  # a llama.cpp server process
@@ -78,17 +78,10 @@ def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
 @pytest.fixture
 def ours(llama: LlamaServer) -> Iterator[Any]:
     """``start(*options)``: our server as a user runs it, in front of the llama.cpp server."""
-    procs: list[subprocess.Popen[str]] = []
-
-    def start(*options: str) -> str:
-        base, proc = start_server("--backend", "openai", "--base-url", llama.base_url, "--model", "smollm2",
-                                  "--no-agents", "--log-level", "warning", *options, capture=True)
-        procs.append(proc)
-        return base
-
-    yield start
-    for proc in procs:
-        stop_server(proc)
+    servers = Servers("--backend", "openai", "--base-url", llama.base_url, "--model", "smollm2", "--no-agents",
+                      "--log-level", "warning", capture=True)
+    yield servers
+    servers.stop_all()
 
 
 async def test_sse_streams_the_models_tokens_with_usage_counted_with_the_template(ours, fetch, counter):

@@ -8,7 +8,7 @@ import pytest
 
 from tests.support.http import json_of
 from tests.support.fake_openai import FakeOpenAI
-from tests.support.processes import start_server, stop_server
+from tests.support.processes import Servers
 from tests.support.ws_helpers import chunks_of, connect, read, read_until_end, send
 
 pytestmark = pytest.mark.process
@@ -16,18 +16,10 @@ pytestmark = pytest.mark.process
 
 @pytest.fixture
 def server_for():
-    procs: list[subprocess.Popen] = []
-
-    def start(base_url: str, *args: str) -> str:
-        base, proc = start_server("--backend", "openai", "--base-url", base_url, "--model", "test", "--no-agents",
-                                  "--log-level", "warning", *args, capture=True,
-                                  env={"PATH": "/usr/bin:/bin", "OPENAI_API_KEY": "sk-secret-key-123"})
-        procs.append(proc)
-        return base
-
-    yield start
-    for proc in procs:
-        assert "sk-secret-key-123" not in stop_server(proc)  # the key is never printed
+    servers = Servers("--backend", "openai", "--model", "test", "--no-agents", "--log-level", "warning", capture=True,
+                      env={"PATH": "/usr/bin:/bin", "OPENAI_API_KEY": "sk-secret-key-123"})
+    yield lambda base_url, *args: servers("--base-url", base_url, *args)
+    assert "sk-secret-key-123" not in servers.stop_all()  # the key is never printed
 
 
 async def test_chunks_reach_the_websocket_before_the_upstream_finishes(server_for):

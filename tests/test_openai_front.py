@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from tests.support.fake_openai import FakeOpenAI
-from tests.support.processes import start_server, stop_server
+from tests.support.processes import Servers
 
 pytestmark = pytest.mark.process
 
@@ -22,17 +22,10 @@ CALCULATOR = {"type": "function", "function": {
 
 
 @pytest.fixture(scope="module")
-def servers() -> Iterator[Any]:
-    procs: list[subprocess.Popen[str]] = []
-
-    def start(*args: str) -> str:
-        base, proc = start_server("--log-level", "warning", *args)
-        procs.append(proc)
-        return base
-
-    yield start
-    for proc in procs:
-        stop_server(proc)
+def servers() -> Iterator[Servers]:
+    started = Servers("--log-level", "warning")
+    yield started
+    started.stop_all()
 
 
 @pytest.fixture(scope="module")

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import uuid
 
 import pytest
 
 from tests.support.http import json_of
 from tests.support.ratelimit_fixtures import delete_prefix, need_redis
-from tests.support.processes import start_server, stop_server
+from tests.support.processes import Servers
 
 pytestmark = [pytest.mark.process, pytest.mark.redis, pytest.mark.slow]
 
@@ -19,18 +18,11 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 @pytest.fixture
 def fleet():
     need_redis(REDIS_URL)
-    procs: list[subprocess.Popen] = []
     prefix = f"monoai-test-{uuid.uuid4().hex[:8]}:"
-
-    def start(*args: str) -> str:
-        base, proc = start_server("--no-agents", "--log-level", "warning", "--demo-delay", "0",
-                                  "--redis-url", REDIS_URL, "--redis-prefix", prefix, *args)
-        procs.append(proc)
-        return base
-
-    yield start
-    for proc in procs:
-        stop_server(proc)
+    servers = Servers("--no-agents", "--log-level", "warning", "--demo-delay", "0", "--redis-url", REDIS_URL,
+                      "--redis-prefix", prefix)
+    yield servers
+    servers.stop_all()
     delete_prefix(REDIS_URL, prefix)
 
 

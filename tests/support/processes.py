@@ -76,3 +76,24 @@ def stop_server(proc: subprocess.Popen, timeout: float = 15) -> str:
         proc.kill()
         output, _ = proc.communicate()
     return output or ""
+
+
+class Servers:
+    """Server processes of one test (or module): ``servers(*args)`` starts one with the ``common``
+    arguments first and returns its base URL; ``stop_all()`` stops them all."""
+
+    def __init__(self, *common: str, capture: bool = False, env: dict[str, str] | None = None) -> None:
+        self.common, self.capture, self.env = common, capture, env
+        self.procs: list[subprocess.Popen] = []
+
+    def __call__(self, *args: str) -> str:
+        base, proc = start_server(*self.common, *args, capture=self.capture, env=self.env)
+        self.procs.append(proc)
+        return base
+
+    def stop_all(self) -> str:
+        """Stop every process still running; what they printed (if captured), one after another."""
+        outputs = []
+        while self.procs:
+            outputs.append(stop_server(self.procs.pop()))
+        return "\n".join(outputs)
