@@ -117,21 +117,26 @@ async def test_the_ioloop_keeps_running_during_a_slow_sync_ask() -> None:
     assert len(events) == 3 and ticks >= 10
 
 
-async def test_cancelling_a_sync_call_keeps_the_next_caller_clear_of_its_late_chunks(counter: TokenCounter) -> None:
-    model = SyncModel(delay=0.05)
-    backend = adapt_model(model)
-    before = asyncio.all_tasks()
+async def cancel_at_the_first_chunk(backend: Any, prompt: str, counter: TokenCounter) -> None:
+    """Call ``backend`` with ``prompt`` and cancel the call as soon as its first chunk arrives."""
     seen = asyncio.Event()
 
     async def on_first(text: str) -> None:
         seen.set()
 
-    task = asyncio.ensure_future(call_model(backend, [{"role": "user", "content": "a b c d e f"}],
+    task = asyncio.ensure_future(call_model(backend, [{"role": "user", "content": prompt}],
                                             meter=UsageMeter(counter), on_text=on_first))
     await asyncio.wait_for(seen.wait(), 5)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_cancelling_a_sync_call_keeps_the_next_caller_clear_of_its_late_chunks(counter: TokenCounter) -> None:
+    model = SyncModel(delay=0.05)
+    backend = adapt_model(model)
+    before = asyncio.all_tasks()
+    await cancel_at_the_first_chunk(backend, "a b c d e f", counter)
     await no_new_tasks(before, timeout=0.1)  # the thread runs on, but no task waits for it
     events = await asyncio.wait_for(collect(backend, "next"), 5)  # waits for the thread, then runs alone
     assert events == [TextDelta(w) for w in words("echo: next")]
@@ -156,19 +161,7 @@ async def test_cancelling_an_async_call_cancels_the_objects_coroutine() -> None:
 
 async def test_a_cancelled_sync_call_stops_at_its_next_chunk(counter: TokenCounter) -> None:
     model = SyncModel(delay=0.05)
-    backend = adapt_model(model)
-    seen = asyncio.Event()
-
-    async def on_first(text: str) -> None:
-        seen.set()
-
-    prompt = " ".join(f"w{i}" for i in range(40))
-    task = asyncio.ensure_future(call_model(backend, [{"role": "user", "content": prompt}],
-                                            meter=UsageMeter(counter), on_text=on_first))
-    await asyncio.wait_for(seen.wait(), 5)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await cancel_at_the_first_chunk(adapt_model(model), " ".join(f"w{i}" for i in range(40)), counter)
     for _ in range(500):  # bounded: the thread ends at its next callback, not after 41 chunks
         if model.active == 0:
             break
