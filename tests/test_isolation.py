@@ -7,10 +7,16 @@ import json
 import uuid
 
 import pytest
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.websocket import WebSocketClientConnection
 
 from monoai_tornado.ratelimit import Limit, RateLimiter, RedisStore
-from tests.support.ratelimit_fixtures import REDIS_URL, delete_prefix, need_redis
+from monoai_tornado.server import drain
+from tests.support.backends_for_tests import ScriptedBackend
 from tests.support.http import json_of
+from tests.support.processes import start_server, stop_server
+from tests.support.ratelimit_fixtures import REDIS_URL, delete_prefix, need_redis
+from tests.support.ws_helpers import connect, read, read_until_end, send
 
 
 @pytest.mark.redis
@@ -59,23 +65,24 @@ async def test_a_validator_cannot_normalize_into_the_ip_namespace(app_url, fetch
     assert json_of(await fetch(url + "/validate-user", "POST", {"user_id": "10.0.0.1"}))["valid"] is False
 
 
+async def prompt_and_cancel(ws: WebSocketClientConnection, prompt: str) -> None:
+    """A prompt and a cancel written back to back, before either is answered."""
+    await asyncio.gather(ws.write_message(json.dumps({"prompt": prompt})),
+                         ws.write_message(json.dumps({"type": "cancel"})))
+
+
 @pytest.mark.slow  # takes a second or more
 async def test_cancel_right_after_a_prompt_never_wedges_the_socket(make_app, serve, caplog):
     """Prompt then cancel at once, 20 times; cancel spam while idle and while running: every
     prompt ends with exactly one "cancelled", the next prompt is served, and a drain finds
     nothing left to wait for."""
-    from monoai_tornado.server import drain
-    from tests.support.backends_for_tests import ScriptedBackend
-    from tests.support.ws_helpers import connect, read, send
-
     backend = ScriptedBackend([f"piece{i} " for i in range(50)], delay=0.01)
     app = make_app(model=backend)
     server = app.http_server()
     url = serve(server)
     ws = await connect(url, "/model/ws")
     for i in range(20):
-        await asyncio.gather(ws.write_message(json.dumps({"prompt": f"p{i}"})),
-                             ws.write_message(json.dumps({"type": "cancel"})))
+        await prompt_and_cancel(ws, f"p{i}")
     for _ in range(5):
         await send(ws, {"type": "cancel"})  # nothing running (or the last prompt, at most once)
     await send(ws, {"prompt": "spammed"})
@@ -104,17 +111,13 @@ async def test_cancel_right_after_a_prompt_never_wedges_the_socket(make_app, ser
 @pytest.mark.slow  # takes a second or more
 async def test_prompt_and_cancel_in_one_write_then_the_next_prompt_is_served(app_url):
     """The probe's case, 20 trials: each cancel answered "cancelled", each next prompt completed."""
-    from tests.support.backends_for_tests import ScriptedBackend
-    from tests.support.ws_helpers import connect, read_until_end
-
     backend = ScriptedBackend([f"piece{i} " for i in range(20)], delay=0.005)
     url = app_url(model=backend)
     ws = await connect(url, "/model/ws")
     for i in range(20):
-        await asyncio.gather(ws.write_message(json.dumps({"prompt": f"p{i}"})),
-                             ws.write_message(json.dumps({"type": "cancel"})))
+        await prompt_and_cancel(ws, f"p{i}")
         assert (await read_until_end(ws))[-1] == {"type": "cancelled"}
-        await ws.write_message(json.dumps({"prompt": f"next{i}"}))
+        await send(ws, {"prompt": f"next{i}"})
         end = (await read_until_end(ws))[-1]
         assert end["type"] == "complete" and end["result"]["prompt"] == f"next{i}"
     ws.close()
@@ -124,10 +127,6 @@ async def test_prompt_and_cancel_in_one_write_then_the_next_prompt_is_served(app
 async def test_a_cpu_heavy_prompt_does_not_stop_the_loop(fetch):
     """``"(" * 80000`` and a 24 kB prompt of many expressions to the demo agent: while each is
     running, another client's request is answered; the long one gets a bounded answer."""
-    from tornado.httpclient import AsyncHTTPClient, HTTPRequest
-
-    from tests.support.processes import start_server, stop_server
-
     base, proc = start_server("--demo-delay", "0.005")
     try:
         many = " ".join(f"what is {i}*({i}+1)?" for i in range(1500))[:24_000]
