@@ -21,11 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.support.ratelimit_fixtures import REDIS_URL, delete_prefix, need_redis
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
-from tornado.websocket import websocket_connect
 
 from monoai_tornado.usage import shared_counter
 from tests.support.http import parse_sse
 from tests.support.processes import start_server, stop_server
+from tests.support.ws_helpers import connect, read, read_until_end, send
 
 LIMIT = 400
 LIMIT_NAME = f"{LIMIT}-tokens-per-3600"
@@ -63,21 +63,17 @@ async def one_run(base: str, transport: str, body: dict[str, Any]) -> dict[str, 
     """The usage the client was told, or None when the run was refused (429)."""
     client = AsyncHTTPClient()
     if transport == "ws":
-        ws = await websocket_connect(base.replace("http", "ws", 1) + "/model/ws")
+        ws = await connect(base, "/model/ws")
         try:
-            await ws.write_message(json.dumps(body))
-            for _ in range(10_000):
-                raw = await asyncio.wait_for(ws.read_message(), 30)
-                assert raw is not None
-                message = json.loads(raw)
-                if message.get("type") == "complete":
-                    return message["result"]  # type: ignore[no-any-return]
-                if "error" in message:
-                    assert message["code"] == "rate_limited", message
-                    return None
+            await send(ws, body)
+            end = (await read_until_end(ws, timeout=30))[-1]
         finally:
             ws.close()
-        raise AssertionError("no end of the answer")
+        if "error" in end:
+            assert end["code"] == "rate_limited", end
+            return None
+        assert end["type"] == "complete", end
+        return end["result"]  # type: ignore[no-any-return]
     path, headers = ("/model/stream", {"Accept": "text/event-stream"}) if transport == "sse" else ("/model", {})
     response: HTTPResponse = await client.fetch(base + path, method="POST", body=json.dumps(body), headers=headers,
                                                 raise_error=False, request_timeout=30)
@@ -151,9 +147,9 @@ def run_then_stop(scenario: Any, procs: list[Any], prefix: str) -> None:
 
 
 async def read_json(ws: Any) -> dict[str, Any]:
-    raw = await asyncio.wait_for(ws.read_message(), 30)
-    assert raw is not None, "the server closed the socket"
-    return json.loads(raw)  # type: ignore[no-any-return]
+    message = await read(ws, timeout=30)
+    assert message is not None, "the server closed the socket"
+    return message  # type: ignore[no-any-return]
 
 
 def test_a_run_stopped_by_a_sigterm_drain_returns_its_unused_reservation() -> None:
@@ -165,8 +161,8 @@ def test_a_run_stopped_by_a_sigterm_drain_returns_its_unused_reservation() -> No
     reader, reader_proc = start_server(*args)  # a second process on the same Redis reads the figures
 
     async def scenario() -> None:
-        ws = await websocket_connect(base.replace("http", "ws", 1) + "/model/ws")
-        await ws.write_message(json.dumps({"prompt": "count along", "user_id": "drained", "max_tokens": 300}))
+        ws = await connect(base, "/model/ws")
+        await send(ws, {"prompt": "count along", "user_id": "drained", "max_tokens": 300})
         assert (await read_json(ws))["type"] == "chunk"
         assert (await usage_of(reader, "drained"))[1] > 300  # the prompt and the cap are reserved
         proc.send_signal(signal.SIGTERM)  # drains for 0.3 s, then stops the run
@@ -212,8 +208,8 @@ def test_a_concurrency_limit_of_1_holds_across_two_processes_sharing_redis() -> 
     (first, first_proc), (second, second_proc) = start_server(*args), start_server(*args)
 
     async def scenario() -> None:
-        ws = await websocket_connect(first.replace("http", "ws", 1) + "/model/ws")
-        await ws.write_message(json.dumps({"prompt": "long", "user_id": "alice"}))
+        ws = await connect(first, "/model/ws")
+        await send(ws, {"prompt": "long", "user_id": "alice"})
         assert (await read_json(ws))["type"] == "chunk"  # alice runs on the first process
         client = AsyncHTTPClient()
         again = await client.fetch(second + "/model", method="POST", raise_error=False,
