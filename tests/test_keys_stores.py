@@ -12,17 +12,10 @@ import pytest
 from monoai_tornado.errors import InvalidApiKey, KeyStoreUnavailable, MissingApiKey
 from monoai_tornado.keys import (ApiKey, FileKeyStore, KeyRing, KeysFileError, RedisKeyStore, bearer_token,
                                  hash_key, looks_like_key, new_key, parse_duration)
-from tests.support.ratelimit_fixtures import REDIS_URL, RedisServer, delete_prefix, need_redis, redis_server  # noqa: F401
+from tests.support.ratelimit_fixtures import (  # noqa: F401  (redis_server: a fixture)
+    REDIS_URL, FakeClock, RedisServer, delete_prefix, need_redis, redis_server)
 
 pytestmark = pytest.mark.usefixtures("io_loop")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_new_key_has_the_documented_shape_and_only_its_hash_is_kept() -> None:
@@ -97,7 +90,7 @@ async def test_a_broken_keys_file_is_refused_at_start_and_ignored_while_running(
 
 
 async def test_the_ring_notices_a_change_of_the_file_within_its_refresh_interval(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock(1000.0)
     store = FileKeyStore(tmp_path / "keys.json")
     ring = KeyRing(store, clock=clock)
     secret, record = new_key("alice")

@@ -9,17 +9,8 @@ from monoai_tornado import DemoBackend
 from monoai_tornado.ratelimit import Limit, RateLimiter
 from tests.support.backends_for_tests import ScriptedBackend
 from tests.support.http import json_of, parse_sse
+from tests.support.ratelimit_fixtures import FakeClock
 from tests.support.ws_helpers import chunks_of, connect, read, read_until_end, send
-
-
-class Clock:
-    """An injectable clock: tests move time instead of sleeping."""
-
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -28,7 +19,7 @@ def limited_url(app_url):
     ``backend``) behind a ``RateLimiter`` of ``limits`` on ``clock`` (a fixed one by default)."""
 
     def build(limits, backend=None, clock=None, **options):
-        limiter = RateLimiter(limits, clock=clock or Clock())
+        limiter = RateLimiter(limits, clock=clock or FakeClock(1_000_000.0))
         return app_url(model=backend or DemoBackend(delay=0), rate_limiter=limiter, **options)
 
     return build
@@ -60,7 +51,7 @@ async def test_headers_follow_the_ietf_draft_too(limited_url, fetch):
 
 
 async def test_window_resets_with_the_clock(limited_url, fetch):
-    clock = Clock(1_000_020.0)  # 20 s into a minute window aligned to the epoch (1_000_020 % 60 == 0)
+    clock = FakeClock(1_000_020.0)  # 20 s into a minute window aligned to the epoch (1_000_020 % 60 == 0)
     url = limited_url([Limit("request", 1, "minute")], clock=clock)
     assert (await fetch(url + "/model", "POST", {"prompt": "a", "user_id": "u"})).code == 200
     refused = await fetch(url + "/model", "POST", {"prompt": "a", "user_id": "u"})
