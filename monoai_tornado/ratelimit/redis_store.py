@@ -80,7 +80,7 @@ def connect(url: str, *, socket_timeout: float, max_connections: int) -> Any:
         from redis.asyncio.sentinel import Sentinel
 
         sentinels, service = _nodes(url, SENTINEL_SCHEME)
-        sentinel = Sentinel(sentinels, sentinel_kwargs=dict(timeouts), **timeouts)  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(sentinels, sentinel_kwargs=dict(timeouts), **timeouts)
         return sentinel.master_for(service or "mymaster", max_connections=max_connections)
     if not url.startswith(CLUSTER_SCHEME):
         pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=socket_timeout,
