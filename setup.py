@@ -18,6 +18,8 @@ setup(
         "redis": ["redis>=5.0"],
         # uvloop as the event loop (--event-loop auto|uvloop).
         "fast": ["uvloop>=0.19"],
+        # bench/gateway.py's floor-aiohttp line (an aiohttp relay on uvloop).
+        "bench": ["aiohttp>=3.9", "uvloop>=0.19"],
         # The README's Python WebSocket snippet (examples/ws_client.py needs only Tornado).
         "client": ["websockets>=12"],
         # MonoAI 0.0.25 imports mcp when it is imported, and needs an mcp before 2.0: pinned here.

@@ -1,7 +1,7 @@
 """Gateway overhead: what each gateway adds between a client and a fast model server, in one run.
 
-    python bench/gateway.py [--rounds 3] [--quick] [--lines direct,floor-proxy,ours,litellm,...]
-                            [--duration 6] [--paced-rate 20] [--paced-duration 6] [--json FILE]
+    python bench/gateway.py [--rounds 3] [--quick] [--lines direct,floor-aiohttp,ours-v1,...]
+                            [--duration 6] [--paced-rate 10] [--paced-duration 6] [--json FILE]
 
 A fast OpenAI-compatible upstream (``bench/fast_upstream.py``: 16 chunks of 4 characters,
 ``usage`` in the last chunk) answers every request. In front of it, alternating in rounds
@@ -12,8 +12,10 @@ the others are measured):
 - ``floor-proxy``: a bare Tornado proxy (``bench/floor_proxy.py``) forwarding with Tornado's
   HTTP client (a connection per request) and relaying the body; ``floor-proxy+ka`` the same
   over kept-alive upstream connections;
-- ``ours``: ``python -m monoai_tornado --backend openai`` with a memory limiter that never
-  trips, through ``/v1/chat/completions``; ``ours /model`` the same server through ``/model``
+- ``floor-aiohttp``: an aiohttp relay on uvloop with one pooled ``ClientSession``
+  (``bench/floor_aiohttp.py``, ``pip install -e '.[bench]'``): what Python allows;
+- ``ours-v1`` (``ours`` is accepted): ``python -m monoai_tornado --backend openai`` with a memory
+  limiter that never trips, through ``/v1/chat/completions``; ``ours /model`` the same server through ``/model``
   and ``/model/stream`` (SSE); ``ours+asyncio`` forces the plain asyncio loop (``ours`` uses
   uvloop when it is installed);
 - ``litellm``: the LiteLLM proxy (PyPI ``litellm[proxy]``, pinned below, one worker, config
@@ -29,8 +31,11 @@ the slowest server's streamed req/s of the round; at least 20 requests), measure
 each request was due, so a server that falls behind is not excused by a waiting client, and
 what it adds over ``direct`` in the same round. After each load the script waits (at most
 30 s, 5 s with ``--quick``) until the server has worked off what the load left queued.
-``--quick`` runs 2 short rounds of the summary's lines (direct, floor-proxy, ours, litellm). Every figure is also
-shown as a ratio to ``floor-proxy`` and to ``litellm`` of the same round (median over rounds).
+``--quick`` runs 2 short rounds of direct, floor-proxy+ka, floor-aiohttp and ours-v1. Every figure is
+also shown as a ratio to ``floor-aiohttp``, ``floor-proxy+ka`` and ``litellm`` of the same round
+(median over rounds), and ``--json``'s ``summary`` holds by line ``stream_rps``, ``json_rps``, CPU
+per request, added latency, RSS and the ratios ``x_floor_aiohttp`` and ``x_floor_proxy_ka``.
+A line is one call (``add_line``, ``ours_server``: see "the lines" below).
 
 Only 127.0.0.1 is ever contacted; every load is bounded in time and count; every process is
 stopped (SIGTERM, then SIGKILL) whatever happens.
@@ -46,7 +51,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,11 +83,9 @@ LITELLM_CONFIG = os.path.join(BENCH_DIR, "litellm_config.yaml")
 MODEL = "bench-model"
 PROMPT = "Say something about benchmarks, please."
 CHUNKS, CHUNK_CHARS = 16, 4
-DEFAULT_LINES = "direct,floor-proxy,floor-proxy+ka,ours,ours /model,ours+asyncio,litellm"
+DEFAULT_LINES = "direct,floor-proxy,floor-proxy+ka,floor-aiohttp,ours-v1,ours /model,ours+asyncio,litellm"
 #: --quick measures the lines of the JSON summary only.
-QUICK_LINES = "direct,floor-proxy,ours,litellm"
-#: Our server, with uvloop when installed or forced onto asyncio; "try" runs the copy in --try-dir.
-OURS_SERVERS = ("ours", "ours+asyncio", "try", "try+asyncio")
+QUICK_LINES = "direct,floor-proxy+ka,floor-aiohttp,ours-v1"
 
 
 # -- what is sent ------------------------------------------------------------------------------
@@ -147,7 +150,6 @@ class Setup:
     upstream_port: int
     server_cpus: str
     load_cpus: str
-    ours_v1: bool = True
     #: Another copy of the package, measured as the "try" servers (A/B of a change).
     try_dir: str | None = None
     env: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -157,38 +159,117 @@ class Setup:
         return f"http://{HOST}:{self.upstream_port}"
 
     def variant(self, server: str) -> Variant:
-        cpus = self.server_cpus
-        if server in ("floor-proxy", "floor-proxy+ka"):
-            keep_alive = ("--keep-alive",) if server.endswith("+ka") else ()
-            return Variant(server, pinned(cpus, PYTHON, os.path.join(BENCH_DIR, "floor_proxy.py"), "--port", "{port}",
-                                          "--upstream", self.upstream, *keep_alive))
-        if server in OURS_SERVERS:
-            loop = ("--event-loop", "asyncio") if server.endswith("+asyncio") else ()
-            where = OURS_DIR if server.startswith("ours") else self.try_dir
-            if where is None:
-                raise SystemExit(f"{server} needs --try-dir")
-            return Variant(server, pinned(cpus, PYTHON, "-m", "monoai_tornado", "--backend", "openai", "--base-url",
-                                          self.upstream + "/v1", "--model", MODEL, "--no-agents", "--log-level",
-                                          "error", "--port", "{port}", *NEVER_TRIPPING, *loop), cwd=where)
-        if server == "litellm":
-            self.env["litellm"] = {"BENCH_UPSTREAM_BASE": self.upstream + "/v1", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-                                   "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"}
-            return Variant(server, pinned(cpus, ensure_litellm(), "--config", LITELLM_CONFIG, "--host", HOST,
-                                          "--port", "{port}", "--num_workers", "1"), cwd=BENCH_DIR)
-        raise SystemExit(f"unknown server {server!r}")
+        spec = SERVERS.get(server)
+        if spec is None:
+            raise SystemExit(f"unknown server {server!r}")
+        if spec.env:
+            self.env[server] = {k: v.format(upstream=self.upstream) for k, v in spec.env.items()}
+        return Variant(server, pinned(self.server_cpus, *spec.argv(self)), cwd=spec.cwd(self))
+
+
+# -- the lines: a registry; a new line is one call ----------------------------------------------
+#
+#   ours_server("ours+otel", "--otel")                        # our server with other options
+#   add_line("ours+otel", "ours+otel")                        # ... measured through /v1/chat/completions
+#   add_line("ours-messages", "ours", anthropic_plain, anthropic_stream)   # another route of a server
+#
+# A server's arguments may name {upstream} (the mock upstream's base URL) and {port}; a callable
+# of the Setup may build them (e.g. write a config file naming setup.upstream).
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """How to start a server: its command line (``{port}``, ``{upstream}`` filled in), cwd, env."""
+
+    args: tuple[str, ...] | Callable[[Setup], Sequence[str]]
+    #: Ours: the package is taken from this checkout (or --try-dir for "try" servers).
+    ours: bool = False
+    tries: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+
+    def argv(self, setup: Setup) -> tuple[str, ...]:
+        args = self.args(setup) if callable(self.args) else self.args
+        return tuple(a.replace("{upstream}", setup.upstream) for a in args)
+
+    def cwd(self, setup: Setup) -> str:
+        if not self.ours:
+            return BENCH_DIR
+        if self.tries:
+            if setup.try_dir is None:
+                raise SystemExit("the try lines need --try-dir")
+            return setup.try_dir
+        return OURS_DIR
+
+
+@dataclass(frozen=True)
+class LineSpec:
+    server: str
+    plain: Callable[[], Shape]
+    stream: Callable[[], Shape]
+
+
+SERVERS: dict[str, ServerSpec] = {}
+LINES: dict[str, LineSpec] = {}
+#: Older names of lines, still accepted by --lines.
+ALIASES = {"ours": "ours-v1", "try": "try-v1"}
+
+
+def add_server(name: str, spec: ServerSpec) -> None:
+    SERVERS[name] = spec
+
+
+def ours_server(name: str, *extra: str, tries: bool = False, env: dict[str, str] | None = None) -> None:
+    """Our server (``python -m monoai_tornado --backend openai`` in front of the upstream, with a
+    memory limiter that never trips) with ``extra`` arguments."""
+    add_server(name, ServerSpec((PYTHON, "-m", "monoai_tornado", "--backend", "openai", "--base-url",
+                                 "{upstream}/v1", "--model", MODEL, "--no-agents", "--log-level", "error",
+                                 "--port", "{port}", *NEVER_TRIPPING, *extra), ours=True, tries=tries, env=env or {}))
+
+
+def add_line(name: str, server: str, plain: Callable[[], Shape] | None = None,
+             stream: Callable[[], Shape] | None = None) -> None:
+    """A line of the tables: ``server`` measured through ``plain`` and ``stream`` (default: OpenAI's
+    ``/v1/chat/completions``)."""
+    LINES[name] = LineSpec(server, plain or (lambda: openai_shape(False)), stream or (lambda: openai_shape(True)))
+
+
+def _model_plain() -> Shape:
+    return model_shape(False)
+
+
+def _model_stream() -> Shape:
+    return model_shape(True)
+
+
+def _litellm_args(setup: Setup) -> tuple[str, ...]:
+    return (ensure_litellm(), "--config", LITELLM_CONFIG, "--host", HOST, "--port", "{port}", "--num_workers", "1")
+
+
+add_server("floor-proxy", ServerSpec((PYTHON, os.path.join(BENCH_DIR, "floor_proxy.py"), "--port", "{port}",
+                                      "--upstream", "{upstream}")))
+add_server("floor-proxy+ka", ServerSpec((PYTHON, os.path.join(BENCH_DIR, "floor_proxy.py"), "--port", "{port}",
+                                         "--upstream", "{upstream}", "--keep-alive")))
+add_server("floor-aiohttp", ServerSpec((PYTHON, os.path.join(BENCH_DIR, "floor_aiohttp.py"), "--port", "{port}",
+                                        "--upstream", "{upstream}")))
+add_server("litellm", ServerSpec(_litellm_args, env={
+    "BENCH_UPSTREAM_BASE": "{upstream}/v1", "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR",
+    "LITELLM_TELEMETRY": "False"}))
+for _try in (False, True):
+    _who = "try" if _try else "ours"
+    ours_server(_who, tries=_try)
+    ours_server(_who + "+asyncio", "--event-loop", "asyncio", tries=_try)
+    add_line(_who + "-v1", _who)
+    add_line(_who + " /model", _who, _model_plain, _model_stream)
+    add_line(_who + "+asyncio", _who + "+asyncio")
+for _name in ("direct", "floor-proxy", "floor-proxy+ka", "floor-aiohttp", "litellm"):
+    add_line(_name, _name)
 
 
 def make_line(name: str, setup: Setup) -> Line:
-    if name == "direct":
-        return Line(name, "direct", openai_shape(False), openai_shape(True))
-    server = name.removesuffix(" /model")
-    if server != name and server in OURS_SERVERS:
-        return Line(name, server, model_shape(False), model_shape(True))
-    if name in OURS_SERVERS and not setup.ours_v1:
-        return Line(name, name, model_shape(False), model_shape(True))
-    if name in ("floor-proxy", "floor-proxy+ka", "litellm", *OURS_SERVERS):
-        return Line(name, name, openai_shape(False), openai_shape(True))
-    raise SystemExit(f"unknown line {name!r}; choose from {DEFAULT_LINES}")
+    name = ALIASES.get(name, name)
+    spec = LINES.get(name)
+    if spec is None:
+        raise SystemExit(f"unknown line {name!r}; choose from {', '.join(LINES)}")
+    return Line(name, spec.server, spec.plain(), spec.stream())
 
 
 class GatewayServer(Server):
@@ -443,12 +524,22 @@ def _per_round(results: dict[str, list[dict[str, float]]], name: str, key: str) 
     return [m.get(key, float("nan")) for m in results.get(name, [])]
 
 
-def _ratio(results: dict[str, list[dict[str, float]]], name: str, ref: str, key: str, diff: bool = False) -> str:
+#: The lines every figure is shown as a ratio to (when measured), with their short names.
+REFS = (("floor-aiohttp", "fa"), ("floor-proxy+ka", "fpk"), ("litellm", "ll"))
+
+
+def _ratios(results: dict[str, list[dict[str, float]]], name: str, ref: str, key: str, diff: bool = False) -> float:
+    """Median over rounds of ``name``'s figure divided by (or minus) ``ref``'s in the same round."""
     if ref not in results or not results[ref]:
-        return "-"
+        return float("nan")
     pairs = zip(_per_round(results, name, key), _per_round(results, ref, key))
-    values = [a - b if diff else (a / b if b else float("nan")) for a, b in pairs]
-    value = median(values)
+    return median([a - b if diff else (a / b if b else float("nan")) for a, b in pairs])
+
+
+def _ratio(results: dict[str, list[dict[str, float]]], name: str, ref: str, key: str, diff: bool = False) -> str:
+    value = _ratios(results, name, ref, key, diff)
+    if value != value:
+        return "-"
     return _signed(value) if diff else fmt(value, 2) + "x"
 
 
@@ -463,80 +554,94 @@ def added(results: dict[str, list[dict[str, float]]], pct: str) -> dict[str, lis
             for name, rounds in results.items() if name != "direct"}
 
 
+def _with_added(results: dict[str, list[dict[str, float]]]) -> dict[str, list[dict[str, float]]]:
+    """The results with ``added_p50_ms`` and ``added_p99_ms`` in every round (when direct was measured)."""
+    out = {name: [dict(m) for m in rounds] for name, rounds in results.items()}
+    if "direct" not in results:
+        return out
+    for pct in ("p50", "p99"):
+        for name, values in added(results, pct).items():
+            for m, v in zip(out[name], values):
+                m[f"added_{pct}_ms"] = v
+    return out
+
+
 def report(results: dict[str, list[dict[str, float]]], cfg: Config) -> None:
-    refs = [r for r in ("floor-proxy", "litellm") if r in results]
-    short = {"floor-proxy": "fp", "litellm": "ll"}
+    refs = [(r, short) for r, short in REFS if r in results]
+    ratio_heads = [f"x {short}" for _, short in refs]
     for label, title in (("plain", "non-streamed"), ("stream", "streamed")):
-        header = ["line", "req/s", *[f"x {short[r]}" for r in refs], "CPU ms/req", *[f"x {short[r]}" for r in refs],
-                  "p50 ms", "p99 ms", "errors"]
+        header = ["line", "req/s", *ratio_heads, "CPU ms/req", *ratio_heads, "p50 ms", "p99 ms", "errors"]
         rows = []
         for name in results:
             row = [name, fmt(median(_per_round(results, name, f"{label}_rps")))]
-            row += [_ratio(results, name, r, f"{label}_rps") for r in refs]
+            row += [_ratio(results, name, r, f"{label}_rps") for r, _ in refs]
             row.append(fmt(median(_per_round(results, name, f"{label}_cpu_ms")), 3))
-            row += [_ratio(results, name, r, f"{label}_cpu_ms") for r in refs]
+            row += [_ratio(results, name, r, f"{label}_cpu_ms") for r, _ in refs]
             row += [fmt(median(_per_round(results, name, f"{label}_p50_ms")), 2),
                     fmt(median(_per_round(results, name, f"{label}_p99_ms")), 2),
                     fmt(sum(_per_round(results, name, f"{label}_errors")))]
             rows.append(row)
+        shorts = ", ".join(f"{short} = {r}" for r, short in refs)
         print_table(f"{title.capitalize()} POST, {cfg.connections} connections, {cfg.duration:g} s per run "
-                    f"(wrk; median of rounds; x fp / x ll: ratio to floor-proxy / litellm of the same round)",
-                    header, rows)
-    add50, add99 = added(results, "p50"), added(results, "p99")
-    header = ["line", "p50 ms", "p99 ms", "added p50", "- fp", "x ll", "added p99", "- fp", "x ll",
-              "RSS MiB", "x fp", "x ll", "errors"]
+                    f"(wrk; median of rounds; x: ratio to a line of the same round, {shorts})", header, rows)
+    full = _with_added(results)
+    header = ["line", "p50 ms", "p99 ms", "added p50", *[f"- {s}" for _, s in refs], "added p99",
+              *[f"- {s}" for _, s in refs], "RSS MiB", *ratio_heads, "errors"]
     rows = []
     for name in results:
         row = [name, fmt(median(_per_round(results, name, "paced_p50_ms")), 2),
                fmt(median(_per_round(results, name, "paced_p99_ms")), 2)]
-        for table in (add50, add99):
-            mine = table.get(name)
-            if mine is None:  # direct: the baseline
-                row += ["0", "-", "-"]
+        for pct in ("p50", "p99"):
+            if name == "direct":
+                row += ["0", *["-" for _ in refs]]
                 continue
-            row.append(fmt(median(mine), 2))
-            fp, ll = table.get("floor-proxy"), table.get("litellm")
-            row.append(_signed(median([a - b for a, b in zip(mine, fp)])) if fp else "-")
-            row.append(fmt(median([a / b if b > 0 else float("nan") for a, b in zip(mine, ll)]), 2) + "x" if ll else "-")
+            row.append(fmt(median(_per_round(full, name, f"added_{pct}_ms")), 2))
+            row += [_ratio(full, name, r, f"added_{pct}_ms", diff=True) for r, _ in refs]
         row.append(fmt(median(_per_round(results, name, "rss_mib")), 1))
-        row += [_ratio(results, name, r, "rss_mib") for r in ("floor-proxy", "litellm")]
+        row += [_ratio(results, name, r, "rss_mib") for r, _ in refs]
         row.append(fmt(sum(_per_round(results, name, "paced_errors"))))
         rows.append(row)
     rates = sorted({m.get("paced_rate", cfg.paced_rate) for rounds in results.values() for m in rounds})
     shown_rates = "/".join(f"{r:.3g}" for r in rates)
     print_table(f"Streamed, paced open loop: {shown_rates} req/s (per round) for {cfg.paced_duration:g} s, latency from when "
-                f"each was due; added = minus direct's in the same round; - fp: minus floor-proxy's added", header, rows)
+                f"each was due; added = minus direct's in the same round; - fa: minus floor-aiohttp's added", header, rows)
+
+
+#: Summary figure -> the per-round key it is the median of.
+_SUMMARY_KEYS = {"stream_rps": "stream_rps", "json_rps": "plain_rps", "stream_cpu_ms_per_req": "stream_cpu_ms",
+                 "json_cpu_ms_per_req": "plain_cpu_ms", "added_p50_ms": "added_p50_ms",
+                 "added_p99_ms": "added_p99_ms", "rss_mib": "rss_mib"}
 
 
 def summary(results: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
-    """Medians by line; a figure a line could not give (no request got through) is null."""
-    add50, add99 = added(results, "p50"), added(results, "p99")
-    figures = {
-        "stream_rps": {n: median(_per_round(results, n, "stream_rps")) for n in results},
-        "plain_rps": {n: median(_per_round(results, n, "plain_rps")) for n in results},
-        "stream_cpu_ms_per_req": {n: median(_per_round(results, n, "stream_cpu_ms")) for n in results if n != "direct"},
-        "added_p50_ms": {n: median(v) for n, v in add50.items()},
-        "added_p99_ms": {n: median(v) for n, v in add99.items()},
-        "rss_mib": {n: median(_per_round(results, n, "rss_mib")) for n in results if n != "direct"},
-    }
-    return {key: {n: (v if v == v else None) for n, v in by_line.items()} for key, by_line in figures.items()}
+    """Medians by line, and by line the ratios to floor-aiohttp and floor-proxy+ka of the same round
+    (``x_floor_aiohttp``, ``x_floor_proxy_ka``; latencies as differences in ms). A figure a line
+    could not give (no request got through) is null. ``plain_rps`` is ``json_rps``'s old name."""
+    full = _with_added(results)
+    out: dict[str, Any] = {}
+    for figure, key in _SUMMARY_KEYS.items():
+        out[figure] = {n: median(_per_round(full, n, key)) for n in full
+                       if not (n == "direct" and key in ("stream_cpu_ms", "plain_cpu_ms", "rss_mib", "added_p50_ms",
+                                                         "added_p99_ms"))}
+    out["plain_rps"] = out["json_rps"]
+    for ref, label in (("floor-aiohttp", "x_floor_aiohttp"), ("floor-proxy+ka", "x_floor_proxy_ka")):
+        if ref not in full:
+            continue
+        out[label] = {n: {figure: _ratios(full, n, ref, key, diff=figure.startswith("added"))
+                          for figure, key in _SUMMARY_KEYS.items()} for n in full if n not in ("direct", ref)}
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        return value if value == value else None
+
+    return {key: clean(by_line) for key, by_line in out.items()}
 
 
 def machine_line() -> str:
     from run_all import machine_line as line
 
     return line()
-
-
-def ours_has_v1(setup: Setup) -> bool:
-    """Whether this checkout's server answers ``/v1/chat/completions`` (else ours goes through /model)."""
-    v1 = openai_shape(True)
-    try:
-        with GatewayServer(setup.variant("ours"), model_shape(False), None, 30.0) as srv:
-            status, body = http_post(srv.port, v1.path, v1.body, headers=v1.headers)
-            return status == 200 and v1.marker in body
-    except RuntimeError:
-        return False
 
 
 def main() -> None:
@@ -547,7 +652,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=6.0, help="seconds of each wrk load")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--paced-rate", type=float, default=20.0, help="streamed requests per second, open loop (at most; see above)")
+    parser.add_argument("--paced-rate", type=float, default=10.0, help="streamed requests per second, open loop (at most; see above)")
     parser.add_argument("--paced-duration", type=float, default=6.0)
     parser.add_argument("--server-cpus", default="0", help="taskset CPU list of the server measured ('' for none)")
     parser.add_argument("--load-cpus", default="1", help="taskset CPU list of the upstream and the load generators")
@@ -577,11 +682,7 @@ def main() -> None:
     with upstream:
         setup = Setup(upstream.port, args.server_cpus, args.load_cpus,
                       try_dir=os.path.abspath(args.try_dir) if args.try_dir else None)
-        if any(n in OURS_SERVERS for n in names):
-            setup.ours_v1 = ours_has_v1(setup)
-            if not setup.ours_v1:
-                print("(ours has no /v1/chat/completions in this checkout: 'ours' goes through /model and "
-                      "/model/stream)", flush=True)
+        if any(SERVERS.get(LINES[ALIASES.get(n, n)].server, ServerSpec(())).ours for n in names if ALIASES.get(n, n) in LINES):
             if subprocess.run([PYTHON, "-c", "import uvloop"], capture_output=True, check=False).returncode:
                 print("(uvloop is not installed: 'ours' runs on asyncio like 'ours+asyncio'; "
                       "pip install -e '.[fast]' to measure both)", flush=True)
@@ -591,7 +692,7 @@ def main() -> None:
         results = run(names, args.rounds, cfg, setup)
     report(results, cfg)
     print(f"\n(gateway benchmark: {time.monotonic() - started:.0f} s)")
-    dump_json(args.json, {"machine": machine, "config": vars(args), "ours_v1": setup.ours_v1,
+    dump_json(args.json, {"machine": machine, "config": vars(args),
                           "summary": summary(results), "rounds": results})
 
 
