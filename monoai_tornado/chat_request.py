@@ -14,14 +14,16 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .backends.base import Message
+from .conversation import NO_PARAMETERS, Message, Role, ToolCall, ToolChoice, ToolDefinition
 from .errors import InvalidJson, MissingPrompt
 from .prompt_request import PromptRequest, load_json_object, max_tokens_of, user_id_of
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 #: Most stop sequences OpenAI accepts.
 MAX_STOP = 4
-TOOL_CHOICES = frozenset({"none", "auto", "required"})
+TOOL_CHOICES = {"none": ToolChoice("none"), "auto": ToolChoice("auto"), "required": ToolChoice("required")}
+#: The roles of turns that carry text alone; ``developer`` (OpenAI's newer name) is a system turn upstream.
+PLAIN_ROLES: dict[str, Role] = {"system": "system", "developer": "system", "user": "user"}
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ def _text_of(content: Any, where: str) -> str:
     raise InvalidJson(f"{where}.content must be a string or a list of text parts")
 
 
-def _tool_calls_of(calls: Any, where: str) -> list[dict[str, Any]]:
+def _tool_calls_of(calls: Any, where: str) -> tuple[ToolCall, ...]:
     if not isinstance(calls, list):
         raise InvalidJson(f"{where}.tool_calls must be a list")
     checked = []
@@ -59,30 +61,29 @@ def _tool_calls_of(calls: Any, where: str) -> list[dict[str, Any]]:
                 or not isinstance(function.get("arguments", ""), str) or not isinstance(call.get("id", ""), str)):
             raise InvalidJson(f"{where}.tool_calls[{index}] must be {{\"id\", \"type\": \"function\", "
                               "\"function\": {\"name\", \"arguments\"}}")
-        checked.append({"id": call.get("id", ""), "type": "function",
-                        "function": {"name": function["name"], "arguments": function.get("arguments", "")}})
-    return checked
+        checked.append(ToolCall(call.get("id", ""), function["name"], function.get("arguments", "")))
+    return tuple(checked)
 
 
 def _message_of(item: Any, index: int) -> Message:
-    """One message, checked and reduced to the fields a backend reads."""
+    """One message, checked and reduced to the fields a backend reads (``developer`` is a
+    ``system`` turn to the upstream)."""
     where = f"messages[{index}]"
     if not isinstance(item, dict):
         raise InvalidJson(f"{where} must be an object with 'role' and 'content'")
     role = item.get("role")
     if not isinstance(role, str) or role not in ROLES:
         raise InvalidJson(f"{where}.role must be one of {', '.join(sorted(ROLES))}")
-    message: Message = {"role": role, "content": _text_of(item.get("content"), where)}
-    if isinstance(item.get("name"), str):
-        message["name"] = item["name"]
-    if role == "assistant" and item.get("tool_calls") is not None:
-        message["tool_calls"] = _tool_calls_of(item["tool_calls"], where)
-        message["content"] = message["content"] or None
+    text = _text_of(item.get("content"), where)
+    name = item["name"] if isinstance(item.get("name"), str) else None
+    if role == "assistant":
+        calls = _tool_calls_of(item["tool_calls"], where) if item.get("tool_calls") is not None else ()
+        return Message("assistant", text, tool_calls=calls, name=name)
     if role == "tool":
         if not isinstance(item.get("tool_call_id"), str):
             raise InvalidJson(f"{where}.tool_call_id must be a string on a tool message")
-        message["tool_call_id"] = item["tool_call_id"]
-    return message
+        return Message("tool", text, tool_call_id=item["tool_call_id"], name=name)
+    return Message(PLAIN_ROLES[role], text, name=name)
 
 
 def _messages_of(body: dict[str, Any]) -> tuple[Message, ...]:
@@ -125,42 +126,49 @@ def _stop(body: dict[str, Any]) -> tuple[str, ...]:
     return tuple(stops)
 
 
-def _tools(body: dict[str, Any]) -> tuple[dict[str, Any], ...] | None:
+def _tools(body: dict[str, Any]) -> tuple[ToolDefinition, ...]:
     tools = body.get("tools")
     if tools is None:
-        return None
+        return ()
     if not isinstance(tools, list):
         raise InvalidJson("tools must be a list of function tools")
+    definitions = []
     for index, tool in enumerate(tools):
         function = tool.get("function") if isinstance(tool, dict) else None
         if (not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(function, dict)
                 or not isinstance(function.get("name"), str) or not function["name"]
-                or not isinstance(function.get("parameters", {}), dict)):
+                or not isinstance(function.get("parameters", {}), dict)
+                or not isinstance(function.get("description", ""), (str, type(None)))):
             raise InvalidJson(f"tools[{index}] must be {{\"type\": \"function\", \"function\": "
                               "{\"name\", \"description\"?, \"parameters\"?}}")
-    return tuple(tools) or None
+        parameters = function.get("parameters")
+        definitions.append(ToolDefinition(function["name"], function.get("description"),
+                                          parameters if parameters is not None else dict(NO_PARAMETERS)))
+    return tuple(definitions)
 
 
-def _tool_choice(body: dict[str, Any], tools: tuple[dict[str, Any], ...] | None) -> Any:
+def _tool_choice(body: dict[str, Any], tools: tuple[ToolDefinition, ...]) -> ToolChoice | None:
     choice = body.get("tool_choice")
     if choice is None:
         return None
-    named = isinstance(choice, dict) and choice.get("type") == "function" \
-        and isinstance(choice.get("function"), dict) and isinstance(choice["function"].get("name"), str)
-    valid = choice in TOOL_CHOICES if isinstance(choice, str) else named
-    if not valid:
+    if isinstance(choice, str) and choice in TOOL_CHOICES:
+        parsed = TOOL_CHOICES[choice]
+    elif (isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("function"), dict)
+          and isinstance(choice["function"].get("name"), str)):
+        parsed = ToolChoice("function", choice["function"]["name"])
+    else:
         raise InvalidJson("tool_choice must be \"none\", \"auto\", \"required\" or "
                           "{\"type\": \"function\", \"function\": {\"name\": ...}}")
-    if tools is None and choice != "none":
+    if not tools and parsed.mode != "none":
         raise InvalidJson("tool_choice needs tools")
-    return choice
+    return parsed
 
 
 def _last_user_text(messages: tuple[Message, ...]) -> str:
     for message in reversed(messages):
-        if message["role"] == "user":
-            return str(message["content"] or "")
-    return str(messages[-1]["content"] or "")
+        if message.role == "user":
+            return message.text
+    return messages[-1].text
 
 
 def parse_chat_object(body: dict[str, Any]) -> ChatRequest:
@@ -177,7 +185,7 @@ def parse_chat_object(body: dict[str, Any]) -> ChatRequest:
         raise InvalidJson("stream_options must be an object")
     tools = _tools(body)
     request = PromptRequest(
-        prompt=_last_user_text(messages), user_id=user_id_of(body, "user"), max_tokens=_max_tokens(body),
+        prompt=_last_user_text(messages), user_id=user_id_of(body, "user"), max_tokens=_max_tokens(body), model=model,
         messages=messages, tools=tools, temperature=_number(body, "temperature", 0, 2),
         top_p=_number(body, "top_p", 0, 1), stop=_stop(body), tool_choice=_tool_choice(body, tools))
     return ChatRequest(model, request, stream=_flag("stream", body.get("stream")),

@@ -12,7 +12,7 @@ from .agents.base import NativeAgent
 from .errors import NotFound
 from .keys import KeyRing
 from .lifecycle import Lifecycle
-from .pipeline import ModelTarget, Pipeline, Target
+from .pipeline import AgentTarget, ModelTarget, Pipeline, Target
 from .ratelimit import Limiter
 
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
@@ -39,6 +39,7 @@ class ServerContext:
     started_at: datetime.datetime = field(
         default_factory=lambda: datetime.datetime.now(datetime.timezone.utc)
     )
+    _agent_targets: dict[str, AgentTarget] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def lifecycle(self) -> Lifecycle:
@@ -60,10 +61,17 @@ class ServerContext:
             if self.model is None:
                 raise NotFound("No model is configured")
             return self.model
-        agent = self.agents.get(agent_name)
+        agent = self.agent_target(agent_name)
         if agent is None:
             raise NotFound(f"Agent '{agent_name}' not found")
         return agent
+
+    def agent_target(self, name: str) -> AgentTarget | None:
+        """The agent ``name`` as a run target, or None when there is no such agent."""
+        target = self._agent_targets.get(name)
+        if target is None and name in self.agents:
+            target = self._agent_targets[name] = AgentTarget(self.agents[name])
+        return target
 
     def origin_allowed(self, origin: str | None) -> bool:
         return "*" in self.cors_origins or (origin is not None and origin in self.cors_origins)

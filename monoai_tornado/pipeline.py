@@ -11,9 +11,11 @@ import asyncio
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol
+from typing import Mapping, Protocol
 
+from .agents.base import NativeAgent
 from .backends.base import Backend
+from .conversation import ModelInfo, RunResult
 from .calls import RunEvents, SilentEvents, UsageMeter, call_model
 from .errors import ApiError, BackendError, ClientGone, Overloaded, RateLimited, TooManyConcurrent
 from .identity import Identity, IdentityResolver
@@ -34,36 +36,52 @@ class Target(Protocol):
 
     name: str
 
-    async def run(self, request: PromptRequest, /, *, meter: UsageMeter, events: RunEvents) -> dict[str, Any]:
+    async def run(self, request: PromptRequest, /, *, meter: UsageMeter, events: RunEvents) -> RunResult:
         ...
 
 
 class ModelTarget:
-    """Runs a prompt (or a whole conversation) on a backend and shapes the model result of API.md.
+    """Runs a prompt (or a whole conversation) on a backend.
 
     When the backend asked for tool calls (only when the request offered tools), the result
-    carries them as ``tool_calls`` in OpenAI's shape, with ``finish_reason: "tool_calls"``.
+    carries them, with ``finish_reason: "tool_calls"``.
     """
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self.name = backend.name
+        described = backend.describe()
+        self.info = ModelInfo(described["provider"], described["name"])
 
-    async def run(self, request: PromptRequest, /, *, meter: UsageMeter, events: RunEvents) -> dict[str, Any]:
+    async def run(self, request: PromptRequest, /, *, meter: UsageMeter, events: RunEvents) -> RunResult:
         on_text = None if isinstance(events, SilentEvents) else events.on_text
-        outcome = await call_model(self.backend, request.conversation(), meter=meter, on_text=on_text,
-                                   tools=list(request.tools) if request.tools else None,
-                                   options=request.call_options(), prompt_tokens=meter.admitted_prompt_tokens)
-        result: dict[str, Any] = {
-            "prompt": request.prompt,
-            "response": outcome.text,
-            "model": self.backend.describe(),
-            "usage": outcome.usage.to_dict(),
-            "finish_reason": outcome.finish_reason,  # "tool_calls" only when the request offered tools
-        }
-        if outcome.tool_calls:
-            result["tool_calls"] = [call.to_openai() for call in outcome.tool_calls]
-        return result
+        outcome = await call_model(self.backend, request.upstream_messages(), meter=meter, on_text=on_text,
+                                   tools=request.tool_schemas(), options=request.call_options(),
+                                   prompt_tokens=meter.admitted_prompt_tokens)
+        return RunResult(request.prompt, outcome.text, outcome.usage, outcome.finish_reason, self.info,
+                         tool_calls=outcome.tool_calls)
+
+
+class AgentTarget:
+    """Runs a prompt on an agent: its Part 1 result dict becomes a :class:`RunResult`, the
+    fields beyond prompt, response and usage kept in ``extra``."""
+
+    #: Keys of an agent's result that the :class:`RunResult` holds itself.
+    OWN_KEYS = frozenset({"prompt", "response", "usage", "finish_reason", "model", "tool_calls"})
+
+    def __init__(self, agent: NativeAgent) -> None:
+        self.agent = agent
+        self.name = agent.name
+
+    async def run(self, request: PromptRequest, /, *, meter: UsageMeter, events: RunEvents) -> RunResult:
+        result = await self.agent.run(request, meter=meter, events=events)
+        model = result.get("model")
+        info = ModelInfo(str(model.get("provider", "")), str(model.get("name", ""))) \
+            if isinstance(model, dict) else None
+        reason = result.get("finish_reason")
+        return RunResult(str(result.get("prompt", request.prompt)), str(result.get("response", "")), meter.finished,
+                         reason if isinstance(reason, str) else meter.finish_reason, info,
+                         extra={key: value for key, value in result.items() if key not in self.OWN_KEYS})
 
 
 @dataclass
@@ -140,7 +158,7 @@ class Pipeline:
     async def _admit_limited(self, limiter: Limiter, request: PromptRequest, identity: Identity,
                              max_tokens: int) -> Ticket:
         # The prompt as the model sees it: its messages (one user message) in their chat template.
-        prompt_tokens = self.counter.count_messages(request.conversation())
+        prompt_tokens = self.counter.count_messages(request.upstream_messages())
         # A key with limits of its own is held to them instead of the defaults (same admission).
         api_key = identity.api_key
         own_limits = api_key.rate_limits or None if api_key is not None else None
@@ -159,7 +177,7 @@ class Pipeline:
         return Ticket(request, identity, admission, prompt_tokens=prompt_tokens, max_tokens=admission.max_tokens,
                       budget=admission.reserved_tokens)
 
-    async def run(self, ticket: Ticket, target: Target, events: RunEvents) -> dict[str, Any]:
+    async def run(self, ticket: Ticket, target: Target, events: RunEvents) -> RunResult:
         """Run an admitted prompt; the tokens it used are recorded however it ends."""
         meter = UsageMeter(self.counter, admitted_prompt_tokens=ticket.prompt_tokens,
                            max_tokens=ticket.max_tokens, budget=ticket.budget)

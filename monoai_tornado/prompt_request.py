@@ -9,18 +9,20 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .backends.base import CallOptions, Message
+from .backends.base import CallOptions, ToolSchema
+from .backends.base import Message as UpstreamMessage
+from .conversation import Message, ToolChoice, ToolDefinition
 from .errors import BadRequest, InvalidJson, MissingPrompt
 
 
 @dataclass(frozen=True)
 class PromptRequest:
-    """A validated prompt: ``{"prompt": ..., "user_id": ...}``, or a ``/v1`` conversation.
+    """A validated prompt, whatever dialect it came in: the typed conversation every codec
+    parses into (see :mod:`monoai_tornado.conversation`).
 
-    ``messages`` is the whole conversation when the client sent one (OpenAI chat messages,
-    system, assistant and tool turns included); ``prompt`` is then the text of its last user
-    turn. The generation options are named as OpenAI names them; ``None`` leaves the
-    backend's default.
+    ``messages`` is the whole conversation when the client sent one (system, assistant and
+    tool turns included); ``prompt`` is then the text of its last user turn. The generation
+    options are named as OpenAI names them; ``None`` leaves the backend's default.
     """
 
     prompt: str
@@ -28,23 +30,32 @@ class PromptRequest:
     #: The completion cap the client asked for (``max_tokens``), else the server's default.
     max_tokens: int | None = None
     messages: tuple[Message, ...] | None = None
-    tools: tuple[dict[str, Any], ...] | None = None
+    tools: tuple[ToolDefinition, ...] = ()
     temperature: float | None = None
     top_p: float | None = None
+    top_k: int | None = None
     stop: tuple[str, ...] = ()
-    tool_choice: Any = None
+    tool_choice: ToolChoice | None = None
+    #: The model the client named (None: the server's default model).
+    model: str | None = None
 
-    def conversation(self) -> list[Message]:
-        """The messages the backend is given: the conversation, else the prompt as one user turn."""
+    def upstream_messages(self) -> list[UpstreamMessage]:
+        """The conversation as OpenAI chat messages: what backends are given and tokens are
+        counted on; the prompt alone is one user turn."""
         if self.messages is not None:
-            return list(self.messages)
+            return [message.to_openai() for message in self.messages]
         return [{"role": "user", "content": self.prompt}]
+
+    def tool_schemas(self) -> list[ToolSchema] | None:
+        """The tools in OpenAI's shape, or None when the request offers none."""
+        return [tool.to_openai() for tool in self.tools] or None
 
     def call_options(self) -> CallOptions | None:
         """The generation options of the request, or None when it sets none."""
-        if self.temperature is None and self.top_p is None and not self.stop and self.tool_choice is None:
+        if (self.temperature is None and self.top_p is None and self.top_k is None and not self.stop
+                and self.tool_choice is None):
             return None  # max_tokens is the run's cap: the meter passes it on
-        return CallOptions(temperature=self.temperature, top_p=self.top_p, stop=self.stop,
+        return CallOptions(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k, stop=self.stop,
                            tool_choice=self.tool_choice)
 
 

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Literal, Mapping
 import tornado.routing
 import tornado.web
 
+from .context import ServerContext
 from .handlers.admin import AdminKeyHandler, AdminKeysHandler
 from .handlers.http import PromptHandler
 from .handlers.meta import (AgentsHandler, HealthHandler, MetricsHandler, RootHandler, StatsHandler,
@@ -113,7 +114,7 @@ def routes_for(has_model: bool, has_agents: bool, routes: Iterable[Route] = ROUT
     return [route for route in routes if wanted[route.serves]]
 
 
-def url_specs(routes: Iterable[Route], prefix: str, context: Any) -> list[tornado.routing.URLSpec]:
+def url_specs(routes: Iterable[Route], prefix: str, context: ServerContext) -> list[tornado.routing.URLSpec]:
     """Tornado URL specs for ``routes`` under ``prefix``; prompt routes first, since Tornado
     tries the patterns in order and they take the traffic."""
     prefix = prefix.rstrip("/")

@@ -92,8 +92,8 @@ class Agent(NativeAgent):
         messages: list[Message] = []
         if self.instructions:
             messages.append({"role": "system", "content": self.instructions})
-        messages += request.conversation()
-        schemas = [t.schema() for t in self.tools] or None
+        messages += request.upstream_messages()
+        schemas = [t.schema() for t in self.tools] or None  # the agent's own tools, never the client's
         iterations: list[Step] = []
         call_ids: set[str] = set()
 

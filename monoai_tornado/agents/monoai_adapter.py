@@ -72,7 +72,7 @@ class MonoAIAgentAdapter(NativeAgent):
         given to it as a transcript, one ``role: content`` line per message.
         """
         request = prompt if isinstance(prompt, PromptRequest) else PromptRequest(prompt)
-        messages = request.conversation()
+        messages = request.upstream_messages()
         asked = request.prompt if len(messages) == 1 else _transcript(messages)
         meter.begin([{"role": "user", "content": asked}], meter.admitted_prompt_tokens if len(messages) == 1 else None)
         parts: list[str] = []

@@ -24,24 +24,14 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, AsyncGenerator, Mapping, Union
 
+from ..conversation import ToolCall as ToolCall  # re-exported: backends and users import it from here
+from ..conversation import ToolChoice
+
 Message = dict[str, Any]
 """An OpenAI chat message: ``{"role": "user", "content": "..."}`` and friends."""
 
 ToolSchema = dict[str, Any]
 """An OpenAI tool: ``{"type": "function", "function": {"name", "description", "parameters"}}``."""
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    """One tool call the model asks for; ``arguments`` is the raw JSON text the model wrote."""
-
-    id: str
-    name: str
-    arguments: str
-
-    def to_openai(self) -> dict[str, Any]:
-        """The call as an OpenAI ``tool_calls`` entry."""
-        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
 
 
 # The events a backend's stream yields:
@@ -122,7 +112,9 @@ class CallOptions:
     temperature: float | None = None
     top_p: float | None = None
     stop: tuple[str, ...] = ()
-    tool_choice: Any = None
+    tool_choice: ToolChoice | None = None
+    #: Top-k sampling (Anthropic clients send it; passed upstream as is).
+    top_k: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 

@@ -420,8 +420,9 @@ def _decode_together(sses: list[ServerSentEvent]) -> list[Any]:
 
 def _option_fields(options: CallOptions) -> dict[str, Any]:
     """The request fields ``options`` sets (the extras aside)."""
-    named = {"max_tokens": options.max_tokens, "temperature": options.temperature, "top_p": options.top_p,
-             "tool_choice": options.tool_choice}
+    named: dict[str, Any] = {"max_tokens": options.max_tokens, "temperature": options.temperature,
+                             "top_p": options.top_p, "top_k": options.top_k,
+                             "tool_choice": None if options.tool_choice is None else options.tool_choice.to_openai()}
     fields = {name: value for name, value in named.items() if value is not None}
     if options.stop:
         fields["stop"] = list(options.stop)

@@ -14,10 +14,13 @@ import tornado.ioloop
 import tornado.web
 from tornado.iostream import StreamClosedError
 
-from ..calls import SilentEvents
+from ..calls import RunEvents, SilentEvents
+from ..context import ServerContext
+from ..conversation import RunResult
 from ..lifecycle import cancelled_for_shutdown
 from ..errors import ApiError, ClientGone, PayloadTooLarge, ShuttingDown
 from ..rendering import render_error
+from ..pipeline import Target, Ticket
 from ..prompt_request import PromptRequest, parse_prompt_body
 from ..tornado_internals import http_stream, is_finished
 from .base import JsonHandler, dumps
@@ -51,13 +54,13 @@ class PromptHandler(JsonHandler):
         kind = "agent" if "/agent/" in self.request.path else "model"
         return f"{kind}_stream" if self.streaming else kind
 
-    def initialize(self, context: Any, streaming: bool = False) -> None:
+    def initialize(self, context: ServerContext, streaming: bool = False) -> None:
         super().initialize(context)
         self.streaming = streaming
         self._body: list[bytes] = []
         self._body_size = 0
         self._body_too_large = False
-        self._run: asyncio.Future[dict[str, Any]] | None = None
+        self._run: asyncio.Future[RunResult] | None = None
         self._client_gone = False
         self._flush_due = False
         self._flushing: asyncio.Future[None] | None = None
@@ -90,7 +93,8 @@ class PromptHandler(JsonHandler):
             raise PayloadTooLarge(f"Request body is larger than {self.context.max_body_size} bytes")
         return b"".join(self._body)
 
-    async def answer(self, request: PromptRequest, target: Any, *, sse: bool, events: Any = None) -> None:
+    async def answer(self, request: PromptRequest, target: Target, *, sse: bool,
+                     events: RunEvents | None = None) -> None:
         """Admit ``request`` and answer it from ``target``: a JSON result, or server-sent events.
 
         However it ends, the admitted run's place and reservation are given back: a run whose
@@ -110,19 +114,19 @@ class PromptHandler(JsonHandler):
         finally:
             self.context.pipeline.finish(ticket)
 
-    def shaped(self, result: dict[str, Any]) -> Any:
+    def shaped(self, result: RunResult) -> dict[str, Any]:
         """Hook: the JSON body of a finished run (``/v1`` answers a ``chat.completion``)."""
-        return result
+        return result.to_result_dict()
 
-    def _start_run(self, ticket: Any, target: Any, events: Any) -> "asyncio.Future[dict[str, Any]]":
+    def _start_run(self, ticket: Ticket, target: Target, events: RunEvents) -> "asyncio.Future[RunResult]":
         """Start the prompt as its own task, so that a closed connection can cancel it."""
         self._run = asyncio.ensure_future(self.context.pipeline.run(ticket, target, events))
         return self._run
 
-    async def _run_until_done(self, ticket: Any, target: Any, events: Any) -> dict[str, Any] | None:
+    async def _run_until_done(self, ticket: Ticket, target: Target, events: RunEvents) -> RunResult | None:
         return await self._outcome(self._start_run(ticket, target, events))
 
-    async def _outcome(self, run: "asyncio.Future[dict[str, Any]]") -> dict[str, Any] | None:
+    async def _outcome(self, run: "asyncio.Future[RunResult]") -> RunResult | None:
         """The run's result; None when the client left; ``shutting_down`` when the server stopped it."""
         try:
             return await run
@@ -134,7 +138,7 @@ class PromptHandler(JsonHandler):
                 raise ShuttingDown("Server is shutting down; the run was stopped") from None
             raise
 
-    async def _answer_with_events(self, ticket: Any, target: Any, events: Any = None) -> None:
+    async def _answer_with_events(self, ticket: Ticket, target: Target, events: RunEvents | None = None) -> None:
         """Stream the run as server-sent events; a run that fails before its first event answers its status.
 
         The headers (rate-limit ones included) are held until the run's first event or
@@ -184,9 +188,9 @@ class PromptHandler(JsonHandler):
         stream begins with (``/v1``'s role chunk); a run's first event sends them otherwise."""
         await self.flush()
 
-    async def stream_result(self, result: dict[str, Any]) -> None:
+    async def stream_result(self, result: RunResult) -> None:
         """Hook: the run's result, as the stream's last events."""
-        await self.send_event("complete", {"result": result})
+        await self.send_event("complete", {"result": result.to_result_dict()})
 
     def error_event(self, body: dict[str, Any]) -> str:
         """Hook: the event that tells the client its run failed after the stream began."""

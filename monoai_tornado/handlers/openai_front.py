@@ -15,10 +15,11 @@ from typing import Any
 
 import tornado.web
 
-from ..agents.agent import Agent
 from ..chat_request import ChatRequest, parse_chat_body
 from ..errors import BadRequest, NotFound
-from ..pipeline import ModelTarget, Target
+from ..calls import RunEvents
+from ..conversation import RunResult
+from ..pipeline import AgentTarget, ModelTarget, Target
 from .base import JsonHandler, dumps
 from .http import PromptHandler
 
@@ -53,7 +54,7 @@ def target_for(handler: JsonHandler, chat: ChatRequest) -> Target:
     context = handler.context
     target: Target | None = None
     if chat.model.startswith(AGENT_PREFIX):
-        target = context.agents.get(chat.model[len(AGENT_PREFIX):])
+        target = context.agent_target(chat.model[len(AGENT_PREFIX):])
     elif context.model is not None and chat.model == context.model.name:
         target = context.model
     if target is None:
@@ -137,26 +138,20 @@ class _FinalTurnEvents(_ChunkEvents):
                 await self.send_text(text)
 
 
-def _usage(result: dict[str, Any]) -> dict[str, int]:
-    usage = result.get("usage") or {}
-    return {name: int(usage.get(name, 0)) for name in ("prompt_tokens", "completion_tokens", "total_tokens")}
+def _usage(result: RunResult) -> dict[str, int]:
+    usage = result.usage
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens}
 
 
-def _finish_reason(result: dict[str, Any]) -> str:
-    reason = result.get("finish_reason")
-    if isinstance(reason, str):
-        return reason
-    return "tool_calls" if result.get("tool_calls") else "stop"
-
-
-def completion(result: dict[str, Any], model: str) -> dict[str, Any]:
+def completion(result: RunResult, model: str) -> dict[str, Any]:
     """A run's result as a ``chat.completion`` object."""
-    message: dict[str, Any] = {"role": "assistant", "content": result.get("response", "")}
-    if result.get("tool_calls"):
-        message["content"] = message["content"] or None
-        message["tool_calls"] = result["tool_calls"]
+    message: dict[str, Any] = {"role": "assistant", "content": result.text}
+    if result.tool_calls:
+        message["content"] = result.text or None
+        message["tool_calls"] = [call.to_openai() for call in result.tool_calls]
     return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-            "model": model, "choices": [{"index": 0, "message": message, "finish_reason": _finish_reason(result)}],
+            "model": model, "choices": [{"index": 0, "message": message, "finish_reason": result.finish_reason}],
             "usage": _usage(result)}
 
 
@@ -177,24 +172,24 @@ class ChatCompletionsHandler(OpenAIShapedErrors, PromptHandler):
         self.streaming = chat.stream
         if chat.stream:
             self.chunks = _Chunks(chat.model)
-            self.events = (_FinalTurnEvents if isinstance(target, Agent) else _ChunkEvents)(self, self.chunks)
-        await self.answer(chat.request, target, sse=chat.stream, events=self.events if chat.stream else None)
+            self.events = (_FinalTurnEvents if isinstance(target, AgentTarget) else _ChunkEvents)(self, self.chunks)
+        events: RunEvents | None = self.events if chat.stream else None
+        await self.answer(chat.request, target, sse=chat.stream, events=events)
 
-    def shaped(self, result: dict[str, Any]) -> Any:
+    def shaped(self, result: RunResult) -> dict[str, Any]:
         return completion(result, self.chat.model)
 
     async def stream_started(self) -> None:
         await self.send_sse(self.events.opening())
 
-    async def stream_result(self, result: dict[str, Any]) -> None:
+    async def stream_result(self, result: RunResult) -> None:
         chunks = self.chunks
-        if not self.events.sent_text and result.get("response"):
-            await self.events.send_text(str(result["response"]))  # an agent that made no final turn
-        tool_calls = result.get("tool_calls")
-        if tool_calls:
-            deltas = [{"index": index, **call} for index, call in enumerate(tool_calls)]
+        if not self.events.sent_text and result.text:
+            await self.events.send_text(result.text)  # an agent that made no final turn
+        if result.tool_calls:
+            deltas = [{"index": index, **call.to_openai()} for index, call in enumerate(result.tool_calls)]
             await self.send_sse(chunks.choice(dumps({"tool_calls": deltas})))
-        tail = chunks.choice("{}", _finish_reason(result))
+        tail = chunks.choice("{}", result.finish_reason)
         if self.chat.include_usage:
             tail += chunks.usage(_usage(result))
         await self.send_sse(tail + "data: [DONE]\n\n")

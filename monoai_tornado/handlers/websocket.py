@@ -22,7 +22,7 @@ from ..lifecycle import cancelled_for_shutdown
 from ..errors import ApiError, ClientGone, Overloaded, ShuttingDown
 from ..keys.ring import SUBPROTOCOL
 from ..prompt_request import PromptRequest, load_json_object, parse_prompt_object
-from ..pipeline import Ticket
+from ..pipeline import Target, Ticket
 from ..rendering import ErrorAnswer, render_error
 from ..tornado_internals import FrameWriter, frame_writer, reason, websocket_backed_up
 from .base import access_fields, dumps
@@ -122,7 +122,7 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
 
     def initialize(self, context: ServerContext) -> None:
         self.context = context
-        self.target: Any = None
+        self.target: Target | None = None
         #: Prompts waiting behind the one in service; None for one cancelled before it began.
         self.waiting: collections.deque[PromptRequest | None] | None = None
         self.current: asyncio.Task[None] | None = None
@@ -351,9 +351,10 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
         try:
             ticket = await pipeline.admit(request, self.request.remote_ip or "unknown", self.request.headers)
             events = _SocketEvents(self)
+            assert self.target is not None  # set by get() before any message is read
             result = await pipeline.run(ticket, self.target, events)
             await events.flush()
-            await self.send({"type": "complete", "result": result})
+            await self.send({"type": "complete", "result": result.to_result_dict()})
         except ClientGone:
             outcome = "client_gone"
         except asyncio.CancelledError:
