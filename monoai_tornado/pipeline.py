@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Mapping, Protocol
 
 from .agents.base import NativeAgent
-from .backends.base import Backend
+from .backends.base import Backend, Message
 from .conversation import ModelInfo, RunResult
 from .calls import RunEvents, SilentEvents, UsageMeter, call_model
 from .errors import ApiError, BackendError, ClientGone, Overloaded, RateLimited, TooManyConcurrent
@@ -23,6 +23,7 @@ from .lifecycle import Lifecycle
 from .metrics import Metrics
 from .ratelimit import Admission, Limiter
 from .prompt_request import PromptRequest
+from .prompt_tokens import PromptCounter, upper_bound
 from .usage import TokenCounter, Usage
 
 log = logging.getLogger("monoai_tornado.pipeline")
@@ -126,6 +127,8 @@ class Pipeline:
         self.default_max_tokens = default_max_tokens
         #: Admitted runs not yet finished: counted when admitted, so the limit is exact.
         self.admitted = 0
+        #: Counts big prompts off the event loop.
+        self.prompt_counter = PromptCounter(counter)
         #: Where runs and pending settlements are tracked, and ended at shutdown.
         self.lifecycle = lifecycle or Lifecycle()
 
@@ -147,22 +150,53 @@ class Pipeline:
         self.admitted += 1
         if identity.api_key is not None:
             self.metrics.count_key_request(identity.api_key.id)
-        if self.limiter is None:
-            return Ticket(request, identity, max_tokens=max_tokens)
         try:
+            if self.limiter is None:
+                return Ticket(request, identity, max_tokens=max_tokens,
+                              prompt_tokens=await self._count_if_big(request.upstream_messages()))
             return await self._admit_limited(self.limiter, request, identity, max_tokens)
         except BaseException:
             self.admitted -= 1
             raise
 
+    async def _count_if_big(self, messages: list[Message]) -> int | None:
+        """A big prompt's tokens, counted off the event loop now (a small one's are left to the run)."""
+        bound = upper_bound(messages)
+        return None if self.prompt_counter.is_small(bound) else await self.prompt_counter.count(messages, bound)
+
     async def _admit_limited(self, limiter: Limiter, request: PromptRequest, identity: Identity,
                              max_tokens: int) -> Ticket:
         # The prompt as the model sees it: its messages (one user message) in their chat template.
-        prompt_tokens = self.counter.count_messages(request.upstream_messages())
+        messages = request.upstream_messages()
         # A key with limits of its own is held to them instead of the defaults (same admission).
         api_key = identity.api_key
         own_limits = api_key.rate_limits or None if api_key is not None else None
-        admission = await limiter.admit(identity.key, prompt_tokens, own_limits, max_tokens=max_tokens)
+        bound = upper_bound(messages)
+        if self.prompt_counter.is_small(bound):
+            prompt_tokens = self.counter.count_messages(messages)
+            admission = self._admitted(await limiter.admit(identity.key, prompt_tokens, own_limits,
+                                                           max_tokens=max_tokens), identity)
+            return self._ticket(request, identity, admission, prompt_tokens, max_tokens)
+        # A big prompt is held to its bound first: a full request limit refuses it uncounted.
+        admission = await limiter.admit(identity.key, bound, own_limits, max_tokens=max_tokens)
+        if not admission.allowed and not admission.too_many_concurrent and not _request_limit_full(admission):
+            # Only a token limit refused the bound: the exact count may still fit.
+            prompt_tokens = await self.prompt_counter.count(messages, bound)
+            admission = self._admitted(await limiter.admit(identity.key, prompt_tokens, own_limits,
+                                                           max_tokens=max_tokens), identity)
+            return self._ticket(request, identity, admission, prompt_tokens, max_tokens)
+        ticket = self._ticket(request, identity, self._admitted(admission, identity), None, max_tokens)
+        try:
+            ticket.prompt_tokens = await self.prompt_counter.count(messages, bound)
+        except BaseException:
+            self._record(ticket, 0)  # the client left while its prompt was counted
+            raise
+        if ticket.budget is not None and ticket.max_tokens is not None:
+            ticket.budget = ticket.prompt_tokens + ticket.max_tokens  # the reservation held the bound
+        return ticket
+
+    def _admitted(self, admission: Admission, identity: Identity) -> Admission:
+        """``admission`` when it was allowed; else the refusal (429) it stands for."""
         if admission.too_many_concurrent:
             self.metrics.count_refusal("too_many_concurrent")
             raise TooManyConcurrent(f"{identity.key} already has as many runs in flight as allowed; "
@@ -172,6 +206,11 @@ class Pipeline:
             retry_after = max(1, int(math.ceil(admission.retry_after)))
             raise RateLimited(f"Rate limit exceeded for {identity.key}; retry in {retry_after} s",
                               retry_after=retry_after, states=admission.states)
+        return admission
+
+    @staticmethod
+    def _ticket(request: PromptRequest, identity: Identity, admission: Admission, prompt_tokens: int | None,
+                max_tokens: int) -> Ticket:
         if admission.max_tokens is None:  # no token limit applies
             return Ticket(request, identity, admission, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
         return Ticket(request, identity, admission, prompt_tokens=prompt_tokens, max_tokens=admission.max_tokens,
@@ -239,3 +278,8 @@ class Pipeline:
             await limiter.settle(admission, total_tokens)
         except Exception:
             log.warning("could not record %d tokens for %s", total_tokens, ticket.identity.key, exc_info=True)
+
+
+def _request_limit_full(admission: Admission) -> bool:
+    """True when a request limit (not a token one) refused ``admission``."""
+    return any(not state.limit.is_token and state.used >= state.limit.value for state in admission.states)
