@@ -1,9 +1,9 @@
 """Who is asking: the API key's user, else the user id from the body (through the validator),
 else the client address.
 
-Forwarding headers (``X-Forwarded-For``, ``X-Real-IP``) are believed only when the peer that
-sent them is one of the configured trusted proxies; anyone else could forge them to escape
-their limits.
+Forwarding headers (``X-Real-IP``, else ``X-Forwarded-For``) are believed only when the peer
+that sent them is one of the configured trusted proxies; anyone else could forge them to escape
+their limits (the rule: :meth:`IdentityResolver.client_ip`).
 """
 from __future__ import annotations
 
@@ -92,9 +92,19 @@ class IdentityResolver:
         return any(ip in network for network in self.trusted_networks)
 
     def client_ip(self, peer: str, headers: Mapping[str, str]) -> str:
-        """The client's address: the peer's, or the forwarded one when the peer is trusted."""
+        """The client's address: the peer's, or the forwarded one when the peer is trusted.
+
+        The rule: ``X-Real-IP`` when the trusted proxy sends one (a proxy that sets it replaces
+        whatever the client sent), else the nearest untrusted hop of ``X-Forwarded-For``. So a
+        proxy that sets only ``X-Real-IP`` cannot be fooled by a client's own
+        ``X-Forwarded-For``; a proxy that sets only ``X-Forwarded-For`` must drop a client's
+        ``X-Real-IP`` (or set it too, as README's nginx example does).
+        """
         if not self.trusted_networks or not self._is_trusted(peer):
             return peer
+        real_ip = (headers.get("X-Real-IP") or "").strip()
+        if real_ip:
+            return real_ip if _is_ip(real_ip) else peer
         forwarded = headers.get("X-Forwarded-For")
         if forwarded:
             hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
@@ -105,8 +115,7 @@ class IdentityResolver:
                 if not self._is_trusted(hop):
                     return hop
             return hops[0] if hops else peer
-        real_ip = (headers.get("X-Real-IP") or "").strip()
-        return real_ip if _is_ip(real_ip) else peer
+        return peer
 
     async def resolve(self, user_id: str | None, peer: str, headers: Mapping[str, str]) -> Identity:
         """The identity to limit a request under (401 for a bad or, when required, missing key)."""

@@ -100,8 +100,21 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
+#: Bytes (UTF-8) an identity may have: ``user_id``, ``/v1``'s ``user``, any front's user field.
+#: Identities are Redis keys and log fields: a longer one is refused, not stored.
+MAX_IDENTITY_BYTES = 256
+
+
+def capped_identity(text: str, field: str) -> str:
+    """``text`` when it is at most :data:`MAX_IDENTITY_BYTES` bytes, else 400 ``invalid_json``."""
+    if len(text) * 4 > MAX_IDENTITY_BYTES and len(text.encode("utf-8", "surrogatepass")) > MAX_IDENTITY_BYTES:
+        raise InvalidJson(f"Field '{field}' must be at most {MAX_IDENTITY_BYTES} bytes of UTF-8")
+    return text
+
+
 def user_id_of(body: dict[str, Any], field: str = "user_id") -> str | None:
-    """The optional user id in ``field``: a string, or a number turned into its decimal string."""
+    """The optional user id in ``field``: a string, or a number turned into its decimal string,
+    of at most :data:`MAX_IDENTITY_BYTES` bytes. Every front parses its user field here."""
     user_id = body.get(field)
     if user_id is None:
         return None
@@ -111,7 +124,11 @@ def user_id_of(body: dict[str, Any], field: str = "user_id") -> str | None:
         if not user_id.is_integer():
             raise BadRequest(f"{field} must be a string or a whole number", code="invalid_user_id")
         user_id = int(user_id)
-    return str(user_id)
+    return capped_identity(str(user_id), field)
+
+
+#: The largest ``max_tokens`` taken (2**31 - 1): ``1e308`` is no completion cap anyone means.
+MAX_TOKENS_LIMIT = 2**31 - 1
 
 
 def max_tokens_of(body: dict[str, Any], field: str = "max_tokens", *, null_allowed: bool = False) -> int | None:
@@ -124,10 +141,10 @@ def max_tokens_of(body: dict[str, Any], field: str = "max_tokens", *, null_allow
     value = body[field]
     if value is None and null_allowed:
         return None
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float) and value.is_integer() and value <= MAX_TOKENS_LIMIT:
         value = int(value)  # 100.0 is an integer to JSON Schema, as the OpenAPI document says
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidJson(f"Field '{field}' must be a positive integer")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOKENS_LIMIT:
+        raise InvalidJson(f"Field '{field}' must be a positive integer (at most {MAX_TOKENS_LIMIT})")
     return value
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import tornado.netutil
 
+from .log_safety import SafeFormatter
 from .loops import loop_factory
 from .workers import fork_workers
 
@@ -17,8 +18,13 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def configure_logging(level: str = "info") -> None:
-    """Timestamped log lines on stderr at ``level``, unless logging is configured already."""
+    """Timestamped log lines on stderr at ``level``, control characters escaped (a client's
+    newline cannot forge a line), unless logging is configured already."""
+    configured = bool(logging.getLogger().handlers)
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
+    if not configured:
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(SafeFormatter(LOG_FORMAT))
 
 
 async def drain(app: Any, server: Any, timeout: float) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import Forbidden, InvalidJson, NotFound, PayloadTooLarge
 from ..keys import KeyRing, new_key
-from ..prompt_request import load_json_object
+from ..prompt_request import capped_identity, load_json_object
 from .base import JsonHandler
 
 
@@ -54,6 +54,7 @@ class AdminKeysHandler(_AdminKeysBase):
         user, name, expires_in = body.get("user"), body.get("name"), body.get("expires_in")
         if not isinstance(user, str) or not user.strip():
             raise InvalidJson("Field 'user' is required and must be a non-empty string")
+        capped_identity(user, "user")
         if name is not None and not isinstance(name, str):
             raise InvalidJson("Field 'name' must be a string")
         try:

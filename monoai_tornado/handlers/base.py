@@ -9,7 +9,9 @@ from typing import Any
 import tornado.web
 
 from ..context import ServerContext
+from ..keys import ApiKey
 from ..errors import ApiError, Forbidden, NotFound
+from ..log_safety import escape_controls
 from ..pipeline import Ticket
 from ..ratelimit.headers import RATE_LIMIT_HEADERS, rate_limit_headers
 from ..rendering import Shape, render_error
@@ -114,6 +116,12 @@ class JsonHandler(tornado.web.RequestHandler):
     def peer_ip(self) -> str:
         return self.request.remote_ip or "unknown"
 
+    async def caller_key(self) -> ApiKey | None:
+        """The API key the request carries (None without a key store or a key); 401 for a wrong
+        key, or a missing one under ``--require-api-key``: every route that needs a key needs it."""
+        keys = self.context.keys
+        return None if keys is None else await keys.from_headers(self.request.headers)
+
     def require_admin(self) -> None:
         """403 unless the configured admin token is presented as a Bearer token."""
         token = self.context.admin_token
@@ -161,14 +169,16 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     request = handler.request
     ticket = handler.ticket if isinstance(handler, JsonHandler) else None
     user, tokens = access_fields(ticket, request.remote_ip)
-    access_log.log(level, "%d %s %s user=%s tokens=%s %.2fms", status, request.method, request.uri, user,
-                   tokens, 1000.0 * request.request_time())
+    access_log.log(level, "%d %s %s user=%s tokens=%s %.2fms", status, escape_controls(request.method),
+                   escape_controls(request.uri or ""), user, tokens, 1000.0 * request.request_time())
 
 
 def access_fields(ticket: Ticket | None, remote_ip: str | None) -> tuple[str, str]:
-    """The ``user`` and ``tokens`` fields of an access-log line (HTTP and WebSocket alike)."""
+    """The ``user`` and ``tokens`` fields of an access-log line (HTTP and WebSocket alike),
+    control characters escaped."""
     if ticket is None:
         return f"ip:{remote_ip}", "-"
     api_key = ticket.identity.api_key  # named by its id, never by the key
-    user = ticket.identity.key if api_key is None else f"{ticket.identity.key} key={api_key.id}"
+    user = escape_controls(ticket.identity.key)
+    user = user if api_key is None else f"{user} key={api_key.id}"
     return user, "-" if ticket.usage is None else str(ticket.usage.total_tokens)

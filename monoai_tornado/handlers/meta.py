@@ -57,7 +57,8 @@ class AgentsHandler(JsonHandler):
 
     endpoint = "agents"
 
-    def get(self) -> None:
+    async def get(self) -> None:
+        await self.caller_key()
         agents = [{**agent.describe(), "name": name} for name, agent in sorted(self.context.agents.items())]
         self.send_json({"agents": agents})
 

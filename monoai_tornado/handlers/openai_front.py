@@ -38,7 +38,8 @@ class ModelsHandler(OpenAIShapedErrors):
 
     endpoint = "v1_models"
 
-    def get(self) -> None:
+    async def get(self) -> None:
+        await self.caller_key()
         created = int(self.context.started_at.timestamp())
         data = []
         if self.context.model is not None:

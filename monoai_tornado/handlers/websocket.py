@@ -25,6 +25,7 @@ from ..prompt_request import PromptRequest, load_json_object, parse_prompt_objec
 from ..pipeline import Target, Ticket
 from ..rendering import ErrorAnswer, render_error
 from ..tornado_internals import FrameWriter, frame_writer, reason, websocket_backed_up
+from ..log_safety import escape_controls
 from .base import access_fields, dumps
 
 log = logging.getLogger("monoai_tornado.websocket")
@@ -380,5 +381,5 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
         self.context.pipeline.metrics.count_request(self._endpoint(), outcome)
         if access_log.isEnabledFor(logging.INFO):
             user, tokens = access_fields(ticket, self.request.remote_ip)
-            access_log.info("%s WS %s user=%s tokens=%s %.2fms", outcome, self.request.path, user, tokens,
+            access_log.info("%s WS %s user=%s tokens=%s %.2fms", outcome, escape_controls(self.request.path), user, tokens,
                             1000.0 * (time.monotonic() - started))
