@@ -435,12 +435,21 @@ async def _ignore(text: str) -> None:
     pass
 
 
-def test_events_of_one_read_are_parsed_together_only_when_each_holds_one_value() -> None:
-    from monoai_tornado.backends.openai import _decode_together
-    from monoai_tornado.backends.sse import ServerSentEvent as E
+def _event_stream(*datas: str) -> str:
+    """An upstream answer: "a", then events holding ``datas``, then "b" with its finish_reason."""
+    chunk = json.dumps({"choices": [{"index": 0, "delta": {"content": "a"}}]})
+    last = json.dumps({"choices": [{"index": 0, "delta": {"content": "b"}, "finish_reason": "stop"}]})
+    return "".join(f"data: {data}\n\n" for data in (chunk, *datas, last, "[DONE]"))
 
-    assert _decode_together([E('{"a":1}'), E("[DONE]")]) == [{"a": 1}, None]
-    assert _decode_together([E('{"a":1}'), E("{broken")]) == [None, None]  # each judged alone, in order
-    assert _decode_together([E("1,2"), E("")]) == [None, None]  # never misaligned
-    assert _decode_together([E("1,2"), E("3")]) == [None, None]
-    assert _decode_together([E('{"a":1}')]) == [None]  # one event: parsed where it is used
+
+# Each event's data is one JSON value on its own: events that are JSON only when joined (one
+# value cut in two, or two values in one event) are malformed, even when they arrive in one read.
+@pytest.mark.parametrize("datas", [('{"a":[1', '2]}'), ("{},{}",), ('{"a":[1', '2]}', "{},{}")],
+                         ids=["one-value-in-two-events", "two-values-in-one-event", "both"])
+async def test_every_event_is_parsed_alone(datas: tuple[str, ...]) -> None:
+    body = _event_stream(*datas)
+    async with FakeOpenAI(raw_body=body, content_type="text/event-stream") as upstream:
+        with pytest.raises(BackendError, match="malformed JSON in the stream"):
+            await collect(OpenAIBackend(upstream.base_url, "m"))
+    async with FakeOpenAI(raw_body=_event_stream("{}", "{}"), content_type="text/event-stream") as upstream:
+        assert text_of(await collect(OpenAIBackend(upstream.base_url, "m"))) == "ab"  # the same, well formed

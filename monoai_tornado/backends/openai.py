@@ -130,11 +130,9 @@ class _Assembler:
         self.finish_reason: str | None = None
         self._calls: dict[int, dict[str, str]] = {}
 
-    def on_data(self, data: str, redact: Any, decoded: Any = None) -> list[BackendEvent]:
-        """The events of one ``data`` payload; ``decoded``: the payload already parsed, when it was."""
+    def on_data(self, data: str, redact: Any) -> list[BackendEvent]:
+        """The events of one ``data`` payload, parsed alone: one event's data is one JSON object."""
         self.seen_data = True
-        if type(decoded) is dict:
-            return self.on_object(decoded, redact)
         if data.strip() == "[DONE]":
             self.done = True
             return []
@@ -318,8 +316,8 @@ class OpenAIBackend(Backend):
                         body += chunk[: MAX_BODY - len(body)]
                     continue
                 sses = self._sse_events(parser, chunk)
-                for sse, decoded in zip(sses, _decode_together(sses)):
-                    for event in self._on_sse(sse, assembler, decoded):
+                for sse in sses:
+                    for event in self._on_sse(sse, assembler):
                         yield event
                     if assembler.done:
                         break
@@ -341,11 +339,11 @@ class OpenAIBackend(Backend):
         except SSEError as exc:
             raise BackendError(f"upstream {self._where} sent an invalid event stream: {exc}") from None
 
-    def _on_sse(self, sse: ServerSentEvent, assembler: _Assembler, decoded: Any = None) -> list[BackendEvent]:
-        """The backend events of one upstream event; ``decoded``: its data already parsed."""
+    def _on_sse(self, sse: ServerSentEvent, assembler: _Assembler) -> list[BackendEvent]:
+        """The backend events of one upstream event."""
         if sse.event == "error":
             raise BackendError(f"upstream reported an error: {self._redact(_reason_of_text(sse.data))}")
-        return assembler.on_data(sse.data, self._redact, decoded)
+        return assembler.on_data(sse.data, self._redact)
 
     def _finish(self, exchange: _Exchange, assembler: _Assembler, parser: SSEParser,
                 body: bytes) -> list[BackendEvent]:
@@ -397,25 +395,6 @@ class OpenAIBackend(Backend):
             message = f"upstream {self._where} stalled for {self.idle_timeout:g} s mid-stream"
         log.info("%s", message)
         return BackendTimeout(message)
-
-
-def _decode_together(sses: list[ServerSentEvent]) -> list[Any]:
-    """The JSON of several events' data parsed in one ``json.loads``, one item per event.
-
-    An upstream read often holds many small chunks; one call instead of one per event. Items
-    that are not objects (``[DONE]`` is read as ``null``), and every item when the whole does not
-    parse as one value per event, are left for :meth:`_Assembler.on_data` to judge one by one.
-    """
-    if len(sses) < 2:
-        return [None] * len(sses)
-    texts = ["null" if sse.data.strip() == "[DONE]" else sse.data for sse in sses]
-    try:
-        values = json.loads("[" + ",".join(texts) + "]")
-    except ValueError:
-        return [None] * len(sses)
-    # An event holding "1,2" beside one holding "" cannot pass: ",," is not JSON, so the count
-    # only matches when every event's data is exactly one value.
-    return values if len(values) == len(sses) else [None] * len(sses)
 
 
 def _option_fields(options: CallOptions) -> dict[str, Any]:
