@@ -30,6 +30,7 @@ from .keys import KeyRing
 from .lifecycle import Lifecycle
 from .pipeline import DEFAULT_MAX_TOKENS, ModelTarget, Pipeline
 from .ratelimit import Limiter, RateLimiter
+from .routing import Gateway
 from .routes import endpoint_lines, endpoint_names, routes_for, url_specs
 from .usage import TokenCounter, shared_counter
 
@@ -90,6 +91,8 @@ class Application:
         trusted_proxies: CIDRs whose ``X-Forwarded-For`` / ``X-Real-IP`` are believed.
         reject_invalid_users: 403 for a user_id the validator refuses (else limit by IP).
         admin_token: when set, the stats endpoints need ``Authorization: Bearer TOKEN``.
+        gateway: several models and their deployments (:class:`~monoai_tornado.routing.Gateway`),
+            served instead of ``model``; prompts choose one by ``model``.
         keys: a :class:`~monoai_tornado.keys.KeyRing` or a key store: requests may carry
             ``Authorization: Bearer sk-mt-...``; a key's user is their identity and its own
             limits replace the defaults. ``require_api_key``: refuse requests without one.
@@ -124,10 +127,15 @@ class Application:
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
         keys: Any = None,
         require_api_key: bool = False,
+        gateway: Gateway | None = None,
     ) -> None:
         self.idle_timeout = idle_timeout
         self.body_timeout = body_timeout
         self.name = name
+        #: Several models and their deployments (``--config`` with ``[[models]]``), or None.
+        self.gateway = gateway
+        if gateway is not None and model is None:
+            model = gateway.default.backend
         self.model = _as_backend(model) if model is not None else None
         self.agents = _as_agents(agents)
         if rate_limiter is not None and not isinstance(rate_limiter, Limiter):
@@ -147,7 +155,7 @@ class Application:
         self.context = ServerContext(
             name=name,
             pipeline=self.pipeline,
-            model=ModelTarget(self.model) if self.model is not None else None,
+            model=self._model_target(),
             agents=self.agents,
             cors_origins=tuple(cors_origins),
             max_body_size=max_body_size,
@@ -156,12 +164,24 @@ class Application:
             sse_keepalive_interval=sse_keepalive_interval,
             endpoints=tuple(endpoint_names(self.routes)),
             sse_header_hold=sse_header_hold,
+            gateway=gateway,
         )
+        if gateway is not None:
+            gateway.on_reload = lambda router: setattr(self.context, "model", self._model_target())
+            from .routing.metrics import deployment_metrics
+
+            self.pipeline.metrics.sections.append(lambda: deployment_metrics(gateway.router))
         metrics = self.pipeline.metrics
         metrics.gauge("monoai_runs_in_flight", "Runs in flight in this process.",
                       lambda: self.pipeline.runs_in_flight)
         metrics.gauge("monoai_websockets_open", "Open WebSocket connections in this process.",
                       lambda: len(self.lifecycle.sockets))
+
+    def _model_target(self) -> ModelTarget | None:
+        """The target of prompts that name no model: the gateway's default model, else the model."""
+        if self.gateway is not None:
+            return self.gateway.default
+        return ModelTarget(self.model) if self.model is not None else None
 
     @property
     def lifecycle(self) -> Lifecycle:
@@ -200,6 +220,8 @@ class Application:
             await self.rate_limiter.aclose()
         if self.keys is not None:
             await self.keys.aclose()
+        if self.gateway is not None:
+            await self.gateway.aclose()
 
     def handlers(self, prefix: str = "") -> list[tornado.routing.URLSpec]:
         """URL specs of every endpoint, under ``prefix`` (e.g. ``"/ai"``), for your own app."""

@@ -152,6 +152,9 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="monoai-tornado", description=DESCRIPTION, formatter_class=_HelpFormatter)
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("--config", metavar="PATH",
+                   help="TOML file: [server] options, [[models]] deployments, [routing] (see README, 'Several "
+                        "models'); every option also reads MONOAI_<NAME> from the environment (default: none)")
     p.add_argument("--name", default="MonoAI Tornado", help="application name shown by / and /health")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=_port, default=8000, help="port to listen on (0: any free port)")
@@ -296,16 +299,39 @@ def build_keys(args: argparse.Namespace) -> Any:
     return KeyRing(RedisKeyStore(args.redis_url, prefix=args.redis_prefix), require=args.require_api_key)
 
 
+def build_gateway(args: argparse.Namespace, limiter: Any) -> Any:
+    """The gateway of the file's ``[[models]]`` (None without them); their ``rpm`` / ``tpm``
+    count in the limiter's store (Redis with ``--redis-url``)."""
+    config = getattr(args, "gateway_config", None)
+    if config is None or not config.models:
+        return None
+    from .config import load_config
+    from .routing import Gateway
+    from .routing.build import backend_factory
+    from .usage import shared_counter
+
+    store = limiter.store if limiter is not None and hasattr(limiter, "store") else None
+    if store is None and args.redis_url:
+        from .ratelimit.redis_store import RedisStore
+
+        store = RedisStore(args.redis_url, prefix=args.redis_prefix)
+    parser = build_parser()
+    return Gateway(config, backend_factory(args), shared_counter(None), store=store,
+                   loader=lambda path: load_config(path, parser))
+
+
 def build_application(args: argparse.Namespace) -> Any:
     """The Application the options describe (called in each worker process)."""
     from .app import Application
 
-    backend = build_backend(args)
+    limiter = build_limiter(args)
+    gateway = build_gateway(args, limiter)
+    backend = gateway.default.backend if gateway is not None else build_backend(args)
     return Application(
         args.name,
         model=backend,
         agents=build_agents(args, backend),
-        rate_limiter=build_limiter(args),
+        rate_limiter=limiter,
         user_validator=load_object(args.user_validator, "--user-validator") if args.user_validator else None,
         cors_origins=args.cors_origin or ("*",),
         max_body_size=args.max_body_size,
@@ -318,6 +344,7 @@ def build_application(args: argparse.Namespace) -> Any:
         default_max_tokens=args.default_max_tokens,
         idle_timeout=args.idle_timeout or 60.0,
         keys=build_keys(args),
+        gateway=gateway,
     )
 
 
@@ -376,11 +403,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .config import ConfigError, resolve_options, secrets_on_command_line
+
+    try:
+        args.gateway_config = resolve_options(parser, args, argv)
+    except ConfigError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     check_options(parser, args)
     from .server import configure_logging, run
 
     configure_logging(args.log_level)
     warn_about_exposure(args)
+    for option in secrets_on_command_line(parser, argv):
+        logging.getLogger("monoai_tornado").warning(
+            "--%s was given on the command line, where every user of this machine can read it (ps); "
+            "set MONOAI_%s in the environment or put it in the --config file instead",
+            option.replace("_", "-"), option.upper())
     try:
         run(lambda: build_application(args), args.host, args.port, processes=args.processes,
             drain_timeout=args.drain_timeout, event_loop=args.event_loop)

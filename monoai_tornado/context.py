@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .agents.base import NativeAgent
 from .errors import NotFound
@@ -14,6 +15,9 @@ from .keys import KeyRing
 from .lifecycle import Lifecycle
 from .pipeline import AgentTarget, ModelTarget, Pipeline, Target
 from .ratelimit import Limiter
+
+if TYPE_CHECKING:
+    from .routing import Gateway
 
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 DEFAULT_MAX_WS_MESSAGE_SIZE = 1024 * 1024
@@ -36,6 +40,8 @@ class ServerContext:
     endpoints: tuple[str, ...] = ()
     #: Seconds an SSE answer's headers wait for its first event (a failure before: a real status).
     sse_header_hold: float = 1.0
+    #: Several models (``--config`` with ``[[models]]``): prompts choose one by ``model``.
+    gateway: Gateway | None = None
     started_at: datetime.datetime = field(
         default_factory=lambda: datetime.datetime.now(datetime.timezone.utc)
     )
@@ -72,6 +78,13 @@ class ServerContext:
         if target is None and name in self.agents:
             target = self._agent_targets[name] = AgentTarget(self.agents[name])
         return target
+
+    def model_target(self, name: str | None) -> Target:
+        """The model a prompt names (None: the default one); 404 ``model_not_found`` for an
+        unknown one under a gateway. With one model, ``name`` is not looked at (Part 1)."""
+        if self.gateway is not None:
+            return self.gateway.target(name)
+        return self.target(None)
 
     def origin_allowed(self, origin: str | None) -> bool:
         return "*" in self.cors_origins or (origin is not None and origin in self.cors_origins)

@@ -37,6 +37,8 @@ class Metrics:
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
         self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
+        #: More families, rendered at scrape time (each returns its exposition lines).
+        self.sections: list[Callable[[], Iterable[str]]] = []
 
     def count_request(self, endpoint: str, status: int | str) -> None:
         self.requests[(endpoint, str(status))] += 1
@@ -100,4 +102,6 @@ class Metrics:
                     f"monoai_first_chunk_seconds_sum {self.latency_sum}",
                     f"monoai_first_chunk_seconds_count {cumulative}"]
         family("monoai_first_chunk_seconds", "histogram", "Seconds from the start of a run to its first chunk.", buckets)
+        for section in self.sections:
+            out.extend(section())
         return "\n".join(out) + "\n"

@@ -38,6 +38,9 @@ async def serve_forever(app: Any, sockets: list[Any], drain_timeout: float) -> N
     server.add_sockets(sockets)
     limiter = app.rate_limiter
     watch = asyncio.ensure_future(limiter.watch()) if limiter is not None else None
+    gateway = getattr(app, "gateway", None)
+    if gateway is not None:
+        gateway.start()  # reload on SIGHUP and file changes, probes
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -31,6 +31,7 @@ def fork_workers(count: int) -> int:
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker's loop handles it
             return index
         children[pid] = index
         return None
@@ -44,8 +45,16 @@ def fork_workers(count: int) -> int:
             except ProcessLookupError:
                 pass
 
+    def reload(signum: int, _frame: object) -> None:
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGHUP)
+            except ProcessLookupError:
+                pass
+
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, reload)  # the workers reload their configuration
     for index in range(count):
         if start(index) is not None:
             return index

@@ -21,6 +21,7 @@ from ..lifecycle import cancelled_for_shutdown
 from ..errors import ApiError, ClientGone, PayloadTooLarge, ShuttingDown
 from ..rendering import render_error
 from ..pipeline import Target, Ticket
+from ..routing.note import DEPLOYMENT_HEADER, ROUTE_NOTE, RouteNote
 from ..prompt_request import PromptRequest, parse_prompt_body
 from ..tornado_internals import http_stream, is_finished
 from .base import JsonHandler, dumps
@@ -85,6 +86,8 @@ class PromptHandler(JsonHandler):
     async def post(self, agent_name: str | None = None) -> None:
         target = self.context.target(agent_name)
         request = parse_prompt_body(self.received_body())
+        if agent_name is None:
+            target = self.context.model_target(request.model)
         await self.answer(request, target, sse=self.wants_sse())
 
     def received_body(self) -> bytes:
@@ -103,6 +106,8 @@ class PromptHandler(JsonHandler):
         """
         ticket = await self.context.pipeline.admit(request, self.peer_ip, self.request.headers)
         self.ticket = ticket
+        if self.context.gateway is not None:  # the run names its deployment before its first byte
+            ROUTE_NOTE.set(RouteNote(on_chosen=self._deployment_chosen))
         try:
             self.set_limit_headers(ticket)
             if sse:
@@ -113,6 +118,10 @@ class PromptHandler(JsonHandler):
                     self.send_json(self.shaped(result))
         finally:
             self.context.pipeline.finish(ticket)
+
+    def _deployment_chosen(self, deployment: str) -> None:
+        if not self._headers_written:
+            self.set_header(DEPLOYMENT_HEADER, deployment)
 
     def shaped(self, result: RunResult) -> dict[str, Any]:
         """Hook: the JSON body of a finished run (``/v1`` answers a ``chat.completion``)."""

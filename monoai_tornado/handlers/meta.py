@@ -40,13 +40,19 @@ class HealthHandler(JsonHandler):
 
     async def get(self) -> None:
         body: dict[str, Any] = {"status": "ok", "app": self.context.name}
+        able = True
+        gateway = self.context.gateway
+        if gateway is not None:  # every deployment's state; details for the admin only, when there is one
+            token = self.context.admin_token
+            given = self.request.headers.get("Authorization", "")
+            detailed = token is None or (given.startswith("Bearer ") and self.is_admin_token(given[7:]))
+            body["models"], able = gateway.router.health(detailed)
         limiter = self.context.limiter
-        if limiter is None:
-            self.send_json(body)
-            return
-        available = await limiter.check()
-        body["limiter"] = "ok" if available else "unavailable"
-        if available or limiter.fail_open:
+        if limiter is not None:
+            available = await limiter.check()
+            body["limiter"] = "ok" if available else "unavailable"
+            able = able and (available or limiter.fail_open)
+        if able:
             self.send_json(body)
         else:
             self.send_json({**body, "status": "unavailable"}, status=503)

@@ -42,7 +42,12 @@ class ModelsHandler(OpenAIShapedErrors):
         await self.caller_key()
         created = int(self.context.started_at.timestamp())
         data = []
-        if self.context.model is not None:
+        gateway = self.context.gateway
+        if gateway is not None:
+            data += [{"id": name, "object": "model", "created": created,
+                      "owned_by": route.deployments[0].backend.provider}
+                     for name, route in gateway.router.models.items()]
+        elif self.context.model is not None:
             owner = self.context.model.backend.provider
             data.append({"id": self.context.model.name, "object": "model", "created": created, "owned_by": owner})
         data += [{"id": AGENT_PREFIX + name, "object": "model", "created": created, "owned_by": self.context.name}
@@ -56,6 +61,8 @@ def target_for(handler: JsonHandler, chat: ChatRequest) -> Target:
     target: Target | None = None
     if chat.model.startswith(AGENT_PREFIX):
         target = context.agent_target(chat.model[len(AGENT_PREFIX):])
+    elif context.gateway is not None:
+        target = context.gateway.target(chat.model)
     elif context.model is not None and chat.model == context.model.name:
         target = context.model
     if target is None:
@@ -171,13 +178,15 @@ class ChatCompletionsHandler(OpenAIShapedErrors, PromptHandler):
         self.chat = chat = parse_chat_body(self.received_body())
         target = target_for(self, chat)
         self.streaming = chat.stream
-        if chat.stream:
-            self.chunks = _Chunks(chat.model)
+        if chat.stream:  # under a gateway, an alias is answered as the model it maps to
+            self.chunks = _Chunks(target.name if self.context.gateway is not None else chat.model)
             self.events = (_FinalTurnEvents if isinstance(target, AgentTarget) else _ChunkEvents)(self, self.chunks)
         events: RunEvents | None = self.events if chat.stream else None
         await self.answer(chat.request, target, sse=chat.stream, events=events)
 
     def shaped(self, result: RunResult) -> dict[str, Any]:
+        if self.context.gateway is not None and result.model is not None:  # who answered (a fallback's name)
+            return completion(result, result.model.name)
         return completion(result, self.chat.model)
 
     async def stream_started(self) -> None:

@@ -350,10 +350,13 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
         outcome = "complete"
         started = time.monotonic()
         try:
+            target = self.target
+            assert target is not None  # set by get() before any message is read
+            if self.context.gateway is not None and "/agent/" not in self.request.path:
+                target = self.context.model_target(request.model)  # the prompt's own model
             ticket = await pipeline.admit(request, self.request.remote_ip or "unknown", self.request.headers)
             events = _SocketEvents(self)
-            assert self.target is not None  # set by get() before any message is read
-            result = await pipeline.run(ticket, self.target, events)
+            result = await pipeline.run(ticket, target, events)
             await events.flush()
             await self.send({"type": "complete", "result": result.to_result_dict()})
         except ClientGone:

@@ -1,0 +1,34 @@
+"""What a run tells its transport about routing: the deployment chosen (for the
+``X-MonoAI-Deployment`` header, before the first byte) and the model and deployment that answered.
+
+The handler sets a :class:`RouteNote` in :data:`ROUTE_NOTE` before it starts the run's task;
+the task sees it (a copy of the handler's context), the routed backend writes to it.
+"""
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(slots=True)
+class RouteNote:
+    """``on_chosen(deployment_id)`` is called for every attempt, before it sends anything."""
+
+    on_chosen: Callable[[str], None] | None = None
+    #: The deployment whose answer the client got, and its model name and provider.
+    deployment: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    attempts: int = 0
+
+    def chosen(self, deployment: str) -> None:
+        self.attempts += 1
+        if self.on_chosen is not None:
+            self.on_chosen(deployment)
+
+
+ROUTE_NOTE: ContextVar[RouteNote | None] = ContextVar("monoai_route_note", default=None)
+
+#: The header naming the deployment that serves an answer.
+DEPLOYMENT_HEADER = "X-MonoAI-Deployment"

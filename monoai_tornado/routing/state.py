@@ -1,0 +1,115 @@
+"""A deployment as the router sees it: its configuration, its backend and its live state.
+
+State is per process (in flight, cooldown, latency, disabled); ``rpm`` / ``tpm`` are counted in
+the limiter's store (:mod:`monoai_tornado.routing.slots`), so they hold across processes.
+"""
+from __future__ import annotations
+
+import bisect
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..backends.base import Backend
+from ..config import DeploymentConfig
+from ..metrics import LATENCY_BUCKETS
+from ..ratelimit import RateLimiter
+
+#: Weight of the newest sample in the latency average (EWMA).
+LATENCY_ALPHA = 0.2
+
+State = Literal["ok", "cooldown", "disabled"]
+#: What an attempt on a deployment ended as (a metrics label).
+Outcome = Literal["ok", "failure", "rate_limited", "timeout", "rejected", "unauthorized", "error_after_start"]
+
+
+class Histogram:
+    """Counts of observations under each of :data:`LATENCY_BUCKETS` (seconds), and their sum."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.total += seconds
+
+
+@dataclass(slots=True)
+class DeploymentStats:
+    """Per-deployment figures for the metrics (this process)."""
+
+    attempts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    first_token: Histogram = field(default_factory=Histogram)
+    duration: Histogram = field(default_factory=Histogram)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Deployment:
+    """One replica of a model: where calls go, and whether it may take one now."""
+
+    __slots__ = ("config", "id", "name", "backend", "weight", "max_concurrent", "limiter", "in_flight",
+                 "cooling_until", "cooled_by_failure", "disabled", "latency", "next_probe", "stats")
+
+    def __init__(self, config: DeploymentConfig, backend: Backend, limiter: RateLimiter | None = None) -> None:
+        self.config = config
+        self.id = config.id
+        self.name = config.name
+        self.backend = backend
+        self.weight = config.weight
+        self.max_concurrent = config.max_concurrent
+        #: Holds ``rpm`` / ``tpm`` (None: neither is set).
+        self.limiter = limiter
+        self.in_flight = 0
+        #: ``time.monotonic()`` until which the deployment is left out (0: not cooling down).
+        self.cooling_until = 0.0
+        #: Cooled down by a failure (rejoins after a probe), not by a 429 (rejoins when it ends).
+        self.cooled_by_failure = False
+        #: Refused our credentials (401/403): left out until the next reload.
+        self.disabled = False
+        #: Recent time to first token, seconds (EWMA; 0 until measured).
+        self.latency = 0.0
+        self.next_probe = 0.0
+        self.stats = DeploymentStats()
+
+    def __repr__(self) -> str:
+        return f"Deployment({self.id!r}, in_flight={self.in_flight}, state={self.state()!r})"
+
+    def usable(self, now: float) -> bool:
+        """Neither disabled nor cooling down at ``now`` (monotonic)."""
+        return not self.disabled and not self.cooled_by_failure and now >= self.cooling_until
+
+    def has_room(self) -> bool:
+        return self.max_concurrent is None or self.in_flight < self.max_concurrent
+
+    def state(self, now: float | None = None) -> State:
+        if self.disabled:
+            return "disabled"
+        return "ok" if self.usable(time.monotonic() if now is None else now) else "cooldown"
+
+    def cool_down(self, seconds: float, *, failure: bool) -> None:
+        """Leave the deployment out for ``seconds``; after a failure it rejoins only on a probe."""
+        now = time.monotonic()
+        self.cooling_until = max(self.cooling_until, now + seconds)
+        self.cooled_by_failure = self.cooled_by_failure or failure
+        self.next_probe = self.cooling_until
+
+    def rejoin(self) -> None:
+        self.cooling_until = 0.0
+        self.cooled_by_failure = False
+
+    def observe_first_token(self, seconds: float) -> None:
+        self.latency = seconds if self.latency == 0.0 else self.latency + LATENCY_ALPHA * (seconds - self.latency)
+        self.stats.first_token.observe(seconds)
+
+    def describe(self, detailed: bool, now: float) -> dict[str, object]:
+        """This deployment in ``GET /health`` (``detailed``: with in flight and latency)."""
+        shown: dict[str, object] = {"id": self.id, "state": self.state(now)}
+        if detailed:
+            shown["in_flight"] = self.in_flight
+            shown["latency_ms"] = round(self.latency * 1000, 1)
+        return shown
