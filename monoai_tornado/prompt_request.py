@@ -153,7 +153,18 @@ def parse_prompt_object(body: dict[str, Any]) -> PromptRequest:
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise MissingPrompt("Field 'prompt' is required and must be a non-empty string")
-    return PromptRequest(prompt=prompt, user_id=user_id_of(body), max_tokens=max_tokens_of(body))
+    return PromptRequest(prompt=prompt, user_id=user_id_of(body), max_tokens=max_tokens_of(body),
+                         model=model_of(body))
+
+
+def model_of(body: dict[str, Any]) -> str | None:
+    """The optional ``model`` of a prompt body (Part 3: it chooses among a gateway's models)."""
+    model = body.get("model")
+    if model is None:
+        return None
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidJson("Field 'model' must be a non-empty string (a name from GET /v1/models)")
+    return model
 
 
 def parse_prompt_body(raw: bytes | str) -> PromptRequest:
