@@ -4,7 +4,7 @@
 """
 from __future__ import annotations
 
-import json
+from .fastjson import loads
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -72,7 +72,7 @@ def load_json_object(raw: bytes | str) -> dict[str, Any]:
     """
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        value = json.loads(text)
+        value = loads(text)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise InvalidJson("Request body is not valid JSON") from None
     if not isinstance(value, dict):

@@ -25,6 +25,7 @@ from tornado.httputil import HTTPHeaders, ResponseStartLine
 from tornado.simple_httpclient import HTTPTimeoutError
 
 from ..errors import BackendError, BackendTimeout
+from ..fastjson import loads
 from .base import (Backend, BackendEvent, CallOptions, EventStream, Message, PromptTokens, ReportedUsage, TextDelta,
                    ToolCall, ToolCallsRequested, ToolSchema, exception_of)
 from .prompt_count import UpstreamPromptCounter
@@ -424,7 +425,7 @@ def _reason_of(obj: Any) -> str:
 def _json_object(text: str | bytes) -> dict[str, Any] | None:
     """``text`` decoded as a JSON object, else None."""
     try:
-        obj = json.loads(text)
+        obj = loads(text)
     except ValueError:
         return None
     return obj if isinstance(obj, dict) else None

@@ -1,0 +1,60 @@
+"""fastjson.loads reads every text as json.loads does (orjson only makes it faster)."""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from monoai_tornado.fastjson import loads
+
+values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20)
+
+
+def outcome(read: Any, text: str | bytes) -> tuple[str, Any]:
+    try:
+        return "ok", read(text)
+    except ValueError:
+        return "error", None
+    except RecursionError:
+        return "too deep", None
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal, with type (1 and 1.0 differ) and NaN equal to NaN."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None)
+@given(values)
+def test_json_values_read_the_same(value: Any) -> None:
+    for text in (json.dumps(value), json.dumps(value, ensure_ascii=False).encode()):
+        assert same(outcome(loads, text), outcome(json.loads, text))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet='{}[]",:0123456789.eE-+ tfnaulsrNI\\u\ud800', max_size=40))
+def test_any_text_reads_the_same_or_fails_the_same(text: str) -> None:
+    kind, value = outcome(loads, text)
+    expected_kind, expected = outcome(json.loads, text)
+    assert kind == expected_kind and same(value, expected)
+
+
+def test_the_edges_orjson_reads_otherwise_go_to_the_standard_library() -> None:
+    for text in ("123456789012345678901234567890", "[NaN, Infinity]", '"\\ud800"', "1e400", '{"a":1,"a":2}',
+                 "[" * 5000 + "]" * 5000):
+        assert same(outcome(loads, text), outcome(json.loads, text))
