@@ -524,8 +524,8 @@ def _per_round(results: dict[str, list[dict[str, float]]], name: str, key: str) 
     return [m.get(key, float("nan")) for m in results.get(name, [])]
 
 
-#: The lines every figure is shown as a ratio to (when measured), with their short names.
-REFS = (("floor-aiohttp", "fa"), ("floor-proxy+ka", "fpk"), ("litellm", "ll"))
+#: The lines every figure is shown as a ratio to (when measured), with their short names (try-v1: an A/B).
+REFS = (("floor-aiohttp", "fa"), ("floor-proxy+ka", "fpk"), ("litellm", "ll"), ("try-v1", "try"))
 
 
 def _ratios(results: dict[str, list[dict[str, float]]], name: str, ref: str, key: str, diff: bool = False) -> float:
