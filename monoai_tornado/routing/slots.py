@@ -61,10 +61,11 @@ class ModelRoute:
                 full = True
         if not free:
             return True if full else None
-        self._turn += 1
+        turn = self._turn
+        self._turn = turn + 1
         if len(free) == 1:
             return free[0]
-        return self._choose(free, self._turn, self._random())
+        return self._choose(free, turn, self._random())
 
     async def acquire(self, exclude: set[str], prompt_tokens: Callable[[], int]) -> Slot | None:
         """A slot on a deployment not in ``exclude``; None when none can take the call (all

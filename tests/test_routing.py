@@ -1,0 +1,197 @@
+"""A gateway of several models in one process: ``model`` chooses on every route, aliases, the
+deployment header, /v1/models, /health, the max_concurrent queue, and reload of the file."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monoai_tornado.backends.base import Backend, CallOptions, EventStream, Message, TextDelta, ToolSchema
+from monoai_tornado.backends.demo import DemoBackend
+from monoai_tornado.cli import build_parser
+from monoai_tornado.config import DeploymentConfig, load_config
+from monoai_tornado.routing import Gateway
+from tests.support.http import json_of, parse_sse
+from tests.support.ws_helpers import connect, read_until_end, send
+
+CONFIG = """
+[[models]]
+name = "chat"
+backend = "demo"
+
+[[models]]
+name = "chat"
+id = "chat-b"
+backend = "demo"
+
+[[models]]
+name = "fast"
+backend = "demo"
+
+[routing]
+default_model = "chat"
+strategy = "round-robin"
+aliases = { "gpt-*" = "fast", "claude-*" = "chat" }
+"""
+
+
+class Counting(Backend):
+    """Answers its own id after ``pause`` seconds; remembers the most calls it had at once."""
+
+    provider = "test"
+
+    def __init__(self, name: str, pause: float = 0.0) -> None:
+        self.name, self.pause = name, pause
+        self.running = self.most = self.calls = 0
+
+    async def stream(self, messages: list[Message], *, tools: list[ToolSchema] | None = None,
+                     options: CallOptions | None = None) -> EventStream:
+        self.running += 1
+        self.calls += 1
+        self.most = max(self.most, self.running)
+        try:
+            await asyncio.sleep(self.pause)
+            yield TextDelta(f"from {self.name}")
+        finally:
+            self.running -= 1
+
+
+def gateway_of(tmp_path: Path, text: str, counter: Any, backends: dict[str, Backend] | None = None) -> Gateway:
+    path = tmp_path / "gateway.toml"
+    path.write_text(text)
+    parser = build_parser()
+
+    def build(config: DeploymentConfig) -> Backend:
+        if backends is not None and config.id in backends:
+            return backends[config.id]
+        return DemoBackend(delay=0)
+
+    return Gateway(load_config(str(path), parser), build, counter, loader=lambda p: load_config(p, parser))
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, counter: Any) -> Gateway:
+    return gateway_of(tmp_path, CONFIG, counter)
+
+
+@pytest.fixture
+def base(app_url: Any, gateway: Gateway) -> str:
+    return str(app_url(model=None, gateway=gateway))
+
+
+async def test_model_chooses_on_part_1_routes_with_aliases_and_the_default(fetch: Any, base: str) -> None:
+    for asked, answered, deployment in ((None, "chat", "chat#1"), ("fast", "fast", "fast#1"),
+                                       ("gpt-4o", "fast", "fast#1"), ("claude-3-haiku", "chat", "chat-b")):
+        body = {"prompt": "hi"} if asked is None else {"prompt": "hi", "model": asked}
+        response = await fetch(base + "/model", method="POST", body=body)
+        assert response.code == 200
+        assert json_of(response)["model"] == {"provider": "demo", "name": answered}
+        assert response.headers["X-MonoAI-Deployment"] == deployment
+
+
+async def test_an_unknown_model_is_404_model_not_found_everywhere(fetch: Any, base: str) -> None:
+    response = await fetch(base + "/model", method="POST", body={"prompt": "hi", "model": "gpt4"})
+    assert response.code == 404 and json_of(response)["code"] == "model_not_found"
+    response = await fetch(base + "/v1/chat/completions", method="POST",
+                           body={"model": "mistral", "messages": [{"role": "user", "content": "hi"}]})
+    assert response.code == 404 and json_of(response)["error"]["code"] == "model_not_found"
+    response = await fetch(base + "/model", method="POST", body={"prompt": "hi", "model": 7})
+    assert response.code == 400 and json_of(response)["code"] == "invalid_json"
+
+
+async def test_a_stream_names_its_deployment_before_the_first_byte(fetch: Any, base: str) -> None:
+    response = await fetch(base + "/model/stream", method="POST", body={"prompt": "hi", "model": "fast"},
+                           headers={"Accept": "text/event-stream"})
+    assert response.code == 200 and response.headers["X-MonoAI-Deployment"] == "fast#1"
+    events = parse_sse(response.body)
+    assert events[-1][0] == "complete" and events[-1][1]["result"]["model"]["name"] == "fast"
+    response = await fetch(base + "/v1/chat/completions", method="POST", body={
+        "model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    assert response.headers["X-MonoAI-Deployment"] == "fast#1"
+    first = json.loads(response.body.decode().split("\n\n")[0][len("data: "):])
+    assert first["model"] == "fast"  # the model the alias maps to
+
+
+async def test_websocket_prompts_choose_their_model(base: str) -> None:
+    ws = await connect(base, "/model/ws")
+    await send(ws, {"prompt": "hi", "model": "fast"})
+    assert (await read_until_end(ws))[-1]["result"]["model"]["name"] == "fast"
+    await send(ws, {"prompt": "hi", "model": "nope"})
+    assert (await read_until_end(ws))[-1]["code"] == "model_not_found"
+    await send(ws, {"prompt": "hi"})  # the connection is still open; the default model
+    assert (await read_until_end(ws))[-1]["result"]["model"]["name"] == "chat"
+    ws.close()
+
+
+async def test_v1_models_lists_every_model_and_no_alias(fetch: Any, base: str) -> None:
+    ids = [entry["id"] for entry in json_of(await fetch(base + "/v1/models"))["data"]]
+    assert ids == ["chat", "fast", "agent/assistant"] or ids == ["chat", "fast"]
+
+
+async def test_health_shows_deployments_and_hides_details_without_the_admin_token(
+        fetch: Any, app_url: Any, gateway: Gateway) -> None:
+    base = app_url(model=None, gateway=gateway, admin_token="s3cret")
+    models = json_of(await fetch(base + "/health"))["models"]
+    assert models["chat"] == {"deployments": [{"id": "chat#1", "state": "ok"}, {"id": "chat-b", "state": "ok"}]}
+    detailed = json_of(await fetch(base + "/health", headers={"Authorization": "Bearer s3cret"}))["models"]
+    assert set(detailed["fast"]["deployments"][0]) == {"id", "state", "in_flight", "latency_ms"}
+
+
+QUEUED = """
+[[models]]
+name = "single"
+backend = "openai"
+base_url = "http://127.0.0.1:1/v1"
+max_concurrent = 1
+
+[routing]
+queue_timeout = {queue}
+"""
+
+
+async def test_max_concurrent_one_with_a_queue_serves_every_client_in_turn(
+        fetch: Any, app_url: Any, tmp_path: Path, counter: Any) -> None:
+    single = Counting("single", pause=0.05)
+    gateway = gateway_of(tmp_path, QUEUED.format(queue=10), counter, {"single#1": single})
+    base = app_url(model=None, gateway=gateway)
+    bodies = [{"prompt": f"p{i}"} for i in range(6)]
+    answers = await asyncio.gather(*(fetch(base + "/model", method="POST", body=body) for body in bodies))
+    assert [answer.code for answer in answers] == [200] * 6
+    assert single.most == 1 and single.calls == 6
+
+
+async def test_without_a_queue_a_full_deployment_is_503_no_deployment(
+        fetch: Any, app_url: Any, tmp_path: Path, counter: Any) -> None:
+    single = Counting("single", pause=0.3)
+    gateway = gateway_of(tmp_path, QUEUED.format(queue=0), counter, {"single#1": single})
+    base = app_url(model=None, gateway=gateway)
+    first = asyncio.ensure_future(fetch(base + "/model", method="POST", body={"prompt": "a"}))
+    await asyncio.sleep(0.1)
+    second = await fetch(base + "/model", method="POST", body={"prompt": "b"})
+    assert second.code == 503 and json_of(second)["code"] == "no_deployment"
+    assert second.headers["Retry-After"] == "1"
+    assert (await first).code == 200
+
+
+async def test_reload_switches_models_and_an_invalid_file_keeps_the_old_ones(
+        fetch: Any, base: str, gateway: Gateway, caplog: Any) -> None:
+    path = gateway.config.path
+    rewrite(path, CONFIG.replace('"fast"', '"faster"'))
+    assert gateway.reload()
+    ids = [entry["id"] for entry in json_of(await fetch(base + "/v1/models"))["data"]]
+    assert "faster" in ids and "fast" not in ids
+    rewrite(path, CONFIG + '\n[[models]]\nname = "broken"\nweight = -3\nbackend = "demo"\n')
+    with caplog.at_level(logging.ERROR, logger="monoai_tornado.routing"):
+        assert not gateway.reload()
+    errors = [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "models[3].weight" in errors[0]
+    response = await fetch(base + "/model", method="POST", body={"prompt": "hi", "model": "faster"})
+    assert response.code == 200  # still the previous configuration
+
+
+def rewrite(path: str, text: str) -> None:
+    Path(path).write_text(text)
