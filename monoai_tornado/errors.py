@@ -104,6 +104,19 @@ class RateLimited(ApiError):
         self.states = tuple(states)
 
 
+class SpendLimited(RateLimited):
+    """A spend limit (USD per window) has no room for the prompt's cost; ``Retry-After`` is the
+    seconds to the window's end."""
+
+    code = "spend_limited"
+
+
+class ModelNotPriced(ApiError):
+    """A spend limit applies but the model has no prices: its spend could not be held."""
+
+    status, code = 403, "model_not_priced"
+
+
 class TooManyConcurrent(ApiError):
     """The user already has as many runs in flight as the concurrency limit allows."""
 

@@ -1,32 +1,50 @@
 -- Admit one request under every limit, atomically: check all, then count and reserve.
--- KEYS[i]: the user's hash in limit i's current window: u -> used, h -> tokens reserved by runs
--- in flight (token limits); KEYS[#KEYS]: sorted set of the user's runs in flight (id -> expiry
--- in ms), for a concurrency limit. Every key is in the user's hash slot (one cluster node).
+-- KEYS[i]: the user's hash in limit i's current window: u -> used, h -> tokens (nano-dollars)
+-- reserved by runs in flight (token and spend limits); KEYS[#KEYS]: sorted set of the user's runs
+-- in flight (id -> expiry in ms), for a concurrency limit. Every key is in the user's hash slot.
 -- ARGV[1]: user; ARGV[2]: prompt tokens; ARGV[3]: completion cap asked for (0: none);
 -- ARGV[4]: concurrency limit (0: none); ARGV[5]: the run's slot id; ARGV[6]: now in ms;
--- ARGV[7]: ms a slot lives unless refreshed; then per limit i, from ARGV[8 + 3(i-1)]:
---   value, "1" for a token limit ("0" for requests), milliseconds until the window ends.
+-- ARGV[7]: ms a slot lives unless refreshed; ARGV[8]: the prompt's cost in pico-dollars;
+-- ARGV[9]: pico-dollars per completion token; then per limit i, from ARGV[10 + 3(i-1)]:
+--   value, kind ("0" requests, "1" tokens, "2" nano-dollars), milliseconds until the window ends.
 -- Returns {allowed (1 or 0), granted, used_1, ..., used_n}: granted is the completion tokens
--- reserved (min(cap, left) over the token limits), -1 when refused for the concurrency limit;
--- usage is after the decision. A token limit needs room for the prompt and, with a cap, one
--- completion token. A refused request counts nothing; keys expire when their window ends. The
--- time left is measured by the limiter's clock (PEXPIRE, not PEXPIREAT): a Redis clock that runs
--- ahead of the app servers' cannot delete a window's counters before the window is over.
+-- reserved (min(cap, left) over the token limits, and what the money left buys under the spend
+-- limits), -1 when refused for the concurrency limit; usage is after the decision. A token limit
+-- needs room for the prompt and, with a cap, one completion token; a spend limit for their cost.
+-- A spend limit reserves round_half_up((prompt picos + granted * per token) / 1000) nano-dollars.
+-- A refused request counts nothing; keys expire when their window ends. The time left is
+-- measured by the limiter's clock (PEXPIRE, not PEXPIREAT): a Redis clock that runs ahead of
+-- the app servers' cannot delete a window's counters before the window is over.
+local function nanos(picos) return math.floor((picos + 500) / 1000) end
+-- Numbers go to Redis as integer text ("%.0f"): Lua's own tostring would write 1e+15.
 local user = ARGV[1]
 local tokens = tonumber(ARGV[2])
 local cap = tonumber(ARGV[3])
 local slots = tonumber(ARGV[4])
+local prompt_picos = tonumber(ARGV[8])
+local per_token = tonumber(ARGV[9])
 local n = #KEYS - 1
 local need = tokens
-if cap > 0 then need = tokens + 1 end
+local money_need = nanos(prompt_picos)
+if cap > 0 then
+  need = tokens + 1
+  money_need = nanos(prompt_picos + per_token)
+end
 local granted = cap
 local result = {1, 0}
 for i = 1, n do
-  local base = 8 + 3 * (i - 1)
+  local base = 10 + 3 * (i - 1)
   local value = tonumber(ARGV[base])
+  local kind = ARGV[base + 1]
   local used = tonumber(redis.call("HGET", KEYS[i], "u") or "0")
   result[i + 2] = used
-  if ARGV[base + 1] == "1" then
+  if kind == "2" then
+    if used + money_need > value then
+      result[1] = 0
+    elseif per_token > 0 and nanos(prompt_picos + granted * per_token) > value - used then
+      granted = math.floor((1000 * (value - used) + 499 - prompt_picos) / per_token)
+    end
+  elseif kind == "1" then
     if used + need > value then
       result[1] = 0
     elseif value - used - tokens < granted then
@@ -48,15 +66,17 @@ if slots > 0 then
   end
 end
 result[2] = granted
+local spend = nanos(prompt_picos + granted * per_token)
 for i = 1, n do
-  local base = 8 + 3 * (i - 1)
-  local key, ttl = KEYS[i], ARGV[base + 2]
+  local base = 10 + 3 * (i - 1)
+  local key, kind, ttl = KEYS[i], ARGV[base + 1], ARGV[base + 2]
   local cost = 1
-  if ARGV[base + 1] == "1" then
+  if kind ~= "0" then
     cost = tokens + granted
-    if cost > 0 then redis.call("HINCRBY", key, "h", cost) end
+    if kind == "2" then cost = spend end
+    if cost > 0 then redis.call("HINCRBY", key, "h", string.format("%.0f", cost)) end
   end
-  result[i + 2] = redis.call("HINCRBY", key, "u", cost)
+  result[i + 2] = redis.call("HINCRBY", key, "u", string.format("%.0f", cost))
   redis.call("PEXPIRE", key, ttl)
 end
 if slots > 0 then

@@ -60,6 +60,8 @@ def rate_limit_headers(states: Sequence[LimitState]) -> dict[str, str]:
 
     Built once per admitted request, so it is one pass with the constant parts cached.
     """
+    if any(state.limit.is_money for state in states):  # spend limits are told by the stats, not here
+        states = [state for state in states if not state.limit.is_money]
     if not states:
         return {}
     # The tightest limit of each unit: least remaining, then the one that resets first.

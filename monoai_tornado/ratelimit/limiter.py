@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Protocol, Sequence, TypeVar, runtime_checkable
 
-from ..errors import LimiterUnavailable
+from ..errors import LimiterUnavailable, ModelNotPriced
+from ..money.prices import Quote, nanos_of, usd
 from .limits import Limit
 from .memory import MemoryStore
 
@@ -38,18 +39,20 @@ class Store(Protocol):
     ``admit`` checks every limit (and the user's runs in flight against a concurrency
     ``slot``), then counts and reserves, atomically; it answers whether the request is
     admitted, each limit's usage after the decision, and the completion tokens reserved
-    (-1: refused for the concurrency limit). ``settle`` corrects a run's reservation to what
-    it used and releases it and its slot. A store that cannot be reached raises
+    (-1: refused for the concurrency limit). Spend limits (``limit.is_money``) count
+    nano-dollars, priced by ``quote`` (see :mod:`monoai_tornado.money.prices`). ``settle``
+    corrects a run's reservations to what it used (``money``: nano-dollars ``(delta,
+    reserved)`` for spend limits) and releases them and its slot. A store that cannot be reached raises
     :class:`StoreUnavailable`.
     """
 
     async def admit(
         self, user: str, limits: Sequence[Limit], starts: Sequence[int], tokens: int, now: float,
-        cap: int = 0, slot: tuple[int, str] | None = None,
+        cap: int = 0, slot: tuple[int, str] | None = None, quote: Quote | None = None,
     ) -> tuple[bool, list[int], int]: ...
 
     async def settle(self, user: str, limits: Sequence[Limit], starts: Sequence[int], delta: int,
-                     reserved: int = 0, slot: str | None = None) -> None: ...
+                     reserved: int = 0, slot: str | None = None, money: tuple[int, int] = (0, 0)) -> None: ...
 
     async def usage(self, user: str, limits: Sequence[Limit], starts: Sequence[int]) -> list[int]: ...
 
@@ -73,11 +76,11 @@ class FastPath(Protocol):
 
     def admit_now(
         self, user: str, limits: Sequence[Limit], starts: Sequence[int], tokens: int, cap: int = 0,
-        slot: tuple[int, str] | None = None,
+        slot: tuple[int, str] | None = None, quote: Quote | None = None,
     ) -> tuple[bool, list[int], int]: ...
 
     def settle_now(self, user: str, limits: Sequence[Limit], starts: Sequence[int], delta: int,
-                   reserved: int = 0, slot: str | None = None) -> None: ...
+                   reserved: int = 0, slot: str | None = None, money: tuple[int, int] = (0, 0)) -> None: ...
 
 
 @dataclass(slots=True)
@@ -98,8 +101,10 @@ class Admission:
     ``reserved_tokens`` the tokens held against the token limits until
     :meth:`RateLimiter.settle` (the prompt's plus ``max_tokens``); ``max_tokens`` the
     completion tokens the run may make under the token limits (None when none applies);
-    ``too_many_concurrent`` marks a refusal for the concurrency limit; ``degraded`` a request
-    let through unchecked because the store was down (fail open).
+    ``too_many_concurrent`` marks a refusal for the concurrency limit, ``spend_limited`` one
+    for a spend limit; ``reserved_nanos`` the nano-dollars held against the spend limits (None
+    when none applies); ``degraded`` a request let through unchecked because the store was
+    down (fail open).
     """
 
     allowed: bool
@@ -116,12 +121,15 @@ class Admission:
     too_many_concurrent: bool = False
     #: The run's concurrency slot, released when it is settled.
     _slot: str | None = field(default=None, repr=False)
+    spend_limited: bool = False
+    reserved_nanos: int | None = None
 
 
 class _Policy:
     """A set of limits with what every admission derives from them, computed once."""
 
-    __slots__ = ("limits", "windows", "token_indexes", "token_limits", "current")
+    __slots__ = ("limits", "windows", "token_indexes", "token_limits", "current", "calendar", "money_indexes",
+                 "held_indexes", "held_limits")
 
     def __init__(self, limits: Sequence[Limit]) -> None:
         self.limits: tuple[Limit, ...] = tuple(limits)
@@ -134,11 +142,19 @@ class _Policy:
         self.windows = tuple(limit.window_seconds for limit in self.limits)
         self.token_indexes = tuple(i for i, limit in enumerate(self.limits) if limit.is_token)
         self.token_limits = tuple(self.limits[i] for i in self.token_indexes)
+        #: Spend limits (nano-dollars), and every limit a run holds a reservation in (token, spend).
+        self.money_indexes = tuple(i for i, limit in enumerate(self.limits) if limit.is_money)
+        self.held_indexes = tuple(i for i, limit in enumerate(self.limits) if limit.is_token or limit.is_money)
+        self.held_limits = tuple(self.limits[i] for i in self.held_indexes)
+        self.calendar = any(limit.calendar for limit in self.limits)
         # Window starts and ends change once a second at most: computed once per second.
         self.current = self.windows_at(-1)
 
     def windows_at(self, second: int) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
         """``(second, window starts, window ends)`` of every limit at that whole second."""
+        if self.calendar:
+            starts = tuple(limit.window_start(second) for limit in self.limits)
+            return second, starts, tuple(limit.window_end(start) for limit, start in zip(self.limits, starts))
         starts = tuple(second - second % window for window in self.windows)
         return second, starts, tuple(start + window for start, window in zip(starts, self.windows))
 
@@ -155,11 +171,11 @@ class Limiter(Protocol):
     ``Application`` checks it once, when it is built."""
 
     async def admit(self, user: str, prompt_tokens: int = 0, limits: Sequence[Limit] | None = None, *,
-                    max_tokens: int = 0) -> Admission: ...
+                    max_tokens: int = 0, quote: Quote | None = None) -> Admission: ...
 
-    def settle_now(self, admission: Admission, total_tokens: int) -> bool: ...
+    def settle_now(self, admission: Admission, total_tokens: int, cost_nanos: int = 0) -> bool: ...
 
-    async def settle(self, admission: Admission, total_tokens: int) -> None: ...
+    async def settle(self, admission: Admission, total_tokens: int, cost_nanos: int = 0) -> None: ...
 
     async def stats(self) -> dict[str, Any]: ...
 
@@ -249,9 +265,9 @@ class RateLimiter:
         return policy
 
     async def admit(self, user: str, prompt_tokens: int = 0, limits: Sequence[Limit] | None = None, *,
-                    max_tokens: int = 0) -> Admission:
+                    max_tokens: int = 0, quote: Quote | None = None) -> Admission:
         """Admit or refuse one request of ``user`` whose prompt has ``prompt_tokens`` tokens and
-        whose answer may have up to ``max_tokens``.
+        whose answer may have up to ``max_tokens``, priced by ``quote`` (``Prices.quote``).
 
         Refused when a request limit is full, when a token limit has no room for the prompt
         (and, with ``max_tokens``, one completion token), or when the user already has
@@ -259,10 +275,15 @@ class RateLimiter:
         counter gets 1, every token counter reserves the prompt plus ``min(max_tokens, what
         is left)`` (``admission.max_tokens``), and the run takes a slot until it is settled.
         ``limits``, when given, replace the limiter's own for this request (an API key's).
+        Spend limits reserve the prompt's cost plus that of the completion tokens granted,
+        which are no more than the money left buys; without a ``quote`` they refuse the request
+        (:class:`ModelNotPriced`, 403): its spend could not be held.
         """
         if prompt_tokens < 0 or max_tokens < 0:
             raise ValueError(f"tokens must not be negative, not {prompt_tokens}, {max_tokens}")
         policy = self._policy if limits is None else self._policy_for(limits)
+        if policy.money_indexes and quote is None:
+            raise ModelNotPriced("This model has no prices, so it cannot be used under a spend limit")
         if not policy.limits and self.concurrency_limit is None:  # nothing to hold the request to
             return Admission(True, user, [], 0, 0, False, _policy=policy)
         now = self._clock()
@@ -271,12 +292,14 @@ class RateLimiter:
         slot = None if self.concurrency_limit is None else (
             self.concurrency_limit, f"{self._slot_prefix}{next(self._slot_ids)}")
         fast = self._fast
+        quote = quote if policy.money_indexes else None
+        priced = () if quote is None else (quote,)  # stores written before spend limits take no quote
         if fast is not None:
-            allowed, used, granted = fast.admit_now(user, limits, starts, prompt_tokens, max_tokens, slot)
+            allowed, used, granted = fast.admit_now(user, limits, starts, prompt_tokens, max_tokens, slot, *priced)
         else:
             try:
                 allowed, used, granted = await self._store.admit(
-                    user, limits, starts, prompt_tokens, now, max_tokens, slot)
+                    user, limits, starts, prompt_tokens, now, max_tokens, slot, *priced)
             except StoreUnavailable as exc:
                 self._failed(exc)
                 if self.fail_open:
@@ -289,58 +312,71 @@ class RateLimiter:
             value = limit.value
             states.append(LimitState(limit, count, value - count if count < value else 0, end - now))
         if allowed:
-            capped = bool(policy.token_limits)
+            capped = bool(policy.token_limits or quote)
+            spend = None if quote is None else nanos_of(quote[0] + granted * quote[1])
             return Admission(True, user, states, 0, prompt_tokens + granted if capped else prompt_tokens, False,
                              starts, _policy=policy, max_tokens=granted if capped else None,
-                             _slot=slot[1] if slot is not None else None)
+                             _slot=slot[1] if slot is not None else None, reserved_nanos=spend)
         if granted < 0:
             return Admission(False, user, states, 0, 0, False, starts, _policy=policy, too_many_concurrent=True)
         retry = 0.0
         need = prompt_tokens + 1 if max_tokens else prompt_tokens
+        prompt_picos, per_token = quote or (0, 0)
+        money_need = nanos_of(prompt_picos + per_token if max_tokens else prompt_picos)
+        spent_out = False
         for state in states:
-            cost = need if state.limit.is_token else 1
-            if state.used + cost > state.limit.value and state.reset_in > retry:
-                retry = state.reset_in
-        return Admission(False, user, states, math.ceil(retry), 0, False, starts, _policy=policy)
+            cost = money_need if state.limit.is_money else need if state.limit.is_token else 1
+            if state.used + cost > state.limit.value:
+                spent_out = spent_out or state.limit.is_money
+                retry = max(retry, state.reset_in)
+        return Admission(False, user, states, math.ceil(retry), 0, False, starts, _policy=policy,
+                         spend_limited=spent_out)
 
     def _settlement(
-        self, admission: Admission, total_tokens: int
-    ) -> tuple[tuple[Limit, ...], list[int], int, int, str | None] | None:
-        """What a settle must send the store (limits, starts, delta, reserved, slot), or None
-        when nothing; marks the admission settled."""
+        self, admission: Admission, total_tokens: int, cost_nanos: int = 0
+    ) -> tuple[Any, ...] | None:
+        """What a settle must send the store (limits, starts, delta, reserved, slot, and money
+        under spend limits), or None when nothing; marks the admission settled."""
         if not admission.allowed or admission.degraded or admission._settled:
             return None
         admission._settled = True
         policy = admission._policy or self._policy
         slot = admission._slot
-        if not policy.token_limits:
+        if not policy.held_limits:
             return None if slot is None else ((), [], 0, 0, slot)
         reserved = admission.reserved_tokens
         delta = total_tokens - reserved
-        if delta == 0 and reserved == 0 and slot is None:
+        held = admission.reserved_nanos or 0
+        money = (cost_nanos - held, held) if policy.money_indexes else (0, 0)
+        if delta == 0 and reserved == 0 and slot is None and money == (0, 0):
             return None
-        return policy.token_limits, [admission._starts[i] for i in policy.token_indexes], delta, reserved, slot
+        starts = [admission._starts[i] for i in policy.held_indexes]
+        if not policy.money_indexes:
+            return policy.held_limits, starts, delta, reserved, slot
+        return policy.held_limits, starts, delta, reserved, slot, money
 
-    def settle_now(self, admission: Admission, total_tokens: int) -> bool:
+    def settle_now(self, admission: Admission, total_tokens: int, cost_nanos: int = 0) -> bool:
         """Settle at once when the store can without waiting (memory); False means use :meth:`settle`."""
         fast = self._fast
         if fast is None:
             return False
-        settlement = self._settlement(admission, total_tokens)
+        settlement = self._settlement(admission, total_tokens, cost_nanos)
         if settlement is not None:
             fast.settle_now(admission.user, *settlement)
         return True
 
-    async def settle(self, admission: Admission, total_tokens: int) -> None:
-        """Record the tokens a run really used (finished, failed or cancelled alike).
+    async def settle(self, admission: Admission, total_tokens: int, cost_nanos: int = 0) -> None:
+        """Record the tokens (and, under spend limits, the nano-dollars) a run really used
+        (finished, failed or cancelled alike).
 
         The token counters of the admission's windows move by ``total_tokens`` minus the
-        reservation (never below 0), the reservation is released, and so is the run's
-        concurrency slot. Refused, degraded and already settled admissions are left alone;
-        so are windows that have ended. A store failure here is part of the outage (logged
-        once) and the correction is lost (a slot then frees itself when it expires).
+        reservation (never below 0), the spend counters by ``cost_nanos`` minus theirs, the
+        reservations are released, and so is the run's concurrency slot. Refused, degraded
+        and already settled admissions are left alone; so are windows that have ended. A store
+        failure here is part of the outage (logged once) and the correction is lost (a slot
+        then frees itself when it expires).
         """
-        settlement = self._settlement(admission, total_tokens)
+        settlement = self._settlement(admission, total_tokens, cost_nanos)
         if settlement is None:
             return
         try:
@@ -374,7 +410,12 @@ class RateLimiter:
         remaining: dict[str, int] = {}
         reset_in: dict[str, float] = {}
         reserved: dict[str, int] = {}
+        spend: dict[str, dict[str, float]] = {}
         for limit, end, count, holds in zip(policy.limits, ends, used, held):
+            if limit.is_money:
+                spend[limit.name] = {"used_usd": usd(count - holds), "reserved_usd": usd(holds),
+                                     "left_usd": usd(max(0, limit.value - count)), "reset_in": round(end - now, 3)}
+                continue
             usage[limit.name] = count
             remaining[limit.name] = max(0, limit.value - count)
             reset_in[limit.name] = round(end - now, 3)
@@ -383,6 +424,8 @@ class RateLimiter:
                                  "reserved": reserved}
         if self.concurrency_limit is not None:
             stats["concurrency"] = {"limit": self.concurrency_limit, "in_flight": running}
+        if spend:
+            stats["spend"] = spend
         return stats
 
     async def stats(self) -> dict[str, Any]:
@@ -397,8 +440,14 @@ class RateLimiter:
         windows = {
             limit.name: {"used": total, "reserved": held, "users": count, "reset_in": round(end - now, 3)}
             for limit, end, total, count, held in zip(self._limits, ends, totals, users, reserved)
+            if not limit.is_money
         }
-        requests = [total for limit, total in zip(self._limits, totals) if not limit.is_token]
+        spend = {
+            limit.name: {"used_usd": usd(total - held), "reserved_usd": usd(held), "users": count,
+                         "reset_in": round(end - now, 3)}
+            for limit, end, total, count, held in zip(self._limits, ends, totals, users, reserved) if limit.is_money
+        }
+        requests = [total for limit, total in zip(self._limits, totals) if limit.unit == "request"]
         tokens = [(total, held) for limit, total, held in zip(self._limits, totals, reserved) if limit.is_token]
         most = max(tokens, default=(0, 0))
         return {
@@ -408,6 +457,7 @@ class RateLimiter:
             "totals": {"requests": max(requests, default=0), "tokens": most[0]},
             "reserved_tokens": most[1],
             "windows": windows,
+            **({"spend": spend} if spend else {}),
         }
 
     def describe(self) -> str:

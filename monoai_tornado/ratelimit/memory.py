@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from ..money.prices import Quote, affordable, nanos_of
 from .limits import Limit
 
 __all__ = ["MemoryStore"]
@@ -23,7 +24,8 @@ class _Window:
         self.start = start
         self.counts: dict[str, int] = {}
         self.total = 0
-        #: user -> tokens of ``counts`` held by runs in flight (a token limit's reservations).
+        #: user -> tokens (nano-dollars) of ``counts`` held by runs in flight (a token or spend
+        #: limit's reservations).
         self.reserved: dict[str, int] = {}
 
 
@@ -51,16 +53,20 @@ class MemoryStore:
 
     def admit_now(
         self, user: str, limits: Sequence[Limit], starts: Sequence[int], tokens: int, cap: int = 0,
-        slot: tuple[int, str] | None = None,
+        slot: tuple[int, str] | None = None, quote: Quote | None = None,
     ) -> tuple[bool, list[int], int]:
-        """Check every limit, then count the request and reserve its tokens; all or nothing.
+        """Check every limit, then count the request and reserve its tokens and money; all or nothing.
 
         A token limit reserves ``tokens`` (the prompt) plus ``min(cap, what is left)``; with a
-        ``cap``, at least one completion token must fit. ``slot`` is ``(limit, id)`` for a
-        concurrency limit: refused when the user already has ``limit`` runs in flight.
-        Returns whether the request is admitted, each limit's usage after the decision, and
-        the completion tokens reserved (-1 when refused for the concurrency limit). A window
-        older than the one kept (the clock went back) is counted in the kept one.
+        ``cap``, at least one completion token must fit. A spend limit (nano-dollars) prices
+        them with ``quote`` (``(prompt pico-dollars, pico-dollars per completion token)``): it
+        needs room for the prompt (and one completion token with a ``cap``) and lowers the
+        completion tokens granted to what its money left buys; it reserves the prompt's cost
+        plus theirs. ``slot`` is ``(limit, id)`` for a concurrency limit: refused when the
+        user already has ``limit`` runs in flight. Returns whether the request is admitted,
+        each limit's usage after the decision, and the completion tokens granted (-1 when
+        refused for the concurrency limit). A window older than the one kept (the clock went
+        back) is counted in the kept one.
         """
         windows = self._windows
         used: list[int] = []
@@ -68,6 +74,8 @@ class MemoryStore:
         allowed = True
         granted = cap
         need = tokens + 1 if cap > 0 else tokens
+        prompt_picos, per_token = quote or (0, 0)
+        money_need = nanos_of(prompt_picos + per_token) if cap > 0 else nanos_of(prompt_picos)
         for limit, start in zip(limits, starts):
             window = windows.get(limit.name)
             if window is None or window.start < start:
@@ -75,7 +83,12 @@ class MemoryStore:
             current.append(window)
             count = window.counts.get(user, 0)
             used.append(count)
-            if not limit.is_token:
+            if limit.is_money:
+                if count + money_need > limit.value:
+                    allowed = False
+                else:
+                    granted = min(granted, affordable(limit.value - count, prompt_picos, per_token))
+            elif not limit.is_token:
                 if count >= limit.value:
                     allowed = False
             elif count + need > limit.value:
@@ -86,9 +99,11 @@ class MemoryStore:
             return False, used, -1
         if not allowed:
             return False, used, 0
+        spend = nanos_of(prompt_picos + granted * per_token)
         for index, window in enumerate(current):
-            if limits[index].is_token:
-                cost = tokens + granted
+            limit = limits[index]
+            if limit.is_token or limit.is_money:
+                cost = spend if limit.is_money else tokens + granted
                 if cost:
                     window.reserved[user] = window.reserved.get(user, 0) + cost
             else:
@@ -101,22 +116,23 @@ class MemoryStore:
 
     async def admit(
         self, user: str, limits: Sequence[Limit], starts: Sequence[int], tokens: int, now: float = 0.0,
-        cap: int = 0, slot: tuple[int, str] | None = None,
+        cap: int = 0, slot: tuple[int, str] | None = None, quote: Quote | None = None,
     ) -> tuple[bool, list[int], int]:
         """Awaitable form of :meth:`admit_now` (the store protocol)."""
-        return self.admit_now(user, limits, starts, tokens, cap, slot)
+        return self.admit_now(user, limits, starts, tokens, cap, slot, quote)
 
     async def settle(
         self, user: str, limits: Sequence[Limit], starts: Sequence[int], delta: int, reserved: int = 0,
-        slot: str | None = None,
+        slot: str | None = None, money: tuple[int, int] = (0, 0),
     ) -> None:
         """Awaitable form of :meth:`settle_now` (the store protocol)."""
-        self.settle_now(user, limits, starts, delta, reserved, slot)
+        self.settle_now(user, limits, starts, delta, reserved, slot, money)
 
     def settle_now(self, user: str, limits: Sequence[Limit], starts: Sequence[int], delta: int,
-                   reserved: int = 0, slot: str | None = None) -> None:
+                   reserved: int = 0, slot: str | None = None, money: tuple[int, int] = (0, 0)) -> None:
         """Add ``delta`` tokens (may be negative; never below 0) to windows still kept, release
-        the run's ``reserved`` tokens and its concurrency ``slot``."""
+        the run's ``reserved`` tokens and its concurrency ``slot``; spend limits move by
+        ``money = (delta, reserved)`` in nano-dollars instead."""
         for limit, start in zip(limits, starts):
             window = self._windows.get(limit.name)
             if window is None or window.start != start:
@@ -124,10 +140,11 @@ class MemoryStore:
             count = window.counts.get(user)
             if count is None:
                 continue
-            new = max(0, count + delta)
+            change, held_back = money if limit.is_money else (delta, reserved)
+            new = max(0, count + change)
             window.counts[user] = new
             window.total = max(0, window.total + new - count)
-            held = window.reserved.get(user, 0) - reserved
+            held = window.reserved.get(user, 0) - held_back
             if held > 0:
                 window.reserved[user] = held
             else:

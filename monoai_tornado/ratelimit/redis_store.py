@@ -7,10 +7,10 @@ own and atomically), so under load a round trip serves many requests.
 
 Keys are laid out by user, so that they shard over a Redis Cluster (``redis+cluster://``)::
 
-    {prefix}{{user}}l:{limit name}:{window start}   hash u -> used (requests or tokens,
-                                                    reservations included), h -> tokens
-                                                    reserved by runs in flight; expires with
-                                                    its window
+    {prefix}{{user}}l:{limit name}:{window start}   hash u -> used (requests, tokens or
+                                                    nano-dollars, reservations included),
+                                                    h -> reserved by runs in flight; expires
+                                                    with its window
     {prefix}{{user}}s                               sorted set: the user's runs in flight ->
                                                     expiry (ms); expires 30 s after the last
 
@@ -38,6 +38,7 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import RedisClusterException
 from redis.exceptions import RedisError
 
+from ..money.prices import Quote
 from .limiter import StoreUnavailable
 from .limits import Limit
 
@@ -236,15 +237,17 @@ class RedisStore:
 
     async def admit(
         self, user: str, limits: Sequence[Limit], starts: Sequence[int], tokens: int, now: float,
-        cap: int = 0, slot: tuple[int, str] | None = None,
+        cap: int = 0, slot: tuple[int, str] | None = None, quote: Quote | None = None,
     ) -> tuple[bool, list[int], int]:
         """Check every limit (and the concurrency ``slot``), then count the request and reserve
-        its tokens: one EVALSHA (see ``admit.lua``)."""
+        its tokens and money: one EVALSHA (see ``admit.lua``)."""
         limit_slots, slot_id = slot if slot is not None else (0, "")
-        args: list[Any] = [user, tokens, cap, limit_slots, slot_id, int(now * 1000), SLOT_TTL_MS]
+        prompt_picos, per_token = quote or (0, 0)
+        args: list[Any] = [user, tokens, cap, limit_slots, slot_id, int(now * 1000), SLOT_TTL_MS, prompt_picos,
+                           per_token]
         for limit, start in zip(limits, starts):
-            ttl = math.ceil((start + limit.window_seconds - now) * 1000)
-            args += (limit.value, 1 if limit.is_token else 0, ttl if ttl > 0 else 1)
+            ttl = math.ceil((limit.window_end(start) - now) * 1000)
+            args += (limit.value, 2 if limit.is_money else 1 if limit.is_token else 0, ttl if ttl > 0 else 1)
         key = self._slot_key(user)
         result = await self._run_script(self._admit, [*self._keys(user, limits, starts), key], args)
         if slot is not None:
@@ -255,14 +258,17 @@ class RedisStore:
 
     async def settle(
         self, user: str, limits: Sequence[Limit], starts: Sequence[int], delta: int, reserved: int = 0,
-        slot: str | None = None,
+        slot: str | None = None, money: tuple[int, int] = (0, 0),
     ) -> None:
         """Add ``delta`` tokens (may be negative; never below 0) to windows not yet expired,
-        release the run's ``reserved`` tokens and its concurrency ``slot``."""
+        release the run's ``reserved`` tokens and its concurrency ``slot``; spend limits move by
+        ``money = (delta, reserved)`` nano-dollars instead."""
         if slot is not None:
             self._slots.pop(slot, None)
-        await self._run_script(self._settle, [*self._keys(user, limits, starts), self._slot_key(user)],
-                               [user, delta, reserved, slot or ""])
+        args: list[Any] = [user, slot or ""]
+        for limit in limits:
+            args += money if limit.is_money else (delta, reserved)
+        await self._run_script(self._settle, [*self._keys(user, limits, starts), self._slot_key(user)], args)
 
     def _now_ms(self) -> int:
         """The limiter's clock now (as of its last admission), in ms."""
