@@ -28,6 +28,8 @@ from .agents.monoai_adapter import adapt_agent
 from .identity import IdentityResolver, UserValidator
 from .keys import KeyRing
 from .lifecycle import Lifecycle
+from .money.ledger import UsageLedger
+from .money.prices import Prices
 from .pipeline import DEFAULT_MAX_TOKENS, ModelTarget, Pipeline
 from .ratelimit import Limiter, RateLimiter
 from .routing import Gateway
@@ -101,6 +103,11 @@ class Application:
         default_max_tokens: the completion cap of a run whose request names no ``max_tokens``.
         sse_header_hold: seconds an SSE answer's headers wait for its first event, so that a
             run failing before it answers its own status (not 200).
+        prices: what the model costs (:class:`~monoai_tornado.money.Prices`): every usage then
+            carries ``cost_usd``, and spend limits (``Limit("usd", ...)``) can hold it; agents
+            running on the same backend are priced alike.
+        usage_ledger: where every finished run is written (a
+            :class:`~monoai_tornado.money.ledger.FileLedger` or ``RedisLedger``); closed by :meth:`aclose`.
     """
 
     def __init__(
@@ -128,12 +135,16 @@ class Application:
         keys: Any = None,
         require_api_key: bool = False,
         gateway: Gateway | None = None,
+        prices: Prices | None = None,
+        usage_ledger: UsageLedger | None = None,
     ) -> None:
         self.idle_timeout = idle_timeout
         self.body_timeout = body_timeout
         self.name = name
         #: Several models and their deployments (``--config`` with ``[[models]]``), or None.
         self.gateway = gateway
+        #: What the model costs (None: unpriced; a gateway's models carry their own prices).
+        self.prices = prices
         if gateway is not None and model is None:
             model = gateway.default.backend
         self.model = _as_backend(model) if model is not None else None
@@ -151,7 +162,12 @@ class Application:
         self.routes = routes_for(has_model=self.model is not None, has_agents=bool(self.agents),
                                  has_keys=self.keys is not None)
         self.pipeline = Pipeline(counter=self.counter, identity=identity, limiter=rate_limiter,
-                                 max_concurrent_runs=max_concurrent_runs, default_max_tokens=default_max_tokens)
+                                 max_concurrent_runs=max_concurrent_runs, default_max_tokens=default_max_tokens,
+                                 ledger=usage_ledger)
+        if prices is not None:
+            for agent in self.agents.values():
+                if isinstance(agent, Agent) and agent.model is self.model:
+                    agent.prices = prices
         self.context = ServerContext(
             name=name,
             pipeline=self.pipeline,
@@ -181,7 +197,7 @@ class Application:
         """The target of prompts that name no model: the gateway's default model, else the model."""
         if self.gateway is not None:
             return self.gateway.default
-        return ModelTarget(self.model) if self.model is not None else None
+        return ModelTarget(self.model, self.prices) if self.model is not None else None
 
     @property
     def lifecycle(self) -> Lifecycle:
@@ -218,6 +234,8 @@ class Application:
                 log.warning("closing backend %s failed", backend.name, exc_info=True)
         if self.rate_limiter is not None:
             await self.rate_limiter.aclose()
+        if self.pipeline.ledger is not None:
+            await self.pipeline.ledger.aclose()
         if self.keys is not None:
             await self.keys.aclose()
         if self.gateway is not None:

@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable, Protocol
 from .backends.base import (Backend, CallOptions, Message, PromptTokens, ReportedUsage, TextDelta, TextDeltas, ToolCall,
                             ToolCallsRequested)
 from .errors import BackendError
+from .money.prices import Prices, affordable
 from .usage import TokenCounter, Usage
 
 TextCallback = Callable[[str], Awaitable[None]]
@@ -50,14 +51,18 @@ class UsageMeter:
     """Sums the usage of a run's model calls; counts the call in flight on demand.
 
     It also holds the run to its caps: ``max_tokens`` completion tokens over all its calls,
-    and, under a token limit, ``budget`` tokens in all (the reservation admission made).
+    under a token limit ``budget`` tokens in all (the reservation admission made), and under a
+    spend limit ``spend`` nano-dollars in all at ``prices`` (each call's cap is what is left buys).
     Metering is cheap: a token is at least one byte of UTF-8, so the text of the call in
     flight is only counted once the bytes it streamed reach the tokens it had left.
     """
 
     def __init__(self, counter: TokenCounter, *, admitted_prompt_tokens: int | None = None,
-                 max_tokens: int | None = None, budget: int | None = None) -> None:
+                 max_tokens: int | None = None, budget: int | None = None, prices: Prices | None = None,
+                 spend: int | None = None) -> None:
         self.counter = counter
+        self.prices = prices
+        self.spend = spend if prices is not None else None
         #: The prompt's tokens as counted at admission, for a call whose prompt is that alone.
         self.admitted_prompt_tokens = admitted_prompt_tokens
         self.max_tokens = max_tokens
@@ -90,10 +95,18 @@ class UsageMeter:
         self._counted_tokens = self._counted_parts = 0
         self._exact = None
         cap = None if self.max_tokens is None else self.max_tokens - self.finished.completion_tokens
-        if self.budget is not None:
+        if self.budget is not None or self.spend is not None:
             if prompt_tokens is None:
                 prompt_tokens = self._live_prompt_tokens = self.counter.count_messages(messages)
+        if self.budget is not None:
+            assert prompt_tokens is not None
             left = self.budget - self.finished.total_tokens - prompt_tokens
+            cap = left if cap is None else min(cap, left)
+        if self.spend is not None and self.prices is not None:
+            assert prompt_tokens is not None
+            done, prices = self.finished, self.prices
+            spent = prices.cost_picos(done.prompt_tokens, done.cached_tokens, done.completion_tokens)
+            left = affordable(self.spend, prompt_tokens * prices.input, prices.output, spent)
             cap = left if cap is None else min(cap, left)
         self.call_cap = self._room = None if cap is None else max(0, cap)
         return self._live_parts
@@ -153,7 +166,8 @@ class UsageMeter:
         """The call in flight finished; returns its usage (reported, else estimated: its prompt
         then counts ``prompt_tokens`` when the upstream counted them)."""
         if reported is not None:
-            usage = Usage(max(0, int(reported.prompt_tokens)), max(0, int(reported.completion_tokens)))
+            usage = Usage(max(0, int(reported.prompt_tokens)), max(0, int(reported.completion_tokens)),
+                          cached_tokens=max(0, int(reported.cached_tokens)))
             if self.call_cap is not None and usage.completion_tokens >= self.call_cap:
                 self.capped = True  # the upstream stopped at the max_tokens it was given
         else:

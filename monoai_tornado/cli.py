@@ -82,6 +82,25 @@ def _limit(unit: str) -> Callable[[str], Any]:
     return parse
 
 
+def _spend_limit(text: str) -> Any:
+    from .ratelimit.limits import parse_spend_limit
+
+    try:
+        return parse_spend_limit(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _price(text: str) -> str:
+    from .money.prices import Prices
+
+    try:
+        Prices.per_million(text, 0)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("price_input", "price")) from None
+    return text
+
+
 def _cidr(text: str) -> str:
     import ipaddress
 
@@ -184,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "estimate (tiktoken), or ask the upstream after the answer: chat (a 1-token "
                         "completion; exact for llama-cpp-python), vllm (/tokenize), llama-server "
                         "(/apply-template, /tokenize); on failure the estimate, one warning")
+    g.add_argument("--price-input", type=_price, metavar="USD",
+                   help="USD per million prompt tokens: usages then carry cost_usd, spend limits hold "
+                        "(default: none, cost not tracked)")
+    g.add_argument("--price-output", type=_price, metavar="USD", help="USD per million completion tokens")
+    g.add_argument("--price-cached-input", type=_price, metavar="USD",
+                   help="USD per million cached prompt tokens (default: --price-input)")
     g.add_argument("--agents", type=_dotted,
                    help="module:function returning a list of agents, served instead of the demo agent "
                         "(default: the demo agent 'assistant')")
@@ -193,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="request limit such as 5/minute or 100/2hour (repeatable)")
     g.add_argument("--token-limit", type=_limit("token"), action="append", default=[],
                    help="token limit such as 1000/minute (repeatable)")
+    g.add_argument("--spend-limit", type=_spend_limit, action="append", default=[], metavar="USD/WINDOW",
+                   help="spend limit per user such as 0.50/hour, 5/day, 100/month (repeatable; day and month "
+                        "are calendar periods in UTC; needs a priced model: --price-input/--price-output)")
     g.add_argument("--concurrency-limit", type=_positive_int,
                    help="runs a user may have in flight at once, over every transport, before 429 "
                         "too_many_concurrent (default: none, no limit)")
@@ -232,6 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto (default): uvloop when installed (pip install 'monoai_tornado[fast]'), else asyncio")
     g.add_argument("--drain-timeout", type=_non_negative_float, default=30.0,
                    help="seconds in-flight runs get to finish on SIGTERM")
+    g = p.add_argument_group("usage ledger")
+    g.add_argument("--usage-log", metavar="PATH|redis",
+                   help="one JSON line per finished run appended to PATH, or to the Redis stream PREFIX+usage "
+                        "of --redis-url with 'redis' (default: none)")
+    g.add_argument("--usage-log-max", type=_positive_int, default=1_000_000,
+                   help="entries the Redis usage stream keeps")
     return p
 
 
@@ -272,8 +306,27 @@ def build_agents(args: argparse.Namespace, backend: Any) -> Any:
     return default_agents(backend)
 
 
+def build_prices(args: argparse.Namespace) -> Any:
+    """The model's prices from --price-input/--price-output/--price-cached-input (None: unpriced)."""
+    if args.price_input is None and args.price_output is None:
+        return None
+    from .money.prices import Prices
+
+    return Prices.per_million(args.price_input or 0, args.price_output or 0, args.price_cached_input)
+
+
+def build_ledger(args: argparse.Namespace) -> Any:
+    if not args.usage_log:
+        return None
+    from .money.ledger import FileLedger, RedisLedger
+
+    if args.usage_log == "redis":
+        return RedisLedger(args.redis_url, prefix=args.redis_prefix, max_entries=args.usage_log_max)
+    return FileLedger(args.usage_log)
+
+
 def build_limiter(args: argparse.Namespace) -> Any:
-    limits = [*args.limit, *args.token_limit]
+    limits = [*args.limit, *args.token_limit, *args.spend_limit]
     if not limits and args.concurrency_limit is None:
         return None
     from .ratelimit import MemoryStore, RateLimiter
@@ -345,16 +398,26 @@ def build_application(args: argparse.Namespace) -> Any:
         idle_timeout=args.idle_timeout or 60.0,
         keys=build_keys(args),
         gateway=gateway,
+        prices=build_prices(args),
+        usage_ledger=build_ledger(args),
     )
 
 
 def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse combinations that would silently misbehave."""
-    if args.processes > 1 and not args.redis_url and (args.limit or args.token_limit or args.concurrency_limit):
+    if args.processes > 1 and not args.redis_url and (args.limit or args.token_limit or args.spend_limit
+                                                      or args.concurrency_limit):
         parser.error(f"--processes {args.processes} with limits needs --redis-url: with the in-memory "
                      f"store each process would keep its own budget ({args.processes}x the limit)")
     if args.backend == "openai" and (not args.base_url or not args.model):
         parser.error("--backend openai needs --base-url and --model")
+    if args.usage_log == "redis" and not args.redis_url:
+        parser.error("--usage-log redis appends to the Redis of --redis-url: give --redis-url")
+    if args.usage_log and args.usage_log != "redis":
+        try:
+            open(args.usage_log, "a").close()
+        except OSError as exc:
+            parser.error(f"--usage-log {args.usage_log}: {exc.strerror or exc}")
     try:
         if args.redis_url:
             require("redis.asyncio", "redis", "--redis-url")

@@ -34,6 +34,8 @@ class Metrics:
         #: By API key id (never the key): prompts presented and tokens used.
         self.key_requests: dict[str, int] = defaultdict(int)
         self.key_tokens: dict[tuple[str, str], int] = defaultdict(int)
+        #: Nano-dollars spent, by (model, deployment): integers, shown in USD.
+        self.cost: dict[tuple[str, str], int] = defaultdict(int)
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
         self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
@@ -53,6 +55,10 @@ class Metrics:
     def count_key_tokens(self, key_id: str, prompt_tokens: int, completion_tokens: int) -> None:
         self.key_tokens[(key_id, "prompt")] += prompt_tokens
         self.key_tokens[(key_id, "completion")] += completion_tokens
+
+    def count_cost(self, model: str, deployment: str | None, nanos: int) -> None:
+        """A priced run's cost (nano-dollars) for ``model`` on ``deployment`` (``""``: none)."""
+        self.cost[(model, deployment or "")] += nanos
 
     def count_refusal(self, reason: str) -> None:
         self.refusals[reason] += 1
@@ -91,6 +97,10 @@ class Metrics:
             family("monoai_api_key_tokens_total", "counter", "Tokens used with an API key, by key id and type.",
                    (f"monoai_api_key_tokens_total{_labels(key_id=k, type=t)} {n}"
                     for (k, t), n in sorted(self.key_tokens.items())))
+        if self.cost:
+            family("monoai_cost_usd_total", "counter", "USD spent on priced models, by model and deployment.",
+                   (f"monoai_cost_usd_total{_labels(model=m, deployment=d)} {n / 1e9:.9f}"
+                    for (m, d), n in sorted(self.cost.items())))
         for name, (help_text, read) in sorted(self.gauges.items()):
             family(name, "gauge", help_text, [f"{name} {read()}"])
         cumulative, buckets = 0, []

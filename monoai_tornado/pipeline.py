@@ -8,20 +8,25 @@ and :meth:`Pipeline.run` and only translate the results to their wire format.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
-from dataclasses import dataclass
-from typing import Mapping, Protocol
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Mapping, Protocol, Sequence
 
 from .agents.base import NativeAgent
 from .backends.base import Backend, Message
 from .conversation import ModelInfo, RunResult
 from .calls import RunEvents, SilentEvents, UsageMeter, call_model
-from .errors import ApiError, BackendError, ClientGone, Overloaded, RateLimited, TooManyConcurrent
+from .errors import ApiError, BackendError, ClientGone, Overloaded, RateLimited, SpendLimited, TooManyConcurrent
 from .identity import Identity, IdentityResolver
 from .lifecycle import Lifecycle
 from .metrics import Metrics
-from .ratelimit import Admission, Limiter
+from .money.ledger import UsageLedger, timestamp
+from .money.prices import Prices
+from .ratelimit import Admission, Limit, Limiter
 from .prompt_request import PromptRequest
 from .prompt_tokens import PromptCounter, upper_bound
 from .usage import TokenCounter, Usage
@@ -41,18 +46,34 @@ class Target(Protocol):
         ...
 
 
+def prices_of(target: Target) -> Prices | None:
+    """A target's prices (``target.prices``: a priced model, an agent on one), None when unpriced."""
+    prices = getattr(target, "prices", None)
+    return prices if isinstance(prices, Prices) else None
+
+
+def model_name(target: Target) -> str:
+    """The model a ledger line names: the backend's model, ``agent/NAME`` for an agent."""
+    backend = getattr(target, "backend", None)
+    if isinstance(backend, Backend):
+        return str(backend.describe().get("name") or target.name)
+    return f"agent/{target.name}"
+
+
 class ModelTarget:
     """Runs a prompt (or a whole conversation) on a backend.
 
     When the backend asked for tool calls (only when the request offered tools), the result
     carries them, with ``finish_reason: "tool_calls"``.
+    ``prices``: what the model costs (None: unpriced, no ``cost_usd``, refused under a spend limit).
     """
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, prices: Prices | None = None) -> None:
         self.backend = backend
         self.name = backend.name
         described = backend.describe()
         self.info = ModelInfo(described["provider"], described["name"])
+        self.prices = prices
 
     async def run(self, request: PromptRequest, /, *, meter: UsageMeter, events: RunEvents) -> RunResult:
         on_text = None if isinstance(events, SilentEvents) else events.on_text
@@ -73,6 +94,8 @@ class AgentTarget:
     def __init__(self, agent: NativeAgent) -> None:
         self.agent = agent
         self.name = agent.name
+        #: The agent's model's prices (``Application(prices=...)`` sets them on agents of its model).
+        self.prices: Prices | None = getattr(agent, "prices", None)
 
     async def run(self, request: PromptRequest, /, *, meter: UsageMeter, events: RunEvents) -> RunResult:
         result = await self.agent.run(request, meter=meter, events=events)
@@ -103,6 +126,17 @@ class Ticket:
     budget: int | None = None
     #: Set once the run's place and reservation were given back (see :meth:`Pipeline.finish`).
     finished: bool = False
+    #: The prices the run is billed at (None: unpriced).
+    prices: Prices | None = None
+    #: Nano-dollars held for the run under a spend limit (the most it may cost), else None.
+    spend: int | None = None
+    #: Names the run in the usage ledger (and logs).
+    request_id: str = field(default_factory=lambda: "req_" + secrets.token_hex(12))
+    #: The path the prompt came by (``/model``, ``/v1/chat/completions``, ...), for the ledger.
+    route: str = ""
+    #: The deployment that answered (routing), and how many attempts it took.
+    deployment: str | None = None
+    attempts: int = 1
 
 
 class Pipeline:
@@ -118,6 +152,7 @@ class Pipeline:
         metrics: Metrics | None = None,
         lifecycle: Lifecycle | None = None,
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
+        ledger: UsageLedger | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
         self.counter = counter
@@ -131,16 +166,22 @@ class Pipeline:
         self.prompt_counter = PromptCounter(counter)
         #: Where runs and pending settlements are tracked, and ended at shutdown.
         self.lifecycle = lifecycle or Lifecycle()
+        #: Where every finished run is written (``--usage-log``), or None.
+        self.ledger = ledger
 
     @property
     def runs_in_flight(self) -> int:
         return self.lifecycle.runs_in_flight
 
-    async def admit(self, request: PromptRequest, peer: str, headers: Mapping[str, str]) -> Ticket:
+    async def admit(self, request: PromptRequest, peer: str, headers: Mapping[str, str],
+                    target: Target | None = None) -> Ticket:
         """Identify the user and take the request through the rate limiter, before any model work.
 
         The ticket's ``admission`` holds the limits' figures a transport may send as headers.
+        ``target``'s prices (when it has some) price the run: under a spend limit, admission
+        reserves its cost; without prices it is refused there (403 ``model_not_priced``).
         """
+        prices = prices_of(target) if target is not None else None
         identity = await self.identity.resolve(request.user_id, peer, headers)
         max_tokens = request.max_tokens or self.default_max_tokens
         # Checked and counted in one step, before any await: the limit is exact.
@@ -152,9 +193,9 @@ class Pipeline:
             self.metrics.count_key_request(identity.api_key.id)
         try:
             if self.limiter is None:
-                return Ticket(request, identity, max_tokens=max_tokens,
+                return Ticket(request, identity, max_tokens=max_tokens, prices=prices,
                               prompt_tokens=await self._count_if_big(request.upstream_messages()))
-            return await self._admit_limited(self.limiter, request, identity, max_tokens)
+            return await self._admit_limited(self.limiter, request, identity, max_tokens, prices)
         except BaseException:
             self.admitted -= 1
             raise
@@ -165,7 +206,7 @@ class Pipeline:
         return None if self.prompt_counter.is_small(bound) else await self.prompt_counter.count(messages, bound)
 
     async def _admit_limited(self, limiter: Limiter, request: PromptRequest, identity: Identity,
-                             max_tokens: int) -> Ticket:
+                             max_tokens: int, prices: Prices | None = None) -> Ticket:
         # The prompt as the model sees it: its messages (one user message) in their chat template.
         messages = request.upstream_messages()
         # A key with limits of its own is held to them instead of the defaults (same admission).
@@ -174,18 +215,18 @@ class Pipeline:
         bound = upper_bound(messages)
         if self.prompt_counter.is_small(bound):
             prompt_tokens = self.counter.count_messages(messages)
-            admission = self._admitted(await limiter.admit(identity.key, prompt_tokens, own_limits,
-                                                           max_tokens=max_tokens), identity)
-            return self._ticket(request, identity, admission, prompt_tokens, max_tokens)
+            admission = self._admitted(await self._limit(limiter, identity, prompt_tokens, own_limits, max_tokens,
+                                                         prices), identity)
+            return self._ticket(request, identity, admission, prompt_tokens, max_tokens, prices)
         # A big prompt is held to its bound first: a full request limit refuses it uncounted.
-        admission = await limiter.admit(identity.key, bound, own_limits, max_tokens=max_tokens)
+        admission = await self._limit(limiter, identity, bound, own_limits, max_tokens, prices)
         if not admission.allowed and not admission.too_many_concurrent and not _request_limit_full(admission):
-            # Only a token limit refused the bound: the exact count may still fit.
+            # Only a token or spend limit refused the bound: the exact count may still fit.
             prompt_tokens = await self.prompt_counter.count(messages, bound)
-            admission = self._admitted(await limiter.admit(identity.key, prompt_tokens, own_limits,
-                                                           max_tokens=max_tokens), identity)
-            return self._ticket(request, identity, admission, prompt_tokens, max_tokens)
-        ticket = self._ticket(request, identity, self._admitted(admission, identity), None, max_tokens)
+            admission = self._admitted(await self._limit(limiter, identity, prompt_tokens, own_limits, max_tokens,
+                                                         prices), identity)
+            return self._ticket(request, identity, admission, prompt_tokens, max_tokens, prices)
+        ticket = self._ticket(request, identity, self._admitted(admission, identity), None, max_tokens, prices)
         try:
             ticket.prompt_tokens = await self.prompt_counter.count(messages, bound)
         except BaseException:
@@ -195,6 +236,20 @@ class Pipeline:
             ticket.budget = ticket.prompt_tokens + ticket.max_tokens  # the reservation held the bound
         return ticket
 
+    async def _limit(self, limiter: Limiter, identity: Identity, prompt_tokens: int, own_limits: Sequence[Limit] | None,
+                     max_tokens: int, prices: Prices | None) -> Admission:
+        """The limiter's decision, the run priced by ``prices`` (403 ``model_not_priced`` under a
+        spend limit without them)."""
+        try:
+            if prices is None:
+                return await limiter.admit(identity.key, prompt_tokens, own_limits, max_tokens=max_tokens)
+            return await limiter.admit(identity.key, prompt_tokens, own_limits, max_tokens=max_tokens,
+                                       quote=prices.quote(prompt_tokens))
+        except ApiError as exc:
+            if exc.code == "model_not_priced":
+                self.metrics.count_refusal(exc.code)
+            raise
+
     def _admitted(self, admission: Admission, identity: Identity) -> Admission:
         """``admission`` when it was allowed; else the refusal (429) it stands for."""
         if admission.too_many_concurrent:
@@ -202,33 +257,48 @@ class Pipeline:
             raise TooManyConcurrent(f"{identity.key} already has as many runs in flight as allowed; "
                                     "wait for one to end")
         if not admission.allowed:
-            self.metrics.count_refusal("rate_limited")
             retry_after = max(1, int(math.ceil(admission.retry_after)))
+            if admission.spend_limited:
+                self.metrics.count_refusal("spend_limited")
+                raise SpendLimited(f"Spend limit reached for {identity.key}; retry in {retry_after} s",
+                                   retry_after=retry_after, states=admission.states)
+            self.metrics.count_refusal("rate_limited")
             raise RateLimited(f"Rate limit exceeded for {identity.key}; retry in {retry_after} s",
                               retry_after=retry_after, states=admission.states)
         return admission
 
     @staticmethod
     def _ticket(request: PromptRequest, identity: Identity, admission: Admission, prompt_tokens: int | None,
-                max_tokens: int) -> Ticket:
-        if admission.max_tokens is None:  # no token limit applies
-            return Ticket(request, identity, admission, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
+                max_tokens: int, prices: Prices | None = None) -> Ticket:
+        spend = admission.reserved_nanos
+        if admission.max_tokens is None:  # no token or spend limit applies
+            return Ticket(request, identity, admission, prompt_tokens=prompt_tokens, max_tokens=max_tokens,
+                          prices=prices)
+        budget = admission.reserved_tokens if admission.holds_tokens else None
         return Ticket(request, identity, admission, prompt_tokens=prompt_tokens, max_tokens=admission.max_tokens,
-                      budget=admission.reserved_tokens)
+                      budget=budget, prices=prices, spend=spend)
 
     async def run(self, ticket: Ticket, target: Target, events: RunEvents) -> RunResult:
         """Run an admitted prompt; the tokens it used are recorded however it ends."""
         meter = UsageMeter(self.counter, admitted_prompt_tokens=ticket.prompt_tokens,
-                           max_tokens=ticket.max_tokens, budget=ticket.budget)
+                           max_tokens=ticket.max_tokens, budget=ticket.budget, prices=ticket.prices,
+                           spend=ticket.spend)
         task = asyncio.current_task()
         assert task is not None
         self.lifecycle.runs.add(task)
+        started = time.time()
+        status = "failed"
+        result: RunResult | None = None
         try:
             result = await target.run(ticket.request, meter=meter, events=events)
+            status = "completed"
         except BackendError as exc:
             self.metrics.count_backend_error(exc.code)
             raise
-        except (ApiError, ClientGone, asyncio.CancelledError):
+        except (ClientGone, asyncio.CancelledError):
+            status = "cancelled"
+            raise
+        except ApiError:
             raise
         except Exception as exc:
             log.exception("run of %s failed", target.name)
@@ -236,14 +306,24 @@ class Pipeline:
             raise BackendError(f"{type(exc).__name__}: {exc}") from exc
         finally:
             self.lifecycle.runs.discard(task)
-            usage = self._measure(ticket, meter)
-            settlement = self.finish(ticket, usage.total_tokens)
+            # A run that failed before it made anything cost nothing (the upstream billed nothing).
+            nothing = status == "failed" and meter.first_text_at is None and not meter.finished.total_tokens
+            usage = self._measure(ticket, meter, nothing)
+            if usage.cost_nanos:
+                self.metrics.count_cost(model_name(target), ticket.deployment, usage.cost_nanos)
+            settlement = self.finish(ticket, usage.total_tokens, usage.cost_nanos or 0)
+            if self.ledger is not None:
+                self._write_ledger(self.ledger, ticket, target, meter, status, result, started)
         if settlement is not None:
             await asyncio.shield(settlement)
+        assert result is not None
+        if usage.cost_nanos is not None:  # every dialect renders cost_usd from the result's usage
+            result.usage = dataclasses.replace(result.usage, cost_nanos=usage.cost_nanos)
         return result
 
-    def finish(self, ticket: Ticket, total_tokens: int = 0) -> asyncio.Task[None] | None:
-        """Give back an admitted request's place and settle its reservation to ``total_tokens``.
+    def finish(self, ticket: Ticket, total_tokens: int = 0, cost_nanos: int = 0) -> asyncio.Task[None] | None:
+        """Give back an admitted request's place and settle its reservations to ``total_tokens``
+        (and ``cost_nanos`` under a spend limit).
 
         :meth:`run` does it when the run ends, however it ends; a handler calls it (with 0)
         for a ticket whose run never started (the client left first). Only the first call counts.
@@ -252,11 +332,16 @@ class Pipeline:
             return None
         ticket.finished = True
         self.admitted -= 1
-        return self._record(ticket, total_tokens)
+        return self._record(ticket, total_tokens, cost_nanos)
 
-    def _measure(self, ticket: Ticket, meter: UsageMeter) -> Usage:
-        """What the run used (counted once), into the ticket and the metrics."""
-        ticket.usage = usage = meter.total
+    def _measure(self, ticket: Ticket, meter: UsageMeter, nothing: bool = False) -> Usage:
+        """What the run used (counted once; ``nothing`` for a run that failed before making
+        anything) and, with prices, what it cost: into the ticket and the metrics."""
+        usage = Usage() if nothing else meter.total
+        if ticket.prices is not None:
+            usage.cost_nanos = ticket.prices.cost_nanos(usage.prompt_tokens, usage.cached_tokens,
+                                                        usage.completion_tokens)
+        ticket.usage = usage
         self.metrics.count_tokens(ticket.identity.kind, usage.prompt_tokens, usage.completion_tokens)
         if ticket.identity.api_key is not None:
             self.metrics.count_key_tokens(ticket.identity.api_key.id, usage.prompt_tokens, usage.completion_tokens)
@@ -264,22 +349,50 @@ class Pipeline:
             self.metrics.observe_first_chunk(meter.first_text_at - meter.started_at)
         return usage
 
-    def _record(self, ticket: Ticket, total: int) -> asyncio.Task[None] | None:
+    def _write_ledger(self, ledger: UsageLedger, ticket: Ticket, target: Target, meter: UsageMeter, status: str,
+                      result: RunResult | None, started: float) -> None:
+        """The run's line in the usage ledger (never raises: the run's answer matters more)."""
+        usage = ticket.usage or Usage()
+        ended = time.time()
+        try:
+            finish = None if result is None else result.finish_reason
+            api_key = ticket.identity.api_key
+            first = meter.first_text_at
+            ledger.record({
+                "ts": timestamp(ended), "request_id": ticket.request_id, "user": ticket.identity.key,
+                "key_id": api_key.id if api_key is not None else None, "model": model_name(target),
+                "deployment": ticket.deployment, "route": ticket.route, "status": status,
+                "finish_reason": finish, "prompt_tokens": usage.prompt_tokens, "cached_tokens": usage.cached_tokens,
+                "completion_tokens": usage.completion_tokens, "cost_usd": usage.cost_usd,
+                "ttft_ms": None if first is None else round((first - meter.started_at) * 1000, 3),
+                "duration_ms": round((ended - started) * 1000, 3), "attempts": ticket.attempts,
+            })
+        except Exception:
+            log.exception("could not write the usage of %s to the ledger", ticket.request_id)
+
+    def _record(self, ticket: Ticket, total: int, cost_nanos: int = 0) -> asyncio.Task[None] | None:
         """Settle the reservation with the real total in a task the run's cancellation cannot stop."""
         limiter = self.limiter
         if limiter is None or ticket.admission is None:
             return None
-        if limiter.settle_now(ticket.admission, total):
-            return None  # the memory store settles at once: no task needed
-        return self.lifecycle.settle_later(self._settle(limiter, ticket.admission, ticket, total))
+        if ticket.spend is None:  # no spend limit: the limiter settles tokens only (any Limiter will do)
+            if limiter.settle_now(ticket.admission, total):
+                return None  # the memory store settles at once: no task needed
+        elif limiter.settle_now(ticket.admission, total, cost_nanos):
+            return None
+        return self.lifecycle.settle_later(self._settle(limiter, ticket.admission, ticket, total, cost_nanos))
 
-    async def _settle(self, limiter: Limiter, admission: Admission, ticket: Ticket, total_tokens: int) -> None:
+    async def _settle(self, limiter: Limiter, admission: Admission, ticket: Ticket, total_tokens: int,
+                      cost_nanos: int = 0) -> None:
         try:
-            await limiter.settle(admission, total_tokens)
+            if ticket.spend is None:
+                await limiter.settle(admission, total_tokens)
+            else:
+                await limiter.settle(admission, total_tokens, cost_nanos)
         except Exception:
             log.warning("could not record %d tokens for %s", total_tokens, ticket.identity.key, exc_info=True)
 
 
 def _request_limit_full(admission: Admission) -> bool:
     """True when a request limit (not a token one) refused ``admission``."""
-    return any(not state.limit.is_token and state.used >= state.limit.value for state in admission.states)
+    return any(state.limit.unit == "request" and state.used >= state.limit.value for state in admission.states)

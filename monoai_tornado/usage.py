@@ -31,21 +31,37 @@ TOKENS_TO_PRIME_REPLY = 3
 
 @dataclass
 class Usage:
-    """Token counts of a run; ``estimated`` when counted locally rather than reported."""
+    """Token counts of a run; ``estimated`` when counted locally rather than reported.
+
+    ``cached_tokens``: prompt tokens the upstream served from its cache (``prompt_tokens_details.
+    cached_tokens``), billed at the cached price. ``cost_nanos``: the run's cost in nano-dollars
+    when its model has prices (None: no prices, no ``cost_usd`` in any dialect's usage). Every
+    front renders ``cost_usd`` from here (:attr:`cost_usd`), beside its own token fields.
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     estimated: bool = False
+    cached_tokens: int = 0
+    cost_nanos: int | None = None
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    @property
+    def cost_usd(self) -> float | None:
+        """The cost in USD rounded to 1e-9 (None when the model has no prices)."""
+        return None if self.cost_nanos is None else round(self.cost_nanos / 1_000_000_000, 9)
+
     def __add__(self, other: "Usage") -> "Usage":
+        costs = (self.cost_nanos, other.cost_nanos)
         return Usage(
             self.prompt_tokens + other.prompt_tokens,
             self.completion_tokens + other.completion_tokens,
             self.estimated or other.estimated,
+            self.cached_tokens + other.cached_tokens,
+            None if costs == (None, None) else (self.cost_nanos or 0) + (other.cost_nanos or 0),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -56,6 +72,8 @@ class Usage:
         }
         if self.estimated:
             out["estimated"] = True
+        if self.cost_nanos is not None:
+            out["cost_usd"] = self.cost_usd
         return out
 
 

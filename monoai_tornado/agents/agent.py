@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 
 from ..backends.base import Backend, Message, ToolCall
 from ..calls import CallOutcome, RunEvents, UsageMeter, call_model
+from ..money.prices import Prices
 from ..prompt_request import PromptRequest
 from .base import NativeAgent
 from .tools import Tool, ToolArgumentsError, ToolError, as_tool
@@ -62,6 +63,8 @@ class Agent(NativeAgent):
             raise ValueError("tool_timeout must be > 0")
         self.name = name
         self.model = model
+        #: What the agent's model costs (money.Prices; set by Application(prices=...)), or None.
+        self.prices: Prices | None = None
         self.tools: tuple[Tool, ...] = tuple(as_tool(t) for t in tools)
         self._by_name = {t.name: t for t in self.tools}
         if len(self._by_name) != len(self.tools):

@@ -60,10 +60,12 @@ class ToolCallsRequested:
 
 @dataclass(frozen=True)
 class ReportedUsage:
-    """Token counts reported by the backend itself."""
+    """Token counts reported by the backend itself; ``cached_tokens`` of the prompt's tokens
+    came from the upstream's cache (billed at the cached price)."""
 
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0
 
     #: The field names a reported usage may carry: OpenAI's, then Anthropic's.
     FIELDS = (("prompt_tokens", "completion_tokens"), ("input_tokens", "output_tokens"))
@@ -73,16 +75,22 @@ class ReportedUsage:
         """The counts of a usage object as an upstream reports it; None when absent or partial.
 
         >>> ReportedUsage.of({"prompt_tokens": 3, "completion_tokens": 1})
-        ReportedUsage(prompt_tokens=3, completion_tokens=1)
+        ReportedUsage(prompt_tokens=3, completion_tokens=1, cached_tokens=0)
         >>> ReportedUsage.of({"input_tokens": 3, "output_tokens": 1}), ReportedUsage.of({"prompt_tokens": 3})
-        (ReportedUsage(prompt_tokens=3, completion_tokens=1), None)
+        (ReportedUsage(prompt_tokens=3, completion_tokens=1, cached_tokens=0), None)
+        >>> ReportedUsage.of({"prompt_tokens": 9, "completion_tokens": 1, "prompt_tokens_details": {"cached_tokens": 8}})
+        ReportedUsage(prompt_tokens=9, completion_tokens=1, cached_tokens=8)
         """
         if not isinstance(usage, Mapping):
             return None
         for prompt_key, completion_key in cls.FIELDS:
             prompt, completion = usage.get(prompt_key), usage.get(completion_key)
             if isinstance(prompt, int) and isinstance(completion, int) and prompt >= 0 and completion >= 0:
-                return cls(prompt, completion)
+                details = usage.get("prompt_tokens_details")
+                cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
+                if not isinstance(cached, int) or isinstance(cached, bool):
+                    cached = 0
+                return cls(prompt, completion, min(max(0, cached), prompt))
         return None
 
 

@@ -146,10 +146,13 @@ class _FinalTurnEvents(_ChunkEvents):
                 await self.send_text(text)
 
 
-def _usage(result: RunResult) -> dict[str, int]:
+def _usage(result: RunResult) -> dict[str, Any]:
     usage = result.usage
-    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.total_tokens}
+    shaped: dict[str, Any] = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                              "total_tokens": usage.total_tokens}
+    if usage.cost_nanos is not None:  # a priced model (API.md Part 3, "Money")
+        shaped["cost_usd"] = usage.cost_usd
+    return shaped
 
 
 def completion(result: RunResult, model: str) -> dict[str, Any]:

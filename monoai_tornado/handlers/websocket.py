@@ -354,7 +354,9 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
             assert target is not None  # set by get() before any message is read
             if self.context.gateway is not None and "/agent/" not in self.request.path:
                 target = self.context.model_target(request.model)  # the prompt's own model
-            ticket = await pipeline.admit(request, self.request.remote_ip or "unknown", self.request.headers)
+            ticket = await pipeline.admit(request, self.request.remote_ip or "unknown", self.request.headers,
+                                          target)
+            ticket.route = self.request.path
             events = _SocketEvents(self)
             result = await pipeline.run(ticket, target, events)
             await events.flush()

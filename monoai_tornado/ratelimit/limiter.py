@@ -124,6 +124,11 @@ class Admission:
     spend_limited: bool = False
     reserved_nanos: int | None = None
 
+    @property
+    def holds_tokens(self) -> bool:
+        """Whether token limits held the request (``reserved_tokens`` is then its token budget)."""
+        return self._policy is not None and bool(self._policy.token_limits)
+
 
 class _Policy:
     """A set of limits with what every admission derives from them, computed once."""
