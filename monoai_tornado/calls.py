@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol
 
-from .backends.base import (Backend, CallOptions, Message, PromptTokens, ReportedUsage, TextDelta, TextDeltas, ToolCall,
-                            ToolCallsRequested)
+from .backends.base import (Backend, CallOptions, FinishReason, Message, PromptTokens, ReportedUsage, TextDelta,
+                            TextDeltas, ToolCall, ToolCallsRequested)
 from .errors import BackendError
 from .money.prices import Prices, affordable
 from .usage import TokenCounter, Usage
@@ -155,6 +155,11 @@ class UsageMeter:
         self.capped = True
         return True
 
+    def abandon_call(self) -> None:
+        """The call in flight failed before any answer came: it costs nothing (no estimate)."""
+        self._live_messages = None
+        self._live_parts = []
+
     def skip_call(self) -> None:
         """The call begun is not made (nothing left under the cap): it costs nothing."""
         self.capped = True
@@ -270,38 +275,54 @@ async def call_model(
     else:  # backends written before CallOptions existed take no such keyword
         stream = backend.stream(messages, tools=tools) if tools else backend.stream(messages)
     capped = False
-    async with contextlib.aclosing(stream):
-        async for event in stream:
-            if type(event) is TextDelta or isinstance(event, TextDelta):  # the common case first
-                texts: tuple[str, ...] = (event.text,)
-            elif isinstance(event, TextDeltas):
-                texts = event.texts
-            elif isinstance(event, ToolCallsRequested):
-                calls.extend(event.calls)
-                continue
-            elif isinstance(event, ReportedUsage):
-                reported = event
-                continue
-            elif isinstance(event, PromptTokens):
-                counted = event.tokens
-                continue
-            else:
-                raise BackendError(f"backend {backend.name!r} yielded an unknown event {type(event).__name__}")
-            if on_text is None:  # a whole-JSON answer: nothing to do per piece
-                if meter.add_texts(texts):
-                    break
-                continue
-            for text in texts:
-                if text:
-                    capped = meter.add_text(text)
-                    await on_text(text)
-                    if capped:
+    finish_reason: str | None = None
+    try:
+        async with contextlib.aclosing(stream):
+            async for event in stream:
+                if type(event) is TextDelta or isinstance(event, TextDelta):  # the common case first
+                    texts: tuple[str, ...] = (event.text,)
+                elif isinstance(event, TextDeltas):
+                    texts = event.texts
+                elif isinstance(event, ToolCallsRequested):
+                    calls.extend(event.calls)
+                    continue
+                elif isinstance(event, ReportedUsage):
+                    reported = event
+                    continue
+                elif isinstance(event, PromptTokens):
+                    counted = event.tokens
+                    continue
+                elif isinstance(event, FinishReason):
+                    finish_reason = event.reason
+                    continue
+                else:
+                    raise BackendError(f"backend {backend.name!r} yielded an unknown event {type(event).__name__}")
+                if on_text is None:  # a whole-JSON answer: nothing to do per piece
+                    if meter.add_texts(texts):
                         break
-            if capped:
-                break
+                    continue
+                for text in texts:
+                    if text:
+                        capped = meter.add_text(text)
+                        await on_text(text)
+                        if capped:
+                            break
+                if capped:
+                    break
+    except BackendError:
+        if not parts and not calls:  # the call got no answer (upstream unreachable...): it costs nothing
+            meter.abandon_call()
+        raise
     text = "".join(parts)
+    if finish_reason == "length":
+        meter.capped = True  # the model stopped at the cap by its own count (higher than ours)
     if meter.capped:  # cut short: tool calls it may have begun are not run
         calls.clear()
+        if reported is None and counted is None:  # cut before the upstream could count the prompt
+            count_prompt = getattr(backend, "count_prompt", None)
+            if count_prompt is not None:
+                counted = await count_prompt(messages, tools, options)
     usage = meter.end(reported, tuple(calls), counted)
-    finish = "length" if meter.capped else "tool_calls" if calls else "stop"
+    # The model's own reason wins (content_filter...); a cut is "length" whoever counted it.
+    finish = "length" if meter.capped else "tool_calls" if calls else finish_reason or "stop"
     return CallOutcome(text, tuple(calls), usage, finish)

@@ -9,7 +9,8 @@ async stream of events:
 * :class:`ToolCallsRequested` - the model asks for tool calls instead of (or after) text;
 * :class:`ReportedUsage` - token counts, when the backend knows them (usually last);
 * :class:`PromptTokens` - the prompt's tokens alone, counted by the upstream when it reported
-  no usage (the completion is then counted locally).
+  no usage (the completion is then counted locally);
+* :class:`FinishReason` - why the model ended its answer, when it says (it wins over ours).
 
 Failures are raised as :class:`~monoai_tornado.errors.BackendError` (502) or
 :class:`~monoai_tornado.errors.BackendTimeout` (504). Cancelling the task that iterates the
@@ -101,7 +102,14 @@ class PromptTokens:
     tokens: int
 
 
-BackendEvent = Union[TextDelta, TextDeltas, ToolCallsRequested, ReportedUsage, PromptTokens]
+@dataclass(frozen=True)
+class FinishReason:
+    """Why the model itself ended its answer (``"stop"``, ``"length"``, ...), when it says so."""
+
+    reason: str
+
+
+BackendEvent = Union[TextDelta, TextDeltas, ToolCallsRequested, ReportedUsage, PromptTokens, FinishReason]
 
 EventStream = AsyncGenerator[BackendEvent, None]
 """What :meth:`Backend.stream` returns: an async generator of :data:`BackendEvent` objects."""
@@ -161,6 +169,16 @@ class Backend(abc.ABC):
 
     async def aclose(self) -> None:
         """Release resources (HTTP clients, thread pools) at shutdown."""
+
+    async def unreachable(self) -> str | None:
+        """Why the model cannot be reached now (an upstream down), or None (``/health``)."""
+        return None
+
+    async def count_prompt(self, messages: list[Message], tools: list[ToolSchema] | None = None,
+                           options: CallOptions | None = None) -> int | None:
+        """The prompt's tokens as the model counts them, for an answer cut short before it
+        reported usage; None when the backend cannot tell (they are then estimated)."""
+        return None
 
 
 

@@ -26,9 +26,10 @@ from tornado.simple_httpclient import HTTPTimeoutError
 
 from ..errors import BackendError, BackendTimeout
 from ..fastjson import loads
-from .base import (Backend, BackendEvent, CallOptions, EventStream, Message, PromptTokens, ReportedUsage, TextDelta,
-                   ToolCall, ToolCallsRequested, ToolSchema, exception_of)
+from .base import (Backend, BackendEvent, CallOptions, EventStream, FinishReason, Message, PromptTokens, ReportedUsage,
+                   TextDelta, ToolCall, ToolCallsRequested, ToolSchema, exception_of)
 from .prompt_count import UpstreamPromptCounter
+from .reachability import Reachability, describe_failure
 from .sse import ServerSentEvent, SSEError, SSEParser
 from .upstream import shared_pool
 from .upstream_errors import upstream_error
@@ -191,6 +192,8 @@ class _Assembler:
             events.append(ToolCallsRequested(calls))
         if self.usage is not None:
             events.append(self.usage)
+        if self.finish_reason not in (None, "stop", "tool_calls"):  # those two we tell the same way
+            events.append(FinishReason(str(self.finish_reason)))
         return events
 
 
@@ -244,9 +247,21 @@ class OpenAIBackend(Backend):
         #: Asks the upstream for the prompt's tokens when an answer reports no usage (None: estimated).
         self.prompt_counter = None if prompt_tokens == "estimate" else UpstreamPromptCounter(
             prompt_tokens, self.base_url, self._auth(), redact=self._redact)
+        self.reachability = Reachability(self.base_url)
 
     def __repr__(self) -> str:
         return f"OpenAIBackend({_safe_url(self.base_url)!r}, {self.name!r})"
+
+    async def unreachable(self) -> str | None:
+        problem = await self.reachability.problem()
+        return None if problem is None else f"cannot connect to upstream {_safe_url(self.base_url)}: {problem}"
+
+    async def count_prompt(self, messages: list[Message], tools: list[ToolSchema] | None = None,
+                           options: CallOptions | None = None) -> int | None:
+        """With ``--prompt-tokens`` other than estimate, the upstream's count (asked now)."""
+        if self.prompt_counter is None:
+            return None
+        return await self.prompt_counter.count(self.payload(messages, tools, options))
 
     def payload(self, messages: list[Message], tools: list[dict[str, Any]] | None = None,
                 options: CallOptions | None = None) -> dict[str, Any]:
@@ -444,9 +459,7 @@ def _short(text: str) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
+    return describe_failure(exc)
 
 
 def _safe_url(url: str) -> str:

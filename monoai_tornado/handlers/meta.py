@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from ..backends.base import Backend
 from ..errors import ApiError, BadRequest, PayloadTooLarge
 from ..keys import ApiKey, bearer_token
 from ..ratelimit.limits import Limit
@@ -47,6 +48,8 @@ class HealthHandler(JsonHandler):
             given = self.request.headers.get("Authorization", "")
             detailed = token is None or (given.startswith("Bearer ") and self.is_admin_token(given[7:]))
             body["models"], able = gateway.router.health(detailed)
+        else:
+            able = await self.upstream_reachable(body)
         limiter = self.context.limiter
         if limiter is not None:
             available = await limiter.check()
@@ -56,6 +59,18 @@ class HealthHandler(JsonHandler):
             self.send_json(body)
         else:
             self.send_json({**body, "status": "unavailable"}, status=503)
+
+    async def upstream_reachable(self, body: dict[str, Any]) -> bool:
+        """With one model behind an upstream, ``"upstream": "ok"``, or ``"unreachable"`` and the
+        cause (then False: every prompt would fail, 503)."""
+        model = self.context.model
+        if model is None or type(model.backend).unreachable is Backend.unreachable:
+            return True
+        problem = await model.backend.unreachable()
+        body["upstream"] = "ok" if problem is None else "unreachable"
+        if problem is not None:
+            body["upstream_error"] = problem
+        return problem is None
 
 
 class AgentsHandler(JsonHandler):

@@ -77,6 +77,7 @@ class Reply:
     json_answer: bool = False  # ignore "stream": answer one application/json completion
     echo: bool = False  # answer "You said: <last user message>" word by word
     finish: bool = True  # False: no finish_reason before [DONE] (llama.cpp's dropped request)
+    finish_reason: str | None = None  # the finish_reason sent (default: "tool_calls" or "stop")
 
 
 @dataclass
@@ -254,7 +255,8 @@ class _ChatCompletions(RequestHandler):
         self.set_header("Cache-Control", "no-cache")
         self.request.connection.stream.set_nodelay(True)  # type: ignore[attr-defined]
         wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        tail = [self._chunk({}, "tool_calls" if reply.tool_calls else "stop")] if reply.finish else []
+        reason = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
+        tail = [self._chunk({}, reason)] if reply.finish else []
         if wants_usage and reply.usage is not None:
             prompt, completion = reply.usage
             tail.append(self._chunk(None, None, usage={"prompt_tokens": prompt, "completion_tokens": completion,
