@@ -9,14 +9,23 @@ standard library.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import re
+from types import ModuleType
 from typing import Any
 
-try:
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - without the fast extra
-    _orjson = None  # type: ignore[assignment]
+
+
+def _optional(name: str) -> ModuleType | None:
+    """The module ``name`` when it is installed, else None (typed alike with or without it)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:  # pragma: no cover - without the fast extra
+        return None
+
+
+_orjson = _optional("orjson")
 
 
 #: 19 digits in a row: maybe an integer orjson would read as a float.
