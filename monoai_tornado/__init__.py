@@ -8,8 +8,7 @@ from .backends.base import Backend, CallOptions, ReportedUsage, TextDelta, TextD
 from .backends.demo import DemoBackend
 from .errors import ApiError, BackendError, BackendTimeout
 from .usage import TokenCounter, Usage
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "Application", "Backend", "CallOptions", "DemoBackend", "TextDelta", "TextDeltas", "ToolCall", "ToolCallsRequested",

@@ -33,7 +33,7 @@ from .money.prices import Prices
 from .pipeline import DEFAULT_MAX_TOKENS, ModelTarget, Pipeline
 from .ratelimit import Limiter, RateLimiter
 from .routing import Gateway
-from .routes import endpoint_lines, endpoint_names, routes_for, url_specs
+from .routes import endpoint_lines, endpoint_names, operations, routes_for, url_specs
 from .usage import TokenCounter, shared_counter
 
 log = logging.getLogger("monoai_tornado")
@@ -179,6 +179,7 @@ class Application:
             admin_token=admin_token,
             sse_keepalive_interval=sse_keepalive_interval,
             endpoints=tuple(endpoint_names(self.routes)),
+            operations=operations(self.routes),
             sse_header_hold=sse_header_hold,
             gateway=gateway,
         )

@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any, Callable, NoReturn, Sequence, TypeVar
 
-from . import __version__
+from .version import __version__
 from .backends.demo import DEFAULT_DELAY
 from .backends.prompt_count import METHODS as PROMPT_COUNT_METHODS
 from .extras import MissingExtra, require

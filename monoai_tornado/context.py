@@ -38,6 +38,8 @@ class ServerContext:
     sse_keepalive_interval: float = 15.0
     #: ``"METHOD /path"`` of every endpoint served (``GET /`` lists them).
     endpoints: tuple[str, ...] = ()
+    #: ``(path, operationId)`` of every HTTP operation served (``GET /openapi.json``'s paths).
+    operations: tuple[tuple[str, str], ...] = ()
     #: Seconds an SSE answer's headers wait for its first event (a failure before: a real status).
     sse_header_hold: float = 1.0
     #: Several models (``--config`` with ``[[models]]``): prompts choose one by ``model``.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 if TYPE_CHECKING:
-    from .ratelimit.limiter import LimitState
+    from .ratelimit.state import LimitState
 
 
 class ApiError(Exception):

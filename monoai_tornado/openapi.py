@@ -6,29 +6,25 @@ agents (their names as the ``enum`` of the ``name`` path parameter), rate-limit 
 endpoints are not HTTP operations; ``info.description`` describes them.
 
 >>> doc = build_openapi("Demo", "0.1.0", has_model=True, agent_names=["assistant"],
-...                     has_limiter=False, admin_token=False)
->>> sorted(doc["paths"])[:3]
-['/', '/agent/{name}', '/agent/{name}/stream']
+...                     has_limiter=False, admin_token=False,
+...                     operations=[("/", "getRoot"), ("/agent/{name}", "runAgent"), ("/model", "askModel")])
+>>> sorted(doc["paths"])
+['/', '/agent/{name}', '/model']
 """
 from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from .ratelimit.headers import RATE_LIMIT_HEADERS
-from .handlers.pages import static_assets
 from .keys.openapi import add_key_docs, key_operations
-from .routes import Route, routes_for
+from .openapi_parts import ANY, COUNT, INTEGER, JSON, SSE, STRING, Schema, sse_event
+from .openapi_parts import json_response as _json
+from .openapi_parts import obj as _obj
+from .openapi_parts import ref as _ref
+from .openapi_v1 import v1_operations, v1_schemas
+from .ratelimit.headers import RATE_LIMIT_HEADERS
+from .static_files import static_assets
 
-__all__ = ["build_openapi"]
-
-Schema = dict[str, Any]
-
-JSON = "application/json"
-SSE = "text/event-stream"
-
-
-def _ref(kind: str, name: str) -> Schema:
-    return {"$ref": f"#/components/{kind}/{name}"}
+__all__ = ["build_openapi", "sse_event"]
 
 
 def _error_schema(code: str | list[str] | None = None, *, retry_after: bool = False) -> Schema:
@@ -42,28 +38,10 @@ def _error_schema(code: str | list[str] | None = None, *, retry_after: bool = Fa
     return {"allOf": [_ref("schemas", "Error"), narrowed]}
 
 
-def _json(schema: Schema, description: str, headers: dict[str, Any] | None = None) -> Schema:
-    response: Schema = {"description": description, "content": {JSON: {"schema": schema}}}
-    if headers:
-        response["headers"] = headers
-    return response
-
-
 # --- components -------------------------------------------------------------------------------
 
-STRING: Schema = {"type": "string"}
-INTEGER: Schema = {"type": "integer"}
-COUNT: Schema = {"type": "integer", "minimum": 0}
 FINISH_REASON: Schema = {"enum": ["stop", "length"],
                          "description": "length: the answer reached its max_tokens (or the user's token budget)."}
-ANY: Schema = {}
-
-
-def _obj(properties: dict[str, Schema], required: Sequence[str] | None = None, **extra: Any) -> Schema:
-    """An object schema; every property is required unless ``required`` says otherwise."""
-    return {"type": "object", "required": list(properties if required is None else required),
-            "properties": properties, **extra}
-
 
 def _schemas(has_limiter: bool) -> dict[str, Schema]:
     usage = _ref("schemas", "Usage")
@@ -217,16 +195,6 @@ _SSE_DESCRIPTION = (
 )
 
 
-def sse_event(description: str, data: str, names: Sequence[str] = ()) -> Schema:
-    """The ``schema`` of a ``text/event-stream`` answer: one event, as OpenAPI 3.1 tools read it
-    (schemathesis included; 3.2 names it ``itemSchema``): its ``data`` text, and its ``event``
-    name when the stream names its events. ``data`` says where its JSON is described."""
-    properties: dict[str, Schema] = {"data": {"type": "string", "description": data}}
-    if names:
-        properties["event"] = {"enum": list(names)}
-    return _obj(properties, ["data", "event"] if names else ["data"], description=description)
-
-
 def _sse_content(result: str) -> Schema:
     events = ["chunk", "step", "complete", "error"]
     return {
@@ -354,17 +322,18 @@ def build_openapi(
     admin_token: bool,
     *,
     server_url: str | None = None,
-    routes: Sequence[Route] | None = None,
+    operations: Sequence[tuple[str, str]] = (),
     api_keys: str | None = None,
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document of an app so configured (``server_url``: where it is mounted;
     ``api_keys``: ``"optional"`` or ``"required"`` when a key store is configured).
 
-    Its paths are the routes (by default the route table's for that configuration) that are
-    HTTP operations, each built by the builder of its ``operationId``.
+    Its paths are ``operations``, the ``(path, operationId)`` of the HTTP operations the app
+    serves (``routes.operations`` of its routes; the app's context holds them), each built by
+    the builder of its ``operationId``. This module reads no route table: the table imports the
+    handlers, and ``GET /openapi.json``'s handler imports this module.
     """
     agent_names = sorted(agent_names)
-    served = routes_for(has_model, bool(agent_names), has_keys=api_keys is not None) if routes is None else routes
     name = {"name": "name", "in": "path", "required": True, "description": "The agent's name.",
             "schema": {"type": "string", "enum": agent_names}}
 
@@ -424,12 +393,10 @@ def build_openapi(
             parameters=[{"name": "name", "in": "path", "required": True,
                          "schema": {"type": "string", "enum": _static_names()}}]),
     }
-    from .openapi_v1 import v1_operations, v1_schemas
-
     builders.update(v1_operations(_rate_headers() if has_limiter else None,
                                   _ref("headers", "Retry-After") if has_limiter else None))
     builders.update(key_operations())
-    paths = {route.path: builders[route.operation]() for route in served if route.operation is not None}
+    paths = {path: builders[operation]() for path, operation in operations}
     components: dict[str, Any] = {"schemas": {**_schemas(has_limiter), **v1_schemas()},
                                   "responses": _responses(has_limiter)}
     if has_limiter:

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .openapi import COUNT, JSON, SSE, STRING, Schema, _obj, sse_event
-from .openapi import _ref as _component
+from .openapi_parts import COUNT, JSON, SSE, STRING, Schema, sse_event
+from .openapi_parts import obj as _obj
+from .openapi_parts import ref as _component
 
 ERROR_TYPES = ["invalid_request_error", "authentication_error", "permission_error", "not_found_error",
                "rate_limit_error", "api_error", "overloaded_error"]

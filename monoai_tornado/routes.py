@@ -26,7 +26,7 @@ from .handlers.openai_front import ChatCompletionsHandler, ModelsHandler
 from .handlers.pages import DocsHandler, OpenAPIHandler, PlaygroundHandler, StaticAssetHandler
 from .handlers.websocket import PromptSocket
 
-__all__ = ["ROUTES", "Route", "routes_for", "url_specs", "endpoint_lines", "endpoint_names"]
+__all__ = ["ROUTES", "Route", "routes_for", "url_specs", "endpoint_lines", "endpoint_names", "operations"]
 
 #: Path parameters: their name in a path template, and the handler argument they fill.
 PATH_PARAMETERS = {"name": "agent_name", "user_id": "user_id", "key_id": "key_id"}
@@ -123,6 +123,11 @@ def url_specs(routes: Iterable[Route], prefix: str, context: ServerContext) -> l
     ordered = sorted(routes, key=lambda route: not route.prompt)
     return [tornado.web.url(route.pattern(prefix), route.handler, {"context": context, **route.options})
             for route in ordered]
+
+
+def operations(routes: Iterable[Route]) -> tuple[tuple[str, str], ...]:
+    """``(path, operationId)`` of the routes that are HTTP operations (the OpenAPI paths)."""
+    return tuple((route.path, route.operation) for route in routes if route.operation is not None)
 
 
 def endpoint_names(routes: Iterable[Route]) -> list[str]:

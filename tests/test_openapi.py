@@ -17,6 +17,7 @@ from monoai_tornado import DemoBackend
 from monoai_tornado.agents import default_agents
 from monoai_tornado.backends.base import Backend, TextDelta
 from monoai_tornado.openapi import build_openapi
+from monoai_tornado.routes import operations, routes_for
 from monoai_tornado.ratelimit import Limit, RateLimiter, StoreUnavailable
 from tests.support.backends_for_tests import ScriptedBackend
 from tests.support.http import json_of
@@ -72,7 +73,8 @@ def _check_v1_stream(documented: Documented, response: Any) -> list[Any]:
 @pytest.mark.parametrize("has_limiter", [True, False])
 @pytest.mark.parametrize("admin", [True, False])
 def test_every_configuration_is_valid_openapi_31(has_model, agents, has_limiter, admin):
-    doc = build_openapi("App", "1.2.3", has_model, agents, has_limiter, admin, server_url="/ai")
+    doc = build_openapi("App", "1.2.3", has_model, agents, has_limiter, admin, server_url="/ai",
+                        operations=operations(routes_for(has_model, bool(agents))))
     validate_spec(doc)
     assert doc["openapi"].startswith("3.1")
     assert doc["info"] == {**doc["info"], "title": "App", "version": "1.2.3"}
@@ -92,7 +94,7 @@ def test_every_configuration_is_valid_openapi_31(has_model, agents, has_limiter,
 
 
 def test_prompt_request_schema():
-    doc = Documented(build_openapi("A", "1", True, [], False, False))
+    doc = Documented(build_openapi("A", "1", True, [], False, False, operations=operations(routes_for(True, False))))
     validator = doc.validator("/components/schemas/PromptRequest")
     assert validator.is_valid({"prompt": "hi"})
     assert validator.is_valid({"prompt": "hi", "user_id": 42, "extra": True})

@@ -17,6 +17,9 @@ import re
 from dataclasses import dataclass
 
 from ..errors import NotFound
+from ..openapi import build_openapi
+from ..static_files import ASSET_TYPES, static_asset, static_assets
+from ..version import __version__
 from .base import JsonHandler
 
 _INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.DOTALL)
@@ -84,27 +87,6 @@ class PlaygroundHandler(JsonHandler):
         self.finish(page.body)
 
 
-#: Files under ``static/`` that may be served, with their content types.
-_ASSET_TYPES = {".js": "application/javascript; charset=UTF-8", ".css": "text/css; charset=UTF-8"}
-
-
-@functools.lru_cache(maxsize=1)
-def static_assets() -> frozenset[str]:
-    """Names (relative to ``static/``) of the scripts and style sheets shipped as package data."""
-    root = importlib.resources.files("monoai_tornado").joinpath("static")
-    names: set[str] = set()
-    for folder, prefix in ((root, ""), (root.joinpath("vendor"), "vendor/")):
-        for entry in folder.iterdir():
-            if entry.is_file() and entry.name.endswith(tuple(_ASSET_TYPES)):
-                names.add(prefix + entry.name)
-    return frozenset(names)
-
-
-@functools.lru_cache(maxsize=16)
-def static_asset(name: str) -> bytes:
-    return importlib.resources.files("monoai_tornado").joinpath("static", *name.split("/")).read_bytes()
-
-
 class StaticAssetHandler(JsonHandler):
     """``GET /static/NAME``: a script or style sheet of the pages, from package data only."""
 
@@ -113,7 +95,7 @@ class StaticAssetHandler(JsonHandler):
     def get(self, name: str) -> None:
         if name not in static_assets():
             raise NotFound(f"No static file {name!r}")
-        self.set_header("Content-Type", _ASSET_TYPES[name[name.rindex("."):]])
+        self.set_header("Content-Type", ASSET_TYPES[name[name.rindex("."):]])
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Cache-Control", "public, max-age=3600")
         self.finish(static_asset(name))
@@ -171,11 +153,6 @@ class OpenAPIHandler(JsonHandler):
     endpoint = "openapi"
 
     def get(self) -> None:
-        # Here: the package imports app, and the OpenAPI paths come from the route table,
-        # which imports this module.
-        from .. import __version__
-        from ..openapi import build_openapi
-
         ctx = self.context
         path = self.request.path
         prefix = path[: -len("/openapi.json")] if path.endswith("/openapi.json") else ""
@@ -188,5 +165,6 @@ class OpenAPIHandler(JsonHandler):
             admin_token=ctx.admin_token is not None,
             server_url=prefix or "/",
             api_keys=None if ctx.keys is None else "required" if ctx.keys.require else "optional",
+            operations=ctx.operations,
         )
         self.send_json(doc)

@@ -18,8 +18,8 @@ import functools
 import math
 from typing import Sequence
 
-from .limiter import LimitState
 from .limits import Limit
+from .state import LimitState
 
 __all__ = ["RATE_LIMIT_HEADERS", "rate_limit_headers"]
 

@@ -20,6 +20,7 @@ from ..errors import LimiterUnavailable, ModelNotPriced
 from ..money.prices import Quote, nanos_of, usd
 from .limits import Limit
 from .memory import MemoryStore
+from .state import LimitState
 
 __all__ = ["Admission", "FastPath", "Limiter", "LimitState", "RateLimiter", "Store", "StoreUnavailable"]
 
@@ -81,16 +82,6 @@ class FastPath(Protocol):
 
     def settle_now(self, user: str, limits: Sequence[Limit], starts: Sequence[int], delta: int,
                    reserved: int = 0, slot: str | None = None, money: tuple[int, int] = (0, 0)) -> None: ...
-
-
-@dataclass(slots=True)
-class LimitState:
-    """One limit's figures for a user after a decision; ``reset_in`` in seconds."""
-
-    limit: Limit
-    used: int
-    remaining: int
-    reset_in: float
 
 
 @dataclass(slots=True)
