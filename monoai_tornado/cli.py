@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
@@ -12,6 +11,7 @@ from .version import __version__
 from .backends.demo import DEFAULT_DELAY
 from .backends.prompt_count import METHODS as PROMPT_COUNT_METHODS
 from .extras import MissingExtra, require
+from .objects import OptionError, load_object
 
 DESCRIPTION = ("Serve an LLM model and its agents over HTTP, server-sent events and WebSocket. "
                "Without options it serves an offline demo model and a demo agent named 'assistant'. "
@@ -115,32 +115,6 @@ def _dotted(text: str) -> str:
     if text.count(":") != 1 or not all(text.split(":")):
         raise argparse.ArgumentTypeError(f"expected module:function, got {text!r}")
     return text
-
-
-class OptionError(Exception):
-    """An option that cannot be used as given; its message is the one line the user sees."""
-
-
-def load_object(spec: str, option: str = "") -> Callable[..., Any]:
-    """Import the callable ``module:attribute`` named by ``option`` (the working directory first,
-    as ``python -m`` does, so that ``--agents examples.agent_with_tools:build_agents`` works)."""
-    module_name, _, attribute = spec.partition(":")
-    option = f"{option} {spec}" if option else spec
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise OptionError(f"{option}: cannot import {module_name!r} ({exc})") from None
-    except Exception as exc:
-        raise OptionError(f"{option}: importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
-    try:
-        value = getattr(module, attribute)
-    except AttributeError:
-        raise OptionError(f"{option}: module {module_name!r} has no attribute {attribute!r}") from None
-    if not callable(value):
-        raise OptionError(f"{option}: {attribute!r} is not callable")
-    return value  # type: ignore[no-any-return]
 
 
 def _shown(default: Any) -> str:

@@ -20,7 +20,7 @@ def backend_factory(args: argparse.Namespace) -> Any:
             return DemoBackend(delay=args.demo_delay, chunks=args.demo_chunks, chunk_chars=args.demo_chunk_chars)
         if config.backend == "monoai":
             from ..backends.monoai_adapter import adapt_model
-            from ..cli import load_object
+            from ..objects import load_object
 
             assert config.object is not None
             found: Any = load_object(config.object, f"[[models]] {config.id} object")
