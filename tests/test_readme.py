@@ -44,6 +44,10 @@ NOT_RUN = {
                                                     "and options are run against llama.cpp (tests/test_llama_real.py)",
     "# pip install openai; then, beside": "run by tests/test_openai_front.py (the openai SDK against a server)",
     'import OpenAI from "openai";': "needs the openai npm package (network); the same calls as the Python one",
+    "# gateway.toml: two llama.cpp (or vLLM) replicas": "needs llama.cpp or vLLM servers and an OpenAI key; "
+        "tests/test_routing_processes.py runs the same keys against three upstream processes",
+    "python -m monoai_tornado --config examples/gateway.toml": "run by tests/test_routing_reload.py "
+        "(every model of examples/gateway.toml in /v1/models, and a prompt naming one)",
     "curl -s localhost:8000/v1/models": "run by tests/test_openai_front.py against a server",
     "# 1. make a key for alice": "the same commands (keys create, --require-api-key, a call with the key) "
                                  "run in tests/test_keys_processes.py against real processes",

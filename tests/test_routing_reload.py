@@ -101,3 +101,14 @@ def test_two_servers_share_a_deployments_rpm_and_tpm_through_redis(tmp_path, red
     finally:
         servers.stop_all()
         upstream.stop()
+
+
+def test_the_example_gateway_serves_every_model_on_a_fresh_machine():
+    servers = Servers("--config", "examples/gateway.toml", "--log-level", "warning")
+    try:
+        base = servers()
+        assert model_ids(base) == ["chat", "fast", "agent/assistant"]
+        status, body = call(base + "/model", {"prompt": "hi", "model": "fast"})
+        assert status == 200 and body["model"]["name"] == "fast"
+    finally:
+        servers.stop_all()
