@@ -85,6 +85,9 @@ class UsageMeter:
         self.started_at = time.monotonic()
         #: When the run produced its first text (``time.monotonic()``), for latency metrics.
         self.first_text_at: float | None = None
+        #: The deployment that answered and the attempts it took (set by a routed model).
+        self.deployment: str | None = None
+        self.attempts = 1
 
     def begin(self, messages: list[Message], prompt_tokens: int | None = None) -> list[str]:
         """A model call starts with these messages (``prompt_tokens`` of them when already known);

@@ -73,7 +73,16 @@ class ModelTarget:
         self.name = backend.name
         described = backend.describe()
         self.info = ModelInfo(described["provider"], described["name"])
-        self.prices = prices
+        self._prices = prices
+
+    @property
+    def prices(self) -> Prices | None:
+        """What admission reserves the run's cost with (None: unpriced)."""
+        return self._prices
+
+    def deployment_prices(self, deployment: str) -> Prices | None:
+        """What the deployment that answered bills (a routed model's own; here the model's)."""
+        return self._prices
 
     async def run(self, request: PromptRequest, /, *, meter: UsageMeter, events: RunEvents) -> RunResult:
         on_text = None if isinstance(events, SilentEvents) else events.on_text
@@ -308,6 +317,10 @@ class Pipeline:
             self.lifecycle.runs.discard(task)
             # A run that failed before it made anything cost nothing (the upstream billed nothing).
             nothing = status == "failed" and meter.first_text_at is None and not meter.finished.total_tokens
+            ticket.deployment, ticket.attempts = meter.deployment, meter.attempts
+            if ticket.prices is not None and meter.deployment is not None:  # billed at the answering deployment's
+                billed = getattr(target, "deployment_prices", None)
+                ticket.prices = (billed(meter.deployment) if callable(billed) else None) or ticket.prices
             usage = self._measure(ticket, meter, nothing)
             if usage.cost_nanos:
                 self.metrics.count_cost(model_name(target), ticket.deployment, usage.cost_nanos)

@@ -1,6 +1,6 @@
 """``/admin/keys``: create, list and revoke API keys over HTTP, behind the admin token.
 
-    POST   /admin/keys        {"user", "name"?, "limits"?, "token_limits"?, "expires_in"?} -> 201 with the key
+    POST   /admin/keys        {"user", "name"?, "limits"?, "token_limits"?, "spend_limits"?, "expires_in"?} -> 201
     GET    /admin/keys        every key, without secrets
     DELETE /admin/keys/{id}   revoke -> {"id", "revoked": true}; 404 for an unknown id
 
@@ -59,7 +59,8 @@ class AdminKeysHandler(_AdminKeysBase):
             raise InvalidJson("Field 'name' must be a string")
         try:
             secret, record = new_key(user, name=name, limits=_optional_strings(body, "limits"),
-                                     token_limits=_optional_strings(body, "token_limits"), expires_in=expires_in)
+                                     token_limits=_optional_strings(body, "token_limits"),
+                                     spend_limits=_optional_strings(body, "spend_limits"), expires_in=expires_in)
         except ValueError as exc:
             raise InvalidJson(str(exc)) from None
         await self.ring.add(record)
@@ -67,7 +68,7 @@ class AdminKeysHandler(_AdminKeysBase):
         self.send_json({"id": record.id, "key": secret, "user": record.user, "name": record.name,
                         "created_at": public["created_at"], "expires_at": public["expires_at"],
                         "limits": public["limits"], "token_limits": public["token_limits"],
-                        "prefix": record.prefix}, status=201)
+                        "spend_limits": public["spend_limits"], "prefix": record.prefix}, status=201)
 
     async def get(self) -> None:
         self.send_json({"keys": [record.public() for record in await self.ring.store.all()]})

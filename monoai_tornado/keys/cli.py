@@ -35,6 +35,16 @@ def _limit(unit: str) -> Any:
     return parse
 
 
+def _spend_limit(text: str) -> str:
+    from ..ratelimit.limits import parse_spend_limit
+
+    try:
+        parse_spend_limit(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.strip()
+
+
 def _duration(text: str) -> float:
     try:
         return parse_duration(text)
@@ -59,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="request limit such as 5/minute (repeatable; replaces the server's defaults)")
     create.add_argument("--token-limit", type=_limit("token"), action="append", default=[],
                         help="token limit such as 1000/minute (repeatable; replaces the server's defaults)")
+    create.add_argument("--spend-limit", type=_spend_limit, action="append", default=[], metavar="USD/WINDOW",
+                        help="spend limit such as 5/day or 100/month (repeatable; replaces the server's defaults)")
     create.add_argument("--expires-in", type=_duration, metavar="DURATION", help="30d, 12h, 15m, 90s or seconds")
     _store_options(create)
     listing = commands.add_parser("list", help="every key, without secrets")
@@ -96,7 +108,7 @@ async def run(args: argparse.Namespace) -> int:
     try:
         if args.command == "create":
             secret, record = new_key(args.user, name=args.name, limits=args.limit, token_limits=args.token_limit,
-                                     expires_in=args.expires_in)
+                                     spend_limits=args.spend_limit, expires_in=args.expires_in)
             await store.add(record)
             print(secret, flush=True)
             print(f"created {record.id} for user {record.user!r}"

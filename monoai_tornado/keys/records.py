@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
-from ..ratelimit.limits import Limit, parse_limit
+from ..ratelimit.limits import Limit, parse_limit, parse_spend_limit
 
 __all__ = ["KEY_PREFIX", "ApiKey", "hash_key", "looks_like_key", "new_key", "parse_duration"]
 
@@ -77,7 +77,8 @@ def _limits(texts: Sequence[str], unit: str) -> tuple[Limit, ...]:
 class ApiKey:
     """The stored record of a key: everything but the key itself.
 
-    ``limits`` / ``token_limits`` are in the command line's syntax (``"5/minute"``); when
+    ``limits`` / ``token_limits`` / ``spend_limits`` (USD: ``"5/day"``) are in the command
+    line's syntax (``"5/minute"``); when
     either is given they replace the server's default limits for this key's requests.
     Times are seconds since the epoch; ``expires_at`` None means never.
     """
@@ -92,11 +93,13 @@ class ApiKey:
     revoked: bool = False
     limits: tuple[str, ...] = ()
     token_limits: tuple[str, ...] = ()
+    spend_limits: tuple[str, ...] = ()
     #: The parsed limits, in the order the limiter applies them (empty: the server's defaults).
     rate_limits: tuple[Limit, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        parsed = _limits(self.limits, "request") + _limits(self.token_limits, "token")
+        parsed = (_limits(self.limits, "request") + _limits(self.token_limits, "token")
+                  + tuple(parse_spend_limit(text) for text in self.spend_limits))
         object.__setattr__(self, "rate_limits", parsed)
 
     def expired(self, now: float | None = None) -> bool:
@@ -113,23 +116,27 @@ class ApiKey:
         """What anyone managing keys may see: no hash, no key."""
         return {"id": self.id, "user": self.user, "name": self.name, "prefix": self.prefix,
                 "created_at": _iso(self.created_at), "expires_at": _iso(self.expires_at),
-                "revoked": self.revoked, "limits": list(self.limits), "token_limits": list(self.token_limits)}
+                "revoked": self.revoked, "limits": list(self.limits), "token_limits": list(self.token_limits),
+                "spend_limits": list(self.spend_limits)}
 
     def to_json(self) -> dict[str, Any]:
         """The stored form (the hash, never the key)."""
         return {"id": self.id, "user": self.user, "name": self.name, "hash": self.hash, "prefix": self.prefix,
                 "created_at": self.created_at, "expires_at": self.expires_at, "revoked": self.revoked,
-                "limits": list(self.limits), "token_limits": list(self.token_limits)}
+                "limits": list(self.limits), "token_limits": list(self.token_limits),
+                "spend_limits": list(self.spend_limits)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ApiKey:
         return cls(id=str(data["id"]), user=str(data["user"]), hash=str(data["hash"]), prefix=str(data["prefix"]),
                    created_at=_epoch(data["created_at"]) or 0.0, name=data.get("name"),
                    expires_at=_epoch(data.get("expires_at")), revoked=bool(data.get("revoked", False)),
-                   limits=tuple(data.get("limits") or ()), token_limits=tuple(data.get("token_limits") or ()))
+                   limits=tuple(data.get("limits") or ()), token_limits=tuple(data.get("token_limits") or ()),
+                   spend_limits=tuple(data.get("spend_limits") or ()))
 
 
 def new_key(user: str, *, name: str | None = None, limits: Sequence[str] = (), token_limits: Sequence[str] = (),
+            spend_limits: Sequence[str] = (),
             expires_in: float | None = None, now: float | None = None) -> tuple[str, ApiKey]:
     """A fresh key and its record; ValueError for a bad user, limit or expiry.
 
@@ -144,7 +151,7 @@ def new_key(user: str, *, name: str | None = None, limits: Sequence[str] = (), t
     if expires_in is not None and (isinstance(expires_in, bool) or not isinstance(expires_in, (int, float))
                                    or not 0 < expires_in < 1e11):
         raise ValueError("expires_in must be a positive number of seconds")
-    for text in (*limits, *token_limits):
+    for text in (*limits, *token_limits, *spend_limits):
         if not isinstance(text, str):
             raise ValueError(f"a limit must be a string like '5/minute', not {text!r}")
     created = time.time() if now is None else now
@@ -153,9 +160,9 @@ def new_key(user: str, *, name: str | None = None, limits: Sequence[str] = (), t
         id="key_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(12)),
         user=user, hash=hash_key(secret), prefix=secret[:DISPLAY_PREFIX_LENGTH], created_at=created, name=name,
         expires_at=None if expires_in is None else created + float(expires_in),
-        limits=tuple(limits), token_limits=tuple(token_limits),  # parsed (ValueError) in __post_init__
+        limits=tuple(limits), token_limits=tuple(token_limits), spend_limits=tuple(spend_limits),  # parsed in __post_init__
     )
     names = [limit.name for limit in record.rate_limits]
     if len(set(names)) != len(names):
-        raise ValueError(f"a key's limits must differ, got {[*limits, *token_limits]}")
+        raise ValueError(f"a key's limits must differ, got {[*limits, *token_limits, *spend_limits]}")
     return secret, record

@@ -5,6 +5,8 @@ import dataclasses
 
 from ..calls import RunEvents, UsageMeter
 from ..conversation import ModelInfo, RunResult
+from ..money.prices import Prices
+from ..money.routed import chain_prices, deployment_prices
 from ..pipeline import ModelTarget
 from ..prompt_request import PromptRequest
 from .backend import RoutedBackend, RouterHolder
@@ -17,6 +19,16 @@ class RoutedModel(ModelTarget):
     def __init__(self, holder: RouterHolder, name: str) -> None:
         super().__init__(RoutedBackend(holder, name))
         self.name = name
+        self.holder = holder
+
+    @property  # read from the current router: a reload may change prices
+    def prices(self) -> Prices | None:
+        """What admission reserves with: the highest prices this model's chain may bill."""
+        return chain_prices(self.holder.router, self.name)
+
+    def deployment_prices(self, deployment: str) -> Prices | None:
+        """What the deployment that answered bills."""
+        return deployment_prices(self.holder.router, deployment)
 
     async def run(self, request: PromptRequest, /, *, meter: UsageMeter, events: RunEvents) -> RunResult:
         outer = ROUTE_NOTE.get()
@@ -26,6 +38,7 @@ class RoutedModel(ModelTarget):
             result = await super().run(request, meter=meter, events=events)
         finally:
             ROUTE_NOTE.reset(token)
+            meter.deployment, meter.attempts = note.deployment, max(1, note.attempts)
             if outer is not None:
                 outer.deployment, outer.model, outer.provider = note.deployment, note.model, note.provider
         if note.model is None:

@@ -1,0 +1,53 @@
+"""Prices of routed models: what admission reserves with, and what each deployment bills.
+
+A routed model may be answered by any of its deployments or its fallbacks', so admission
+prices it at the highest price of each kind among them (the reservation then covers whichever
+answers), and settlement bills the deployment that answered at its own prices. A model with an
+unpriced deployment anywhere in that chain is unpriced: under a spend limit it is refused
+(``model_not_priced``) rather than letting a run escape the budget.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable
+
+from .prices import Prices
+
+if TYPE_CHECKING:
+    from ..config.model import DeploymentConfig
+    from ..routing.router import Router
+
+__all__ = ["chain_prices", "deployment_prices", "prices_of_config"]
+
+
+def prices_of_config(config: DeploymentConfig) -> Prices | None:
+    """A ``[[models]]`` entry's prices (USD per million tokens) as integers, or None."""
+    given = config.prices
+    if given is None:
+        return None
+    return Prices.per_million(given.input, given.output, given.cached_input)
+
+
+def _highest(prices: Iterable[Prices | None]) -> Prices | None:
+    highest: Prices | None = None
+    for one in prices:
+        if one is None:
+            return None
+        highest = one if highest is None else Prices(max(highest.input, one.input), max(highest.output, one.output),
+                                                     max(highest.cached_input, one.cached_input))
+    return highest
+
+
+def chain_prices(router: Router, name: str) -> Prices | None:
+    """The highest prices among the deployments of ``name`` and its fallbacks (None: one is unpriced)."""
+    if name not in router.models:
+        return None
+    return _highest(prices_of_config(deployment.config)
+                    for route in router.chain(name) for deployment in route.deployments)
+
+
+def deployment_prices(router: Router, deployment_id: str) -> Prices | None:
+    """The prices of the deployment ``deployment_id`` (None: unknown or unpriced)."""
+    for deployment in router.deployments:
+        if deployment.id == deployment_id:
+            return prices_of_config(deployment.config)
+    return None
