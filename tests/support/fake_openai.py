@@ -68,6 +68,7 @@ class Reply:
     cut_after: int | None = None  # end the answer at this position, without [DONE]
     cut_mode: str = "finish"  # "finish": a clean end of response; "drop": close the socket
     usage: tuple[int, int] | None = (11, 7)  # (prompt, completion); None omits the usage chunk
+    cached_tokens: int | None = None  # prompt tokens reported as prompt_tokens_details.cached_tokens
     stall_after: int | None = None  # pause at this position...
     stall: float | None = None  # ...for this long (None: until release() or the client leaves)
     tool_calls: Sequence[dict[str, Any]] = ()  # [{"id", "name", "arguments"}]; arguments in 3 parts
@@ -259,8 +260,11 @@ class _ChatCompletions(RequestHandler):
         tail = [self._chunk({}, reason)] if reply.finish else []
         if wants_usage and reply.usage is not None:
             prompt, completion = reply.usage
-            tail.append(self._chunk(None, None, usage={"prompt_tokens": prompt, "completion_tokens": completion,
-                                                        "total_tokens": prompt + completion}))
+            usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                                     "total_tokens": prompt + completion}
+            if reply.cached_tokens is not None:
+                usage["prompt_tokens_details"] = {"cached_tokens": reply.cached_tokens}
+            tail.append(self._chunk(None, None, usage=usage))
         await self._event(reply, json.dumps(self._chunk({"role": "assistant", "content": ""}, None)))
         for position in range(len(pieces) + 1):
             at_end = position == len(pieces)
