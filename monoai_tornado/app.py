@@ -21,6 +21,7 @@ import tornado.web
 from .backends.base import Backend
 from .context import DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_WS_MESSAGE_SIZE, ServerContext
 from .deadlines import DeadlineHTTPServer
+from .dialects.responses_store import MemoryResponseStore, ResponseStore
 from .handlers.base import NotFoundHandler, log_request
 from .agents.agent import Agent
 from .agents.base import NativeAgent
@@ -108,6 +109,8 @@ class Application:
             running on the same backend are priced alike.
         usage_ledger: where every finished run is written (a
             :class:`~monoai_tornado.money.ledger.FileLedger` or ``RedisLedger``); closed by :meth:`aclose`.
+        responses_store: where ``/v1/responses`` keeps responses (default: in memory, bounded);
+            a :class:`~monoai_tornado.dialects.responses_store.RedisResponseStore` shares them.
     """
 
     def __init__(
@@ -137,6 +140,7 @@ class Application:
         gateway: Gateway | None = None,
         prices: Prices | None = None,
         usage_ledger: UsageLedger | None = None,
+        responses_store: ResponseStore | None = None,
     ) -> None:
         self.idle_timeout = idle_timeout
         self.body_timeout = body_timeout
@@ -182,6 +186,7 @@ class Application:
             operations=operations(self.routes),
             sse_header_hold=sse_header_hold,
             gateway=gateway,
+            responses=MemoryResponseStore() if responses_store is None else responses_store,
         )
         if gateway is not None:
             gateway.on_reload = lambda router: setattr(self.context, "model", self._model_target())
@@ -241,6 +246,7 @@ class Application:
             await self.keys.aclose()
         if self.gateway is not None:
             await self.gateway.aclose()
+        await self.context.responses.aclose()
 
     def handlers(self, prefix: str = "") -> list[tornado.routing.URLSpec]:
         """URL specs of every endpoint, under ``prefix`` (e.g. ``"/ai"``), for your own app."""

@@ -347,6 +347,15 @@ def build_gateway(args: argparse.Namespace, limiter: Any) -> Any:
                    loader=lambda path: load_config(path, parser))
 
 
+def build_responses_store(args: argparse.Namespace) -> Any:
+    """Stored responses of ``/v1/responses``: in the Redis of ``--redis-url`` (shared), else in memory."""
+    if not args.redis_url:
+        return None
+    from .dialects.responses_store import RedisResponseStore
+
+    return RedisResponseStore(args.redis_url, prefix=args.redis_prefix)
+
+
 def build_application(args: argparse.Namespace) -> Any:
     """The Application the options describe (called in each worker process)."""
     from .app import Application
@@ -374,6 +383,7 @@ def build_application(args: argparse.Namespace) -> Any:
         gateway=gateway,
         prices=build_prices(args),
         usage_ledger=build_ledger(args),
+        responses_store=build_responses_store(args),
     )
 
 

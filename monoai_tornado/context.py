@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .agents.base import NativeAgent
+from .dialects.responses_store import MemoryResponseStore, ResponseStore
 from .errors import NotFound
 from .keys import KeyRing
 from .lifecycle import Lifecycle
@@ -44,6 +45,8 @@ class ServerContext:
     sse_header_hold: float = 1.0
     #: Several models (``--config`` with ``[[models]]``): prompts choose one by ``model``.
     gateway: Gateway | None = None
+    #: Stored responses of the Responses front (``previous_response_id``, GET, DELETE).
+    responses: ResponseStore = field(default_factory=MemoryResponseStore)
     started_at: datetime.datetime = field(
         default_factory=lambda: datetime.datetime.now(datetime.timezone.utc)
     )

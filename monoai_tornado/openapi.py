@@ -20,6 +20,7 @@ from .openapi_parts import ANY, COUNT, INTEGER, JSON, SSE, STRING, Schema, sse_e
 from .openapi_parts import json_response as _json
 from .openapi_parts import obj as _obj
 from .openapi_parts import ref as _ref
+from .openapi_responses import responses_operations, responses_schemas
 from .openapi_v1 import v1_operations, v1_schemas
 from .ratelimit.headers import RATE_LIMIT_HEADERS
 from .static_files import static_assets
@@ -395,9 +396,11 @@ def build_openapi(
     }
     builders.update(v1_operations(_rate_headers() if has_limiter else None,
                                   _ref("headers", "Retry-After") if has_limiter else None))
+    builders.update(responses_operations(_rate_headers() if has_limiter else None,
+                                         _ref("headers", "Retry-After") if has_limiter else None))
     builders.update(key_operations())
     paths = {path: builders[operation]() for path, operation in operations}
-    components: dict[str, Any] = {"schemas": {**_schemas(has_limiter), **v1_schemas()},
+    components: dict[str, Any] = {"schemas": {**_schemas(has_limiter), **v1_schemas(), **responses_schemas()},
                                   "responses": _responses(has_limiter)}
     if has_limiter:
         components["headers"] = _headers()

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal, Mapping
 
+import tornado.httputil
 import tornado.routing
 import tornado.web
 
@@ -23,13 +24,15 @@ from .handlers.http import PromptHandler
 from .handlers.meta import (AgentsHandler, HealthHandler, MetricsHandler, RootHandler, StatsHandler,
                             UserStatsHandler, ValidateUserHandler)
 from .handlers.openai_front import ChatCompletionsHandler, ModelsHandler
+from .handlers.responses import ResponseHandler, ResponsesHandler
+from .handlers.responses_ws import ResponsesSocket
 from .handlers.pages import DocsHandler, OpenAPIHandler, PlaygroundHandler, StaticAssetHandler
 from .handlers.websocket import PromptSocket
 
 __all__ = ["ROUTES", "Route", "routes_for", "url_specs", "endpoint_lines", "endpoint_names", "operations"]
 
 #: Path parameters: their name in a path template, and the handler argument they fill.
-PATH_PARAMETERS = {"name": "agent_name", "user_id": "user_id", "key_id": "key_id"}
+PATH_PARAMETERS = {"name": "agent_name", "user_id": "user_id", "key_id": "key_id", "response_id": "response_id"}
 #: What a path parameter matches unless its route says otherwise.
 SEGMENT = "[^/]+"
 
@@ -97,6 +100,10 @@ ROUTES: tuple[Route, ...] = (
     Route("/v1/chat/completions", ("POST",), ChatCompletionsHandler, "createChatCompletion", "prompts",
           note="(any OpenAI client: base URL /v1)"),
     Route("/v1/models", ("GET",), ModelsHandler, "listModelsV1", "prompts"),
+    Route("/v1/responses", ("WS",), ResponsesSocket, None, "prompts", note="(Responses API WebSocket mode)"),
+    Route("/v1/responses", ("POST",), ResponsesHandler, "createResponse", "prompts",
+          note="(OpenAI Responses API: base URL /v1)"),
+    Route("/v1/responses/{response_id}", ("GET", "DELETE"), ResponseHandler, "getResponse", "prompts"),
     Route("/agents", ("GET",), AgentsHandler, "listAgents", "agents"),
     Route("/agent/{name}", ("POST",), PromptHandler, "runAgent", "agents"),
     Route("/agent/{name}/stream", ("POST",), PromptHandler, "runAgentStream", "agents", _STREAMING),
@@ -121,8 +128,24 @@ def url_specs(routes: Iterable[Route], prefix: str, context: ServerContext) -> l
     if prefix and not prefix.startswith("/"):
         prefix = "/" + prefix
     ordered = sorted(routes, key=lambda route: not route.prompt)
-    return [tornado.web.url(route.pattern(prefix), route.handler, {"context": context, **route.options})
-            for route in ordered]
+    http_paths = {route.path for route in ordered if route.methods != ("WS",)}
+    specs = []
+    for route in ordered:
+        spec = tornado.web.url(route.pattern(prefix), route.handler, {"context": context, **route.options})
+        if route.methods == ("WS",) and route.path in http_paths:  # one path, two handlers: by the handshake
+            spec.matcher = _WebSocketOnly(route.pattern(prefix))
+        specs.append(spec)
+    return specs
+
+
+class _WebSocketOnly(tornado.routing.PathMatches):
+    """A path that also serves HTTP methods (``/v1/responses``) goes to its WebSocket handler
+    only for a WebSocket handshake."""
+
+    def match(self, request: tornado.httputil.HTTPServerRequest) -> dict[str, Any] | None:
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return None
+        return super().match(request)
 
 
 def operations(routes: Iterable[Route]) -> tuple[tuple[str, str], ...]:

@@ -48,7 +48,9 @@ def _request_for(doc: dict[str, Any], path: str, method: str) -> tuple[str, Any]
         ref = operation["requestBody"]["content"][JSON]["schema"]["$ref"]
         body = {"prompt": "What is 2+3?", "user_id": "alice"} if ref.endswith("/PromptRequest") \
             else {"model": "monoai-demo", "messages": [{"role": "user", "content": "What is 2+3?"}],
-                  "user": "alice"} if ref.endswith("/ChatCompletionRequest") else {"user_id": "alice"}
+                  "user": "alice"} if ref.endswith("/ChatCompletionRequest") \
+            else {"model": "monoai-demo", "input": "What is 2+3?", "user": "alice"} \
+            if ref.endswith("/ResponseCreateRequest") else {"user_id": "alice"}
     return concrete, body
 
 
@@ -122,6 +124,10 @@ async def test_every_operation_answers_as_documented(make_app, serve, fetch):
             if method not in item:
                 continue
             concrete, body = _request_for(doc, path, method)
+            if path == "/v1/responses/{response_id}":  # a response of alice's, made first
+                made = json_of(await fetch(url + "/v1/responses", "POST", {"model": "monoai-demo", "input": "hi",
+                                                                           "user": "alice"}))
+                concrete = f"/v1/responses/{made['id']}?user=alice"
             response = await fetch(url + concrete, method.upper(), body)
             assert response.code == 200, (path, response.code, response.body[:300])
             documented.check(path, method, response)

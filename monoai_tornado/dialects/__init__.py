@@ -1,0 +1,1 @@
+"""Dialects: codecs between a client's API and the one internal conversation (API.md Part 3)."""
