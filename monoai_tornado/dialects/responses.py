@@ -267,12 +267,12 @@ def parse_responses_body(raw: bytes | str) -> ResponsesRequest:
 
 def _usage(result: RunResult) -> dict[str, Any]:
     usage = result.usage
-    shaped: dict[str, Any] = {"input_tokens": usage.prompt_tokens, "input_tokens_details": {"cached_tokens": 0},
+    shaped: dict[str, Any] = {"input_tokens": usage.prompt_tokens,
+                              "input_tokens_details": {"cached_tokens": usage.cached_tokens},
                               "output_tokens": usage.completion_tokens,
                               "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": usage.total_tokens}
-    cost = getattr(usage, "cost_usd", None)
-    if cost is not None:
-        shaped["cost_usd"] = cost
+    if usage.cost_usd is not None:
+        shaped["cost_usd"] = usage.cost_usd
     return shaped
 
 
