@@ -22,6 +22,7 @@ from .backends.base import Backend
 from .context import DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_WS_MESSAGE_SIZE, ServerContext
 from .deadlines import DeadlineHTTPServer
 from .dialects.responses_store import MemoryResponseStore, ResponseStore
+from .extras import require
 from .handlers.base import NotFoundHandler, log_request
 from .agents.agent import Agent
 from .agents.base import NativeAgent
@@ -35,6 +36,7 @@ from .pipeline import DEFAULT_MAX_TOKENS, ModelTarget, Pipeline
 from .ratelimit import Limiter, RateLimiter
 from .routing import Gateway
 from .routes import endpoint_lines, endpoint_names, operations, routes_for, url_specs
+from .request_trace import Tracing
 from .usage import TokenCounter, shared_counter
 
 log = logging.getLogger("monoai_tornado")
@@ -48,6 +50,14 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _tracing() -> Tracing:
+    """OpenTelemetry's tracer (imported only here: without ``otel=True`` nothing of it is loaded)."""
+    require("opentelemetry.sdk.trace", "otel", "OpenTelemetry tracing (--otel)")
+    from .otel import OtelTracing
+
+    return OtelTracing()
 
 
 def _as_backend(model: Any) -> Backend:
@@ -111,6 +121,8 @@ class Application:
             :class:`~monoai_tornado.money.ledger.FileLedger` or ``RedisLedger``); closed by :meth:`aclose`.
         responses_store: where ``/v1/responses`` keeps responses (default: in memory, bounded);
             a :class:`~monoai_tornado.dialects.responses_store.RedisResponseStore` shares them.
+        otel: OpenTelemetry traces of every prompt (``pip install 'monoai_tornado[otel]'``),
+            exported as the standard ``OTEL_*`` variables say (see :mod:`monoai_tornado.otel`).
     """
 
     def __init__(
@@ -141,6 +153,7 @@ class Application:
         prices: Prices | None = None,
         usage_ledger: UsageLedger | None = None,
         responses_store: ResponseStore | None = None,
+        otel: bool = False,
     ) -> None:
         self.idle_timeout = idle_timeout
         self.body_timeout = body_timeout
@@ -167,7 +180,7 @@ class Application:
                                  has_keys=self.keys is not None)
         self.pipeline = Pipeline(counter=self.counter, identity=identity, limiter=rate_limiter,
                                  max_concurrent_runs=max_concurrent_runs, default_max_tokens=default_max_tokens,
-                                 ledger=usage_ledger)
+                                 ledger=usage_ledger, tracing=_tracing() if otel else None)
         if prices is not None:
             for agent in self.agents.values():
                 if isinstance(agent, Agent) and agent.model is self.model:
@@ -247,6 +260,8 @@ class Application:
         if self.gateway is not None:
             await self.gateway.aclose()
         await self.context.responses.aclose()
+        if self.pipeline.tracing is not None:  # the spans still buffered go out (bounded by OTEL_* timeouts)
+            await asyncio.to_thread(self.pipeline.tracing.shutdown)
 
     def handlers(self, prefix: str = "") -> list[tornado.routing.URLSpec]:
         """URL specs of every endpoint, under ``prefix`` (e.g. ``"/ai"``), for your own app."""

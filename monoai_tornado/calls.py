@@ -12,12 +12,13 @@ import dataclasses
 import inspect
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable, Coroutine, Protocol
 
 from .backends.base import (Backend, CallOptions, FinishReason, Message, PromptTokens, ReportedUsage, TextDelta,
                             TextDeltas, ToolCall, ToolCallsRequested)
 from .errors import BackendError
 from .money.prices import Prices, affordable
+from .request_trace import current_trace
 from .usage import TokenCounter, Usage
 
 TextCallback = Callable[[str], Awaitable[None]]
@@ -246,7 +247,7 @@ def _capped_options(options: CallOptions | None, cap: int) -> CallOptions:
     return dataclasses.replace(options, max_tokens=cap)
 
 
-async def call_model(
+def call_model(
     backend: Backend,
     messages: list[Message],
     *,
@@ -255,14 +256,31 @@ async def call_model(
     tools: list[dict[str, Any]] | None = None,
     options: CallOptions | None = None,
     prompt_tokens: int | None = None,
-) -> CallOutcome:
+) -> Coroutine[Any, Any, CallOutcome]:
     """Run one backend call, awaiting ``on_text`` (when given) for every piece of text, in order.
 
     ``prompt_tokens``: the messages' tokens when already counted (at admission).
     The call is capped by the meter (``max_tokens`` goes to the backend) and stopped, its
     stream closed, once its text reaches the cap. Cancelling the calling task closes the
-    backend's stream at once.
+    backend's stream at once. A traced request's call runs in a span of its own (one per
+    upstream attempt); an untraced one costs no extra step.
     """
+    call = _call_model(backend, messages, meter=meter, on_text=on_text, tools=tools, options=options,
+                       prompt_tokens=prompt_tokens)
+    trace = current_trace.get()
+    return call if trace is None else trace.traced_call(backend, options, call)
+
+
+async def _call_model(
+    backend: Backend,
+    messages: list[Message],
+    *,
+    meter: UsageMeter,
+    on_text: TextCallback | None,
+    tools: list[dict[str, Any]] | None,
+    options: CallOptions | None,
+    prompt_tokens: int | None,
+) -> CallOutcome:
     parts = meter.begin(messages, prompt_tokens)
     cap = meter.call_cap
     if cap is not None:

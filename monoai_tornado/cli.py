@@ -153,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=_port, default=8000, help="port to listen on (0: any free port)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="least severe log lines shown")
+    p.add_argument("--log-format", default="text", choices=["text", "json"],
+                   help="text lines, or one JSON object per line (time, level, logger, message, request_id, "
+                        "and the access lines' fields)")
+    p.add_argument("--access-log", default="on", choices=["on", "off"], help="one line per request and WebSocket prompt")
+    p.add_argument("--otel", action="store_true",
+                   help="OpenTelemetry traces (GenAI conventions) sent by OTLP/HTTP as the OTEL_EXPORTER_OTLP_* "
+                        "and OTEL_TRACES_SAMPLER* variables say; also MONOAI_OTEL=1 "
+                        "(needs pip install 'monoai_tornado[otel]')")
     g = p.add_argument_group("model")
     g.add_argument("--backend", choices=["demo", "openai"], default="demo",
                    help="the offline demo model, or an OpenAI-compatible server (--base-url, --model)")
@@ -384,6 +392,7 @@ def build_application(args: argparse.Namespace) -> Any:
         prices=build_prices(args),
         usage_ledger=build_ledger(args),
         responses_store=build_responses_store(args),
+        otel=args.otel,
     )
 
 
@@ -407,6 +416,9 @@ def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
             require("redis.asyncio", "redis", "--redis-url")
         if args.event_loop == "uvloop":
             require("uvloop", "fast", "--event-loop uvloop")
+        if args.otel:
+            require("opentelemetry.sdk.trace", "otel", "--otel")
+            require("opentelemetry.exporter.otlp.proto.http.trace_exporter", "otel", "--otel")
         for option, spec in (("--user-validator", args.user_validator), ("--agents", args.agents)):
             if spec:
                 load_object(spec, option)
@@ -460,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     check_options(parser, args)
     from .server import configure_logging, run
 
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format, access_log=args.access_log == "on")
     warn_about_exposure(args)
     for option in secrets_on_command_line(parser, argv):
         logging.getLogger("monoai_tornado").warning(

@@ -29,6 +29,7 @@ from .money.prices import Prices
 from .ratelimit import Admission, Limit, Limiter
 from .prompt_request import PromptRequest
 from .prompt_tokens import PromptCounter, upper_bound
+from .request_trace import RequestTrace, Tracing, current_trace
 from .usage import TokenCounter, Usage
 
 log = logging.getLogger("monoai_tornado.pipeline")
@@ -146,6 +147,11 @@ class Ticket:
     #: The deployment that answered (routing), and how many attempts it took.
     deployment: str | None = None
     attempts: int = 1
+    #: The request's id and trace context (set by :meth:`Pipeline.admit`, which sets ``request_id`` from it).
+    trace: RequestTrace | None = None
+    #: The run's result once it ended, and seconds from its start to its first text (logs, traces).
+    result: RunResult | None = None
+    first_token_seconds: float | None = None
 
 
 class Pipeline:
@@ -162,8 +168,11 @@ class Pipeline:
         lifecycle: Lifecycle | None = None,
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
         ledger: UsageLedger | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
+        #: OpenTelemetry's tracer when it is on (``--otel``), else None.
+        self.tracing = tracing
         self.counter = counter
         self.identity = identity
         self.limiter = limiter
@@ -183,13 +192,37 @@ class Pipeline:
         return self.lifecycle.runs_in_flight
 
     async def admit(self, request: PromptRequest, peer: str, headers: Mapping[str, str],
-                    target: Target | None = None) -> Ticket:
+                    target: Target | None = None, trace: RequestTrace | None = None) -> Ticket:
         """Identify the user and take the request through the rate limiter, before any model work.
 
         The ticket's ``admission`` holds the limits' figures a transport may send as headers.
         ``target``'s prices (when it has some) price the run: under a spend limit, admission
         reserves its cost; without prices it is refused there (403 ``model_not_priced``).
+        ``trace`` (the handler's; else made from ``headers``) becomes the current one: the run and
+        its upstream requests carry its id; the caller ends it (:meth:`end_trace`).
         """
+        trace = self.start_trace(trace or RequestTrace.from_headers(headers))
+        ticket = await self._admit(request, peer, headers, target)
+        ticket.trace = trace
+        ticket.request_id = trace.request_id
+        return ticket
+
+    def start_trace(self, trace: RequestTrace) -> RequestTrace:
+        """Make ``trace`` the current one (and open its span when tracing is on)."""
+        current_trace.set(trace)
+        if self.tracing is not None and trace.tracing is None:
+            trace.tracing = self.tracing
+            self.tracing.start_request(trace)
+        return trace
+
+    def end_trace(self, trace: RequestTrace, status: int | str, ticket: Ticket | None = None) -> None:
+        """The request ended with ``status`` (an HTTP status, or a WebSocket outcome): close its span."""
+        if trace.tracing is not None and not trace.ended:
+            trace.ended = True
+            trace.tracing.end_request(trace, status, ticket)
+
+    async def _admit(self, request: PromptRequest, peer: str, headers: Mapping[str, str],
+                     target: Target | None) -> Ticket:
         prices = prices_of(target) if target is not None else None
         identity = await self.identity.resolve(request.user_id, peer, headers)
         max_tokens = request.max_tokens or self.default_max_tokens
@@ -298,8 +331,10 @@ class Pipeline:
         started = time.time()
         status = "failed"
         result: RunResult | None = None
+        if ticket.trace is not None and ticket.trace.model is None:
+            ticket.trace.model = target.name
         try:
-            result = await target.run(ticket.request, meter=meter, events=events)
+            ticket.result = result = await target.run(ticket.request, meter=meter, events=events)
             status = "completed"
         except BackendError as exc:
             self.metrics.count_backend_error(exc.code)
@@ -359,7 +394,8 @@ class Pipeline:
         if ticket.identity.api_key is not None:
             self.metrics.count_key_tokens(ticket.identity.api_key.id, usage.prompt_tokens, usage.completion_tokens)
         if meter.first_text_at is not None:
-            self.metrics.observe_first_chunk(meter.first_text_at - meter.started_at)
+            ticket.first_token_seconds = meter.first_text_at - meter.started_at
+            self.metrics.observe_first_chunk(ticket.first_token_seconds)
         return usage
 
     def _write_ledger(self, ledger: UsageLedger, ticket: Ticket, target: Target, meter: UsageMeter, status: str,

@@ -8,23 +8,11 @@ from typing import Any
 
 import tornado.netutil
 
-from .log_safety import SafeFormatter
+from .logs import LOG_FORMAT as LOG_FORMAT, configure_logging as configure_logging  # callers import them from here
 from .loops import loop_factory
 from .workers import fork_workers
 
 log = logging.getLogger("monoai_tornado.server")
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-def configure_logging(level: str = "info") -> None:
-    """Timestamped log lines on stderr at ``level``, control characters escaped (a client's
-    newline cannot forge a line), unless logging is configured already."""
-    configured = bool(logging.getLogger().handlers)
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
-    if not configured:
-        for handler in logging.getLogger().handlers:
-            handler.setFormatter(SafeFormatter(LOG_FORMAT))
 
 
 async def drain(app: Any, server: Any, timeout: float) -> None:

@@ -26,6 +26,7 @@ from tornado.simple_httpclient import HTTPTimeoutError
 
 from ..errors import BackendError, BackendTimeout
 from ..fastjson import loads
+from ..request_trace import upstream_headers
 from .base import (Backend, BackendEvent, CallOptions, EventStream, FinishReason, Message, PromptTokens, ReportedUsage,
                    TextDelta, ToolCall, ToolCallsRequested, ToolSchema, exception_of)
 from .prompt_count import UpstreamPromptCounter
@@ -285,7 +286,8 @@ class OpenAIBackend(Backend):
 
     def _request(self, messages: list[Message], tools: list[dict[str, Any]] | None,
                  options: CallOptions | None = None) -> HTTPRequest:
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream", **self._auth()}
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream", **self._auth(),
+                   **upstream_headers()}  # the request id and trace context of the request served
         body = json.dumps(self.payload(messages, tools, options), ensure_ascii=False).encode("utf-8")
         # The pool bounds the connect with connect_timeout; the first-token, idle and total
         # timeouts are ours (stream()), so that the error says which one it was.

@@ -11,16 +11,17 @@ import tornado.web
 from ..context import ServerContext
 from ..keys import ApiKey
 from ..errors import ApiError, Forbidden, NotFound
-from ..log_safety import escape_controls
+from ..logs import log_access
 from ..pipeline import Ticket
 from ..ratelimit.headers import RATE_LIMIT_HEADERS, rate_limit_headers
 from ..rendering import Shape, render_error
+from ..request_trace import REQUEST_ID_HEADER, RequestTrace
 from ..tornado_internals import reason, set_safe_headers
 
 log = logging.getLogger("monoai_tornado.http")
 
 #: Headers a browser script may read on cross-origin answers (the playground shows them).
-EXPOSED_HEADERS = ", ".join(["Retry-After", *RATE_LIMIT_HEADERS])
+EXPOSED_HEADERS = ", ".join(["Retry-After", REQUEST_ID_HEADER, *RATE_LIMIT_HEADERS])
 
 
 def dumps(value: Any) -> str:
@@ -38,6 +39,14 @@ class JsonHandler(tornado.web.RequestHandler):
     ticket: Ticket | None = None
     #: The shape of error bodies: ours, or OpenAI's on ``/v1``.
     error_shape: Shape = "json"
+    _trace: RequestTrace | None = None
+
+    @property
+    def trace(self) -> RequestTrace:
+        """This request's id and trace context (the id is echoed as ``X-Request-Id`` on every answer)."""
+        if self._trace is None:
+            self._trace = RequestTrace.from_headers(self.request.headers)
+        return self._trace
 
     def endpoint_label(self) -> str:
         return self.endpoint
@@ -45,6 +54,8 @@ class JsonHandler(tornado.web.RequestHandler):
     def on_finish(self) -> None:
         if hasattr(self, "context"):
             self.context.pipeline.metrics.count_request(self.endpoint_label(), self.get_status())
+            if self._trace is not None and self._trace.tracing is not None:
+                self.context.pipeline.end_trace(self._trace, self.get_status(), self.ticket)
 
     def initialize(self, context: ServerContext) -> None:
         self.context = context
@@ -53,6 +64,7 @@ class JsonHandler(tornado.web.RequestHandler):
     def set_default_headers(self) -> None:
         # Tornado calls this before initialize() and again after clear() on errors.
         self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header(REQUEST_ID_HEADER, self.trace.request_id)
         if hasattr(self, "context"):
             self._apply_cors()
 
@@ -156,7 +168,7 @@ access_log = logging.getLogger("monoai_tornado.access")
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
-    """Access log line: status, method, path, user identity, tokens and duration."""
+    """Access log line: status, method, path, user identity, tokens, request id and duration."""
     status = handler.get_status()
     if status < 400:
         level = logging.INFO
@@ -167,18 +179,9 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     if not access_log.isEnabledFor(level):
         return
     request = handler.request
-    ticket = handler.ticket if isinstance(handler, JsonHandler) else None
-    user, tokens = access_fields(ticket, request.remote_ip)
-    access_log.log(level, "%d %s %s user=%s tokens=%s %.2fms", status, escape_controls(request.method),
-                   escape_controls(request.uri or ""), user, tokens, 1000.0 * request.request_time())
-
-
-def access_fields(ticket: Ticket | None, remote_ip: str | None) -> tuple[str, str]:
-    """The ``user`` and ``tokens`` fields of an access-log line (HTTP and WebSocket alike),
-    control characters escaped."""
-    if ticket is None:
-        return f"ip:{remote_ip}", "-"
-    api_key = ticket.identity.api_key  # named by its id, never by the key
-    user = escape_controls(ticket.identity.key)
-    user = user if api_key is None else f"{user} key={api_key.id}"
-    return user, "-" if ticket.usage is None else str(ticket.usage.total_tokens)
+    if isinstance(handler, JsonHandler):
+        ticket, route, request_id = handler.ticket, handler.endpoint_label(), handler.trace.request_id
+    else:
+        ticket, route, request_id = None, "other", "-"
+    log_access(level, method=request.method or "-", path=request.uri or "-", route=route, status=status,
+               ticket=ticket, remote_ip=request.remote_ip, request_id=request_id, seconds=request.request_time())

@@ -104,7 +104,8 @@ class PromptHandler(JsonHandler):
         task was cancelled before it started (the client left at once) never reaches the
         pipeline's own ``finally``.
         """
-        ticket = await self.context.pipeline.admit(request, self.peer_ip, self.request.headers, target)
+        ticket = await self.context.pipeline.admit(request, self.peer_ip, self.request.headers, target,
+                                                   trace=self.trace)
         ticket.route = self.request.path
         self.ticket = ticket
         if self.context.gateway is not None:  # the run names its deployment before its first byte

@@ -25,11 +25,11 @@ from ..prompt_request import PromptRequest, load_json_object, parse_prompt_objec
 from ..pipeline import Target, Ticket
 from ..rendering import ErrorAnswer, render_error
 from ..tornado_internals import FrameWriter, frame_writer, reason, websocket_backed_up
-from ..log_safety import escape_controls
-from .base import access_fields, dumps
+from ..logs import log_access
+from ..request_trace import RequestTrace
+from .base import dumps
 
 log = logging.getLogger("monoai_tornado.websocket")
-access_log = logging.getLogger("monoai_tornado.access")
 
 #: Prompts a connection may have waiting behind the running one.
 MAX_QUEUED_PROMPTS = 32
@@ -120,6 +120,8 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
     """One client connection; serves its prompts one at a time, in order."""
 
     context: ServerContext
+    #: The id and trace context of the prompt in service (a new one per prompt).
+    trace: RequestTrace
 
     def initialize(self, context: ServerContext) -> None:
         self.context = context
@@ -337,6 +339,7 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
                 if task is not None:
                     task.uncancel()  # the cancel was for that prompt, not for this task
         else:
+            self.trace = RequestTrace.from_headers(self.request.headers)
             self._account(None, "cancelled", time.monotonic())
         self.phase = "idle"
         if shutdown:
@@ -349,18 +352,19 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
         ticket = None
         outcome = "complete"
         started = time.monotonic()
+        self.trace = trace = RequestTrace.from_headers(self.request.headers)  # a new id for every prompt
         try:
             target = self.target
             assert target is not None  # set by get() before any message is read
             if self.context.gateway is not None and "/agent/" not in self.request.path:
                 target = self.context.model_target(request.model)  # the prompt's own model
             ticket = await pipeline.admit(request, self.request.remote_ip or "unknown", self.request.headers,
-                                          target)
+                                          target, trace=trace)
             ticket.route = self.request.path
             events = _SocketEvents(self)
             result = await pipeline.run(ticket, target, events)
             await events.flush()
-            await self.send({"type": "complete", "result": result.to_result_dict()})
+            await self.send({"type": "complete", "result": result.to_result_dict(), "request_id": trace.request_id})
         except ClientGone:
             outcome = "client_gone"
         except asyncio.CancelledError:
@@ -382,9 +386,9 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
         return "agent_ws" if "/agent/" in self.request.path else "model_ws"
 
     def _account(self, ticket: Ticket | None, outcome: str, started: float) -> None:
-        """Metrics and an access log line per prompt, as HTTP requests get."""
+        """Metrics, the trace's end and an access log line per prompt, as HTTP requests get."""
         self.context.pipeline.metrics.count_request(self._endpoint(), outcome)
-        if access_log.isEnabledFor(logging.INFO):
-            user, tokens = access_fields(ticket, self.request.remote_ip)
-            access_log.info("%s WS %s user=%s tokens=%s %.2fms", outcome, escape_controls(self.request.path), user, tokens,
-                            1000.0 * (time.monotonic() - started))
+        self.context.pipeline.end_trace(self.trace, outcome, ticket)
+        log_access(logging.INFO, method="WS", path=self.request.path, route=self._endpoint(), status=outcome,
+                   ticket=ticket, remote_ip=self.request.remote_ip, request_id=self.trace.request_id,
+                   seconds=time.monotonic() - started)

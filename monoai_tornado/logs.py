@@ -1,0 +1,92 @@
+"""Log lines: text for people, JSON for machines, control characters escaped in both.
+
+``--log-format text`` (the default) writes ``TIME LEVEL LOGGER: MESSAGE`` with every control
+character of the message escaped (:mod:`.log_safety`), so that a user id or a path cannot
+forge or break a line. ``--log-format json`` writes one JSON object per line:
+``time``, ``level``, ``logger``, ``message``, the ``request_id`` of the request being served,
+``exception`` when there is one, and for access lines the fields of :func:`log_access`.
+``--access-log off`` silences the access lines.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+from typing import Any
+
+from .log_safety import SafeFormatter, escape_controls
+from .request_trace import current_trace
+from .run_facts import facts_of
+
+__all__ = ["TextFormatter", "JsonFormatter", "configure_logging", "ACCESS_LOGGER",
+           "LOG_FORMAT", "log_access"]
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: The logger of the access lines (one per HTTP request and per WebSocket prompt).
+ACCESS_LOGGER = "monoai_tornado.access"
+
+
+class TextFormatter(SafeFormatter):
+    """The classic line, its message's control characters escaped (a traceback keeps its own lines)."""
+
+    def __init__(self) -> None:
+        super().__init__(LOG_FORMAT)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (ASCII only, so no character of it can split the line)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
+            .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        access = getattr(record, "access", None)
+        if isinstance(access, dict):
+            line.update(access)
+        elif (trace := current_trace.get()) is not None:
+            line["request_id"] = trace.request_id
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exception"] = record.exc_text
+        return json.dumps(line, default=str)
+
+
+def configure_logging(level: str = "info", fmt: str = "text", access_log: bool = True) -> None:
+    """Lines on stderr at ``level`` in ``fmt`` (``text`` or ``json``), unless logging is configured
+    already; ``access_log`` False silences the access lines."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+        root.addHandler(handler)
+        root.setLevel(level.upper())
+    if not access_log:
+        logging.getLogger(ACCESS_LOGGER).setLevel(logging.CRITICAL + 10)
+
+
+_access = logging.getLogger(ACCESS_LOGGER)
+
+
+def log_access(level: int, *, method: str, path: str, route: str, status: int | str, ticket: Any,
+               remote_ip: str | None, request_id: str, seconds: float) -> None:
+    """The access line of one HTTP request or WebSocket prompt (``ticket``: None when never admitted)."""
+    if not _access.isEnabledFor(level):
+        return
+    facts = facts_of(ticket)
+    user = facts.user or f"ip:{remote_ip}"
+    ttft = facts.ttft_seconds
+    fields = {"request_id": request_id, "method": method, "path": path, "route": route, "status": status,
+              "user": user, "key_id": facts.key_id, "model": facts.model, "deployment": facts.deployment,
+              "prompt_tokens": facts.prompt_tokens, "completion_tokens": facts.completion_tokens,
+              "tokens": facts.total_tokens, "cost_usd": facts.cost_usd, "duration_ms": round(1000.0 * seconds, 3),
+              "ttft_ms": None if ttft is None else round(1000.0 * ttft, 3)}
+    shown = escape_controls(user)
+    shown = shown if facts.key_id is None else f"{shown} key={facts.key_id}"  # a key by its id, never the key
+    tokens = "-" if facts.total_tokens is None else str(facts.total_tokens)
+    _access.log(level, "%s %s %s user=%s tokens=%s id=%s %.2fms", status, escape_controls(method),
+                escape_controls(path), shown, tokens, request_id, 1000.0 * seconds, extra={"access": fields})

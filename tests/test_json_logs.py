@@ -1,0 +1,138 @@
+"""Logs a machine can read: one JSON object per line whatever the user sends, and text lines that
+no user id can split or forge."""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import subprocess
+import sys
+import time
+from typing import Any, Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from monoai_tornado import Application, DemoBackend
+from monoai_tornado.logs import JsonFormatter, TextFormatter
+from tests.support.processes import call, free_port, wait_for
+from tests.support.threaded_server import ThreadedServer
+
+ACCESS_FIELDS = {"time", "level", "logger", "message", "request_id", "method", "path", "route", "status", "user",
+                 "key_id", "model", "deployment", "prompt_tokens", "completion_tokens", "tokens", "cost_usd",
+                 "duration_ms", "ttft_ms"}
+#: User ids a hostile client might send: line breaks, NUL, quotes, escapes, separators, emoji.
+NASTY = st.text(alphabet=st.sampled_from(list('a"\\\n\r\x00\x1b\t\u2028\u0085 {}é😀')), min_size=1, max_size=24)
+
+
+class Captured:
+    """Log lines of the ``monoai_tornado`` loggers written by ``formatter`` into a buffer."""
+
+    def __init__(self, formatter: logging.Formatter) -> None:
+        self.buffer = io.StringIO()
+        self.handler = logging.StreamHandler(self.buffer)
+        self.handler.setFormatter(formatter)
+
+    def lines(self) -> list[str]:
+        return self.buffer.getvalue().splitlines()
+
+    def wait_for(self, text: str, count: int) -> None:
+        """Until ``count`` lines hold ``text`` (a line is written once its answer has left), 5 s at most."""
+        for _ in range(500):
+            if sum(text in line for line in self.lines()) >= count:
+                return
+            time.sleep(0.01)
+
+
+@pytest.fixture
+def captured(request: pytest.FixtureRequest) -> Iterator[Captured]:
+    logger = logging.getLogger("monoai_tornado")
+    capture = Captured(request.param())
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(capture.handler)
+    yield capture
+    logger.removeHandler(capture.handler)
+    logger.setLevel(level)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ThreadedServer]:
+    with ThreadedServer(Application("T", model=DemoBackend(delay=0))) as running:
+        yield running
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("captured", [JsonFormatter], indirect=True)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(user_id=NASTY)
+def test_json_lines_parse_one_by_one_whatever_the_user_id(server: ThreadedServer, captured: Captured,
+                                                          user_id: str) -> None:
+    captured.buffer.truncate(0)
+    captured.buffer.seek(0)
+    status, _ = call(f"http://127.0.0.1:{server.port}/model", {"prompt": "hi", "user_id": user_id})
+    status_bad, _ = call(f"http://127.0.0.1:{server.port}/model", {"prompt": "", "user_id": user_id})
+    assert (status, status_bad) == (200, 400)
+    captured.wait_for("monoai_tornado.access", 2)
+    records = [json.loads(line) for line in captured.lines()]  # every line is one whole JSON object
+    access = [r for r in records if r["logger"] == "monoai_tornado.access"]
+    assert len(access) == 2 and all(ACCESS_FIELDS <= set(r) for r in access)
+    ok = access[0]
+    assert ok["user"] == user_id and ok["status"] == 200 and ok["route"] == "model" and ok["tokens"] > 0
+    assert ok["model"] == "monoai-demo" and ok["level"] == "info" and ok["time"].endswith("Z")
+    assert access[1]["status"] == 400 and access[1]["level"] == "warning" and access[1]["tokens"] is None
+
+
+@pytest.mark.parametrize("captured", [TextFormatter], indirect=True)
+async def test_text_lines_stay_one_line_each(app_url: Any, fetch: Any, captured: Captured) -> None:
+    url = app_url()
+    answer = await fetch(url + "/model", method="POST", body={"prompt": "hi", "user_id": "eve\nINFO forged\x00"},
+                         headers={"X-Request-Id": "rid-text"})
+    assert answer.code == 200
+    lines = [line for line in captured.lines() if "monoai_tornado.access" in line]
+    assert len(lines) == 1 and "user=eve\\nINFO forged\\x00" in lines[0] and "id=rid-text" in lines[0]
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    """SIGTERM (the server drains and says "stopped"); what it wrote on stderr."""
+    proc.terminate()
+    try:
+        return proc.communicate(timeout=15)[1]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()[1]
+
+
+def _serve(*args: str) -> tuple[str, subprocess.Popen[str]]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "monoai_tornado", "--port", str(port), "--demo-delay", "0", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(base + "/health")
+    except AssertionError:
+        proc.kill()
+        proc.communicate()
+        raise
+    return base, proc
+
+
+@pytest.mark.slow
+@pytest.mark.process
+def test_the_server_logs_json_and_can_leave_out_access_lines() -> None:
+    base, proc = _serve("--log-format", "json")
+    try:
+        assert call(base + "/model", {"prompt": "hi", "user_id": 'q"\n\x00'})[0] == 200
+    finally:
+        output = _stop(proc)
+    records = [json.loads(line) for line in output.splitlines()]  # stderr: nothing but JSON lines
+    access = [r for r in records if r["logger"] == "monoai_tornado.access" and r["path"] == "/model"]
+    assert len(access) == 1 and access[0]["user"] == 'q"\n\x00' and access[0]["status"] == 200
+    assert any(r["message"] == "stopped" for r in records)
+    base, proc = _serve("--access-log", "off")
+    try:
+        assert call(base + "/model", {"prompt": "hi"})[0] == 200
+    finally:
+        output = _stop(proc)
+    assert "stopped" in output and "/model" not in output and "/health" not in output
