@@ -14,6 +14,7 @@ from monoai_tornado.backends.base import Backend, CallOptions, EventStream, Mess
 from monoai_tornado.backends.demo import DemoBackend
 from monoai_tornado.cli import build_parser
 from monoai_tornado.config import DeploymentConfig, load_config
+from monoai_tornado.errors import BackendError
 from monoai_tornado.routing import Gateway
 from tests.support.http import json_of, parse_sse
 from tests.support.ws_helpers import connect, read_until_end, send
@@ -166,11 +167,14 @@ async def test_max_concurrent_one_with_a_queue_serves_every_client_in_turn(
 
 async def test_without_a_queue_a_full_deployment_is_503_no_deployment(
         fetch: Any, app_url: Any, tmp_path: Path, counter: Any) -> None:
-    single = Counting("single", pause=0.3)
+    single = Counting("single", pause=1.0)
     gateway = gateway_of(tmp_path, QUEUED.format(queue=0), counter, {"single#1": single})
     base = app_url(model=None, gateway=gateway)
     first = asyncio.ensure_future(fetch(base + "/model", method="POST", body={"prompt": "a"}))
-    await asyncio.sleep(0.1)
+    for _ in range(500):  # until the first call runs (bounded)
+        if single.running:
+            break
+        await asyncio.sleep(0.01)
     second = await fetch(base + "/model", method="POST", body={"prompt": "b"})
     assert second.code == 503 and json_of(second)["code"] == "no_deployment"
     assert second.headers["Retry-After"] == "1"
@@ -195,3 +199,52 @@ async def test_reload_switches_models_and_an_invalid_file_keeps_the_old_ones(
 
 def rewrite(path: str, text: str) -> None:
     Path(path).write_text(text)
+
+
+class Failing(Backend):
+    """Fails before its first event, as an upstream answering 502 does."""
+
+    provider = "test"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def stream(self, messages: list[Message], *, tools: list[ToolSchema] | None = None,
+                     options: CallOptions | None = None) -> EventStream:
+        self.calls += 1
+        raise BackendError("upstream answered 502 Bad Gateway", extra={"upstream_status": 502})
+        yield TextDelta("never")
+
+
+PRICED = """
+[[models]]
+name = "chat"
+backend = "openai"
+base_url = "http://127.0.0.1:1/v1"
+price_input = 100
+price_output = 100
+
+[[models]]
+name = "backup"
+backend = "openai"
+base_url = "http://127.0.0.1:2/v1"
+price_input = 2
+price_output = 8
+
+[routing]
+fallbacks = { chat = ["backup"] }
+"""
+
+
+async def test_a_fallback_answers_under_its_name_and_is_billed_at_its_prices(
+        fetch: Any, app_url: Any, tmp_path: Path, counter: Any) -> None:
+    broken, backup = Failing(), Counting("backup")
+    gateway = gateway_of(tmp_path, PRICED, counter, {"chat#1": broken, "backup#1": backup})
+    base = app_url(model=None, gateway=gateway)
+    response = await fetch(base + "/model", method="POST", body={"prompt": "hi"})
+    assert response.code == 200 and response.headers["X-MonoAI-Deployment"] == "backup#1"
+    result = json_of(response)
+    assert result["response"] == "from backup" and result["model"]["name"] == "backup"
+    usage = result["usage"]
+    assert usage["cost_usd"] == pytest.approx((usage["prompt_tokens"] * 2 + usage["completion_tokens"] * 8) / 1e6)
+    assert broken.calls == 1 and backup.calls == 1
