@@ -29,8 +29,7 @@ async def ask(url: str, prompt: str, user_id: str | None) -> dict:
             if data.get("type") == "chunk":
                 print(data["content"], end="", flush=True)
             elif data.get("type") == "step":
-                step = data["step"]
-                print(f"\n  [{step['type']}] {step.get('name', '')} {json.dumps(step.get('arguments', ''))}")
+                print("\n  " + describe_step(data["step"]))
             elif data.get("type") == "complete":
                 print("\nusage:", data["result"]["usage"])
                 return data["result"]
@@ -38,6 +37,14 @@ async def ask(url: str, prompt: str, user_id: str | None) -> dict:
                 raise RuntimeError(f"{data.get('code')}: {data['error']}")
     finally:
         ws.close()
+
+
+def describe_step(step: dict) -> str:
+    """One line per agent step: a tool call with its arguments, and once it ran, its output."""
+    line = f"[{step['type']}] {step.get('name', '')} {json.dumps(step.get('arguments', ''))}".rstrip()
+    if step["type"] == "tool":
+        line += f" -> error: {step['error']}" if step.get("error") else f" -> {json.dumps(step.get('output'))}"
+    return line
 
 
 def server_url(args: argparse.Namespace) -> str:

@@ -12,6 +12,7 @@ from .backends.demo import DEFAULT_DELAY
 from .backends.prompt_count import METHODS as PROMPT_COUNT_METHODS
 from .extras import MissingExtra, require
 from .objects import OptionError, load_object
+from .redis_url import redis_url_problem
 
 DESCRIPTION = ("Serve an LLM model and its agents over HTTP, server-sent events and WebSocket. "
                "Without options it serves an offline demo model and a demo agent named 'assistant'. "
@@ -411,6 +412,11 @@ def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
             open(args.usage_log, "a").close()
         except OSError as exc:
             parser.error(f"--usage-log {args.usage_log}: {exc.strerror or exc}")
+    if args.redis_url and (problem := redis_url_problem(args.redis_url)) is not None:
+        parser.error(f"--redis-url {problem}")
+    if args.admin_token is not None and not args.admin_token.strip():
+        parser.error("--admin-token is empty (an unset variable?): give a token, e.g. from MONOAI_ADMIN_TOKEN, "
+                     "or leave the option out")
     try:
         if args.redis_url:
             require("redis.asyncio", "redis", "--redis-url")

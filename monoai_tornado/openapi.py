@@ -52,8 +52,8 @@ def _schemas(has_limiter: bool) -> dict[str, Schema]:
             "user_id": {"type": ["string", "integer", "null"],
                         "description": "Who is asking (a number is turned into its decimal string; null is "
                                        "the same as absent); rate limits count per user, else per client IP. "
-                                       "Never `ip:...`: that namespace is the client IPs'."},
-            "max_tokens": {"type": "integer", "minimum": 1,
+                                       "Never `ip:...`: that namespace is the client IPs'. At most 256 bytes."},
+            "max_tokens": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1,
                            "description": "Cap of the answer's tokens (default: the server's "
                                           "--default-max-tokens); a token budget may lower it."},
         }, ["prompt"]),
@@ -373,6 +373,10 @@ def build_openapi(
                                       {"description": "A self-contained HTML page.",
                                        "content": {"text/html": {"schema": {"type": "string"}}}},
                                       "getPlayground", "meta"),
+        "getFavicon": lambda: _get("The site's icon (browsers ask for it)",
+                                   {"description": "A 16x16 icon.",
+                                    "content": {"image/x-icon": {"schema": {"type": "string", "format": "binary"}}}},
+                                   "getFavicon", "meta"),
         "getOpenAPI": lambda: _get("This document", _json({"type": "object"}, "The OpenAPI 3.1 document."),
                                    "getOpenAPI", "meta"),
         "askModel": lambda: prompt("askModel", stream=False, agent=False),

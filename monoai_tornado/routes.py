@@ -20,6 +20,7 @@ import tornado.web
 
 from .context import ServerContext
 from .handlers.admin import AdminKeyHandler, AdminKeysHandler
+from .handlers.favicon import FaviconHandler
 from .handlers.http import PromptHandler
 from .handlers.meta import (AgentsHandler, HealthHandler, MetricsHandler, RootHandler, StatsHandler,
                             UserStatsHandler, ValidateUserHandler)
@@ -89,6 +90,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/static/{name}", ("GET",), StaticAssetHandler, "getStaticFile",
           parameters={"name": ("name", r"[A-Za-z0-9_.\-/%]+")}, listed=False),  # %2F: "/" as clients quote it
     Route("/", ("GET",), RootHandler, "getRoot"),
+    Route("/favicon.ico", ("GET",), FaviconHandler, "getFavicon", listed=False),
     Route("/health", ("GET",), HealthHandler, "getHealth"),
     Route("/metrics", ("GET",), MetricsHandler, "getMetrics"),
     Route("/validate-user", ("POST",), ValidateUserHandler, "validateUser"),

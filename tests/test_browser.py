@@ -91,12 +91,15 @@ async def test_rate_limited_answers_show_their_retry_time(app_url):
     async with browser_page("rate-limited") as (page, seen):
         await open_playground(page, url)
         assert await ask_to_the_end(page, "first", transport="sse") == "done"
+        assert await page.input_value("#prompt") == ""  # sent: the box is cleared
         headers = await header_rows(page)
         assert headers["x-ratelimit-remaining-requests"] == "0" and "RateLimit-Policy" in headers
 
         assert await ask_to_the_end(page, "second", transport="sse") == "error"
         error = await page.text_content("#error")
         assert error.startswith(f"rate limited, retry in {retry} s")
+        assert error.count("retry in") == 1  # said once, not the server's sentence again
+        assert await page.input_value("#prompt") == "second"  # not answered: the text comes back
         assert await page.is_visible("#error")
         headers = await header_rows(page)
         assert headers["Retry-After"] == str(retry) and "HTTP 429" in await page.text_content("#headers-note")
@@ -104,6 +107,18 @@ async def test_rate_limited_answers_show_their_retry_time(app_url):
         assert await ask_to_the_end(page, "third", transport="ws") == "error"
         assert (await page.text_content("#error")).startswith(f"rate limited, retry in {retry} s")
         assert await page.text_content("#answer") == ""
+        no_page_errors(seen)
+
+
+@bounded(60)
+async def test_on_a_phone_the_chat_comes_before_the_settings(app_url):
+    url = app_url("Phone", pages=True)
+    async with browser_page("phone") as (page, seen):
+        await page.set_viewport_size({"width": 390, "height": 844})
+        await open_playground(page, url)
+        chat = await page.locator('section[aria-labelledby="chat-title"]').bounding_box()
+        settings = await page.locator('section[aria-labelledby="settings-title"]').bounding_box()
+        assert chat["y"] < settings["y"]
         no_page_errors(seen)
 
 

@@ -91,6 +91,7 @@ def test_ws_client_asks_the_server_on_the_port_given(example_server):
     proc = run_example("ws_client", "--port", port, "--agent", "shop", "what is the price of coffee?")
     assert proc.returncode == 0, proc.stderr
     assert "The price_of tool returned 7.9." in proc.stdout and "usage:" in proc.stdout
+    assert '[tool] price_of {"item": "coffee"} -> 7.9' in proc.stdout  # the tool's output, not only its call
     proc = run_example("ws_client", "--url", f"http://127.0.0.1:{port}", "over the model")
     assert proc.returncode == 0 and "over the model" in proc.stdout
 

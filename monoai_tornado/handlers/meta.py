@@ -18,6 +18,10 @@ class RootHandler(JsonHandler):
     endpoint = "root"
 
     def get(self) -> None:
+        self.set_header("Vary", "Accept")
+        if _prefers_html(self.request.headers.get("Accept", "")):  # a browser: the page to try it in
+            self.redirect(self.request.path.rstrip("/") + "/playground")
+            return
         ctx = self.context
         body: dict[str, Any] = {
             "msg": f"App {ctx.name} successfully started",
@@ -31,6 +35,16 @@ class RootHandler(JsonHandler):
         body["agents"] = sorted(ctx.agents)
         body["endpoints"] = list(ctx.endpoints)
         self.send_json(body)
+
+
+def _prefers_html(accept: str) -> bool:
+    """True when ``Accept`` names ``text/html`` before (or without) any JSON: a browser opening the
+    page, not a client of the API (which sends ``application/json``, ``*/*`` or nothing)."""
+    kinds = [part.split(";")[0].strip().lower() for part in accept.split(",")]
+    if "text/html" not in kinds:
+        return False
+    json_at = next((i for i, kind in enumerate(kinds) if kind == "application/json"), len(kinds))
+    return kinds.index("text/html") < json_at
 
 
 class HealthHandler(JsonHandler):

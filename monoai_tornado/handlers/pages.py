@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from ..errors import NotFound
 from ..openapi import build_openapi
+from ..openapi_examples import add_examples
 from ..static_files import ASSET_TYPES, static_asset, static_assets
 from ..version import __version__
 from .base import JsonHandler
@@ -167,4 +168,4 @@ class OpenAPIHandler(JsonHandler):
             api_keys=None if ctx.keys is None else "required" if ctx.keys.require else "optional",
             operations=ctx.operations,
         )
-        self.send_json(doc)
+        self.send_json(add_examples(doc, None if ctx.model is None else ctx.model.name, sorted(ctx.agents)))

@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from typing import Any, Sequence
 
 from ..errors import KeyStoreUnavailable
+from ..redis_url import redis_url_problem
 from .file_store import FileKeyStore, KeysFileError
 from .records import ApiKey, new_key, parse_duration
 from .store import KeyStore
@@ -83,13 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def open_store(args: argparse.Namespace) -> KeyStore:
+    """The store the options name; a missing file, a wrong URL or no redis package: one line, exit 1."""
     if args.keys_file:
+        if args.command != "create" and not os.path.exists(args.keys_file):
+            raise SystemExit(f"error: the keys file {args.keys_file!r} does not exist "
+                             "(keys create --keys-file makes it)")
         return FileKeyStore(args.keys_file)
+    problem = redis_url_problem(args.redis_url)
+    if problem is not None:
+        raise SystemExit(f"error: --redis-url {problem}")
     try:
         from .redis_store import RedisKeyStore
+
+        return RedisKeyStore(args.redis_url, prefix=args.redis_prefix)
     except ImportError:
         raise SystemExit("error: --redis-url needs the redis package (pip install 'monoai_tornado[redis]')") from None
-    return RedisKeyStore(args.redis_url, prefix=args.redis_prefix)
 
 
 LIST_FIELDS = ("id", "user", "name", "prefix", "created_at", "expires_at", "revoked")

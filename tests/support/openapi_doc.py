@@ -82,7 +82,7 @@ class Documented:
                 errors = list(self.validator(event_pointer).iter_errors(data))
                 assert not errors, f"{path} event {name}: {errors[0].message}"
         else:
-            body = response.body.decode()
+            body = response.body if media.startswith("image/") else response.body.decode()
         for name, header in documented.get("headers", {}).items():
             header = _at(self.doc, header["$ref"][1:]) if "$ref" in header else header
             value = response.headers.get(name)
