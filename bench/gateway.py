@@ -50,6 +50,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -262,6 +263,21 @@ for _try in (False, True):
     add_line(_who + "+asyncio", _who + "+asyncio")
 for _name in ("direct", "floor-proxy", "floor-proxy+ka", "floor-aiohttp", "litellm"):
     add_line(_name, _name)
+
+
+def _routed_args(setup: Setup) -> tuple[str, ...]:
+    """Ours with ``--config``: two deployments of the mock upstream behind the one model, so the
+    line costs what routing adds (choice, slot, retry bookkeeping) over ``ours-v1``."""
+    path = os.path.join(tempfile.gettempdir(), f"monoai-bench-routed-{os.getpid()}.toml")
+    entry = f'[[models]]\nname = "{MODEL}"\nbase_url = "{setup.upstream}/v1"\n'
+    with open(path, "w", encoding="utf-8") as file:
+        file.write(entry + entry + '[routing]\nstrategy = "least-busy"\n')
+    return (PYTHON, "-m", "monoai_tornado", "--config", path, "--no-agents", "--log-level", "error",
+            "--port", "{port}", *NEVER_TRIPPING)
+
+
+add_server("ours-routed", ServerSpec(_routed_args, ours=True))
+add_line("ours-routed", "ours-routed")  # two replicas behind one model: compare with ours-v1
 
 
 def make_line(name: str, setup: Setup) -> Line:
