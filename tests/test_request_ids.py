@@ -9,7 +9,7 @@ from monoai_tornado.backends.openai import OpenAIBackend
 from monoai_tornado.request_trace import RequestTrace, request_id_from, valid_traceparent
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.http import json_of, parse_sse
-from tests.support.ws_helpers import connect, read_until_end, send
+from tests.support.ws_helpers import connect, read, read_until_end, send
 
 MADE = re.compile(r"[0-9a-f]{32}")
 PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -86,3 +86,14 @@ def test_traceparents_follow_the_w3c_rules():
     trace = RequestTrace.from_headers({"traceparent": "junk", "tracestate": "k=v"})
     assert trace.traceparent is None and trace.tracestate is None and "traceparent" not in trace.upstream_headers()
     assert request_id_from("ok") == "ok" and MADE.fullmatch(request_id_from("not ok"))
+
+
+async def test_responses_websocket_mode_serves_one_response_after_another(url):
+    ws = await connect(url, "/v1/responses")
+    for turn in ("first", "second"):  # a turn whose bookkeeping failed would leave the socket busy
+        await send(ws, {"type": "response.create", "model": "monoai-demo", "input": turn})
+        events = [await read(ws)]
+        while events[-1].get("type") not in ("response.completed", "error"):
+            events.append(await read(ws))
+        assert events[-1]["type"] == "response.completed" and turn in events[-1]["response"]["output_text"]
+    ws.close()

@@ -24,6 +24,7 @@ from ..errors import ApiError, ClientGone, InvalidJson
 from ..pipeline import Ticket
 from ..prompt_request import load_json_object
 from ..rendering import render_error
+from ..request_trace import RequestTrace
 from ..tornado_internals import frame_writer
 from .responses import begin_turn, keep, owner_of
 from .websocket import CLOSE_MESSAGE_TOO_BIG, CLOSE_UNSUPPORTED_DATA, PromptSocket
@@ -112,10 +113,11 @@ class ResponsesSocket(PromptSocket):
         outcome = "complete"
         started = time.monotonic()
         headers, peer = self.request.headers, self.request.remote_ip or "unknown"
+        self.trace = trace = RequestTrace.from_headers(headers)  # a new id for every response
         try:
             owner = await owner_of(self.context, parsed.user_id, peer, headers)
             turn = await begin_turn(self, self.context, parsed, owner, self.last)
-            ticket = await pipeline.admit(turn.parsed.prompt_request(turn.items), peer, headers)
+            ticket = await pipeline.admit(turn.parsed.prompt_request(turn.items), peer, headers, trace=trace)
             self.running = events = ResponseEvents(turn.builder)
             await self.send_events(events.opening())
             try:
