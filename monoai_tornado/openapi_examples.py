@@ -24,6 +24,9 @@ def request_examples(model: str | None, agent: str | None) -> dict[str, dict[str
     if chat_model is not None:
         examples["createChatCompletion"] = {"model": chat_model, "max_tokens": 64,
                                             "messages": [{"role": "user", "content": PROMPT}]}
+        examples["createResponse"] = {"model": chat_model, "input": PROMPT, "max_output_tokens": 64}
+        examples["createMessage"] = {"model": chat_model, "max_tokens": 64,
+                                     "messages": [{"role": "user", "content": PROMPT}]}
     return examples
 
 
