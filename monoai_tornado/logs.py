@@ -15,7 +15,7 @@ import logging
 from typing import Any
 
 from .log_safety import SafeFormatter, escape_controls
-from .request_trace import current_trace
+from .request_trace import RequestTrace, current_trace
 from .run_facts import facts_of
 
 __all__ = ["TextFormatter", "JsonFormatter", "configure_logging", "ACCESS_LOGGER",
@@ -73,11 +73,12 @@ _access = logging.getLogger(ACCESS_LOGGER)
 
 
 def log_access(level: int, *, method: str, path: str, route: str, status: int | str, ticket: Any,
-               remote_ip: str | None, request_id: str, seconds: float) -> None:
+               trace: RequestTrace | None, remote_ip: str | None, seconds: float) -> None:
     """The access line of one HTTP request or WebSocket prompt (``ticket``: None when never admitted)."""
     if not _access.isEnabledFor(level):
         return
-    facts = facts_of(ticket)
+    facts = facts_of(ticket, trace)
+    request_id = "-" if trace is None else trace.request_id
     user = facts.user or f"ip:{remote_ip}"
     ttft = facts.ttft_seconds
     fields = {"request_id": request_id, "method": method, "path": path, "route": route, "status": status,

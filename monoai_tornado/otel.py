@@ -132,7 +132,7 @@ class OtelTracing:
         span = trace.span
         if span is None:
             return
-        facts = facts_of(ticket)
+        facts = facts_of(ticket, trace)
         requested = field_of(field_of(ticket, "request"), "model") or trace.model
         if requested:
             span.update_name(f"{trace.operation} {requested}")

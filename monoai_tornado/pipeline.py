@@ -225,6 +225,8 @@ class Pipeline:
                      target: Target | None) -> Ticket:
         prices = prices_of(target) if target is not None else None
         identity = await self.identity.resolve(request.user_id, peer, headers)
+        if (trace := current_trace.get()) is not None:
+            trace.identity = identity  # who it was, even when refused below (logs, traces)
         max_tokens = request.max_tokens or self.default_max_tokens
         # Checked and counted in one step, before any await: the limit is exact.
         if self.max_concurrent_runs is not None and self.admitted >= self.max_concurrent_runs:

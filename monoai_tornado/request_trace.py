@@ -95,6 +95,8 @@ class RequestTrace:
     #: What the request is, for the span's name and attributes (``chat``, the model asked for).
     operation: str = "chat"
     model: str | None = None
+    #: Who asked (an :class:`~monoai_tornado.identity.Identity`), once known, even when refused.
+    identity: Any = None
     ended: bool = False
 
     @classmethod

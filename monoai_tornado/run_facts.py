@@ -53,10 +53,16 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def facts_of(ticket: Any) -> RunFacts:
-    """The facts of ``ticket`` (a :class:`~monoai_tornado.pipeline.Ticket`, or None)."""
+def facts_of(ticket: Any, trace: Any = None) -> RunFacts:
+    """The facts of ``ticket`` (a :class:`~monoai_tornado.pipeline.Ticket`), or of a request
+    never admitted (None) from its ``trace``: who it was, when known."""
     if ticket is None:
-        return RunFacts()
+        identity = field_of(trace, "identity")
+        if identity is None:
+            return RunFacts(request_id=field_of(trace, "request_id"))
+        api_key = identity.api_key
+        return RunFacts(request_id=field_of(trace, "request_id"), user=identity.key,
+                        key_id=None if api_key is None else api_key.id)
     identity = ticket.identity
     api_key = identity.api_key
     result = ticket.result

@@ -180,8 +180,8 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
         return
     request = handler.request
     if isinstance(handler, JsonHandler):
-        ticket, route, request_id = handler.ticket, handler.endpoint_label(), handler.trace.request_id
+        ticket, route, trace = handler.ticket, handler.endpoint_label(), handler.trace
     else:
-        ticket, route, request_id = None, "other", "-"
+        ticket, route, trace = None, "other", None
     log_access(level, method=request.method or "-", path=request.uri or "-", route=route, status=status,
-               ticket=ticket, remote_ip=request.remote_ip, request_id=request_id, seconds=request.request_time())
+               ticket=ticket, trace=trace, remote_ip=request.remote_ip, seconds=request.request_time())

@@ -390,5 +390,5 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
         self.context.pipeline.metrics.count_request(self._endpoint(), outcome)
         self.context.pipeline.end_trace(self.trace, outcome, ticket)
         log_access(logging.INFO, method="WS", path=self.request.path, route=self._endpoint(), status=outcome,
-                   ticket=ticket, remote_ip=self.request.remote_ip, request_id=self.trace.request_id,
+                   ticket=ticket, trace=self.trace, remote_ip=self.request.remote_ip,
                    seconds=time.monotonic() - started)
