@@ -310,7 +310,9 @@ def build_ledger(args: argparse.Namespace) -> Any:
 
 def build_limiter(args: argparse.Namespace) -> Any:
     limits = [*args.limit, *args.token_limit, *args.spend_limit]
-    if not limits and args.concurrency_limit is None:
+    # Keys carry limits of their own: with Redis, the processes must count them in it too.
+    shared_keys = bool(args.redis_url and (args.keys_file or args.keys_redis))
+    if not limits and args.concurrency_limit is None and not shared_keys:
         return None
     from .ratelimit import MemoryStore, RateLimiter
 
