@@ -7,16 +7,21 @@ a handler.
 """
 from __future__ import annotations
 
+import http.client
+import time
 from typing import Callable, Mapping
 
+import tornado
 import tornado.httpserver
 import tornado.web
 import tornado.websocket
+from tornado import httputil
 from tornado.concurrent import Future
 from tornado.iostream import IOStream
 
-__all__ = ["BARE_BAD_REQUEST", "FrameWriter", "body_cap", "frame_writer", "http_stream", "is_finished", "reason",
-           "retype_stream", "set_safe_headers", "stop_request_timers", "websocket_backed_up"]
+__all__ = ["BARE_BAD_REQUEST", "FrameWriter", "body_cap", "frame_writer", "http_date", "http_stream", "is_finished",
+           "reason", "reset_response", "retype_stream", "set_safe_headers", "stop_request_timers",
+           "websocket_backed_up"]
 
 #: What Tornado writes for a request it cannot parse (``HTTP1Connection._read_message``) before
 #: it closes the connection: a bare 400 without a body.
@@ -46,6 +51,35 @@ def set_safe_headers(handler: tornado.web.RequestHandler, headers: Mapping[str, 
     response_headers = handler._headers
     for name, value in headers.items():
         response_headers[name] = value
+
+
+#: The ``Server`` header ``RequestHandler.clear`` sets.
+SERVER_HEADER = "TornadoServer/%s" % tornado.version
+_date_cache: list[tuple[int, str]] = [(-1, "")]
+
+
+def http_date(now: float | None = None) -> str:
+    """The ``Date`` header at ``now`` (default: the time), as ``httputil.format_timestamp`` gives it;
+    formatted once a second (it shows whole seconds), not once a request."""
+    second = int(time.time() if now is None else now)
+    cached = _date_cache[0]
+    if cached[0] != second:
+        cached = _date_cache[0] = (second, httputil.format_timestamp(second))
+    return cached[1]
+
+
+def reset_response(handler: tornado.web.RequestHandler, content_type: str) -> None:
+    """What ``RequestHandler.clear`` does before ``set_default_headers`` (``_headers``,
+    ``_write_buffer``, ``_status_code``, ``_reason``), with ``content_type`` set at once and the
+    ``Date`` formatted once a second: the same headers, in the same order, for less per request."""
+    headers = httputil.HTTPHeaders()
+    headers["Server"] = SERVER_HEADER
+    headers["Content-Type"] = content_type
+    headers["Date"] = http_date()
+    handler._headers = headers
+    handler._write_buffer = []
+    handler._status_code = 200
+    handler._reason = http.client.responses[200]
 
 
 def reason(handler: tornado.web.RequestHandler) -> str:

@@ -128,3 +128,38 @@ def test_the_body_cap_and_a_stream_that_takes_a_subclass() -> None:
     assert type(stream) is Sub
     stream.close()
     right.close()
+
+
+class Cleared(tornado.web.RequestHandler):
+    """Tornado's own clear() beside reset_response (RequestHandler._headers, _write_buffer,
+    _status_code, _reason)."""
+
+    def get(self) -> None:
+        self.set_status(404)
+        self.write("dropped")
+        self.clear()
+        seen["tornado"] = (list(self._headers.get_all()), list(self._write_buffer), self._status_code, self._reason)
+        self.set_status(404)
+        self.write("dropped")
+        internals.reset_response(self, "text/html; charset=UTF-8")
+        seen["ours"] = (list(self._headers.get_all()), list(self._write_buffer), self._status_code, self._reason)
+        self.finish("ok")
+
+
+async def test_reset_response_leaves_a_handler_as_clear_does(serve, fetch):
+    seen.clear()
+    app = tornado.web.Application([("/cleared", Cleared)])
+    response = await fetch(serve(tornado.httpserver.HTTPServer(app)) + "/cleared")
+    assert response.code == 200 and response.body == b"ok"
+    without_date = [[(name, value) for name, value in seen[key][0] if name != "Date"] for key in ("tornado", "ours")]
+    assert without_date[0] == without_date[1] == [("Server", internals.SERVER_HEADER),
+                                                  ("Content-Type", "text/html; charset=UTF-8")]
+    assert [name for name, _ in seen["ours"][0]] == [name for name, _ in seen["tornado"][0]]  # same order
+    assert seen["ours"][1:] == seen["tornado"][1:] == ([], 200, "OK")
+
+
+def test_http_date_is_tornados_date_header() -> None:
+    from tornado.httputil import format_timestamp
+
+    for now in (0.0, 1_700_000_000.0, 1_700_000_000.999, 1_700_000_001.2, 4_102_444_799.5):
+        assert internals.http_date(now) == format_timestamp(now)

@@ -16,7 +16,7 @@ from ..pipeline import Ticket
 from ..ratelimit.headers import RATE_LIMIT_HEADERS, rate_limit_headers
 from ..rendering import Shape, render_error
 from ..request_trace import REQUEST_ID_HEADER, RequestTrace
-from ..tornado_internals import reason, set_safe_headers
+from ..tornado_internals import reason, reset_response, set_safe_headers
 
 log = logging.getLogger("monoai_tornado.http")
 
@@ -61,9 +61,14 @@ class JsonHandler(tornado.web.RequestHandler):
         self.context = context
         self._apply_cors()
 
+    def clear(self) -> None:
+        # Tornado's clear(), with JSON as the content type and the Date formatted once a second
+        # (Tornado calls it before initialize() and again on errors).
+        reset_response(self, "application/json; charset=UTF-8")
+        self.set_default_headers()
+
     def set_default_headers(self) -> None:
-        # Tornado calls this before initialize() and again after clear() on errors.
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        # Tornado calls this from clear(): before initialize() and again on errors.
         self.set_header(REQUEST_ID_HEADER, self.trace.request_id)
         if hasattr(self, "context"):
             self._apply_cors()
