@@ -1,7 +1,7 @@
 """JSON decoding at C speed when msgspec is installed (the ``fast`` extra), else the standard library's.
 
 :func:`loads` answers what :func:`json.loads` answers: msgspec's value when msgspec takes the text,
-and for anything msgspec refuses (NaN and Infinity, numbers beyond a float, unpaired surrogates,
+and for anything msgspec refuses (NaN and Infinity, numbers beyond a float, unpaired surrogates (escaped or not),
 a byte order mark, UTF-16 bytes, deep nesting, invalid JSON) the standard library's value or
 error. Both read RFC 8259 JSON to the same Python values (objects as dicts, the last of duplicate
 keys kept, integers of any size as ints, floats correctly rounded), so only the speed changes.
@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover - without the fast extra
     _REFUSED: tuple[type[BaseException], ...] = ()
 else:
     _decode = msgspec.json.Decoder().decode
-    _REFUSED = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
+    _REFUSED = (msgspec.MsgspecError, ValueError, RecursionError)  # ValueError: text that is not UTF-8
 
 
 def loads(text: str | bytes) -> Any:
