@@ -1,26 +1,33 @@
 """JSON decoding at C speed when msgspec is installed (the ``fast`` extra), else the standard library's.
 
 :func:`loads` answers what :func:`json.loads` answers: msgspec's value when msgspec takes the text,
-and for anything msgspec refuses (NaN and Infinity, numbers beyond a float, unpaired surrogates (escaped or not),
-a byte order mark, UTF-16 bytes, deep nesting, invalid JSON) the standard library's value or
-error. Both read RFC 8259 JSON to the same Python values (objects as dicts, the last of duplicate
+and for anything msgspec refuses (NaN and Infinity, numbers beyond a float, unpaired
+surrogates, escaped or not, a byte order mark, UTF-16 bytes, deep nesting, invalid JSON) the
+standard library's value or error. Both read RFC 8259 JSON to the same Python values (objects as dicts, the last of duplicate
 keys kept, integers of any size as ints, floats correctly rounded), so only the speed changes.
 """
 from __future__ import annotations
 
+import importlib
 import json
+from types import ModuleType
 from typing import Any, Callable
 
-_decode: Callable[[str | bytes], Any] | None
-try:
-    import msgspec
-except ImportError:  # pragma: no cover - without the fast extra
-    _decode = None
-    _REFUSED: tuple[type[BaseException], ...] = ()
-else:
-    _decode = msgspec.json.Decoder().decode
-    _REFUSED = (msgspec.MsgspecError, ValueError, RecursionError)  # ValueError: text that is not UTF-8
 
+def _optional(name: str) -> ModuleType | None:
+    """The module ``name`` when it is installed, else None (typed alike with or without it)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:  # pragma: no cover - without the fast extra
+        return None
+
+
+_msgspec = _optional("msgspec")
+_decode: Callable[[str | bytes], Any] | None = None
+_REFUSED: tuple[type[BaseException], ...] = ()
+if _msgspec is not None:
+    _decode = _msgspec.json.Decoder().decode
+    _REFUSED = (_msgspec.MsgspecError, ValueError, RecursionError)  # ValueError: text that is not UTF-8
 
 def loads(text: str | bytes) -> Any:
     """``json.loads(text)``, by msgspec when it can."""
