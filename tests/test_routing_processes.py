@@ -48,12 +48,12 @@ def gateway_file(tmp_path: Path, upstreams: list[UpstreamProcess], routing: str 
     return str(path)
 
 
-def ask(base: str, model: str = "chat", **body: Any) -> tuple[int, Any, dict[str, str]]:
+def ask(base: str, model: str = "chat", timeout: float = 30, **body: Any) -> tuple[int, Any, dict[str, str]]:
     """A /v1 chat completion (not streamed): status, JSON, headers."""
     data = json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}], **body}).encode()
     request = urllib.request.Request(base + "/v1/chat/completions", data=data)
     try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
             return answer.status, json.loads(answer.read()), dict(answer.headers)
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read()), dict(error.headers)
@@ -176,14 +176,14 @@ def test_health_is_503_while_a_model_has_no_deployment_able_to_serve(tmp_path, u
     assert status == 503 and health["models"]["chat"]["deployments"][0]["state"] == "cooldown"
 
 
-async def stream_once(port: int, model: str = "chat") -> bool:
+async def stream_once(port: int, model: str = "chat", timeout: float = 30) -> bool:
     """One streamed /v1 chat completion over a fresh connection; True when it ended with [DONE] and no error."""
     body = json.dumps({"model": model, "stream": True, "messages": [{"role": "user", "content": "hi"}]}).encode()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                      b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-        answer = await asyncio.wait_for(reader.read(-1), 30)
+        answer = await asyncio.wait_for(reader.read(-1), timeout)
     finally:
         writer.close()
     head, _, rest = answer.partition(b"\r\n\r\n")

@@ -118,6 +118,15 @@ class RoutedBackend(Backend):
                 except GeneratorExit:  # the caller stopped reading (its cap): a normal end
                     attempt.end("ok")
                     raise
+                except ApiError:  # not the deployment's failure (the client's, the server's own)
+                    attempt.end("error")
+                    raise
+                except Exception as exc:  # a backend that raised something else (an in-process model)
+                    self._failed(router, deployment, exc, "failure", None, True)
+                    attempt.end("failure" if not started else "error_after_start")
+                    if started:
+                        raise
+                    last = exc
                 except BaseException:
                     attempt.end("cancelled")
                     raise

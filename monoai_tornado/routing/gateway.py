@@ -106,6 +106,8 @@ class Gateway:
                 if _stamp(self.config.path) != self._stamp:
                     self.reload()
                 await self.probe_due()
+                for route in self.router.models.values():  # a 429's cooldown ended: waiting calls may go
+                    route.pump()
             except Exception:  # never let the watcher die
                 log.exception("configuration watch failed")
 
