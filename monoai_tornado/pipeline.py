@@ -53,8 +53,11 @@ def prices_of(target: Target) -> Prices | None:
     return prices if isinstance(prices, Prices) else None
 
 
-def model_name(target: Target) -> str:
-    """The model a ledger line names: the backend's model, ``agent/NAME`` for an agent."""
+def model_name(target: Target, result: RunResult | None = None) -> str:
+    """The model a ledger line names: the one that answered (a fallback's own name), else the
+    backend's model, ``agent/NAME`` for an agent."""
+    if result is not None and result.model is not None and not isinstance(target, AgentTarget):
+        return result.model.name
     backend = getattr(target, "backend", None)
     if isinstance(backend, Backend):
         return str(backend.describe().get("name") or target.name)
@@ -360,7 +363,7 @@ class Pipeline:
                 ticket.prices = (billed(meter.deployment) if callable(billed) else None) or ticket.prices
             usage = self._measure(ticket, meter, nothing)
             if usage.cost_nanos:
-                self.metrics.count_cost(model_name(target), ticket.deployment, usage.cost_nanos)
+                self.metrics.count_cost(model_name(target, result), ticket.deployment, usage.cost_nanos)
             settlement = self.finish(ticket, usage.total_tokens, usage.cost_nanos or 0)
             if self.ledger is not None:
                 self._write_ledger(self.ledger, ticket, target, meter, status, result, started)
@@ -411,7 +414,7 @@ class Pipeline:
             first = meter.first_text_at
             ledger.record({
                 "ts": timestamp(ended), "request_id": ticket.request_id, "user": ticket.identity.key,
-                "key_id": api_key.id if api_key is not None else None, "model": model_name(target),
+                "key_id": api_key.id if api_key is not None else None, "model": model_name(target, result),
                 "deployment": ticket.deployment, "route": ticket.route, "status": status,
                 "finish_reason": finish, "prompt_tokens": usage.prompt_tokens, "cached_tokens": usage.cached_tokens,
                 "completion_tokens": usage.completion_tokens, "cost_usd": usage.cost_usd,
