@@ -35,9 +35,13 @@ def lines_of(path: Path) -> list[dict[str, Any]]:
     return entries
 
 
+def line_count(path: Path) -> int:
+    return path.read_text().count("\n") if path.exists() else 0
+
+
 async def wait_for_lines(path: Path, count: int) -> list[dict[str, Any]]:
     for _ in range(500):
-        if path.exists() and path.read_text().count("\n") >= count:
+        if line_count(path) >= count:
             break
         await asyncio.sleep(0.01)
     return lines_of(path)
