@@ -187,14 +187,15 @@ async def test_a_request_llama_drops_for_another_is_an_error_not_an_empty_answer
 
 
 async def test_the_agent_loop_reaches_its_second_turn_on_llama(app_url, fetch, llama):
-    """A tool-call turn goes back to llama.cpp as an assistant message; it must be accepted."""
+    """A tool-call turn goes back to llama.cpp as an assistant message; it must be accepted, and
+    with the tool forced as README's recipe forces it, the agent ends with an answer."""
     def weather(city: str) -> str:
         """The weather in a city."""
         return f"sunny in {city}"
 
     forced = {"tool_choice": {"type": "function", "function": {"name": "weather"}}}  # SmolLM2 is small
     backend = OpenAIBackend(llama.base_url, "smollm2", defaults=CallOptions(max_tokens=40, temperature=0, extra=forced))
-    agent = Agent("forecaster", backend, tools=[weather], max_iterations=2)
+    agent = Agent("forecaster", backend, tools=[weather], max_iterations=4)  # room to loop, if it did
     url = app_url(model=backend, agents=[agent])
     response = await fetch(url + "/agent/forecaster", "POST", {"prompt": "Weather in Rome?"}, request_timeout=180)
     assert response.code == 200, response.body
@@ -203,3 +204,6 @@ async def test_the_agent_loop_reaches_its_second_turn_on_llama(app_url, fetch, l
     assert result["iterations"][0]["tool_calls"][0]["name"] == "weather"
     assert result["iterations"][1]["output"].startswith("sunny in") and result["iterations"][1]["error"] is None
     assert result["usage"]["total_tokens"] > 0
+    # The forced choice held for the first call only: the second answered, the agent ended.
+    assert result["response"].strip() and "stopped after" not in result["response"]
+    assert result["finish_reason"] in ("stop", "length")

@@ -102,3 +102,32 @@ async def test_a_tls_failure_is_named(app_url, fetch):
         assert answer.code == 502 and "TLS handshake failed" in json_of(answer)["error"]
     finally:
         server.close()
+
+
+async def test_a_tool_forced_by_the_server_is_forced_on_the_first_call_only(app_url, fetch):
+    """The llama.cpp recipe forces the tool with --extra-body: the agent must still end."""
+    from monoai_tornado.agents import Agent, calculator
+    from monoai_tornado.backends.base import CallOptions
+
+    forced = {"tool_choice": {"type": "function", "function": {"name": "calculator"}}}
+    replies = [Reply(chunks=[], tool_calls=[{"id": "c1", "name": "calculator", "arguments": '{"expression": "12*7"}'}]),
+               Reply(chunks=["It is ", "84."])]
+    async with FakeOpenAI(replies=replies) as upstream:
+        backend = OpenAIBackend(upstream.base_url, "m", defaults=CallOptions(extra=forced))
+        url = app_url(model=backend, agents=[Agent("calc", backend, tools=[calculator], max_iterations=4)])
+        answer = await fetch(url + "/agent/calc", "POST", {"prompt": "What is 12*7?"})
+        result = json_of(answer)
+        assert answer.code == 200 and result["response"] == "It is 84."
+        assert [step["type"] for step in result["iterations"]] == ["model", "tool", "model"]
+        first, second = (request.body for request in upstream.requests)
+        assert first["tool_choice"] == forced["tool_choice"] and second["tool_choice"] == "auto"
+        # A client's own choice on /v1 stands, tool results or not.
+        upstream.configure(chunks=["ok"])
+        messages = [{"role": "user", "content": "x"},
+                    {"role": "assistant", "content": None, "tool_calls": [
+                        {"id": "c1", "type": "function", "function": {"name": "calculator", "arguments": "{}"}}]},
+                    {"role": "tool", "tool_call_id": "c1", "content": "84"}]
+        tools = [{"type": "function", "function": {"name": "calculator", "parameters": {"type": "object"}}}]
+        chat = await fetch(url + "/v1/chat/completions", "POST", {"model": "m", "messages": messages, "tools": tools,
+                                                                    "tool_choice": "required"})
+        assert chat.code == 200 and upstream.requests[-1].body["tool_choice"] == "required"

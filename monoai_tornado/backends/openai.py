@@ -269,6 +269,10 @@ class OpenAIBackend(Backend):
         """The JSON body sent upstream for ``messages``: the call's options over the defaults.
 
         ``max_tokens`` is the smaller of the two: the run's completion cap within the server's.
+        A tool the server forces (``--extra-body '{"tool_choice": ...}'``, ``"required"``) is forced
+        on the first call of a turn only: once the tools have answered (the last message is a tool
+        result), the model chooses (``"auto"``) and so can give its answer; forced on every call,
+        an agent would call the tool until its last iteration. A call's own choice stands.
         """
         body: dict[str, Any] = {"model": self.name, "messages": messages, "stream": True,
                                 "stream_options": {"include_usage": True}}
@@ -276,6 +280,8 @@ class OpenAIBackend(Backend):
             body["tools"] = tools
         body.update(self.defaults.extra)
         body.update(_option_fields(self.defaults))
+        if messages and messages[-1].get("role") == "tool" and _forces_a_tool(body.get("tool_choice")):
+            body["tool_choice"] = "auto"
         configured = body.get("max_tokens")
         if options is not None:
             body.update(options.extra)
@@ -413,6 +419,11 @@ class OpenAIBackend(Backend):
             message = f"upstream {self._where} stalled for {self.idle_timeout:g} s mid-stream"
         log.info("%s", message)
         return BackendTimeout(message)
+
+
+def _forces_a_tool(choice: Any) -> bool:
+    """True for a ``tool_choice`` that makes the model call a tool: a named function, or ``"required"``."""
+    return choice == "required" or (isinstance(choice, dict) and choice.get("type") == "function")
 
 
 def _option_fields(options: CallOptions) -> dict[str, Any]:
