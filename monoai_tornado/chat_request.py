@@ -10,17 +10,33 @@ range is ``invalid_json``. Unknown fields are ignored.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from .conversation import NO_PARAMETERS, Message, Role, ToolCall, ToolChoice, ToolDefinition
 from .errors import InvalidJson, MissingPrompt
-from .prompt_request import PromptRequest, load_json_object, max_tokens_of, user_id_of
+from .fields import Const, Field, Flag, Number, Stops, Text
+from .prompt_request import PromptRequest, identity_field, load_json_object, max_tokens_field
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 #: Most stop sequences OpenAI accepts.
 MAX_STOP = 4
+
+# The body's plain fields, declared once: parse_chat_object reads them and the OpenAPI document
+# (openapi_v1.py, ChatCompletionRequest) shows them. messages, tools and tool_choice are parsed below.
+MODEL = Text("model", required=True, blank=True, message="Field 'model' is required: an id from GET /v1/models",
+             description="An id from GET /v1/models: the model, or agent/NAME.")
+STREAM = Flag("stream", nullable=True)
+INCLUDE_USAGE = Flag("include_usage", nullable=True, label="stream_options.include_usage")
+MAX_TOKENS = max_tokens_field("max_tokens", nullable=True)
+MAX_COMPLETION_TOKENS = max_tokens_field("max_completion_tokens", nullable=True, description="Wins over max_tokens.")
+TEMPERATURE = Number("temperature", 0, 2, nullable=True)
+TOP_P = Number("top_p", 0, 1, nullable=True)
+STOP = Stops("stop", MAX_STOP, nullable=True)
+USER = identity_field("user", "Who is asking, run through the user validator as user_id is.")
+N = Const("n", 1, nullable=True, message="n must be 1: one choice per request is served")
+CHAT_FIELDS: tuple[Field[Any], ...] = (MODEL, STREAM, MAX_TOKENS, MAX_COMPLETION_TOKENS, TEMPERATURE, TOP_P, STOP,
+                                       USER, N)
 TOOL_CHOICES = {"none": ToolChoice("none"), "auto": ToolChoice("auto"), "required": ToolChoice("required")}
 #: The roles of turns that carry text alone; ``developer`` (OpenAI's newer name) is a system turn upstream.
 PLAIN_ROLES: dict[str, Role] = {"system": "system", "developer": "system", "user": "user"}
@@ -93,37 +109,11 @@ def _messages_of(body: dict[str, Any]) -> tuple[Message, ...]:
     return tuple(_message_of(item, index) for index, item in enumerate(messages))
 
 
-def _number(body: dict[str, Any], field: str, low: float, high: float) -> float | None:
-    value = body.get(field)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not low <= value <= high:
-        raise InvalidJson(f"{field} must be a number from {low:g} to {high:g}")
-    return float(value)
-
-
-def _flag(field: str, value: Any) -> bool:
-    if value is not None and not isinstance(value, bool):
-        raise InvalidJson(f"{field} must be true or false")
-    return bool(value)
-
-
 def _max_tokens(body: dict[str, Any]) -> int | None:
     """``max_completion_tokens`` (OpenAI's current name) else ``max_tokens``: a positive integer."""
-    completion = max_tokens_of(body, "max_completion_tokens", null_allowed=True)
-    legacy = max_tokens_of(body, null_allowed=True)
+    completion = MAX_COMPLETION_TOKENS.read(body)
+    legacy = MAX_TOKENS.read(body)
     return completion if completion is not None else legacy
-
-
-def _stop(body: dict[str, Any]) -> tuple[str, ...]:
-    stop = body.get("stop")
-    if stop is None:
-        return ()
-    stops = [stop] if isinstance(stop, str) else stop
-    if not isinstance(stops, list) or len(stops) > MAX_STOP or not all(isinstance(s, str) and s for s in stops):
-        raise InvalidJson(f"stop must be a non-empty string or a list of at most {MAX_STOP} of them")
-    return tuple(stops)
 
 
 def _tools(body: dict[str, Any]) -> tuple[ToolDefinition, ...]:
@@ -173,23 +163,19 @@ def _last_user_text(messages: tuple[Message, ...]) -> str:
 
 def parse_chat_object(body: dict[str, Any]) -> ChatRequest:
     """Validate a decoded chat-completions body."""
-    model = body.get("model")
-    if not isinstance(model, str):  # an empty or unknown id is a 404 model_not_found, later
-        raise InvalidJson("Field 'model' is required: an id from GET /v1/models")
+    model = MODEL.require(body)  # an empty or unknown id is a 404 model_not_found, later
     messages = _messages_of(body)
-    n = body.get("n")
-    if n is not None and (isinstance(n, bool) or n != 1):
-        raise InvalidJson("n must be 1: one choice per request is served")
+    N.read(body)
     stream_options = body.get("stream_options")
     if stream_options is not None and not isinstance(stream_options, dict):
         raise InvalidJson("stream_options must be an object")
     tools = _tools(body)
     request = PromptRequest(
-        prompt=_last_user_text(messages), user_id=user_id_of(body, "user"), max_tokens=_max_tokens(body), model=model,
-        messages=messages, tools=tools, temperature=_number(body, "temperature", 0, 2),
-        top_p=_number(body, "top_p", 0, 1), stop=_stop(body), tool_choice=_tool_choice(body, tools))
-    return ChatRequest(model, request, stream=_flag("stream", body.get("stream")),
-                       include_usage=_flag("stream_options.include_usage", (stream_options or {}).get("include_usage")))
+        prompt=_last_user_text(messages), user_id=USER.read(body), max_tokens=_max_tokens(body), model=model,
+        messages=messages, tools=tools, temperature=TEMPERATURE.read(body), top_p=TOP_P.read(body),
+        stop=STOP.read(body) or (), tool_choice=_tool_choice(body, tools))
+    return ChatRequest(model, request, stream=bool(STREAM.read(body)),
+                       include_usage=bool(INCLUDE_USAGE.read(stream_options or {})))
 
 
 def parse_chat_body(raw: bytes | str) -> ChatRequest:

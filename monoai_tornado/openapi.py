@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+from .fields import object_schema
 from .keys.openapi import add_key_docs, key_operations
 from .openapi_parts import ANY, COUNT, INTEGER, JSON, SSE, STRING, Schema, sse_event
 from .openapi_parts import json_response as _json
@@ -22,6 +23,7 @@ from .openapi_parts import obj as _obj
 from .openapi_parts import ref as _ref
 from .openapi_responses import responses_operations, responses_schemas
 from .openapi_v1 import v1_operations, v1_schemas
+from .prompt_request import PROMPT_BODY
 from .ratelimit.headers import RATE_LIMIT_HEADERS
 from .static_files import static_assets
 
@@ -47,16 +49,7 @@ FINISH_REASON: Schema = {"enum": ["stop", "length"],
 def _schemas(has_limiter: bool) -> dict[str, Schema]:
     usage = _ref("schemas", "Usage")
     schemas: dict[str, Schema] = {
-        "PromptRequest": _obj({
-            "prompt": {"type": "string", "minLength": 1, "pattern": "\\S", "description": "Must not be blank."},
-            "user_id": {"type": ["string", "integer", "null"],
-                        "description": "Who is asking (a number is turned into its decimal string; null is "
-                                       "the same as absent); rate limits count per user, else per client IP. "
-                                       "Never `ip:...`: that namespace is the client IPs'. At most 256 bytes."},
-            "max_tokens": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1,
-                           "description": "Cap of the answer's tokens (default: the server's "
-                                          "--default-max-tokens); a token budget may lower it."},
-        }, ["prompt"]),
+        "PromptRequest": object_schema(PROMPT_BODY),  # the fields parse_prompt_object reads
         "Usage": _obj({
             "prompt_tokens": COUNT, "completion_tokens": COUNT,
             "total_tokens": {**COUNT, "description": "prompt_tokens + completion_tokens"},

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .chat_request import CHAT_FIELDS, INCLUDE_USAGE
+from .fields import object_schema
 from .openapi_parts import COUNT, JSON, SSE, STRING, Schema, sse_event
 from .openapi_parts import obj as _obj
 from .openapi_parts import ref as _component
@@ -55,23 +57,11 @@ def v1_schemas() -> dict[str, Schema]:
             # A tool message answers a call: without its tool_call_id the server refuses it (400).
             _when("role", {"const": "tool"}, {"required": ["tool_call_id"], "properties": {"tool_call_id": STRING}}),
         ]},
-        "ChatCompletionRequest": _obj({
-            "model": {"type": "string", "description": "An id from GET /v1/models: the model, or agent/NAME."},
+        "ChatCompletionRequest": object_schema(CHAT_FIELDS, required=["messages"], properties={
             "messages": {"type": "array", "minItems": 1, "items": _ref("ChatMessage"),
                          "description": "The whole conversation; absent, empty or not a list: 400 "
                                         "missing_prompt."},
-            "stream": _or_null({"type": "boolean"}),
-            "stream_options": _or_null(_obj({"include_usage": _or_null({"type": "boolean"})}, [])),
-            "max_tokens": {"type": ["integer", "null"], "minimum": 1, "maximum": 2**31 - 1},
-            "max_completion_tokens": {"type": ["integer", "null"], "minimum": 1, "maximum": 2**31 - 1,
-                                      "description": "Wins over max_tokens."},
-            "temperature": _or_null({"type": "number", "minimum": 0, "maximum": 2}),
-            "top_p": _or_null({"type": "number", "minimum": 0, "maximum": 1}),
-            "stop": {"oneOf": [{"type": "string", "minLength": 1},
-                               {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 4},
-                               {"type": "null"}]},
-            "user": {"type": ["string", "integer", "null"], "description": "Who is asking, run through the user "
-                                                                            "validator as user_id is."},
+            "stream_options": _or_null(object_schema([INCLUDE_USAGE])),
             "tools": _or_null({"type": "array", "items": _obj({"type": {"const": "function"}, "function": _obj(
                 {"name": {"type": "string", "minLength": 1},
                  "description": {"description": "Passed on to the model as given."},
@@ -84,15 +74,14 @@ def v1_schemas() -> dict[str, Schema]:
                  "properties": {"type": {"const": "function"},
                                 "function": {"type": "object", "required": ["name"],
                                              "properties": {"name": STRING}}}}]}),
-            "n": _or_null({"const": 1}),
-        }, ["model", "messages"]) | {"allOf": [
+        }, allOf=[
             # A tool_choice other than "none" picks among the tools: without any, 400 invalid_json.
             _when("tool_choice", {"not": {"enum": ["none", None]}},
                   {"required": ["tools"], "properties": {"tools": {"type": "array", "minItems": 1}}}),
             # An agent runs its own tools: tools go to the model only, else 400 tools_not_supported.
             _when("tools", {"type": "array", "minItems": 1},
                   {"properties": {"model": {"not": {"pattern": "^agent/"}}}}),
-        ]},
+        ]),
         "ChatCompletion": _obj({
             "id": STRING, "object": {"const": "chat.completion"}, "created": COUNT, "model": STRING,
             "choices": {"type": "array", "minItems": 1, "maxItems": 1, "items": _obj({

@@ -4,7 +4,7 @@
 """
 from __future__ import annotations
 
-from .fastjson import loads
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +13,8 @@ from .backends.base import CallOptions, ToolSchema
 from .backends.base import Message as UpstreamMessage
 from .conversation import Message, ToolChoice, ToolDefinition
 from .errors import BadRequest, InvalidJson, MissingPrompt
+from .fastjson import loads
+from .fields import Field, Identity, Integer, Text
 
 
 @dataclass(frozen=True)
@@ -103,32 +105,50 @@ def _has_lone_surrogate(value: Any) -> bool:
 #: Bytes (UTF-8) an identity may have: ``user_id``, ``/v1``'s ``user``, any front's user field.
 #: Identities are Redis keys and log fields: a longer one is refused, not stored.
 MAX_IDENTITY_BYTES = 256
+#: The largest ``max_tokens`` taken (2**31 - 1): ``1e308`` is no completion cap anyone means.
+MAX_TOKENS_LIMIT = 2**31 - 1
+
+
+@functools.lru_cache(maxsize=32)
+def identity_field(name: str, description: str = "") -> Identity:
+    """A user field (``user_id``, ``/v1``'s ``user``): a string or a number, at most
+    :data:`MAX_IDENTITY_BYTES` bytes, ``null`` the same as absent; else 400 ``invalid_user_id``."""
+    return Identity(name, max_bytes=MAX_IDENTITY_BYTES, nullable=True, error=BadRequest, code="invalid_user_id",
+                    description=description)
+
+
+@functools.lru_cache(maxsize=32)
+def max_tokens_field(name: str = "max_tokens", *, nullable: bool = False, description: str = "") -> Integer:
+    """A completion cap: a positive integer up to :data:`MAX_TOKENS_LIMIT`, else 400 ``invalid_json``.
+    ``null`` is refused (API.md), except where OpenAI's API takes it as "not set" (``nullable``)."""
+    return Integer(name, 1, MAX_TOKENS_LIMIT, nullable=nullable, description=description)
+
+
+# Part 1's prompt body (POST /model, /agent/NAME and their /stream, a WebSocket prompt), declared
+# once: parse_prompt_object reads these fields and GET /openapi.json shows them (PromptRequest).
+PROMPT = Text("prompt", required=True, error=MissingPrompt,
+              message="Field 'prompt' is required and must be a non-empty string", description="Must not be blank.")
+USER_ID = identity_field(
+    "user_id", "Who is asking (a number is turned into its decimal string; null is the same as absent); rate "
+    "limits count per user, else per client IP. Never `ip:...`: that namespace is the client IPs'. "
+    f"At most {MAX_IDENTITY_BYTES} bytes of UTF-8.")
+MAX_TOKENS = max_tokens_field(description="Cap of the answer's tokens (default: the server's --default-max-tokens); "
+                                          "a token budget may lower it.")
+MODEL = Text("model", nullable=True, message="Field 'model' must be a non-empty string (a name from GET /v1/models)",
+             description="Which model answers, under a gateway of several (a name from GET /v1/models; unknown: "
+                         "404 model_not_found); with one model it is not looked at.")
+PROMPT_BODY: tuple[Field[Any], ...] = (PROMPT, USER_ID, MAX_TOKENS, MODEL)
 
 
 def capped_identity(text: str, field: str) -> str:
     """``text`` when it is at most :data:`MAX_IDENTITY_BYTES` bytes, else 400 ``invalid_json``."""
-    if len(text) * 4 > MAX_IDENTITY_BYTES and len(text.encode("utf-8", "surrogatepass")) > MAX_IDENTITY_BYTES:
-        raise InvalidJson(f"Field '{field}' must be at most {MAX_IDENTITY_BYTES} bytes of UTF-8")
-    return text
+    return identity_field(field).capped(text)
 
 
 def user_id_of(body: dict[str, Any], field: str = "user_id") -> str | None:
     """The optional user id in ``field``: a string, or a number turned into its decimal string,
     of at most :data:`MAX_IDENTITY_BYTES` bytes. Every front parses its user field here."""
-    user_id = body.get(field)
-    if user_id is None:
-        return None
-    if isinstance(user_id, bool) or not isinstance(user_id, (str, int, float)):
-        raise BadRequest(f"{field} must be a string or a number", code="invalid_user_id")
-    if isinstance(user_id, float):
-        if not user_id.is_integer():
-            raise BadRequest(f"{field} must be a string or a whole number", code="invalid_user_id")
-        user_id = int(user_id)
-    return capped_identity(str(user_id), field)
-
-
-#: The largest ``max_tokens`` taken (2**31 - 1): ``1e308`` is no completion cap anyone means.
-MAX_TOKENS_LIMIT = 2**31 - 1
+    return identity_field(field).read(body)
 
 
 def max_tokens_of(body: dict[str, Any], field: str = "max_tokens", *, null_allowed: bool = False) -> int | None:
@@ -136,35 +156,18 @@ def max_tokens_of(body: dict[str, Any], field: str = "max_tokens", *, null_allow
 
     ``null`` is refused too (API.md), except where OpenAI's API takes it as "not set" (``/v1``).
     """
-    if field not in body:
-        return None
-    value = body[field]
-    if value is None and null_allowed:
-        return None
-    if isinstance(value, float) and value.is_integer() and value <= MAX_TOKENS_LIMIT:
-        value = int(value)  # 100.0 is an integer to JSON Schema, as the OpenAPI document says
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOKENS_LIMIT:
-        raise InvalidJson(f"Field '{field}' must be a positive integer (at most {MAX_TOKENS_LIMIT})")
-    return value
+    return max_tokens_field(field, nullable=null_allowed).read(body)
 
 
 def parse_prompt_object(body: dict[str, Any]) -> PromptRequest:
-    """Validate a decoded body: ``prompt`` must be a non-blank string."""
-    prompt = body.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise MissingPrompt("Field 'prompt' is required and must be a non-empty string")
-    return PromptRequest(prompt=prompt, user_id=user_id_of(body), max_tokens=max_tokens_of(body),
-                         model=model_of(body))
+    """Validate a decoded body: ``prompt`` must be a non-blank string (:data:`PROMPT_BODY`)."""
+    return PromptRequest(prompt=PROMPT.require(body), user_id=USER_ID.read(body), max_tokens=MAX_TOKENS.read(body),
+                         model=MODEL.read(body))
 
 
 def model_of(body: dict[str, Any]) -> str | None:
     """The optional ``model`` of a prompt body (Part 3: it chooses among a gateway's models)."""
-    model = body.get("model")
-    if model is None:
-        return None
-    if not isinstance(model, str) or not model.strip():
-        raise InvalidJson("Field 'model' must be a non-empty string (a name from GET /v1/models)")
-    return model
+    return MODEL.read(body)
 
 
 def parse_prompt_body(raw: bytes | str) -> PromptRequest:
