@@ -52,6 +52,9 @@ NOT_RUN = {
     "python -m monoai_tornado --config examples/gateway.toml": "run by tests/test_routing_reload.py "
         "(every model of examples/gateway.toml in /v1/models, and a prompt naming one)",
     "curl -s localhost:8000/v1/models": "run by tests/test_openai_front.py against a server",
+    "# priced.toml: the demo model, priced": "run by tests/test_money_readme.py (the file and commands of "
+        "README's Money paragraph against a real server)",
+    "-m monoai_tornado --config priced.toml": "run by tests/test_money_readme.py",
     "# 1. make a key for alice": "the same commands (keys create, --require-api-key, a call with the key) "
                                  "run in tests/test_keys_processes.py against real processes",
     "client = OpenAI(base_url=\"http://localhost:8000/v1\", api_key=KEY)": "needs a KEY made as above; "
