@@ -10,6 +10,8 @@ import bisect
 from collections import defaultdict
 from typing import Callable, Iterable
 
+from .genai_metrics import GenAIMetrics
+
 #: Upper bounds (seconds) of the first-chunk latency histogram.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -41,6 +43,9 @@ class Metrics:
         self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
         #: More families, rendered at scrape time (each returns its exposition lines).
         self.sections: list[Callable[[], Iterable[str]]] = []
+        #: Tokens, time to first token and duration by model, named by the GenAI conventions.
+        self.genai = GenAIMetrics()
+        self.sections.append(self.genai.render)
 
     def count_request(self, endpoint: str, status: int | str) -> None:
         self.requests[(endpoint, str(status))] += 1

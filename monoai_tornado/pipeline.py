@@ -364,6 +364,10 @@ class Pipeline:
             usage = self._measure(ticket, meter, nothing)
             if usage.cost_nanos:
                 self.metrics.count_cost(model_name(target, result), ticket.deployment, usage.cost_nanos)
+            if not nothing:
+                self.metrics.genai.observe(model_name(target, result), ticket.deployment, usage.prompt_tokens,
+                                           usage.completion_tokens, ticket.first_token_seconds,
+                                           time.monotonic() - meter.started_at)
             settlement = self.finish(ticket, usage.total_tokens, usage.cost_nanos or 0)
             if self.ledger is not None:
                 self._write_ledger(self.ledger, ticket, target, meter, status, result, started)
