@@ -248,3 +248,15 @@ async def test_a_fallback_answers_under_its_name_and_is_billed_at_its_prices(
     usage = result["usage"]
     assert usage["cost_usd"] == pytest.approx((usage["prompt_tokens"] * 2 + usage["completion_tokens"] * 8) / 1e6)
     assert broken.calls == 1 and backup.calls == 1
+
+
+async def test_a_streamed_fallback_names_itself_in_every_chunk(fetch: Any, app_url: Any, tmp_path: Path,
+                                                                counter: Any) -> None:
+    gateway = gateway_of(tmp_path, PRICED, counter, {"chat#1": Failing(), "backup#1": Counting("backup")})
+    base = app_url(model=None, gateway=gateway)
+    response = await fetch(base + "/v1/chat/completions", method="POST", body={
+        "model": "chat", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    chunks = [json.loads(line[len("data: "):]) for line in response.body.decode().split("\n\n")
+              if line.startswith("data: {")]
+    assert chunks and {chunk["model"] for chunk in chunks} == {"backup"}
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]) == "from backup"

@@ -109,7 +109,7 @@ class PromptHandler(JsonHandler):
         ticket.route = self.request.path
         self.ticket = ticket
         if self.context.gateway is not None:  # the run names its deployment before its first byte
-            ROUTE_NOTE.set(RouteNote(on_chosen=self._deployment_chosen))
+            ROUTE_NOTE.set(RouteNote(on_chosen=self._deployment_chosen, on_answer=self.model_answering))
         try:
             self.set_limit_headers(ticket)
             if sse:
@@ -120,6 +120,9 @@ class PromptHandler(JsonHandler):
                     self.send_json(self.shaped(result))
         finally:
             self.context.pipeline.finish(ticket)
+
+    def model_answering(self, model: str) -> None:
+        """Hook: the model that answers (a fallback's name when a fallback does), before its first event."""
 
     def _deployment_chosen(self, deployment: str) -> None:
         if not self._headers_written:

@@ -82,7 +82,12 @@ class _Chunks:
     """The ``chat.completion.chunk`` events of one answer, each a ``data:`` line."""
 
     def __init__(self, model: str) -> None:
-        self.head = (f'data: {{"id":"chatcmpl-{uuid.uuid4().hex}","object":"chat.completion.chunk",'
+        self.id = f"chatcmpl-{uuid.uuid4().hex}"
+        self.name(model)
+
+    def name(self, model: str) -> None:
+        """The model every chunk names from now on."""
+        self.head = (f'data: {{"id":"{self.id}","object":"chat.completion.chunk",'
                      f'"created":{int(time.time())},"model":{encode_basestring(model)},"choices":')
 
     def choice(self, delta: str, finish_reason: str | None = None) -> str:
@@ -191,6 +196,10 @@ class ChatCompletionsHandler(OpenAIShapedErrors, PromptHandler):
         if self.context.gateway is not None and result.model is not None:  # who answered (a fallback's name)
             return completion(result, result.model.name)
         return completion(result, self.chat.model)
+
+    def model_answering(self, model: str) -> None:
+        if self.chat.stream and not self.events.sent_role:  # no chunk went out yet: they name who answers
+            self.chunks.name(model)
 
     async def stream_started(self) -> None:
         await self.send_sse(self.events.opening())

@@ -99,8 +99,7 @@ class RoutedBackend(Backend):
                                 started = True
                                 attempt.first_event()
                                 if note is not None:
-                                    note.deployment, note.model = deployment.id, route.name
-                                    note.provider = deployment.backend.provider
+                                    note.answering(deployment.id, route.name, deployment.backend.provider)
                             attempt.saw(event)
                             yield event
                     attempt.end("ok")

@@ -16,11 +16,19 @@ class RouteNote:
     """``on_chosen(deployment_id)`` is called for every attempt, before it sends anything."""
 
     on_chosen: Callable[[str], None] | None = None
+    #: ``on_answer(model_name)``: called once the answer's first event came, with who answers.
+    on_answer: Callable[[str], None] | None = None
     #: The deployment whose answer the client got, and its model name and provider.
     deployment: str | None = None
     model: str | None = None
     provider: str | None = None
     attempts: int = 0
+
+    def answering(self, deployment: str, model: str, provider: str) -> None:
+        """The deployment ``deployment`` of ``model`` sent the answer's first event."""
+        self.deployment, self.model, self.provider = deployment, model, provider
+        if self.on_answer is not None:
+            self.on_answer(model)
 
     def chosen(self, deployment: str) -> None:
         self.attempts += 1

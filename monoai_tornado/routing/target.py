@@ -32,7 +32,8 @@ class RoutedModel(ModelTarget):
 
     async def run(self, request: PromptRequest, /, *, meter: UsageMeter, events: RunEvents) -> RunResult:
         outer = ROUTE_NOTE.get()
-        note = RouteNote(on_chosen=outer.on_chosen if outer is not None else None)
+        note = RouteNote(on_chosen=outer.on_chosen if outer is not None else None,
+                         on_answer=outer.on_answer if outer is not None else None)
         token = ROUTE_NOTE.set(note)
         try:
             result = await super().run(request, meter=meter, events=events)
