@@ -136,3 +136,11 @@ async def test_listing_routes_need_the_key_when_keys_are_required(app_url, fetch
         assert keyed.code == 200, path
     for path in ("/", "/health", "/openapi.json"):
         assert (await fetch(url + path)).code == 200, path
+
+
+@pytest.mark.parametrize("field", ["user", "safety_identifier"])
+async def test_the_responses_front_caps_its_identities_too(url, fetch, field) -> None:
+    answer = await fetch(url + "/v1/responses", "POST", {"model": "monoai-demo", "input": "hi", field: LONG})
+    assert answer.code == 400 and json_of(answer)["error"]["code"] == "invalid_json"
+    fits = await fetch(url + "/v1/responses", "POST", {"model": "monoai-demo", "input": "hi", field: "alice"})
+    assert fits.code == 200
