@@ -280,6 +280,20 @@ add_server("ours-routed", ServerSpec(_routed_args, ours=True))
 add_line("ours-routed", "ours-routed")  # two replicas behind one model: compare with ours-v1
 
 
+def _otel_lines() -> None:
+    """Ours with OpenTelemetry on (issue 33; needs the otel extra): every request traced
+    (``ours+otel``), then one in ten (``ours+otel10``, OTEL_TRACES_SAMPLER=traceidratio). The
+    spans go by OTLP/HTTP to the mock upstream, which answers 404: the batching, encoding and
+    sending are paid, nothing is kept. Compare with ours-v1 (tracing off)."""
+    for name, ratio in (("ours+otel", "1.0"), ("ours+otel10", "0.1")):
+        ours_server(name, "--otel", env={"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "{upstream}/v1/traces",
+                                         "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": ratio})
+        add_line(name, name)
+
+
+_otel_lines()
+
+
 def make_line(name: str, setup: Setup) -> Line:
     name = ALIASES.get(name, name)
     spec = LINES.get(name)

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from monoai_tornado import Application, DemoBackend
 from monoai_tornado.logs import JsonFormatter, TextFormatter
 from tests.support.processes import call, free_port, wait_for
+from tests.test_routing import gateway_of
 from tests.support.threaded_server import ThreadedServer
 
 ACCESS_FIELDS = {"time", "level", "logger", "message", "request_id", "method", "path", "route", "status", "user",
@@ -136,3 +137,16 @@ def test_the_server_logs_json_and_can_leave_out_access_lines() -> None:
     finally:
         output = _stop(proc)
     assert "stopped" in output and "/model" not in output and "/health" not in output
+
+
+@pytest.mark.parametrize("captured", [JsonFormatter], indirect=True)
+async def test_a_routed_priced_run_logs_its_deployment_and_cost(app_url, fetch, captured, tmp_path, counter):
+    gateway = gateway_of(tmp_path, '[[models]]\nname = "chat"\nbackend = "demo"\nprice_input = 3\nprice_output = 15\n',
+                         counter)
+    url = app_url(model=None, gateway=gateway)
+    answer = await fetch(url + "/model", method="POST", body={"prompt": "hi", "model": "chat"},
+                         headers={"X-Request-Id": "rid-routed"})
+    assert answer.code == 200
+    [line] = [json.loads(line) for line in captured.lines() if '"monoai_tornado.access"' in line]
+    assert line["request_id"] == "rid-routed" and line["model"] == "chat" and line["deployment"] == "chat#1"
+    assert line["cost_usd"] == json.loads(answer.body)["usage"]["cost_usd"] > 0 and line["ttft_ms"] >= 0

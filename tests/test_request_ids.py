@@ -42,6 +42,9 @@ async def test_errors_sse_and_every_dialect_carry_the_id(url, fetch):
     chat = await fetch(url + "/v1/chat/completions", method="POST", headers=headers,
                        body={"model": "monoai-demo", "messages": [{"role": "user", "content": "hi"}]})
     assert chat.code == 200 and chat.headers["X-Request-Id"] == "rid-1"
+    responses = await fetch(url + "/v1/responses", method="POST", headers=headers,
+                            body={"model": "monoai-demo", "input": "hi"})
+    assert responses.code == 200 and responses.headers["X-Request-Id"] == "rid-1"
     health = await fetch(url + "/health", headers=headers)
     assert health.headers["X-Request-Id"] == "rid-1"
 
