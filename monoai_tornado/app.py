@@ -202,7 +202,7 @@ class Application:
             responses=MemoryResponseStore() if responses_store is None else responses_store,
         )
         if gateway is not None:
-            gateway.on_reload = lambda router: setattr(self.context, "model", self._model_target())
+            gateway.on_reload.append(lambda router: setattr(self.context, "model", self._model_target()))
             from .routing.metrics import deployment_metrics
 
             self.pipeline.metrics.sections.append(lambda: deployment_metrics(gateway.router))

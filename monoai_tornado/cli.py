@@ -354,8 +354,20 @@ def build_gateway(args: argparse.Namespace, limiter: Any) -> Any:
 
         store = RedisStore(args.redis_url, prefix=args.redis_prefix)
     parser = build_parser()
-    return Gateway(config, backend_factory(args), shared_counter(None), store=store,
-                   loader=lambda path: load_config(path, parser))
+    gateway = Gateway(config, backend_factory(args), shared_counter(None), store=store,
+                      loader=lambda path: load_config(path, parser))
+    if limiter is not None and hasattr(limiter, "replace_limits"):
+        from .config import reloaded_limits
+
+        def reload_limits(router: Any) -> None:
+            limits = reloaded_limits(args, router.config)
+            if limits is not None and limits != limiter.limits:
+                limiter.replace_limits(limits)
+                logging.getLogger("monoai_tornado").info(
+                    "limits reloaded: %s", ", ".join(limit.name for limit in limits) or "none")
+
+        gateway.on_reload.append(reload_limits)
+    return gateway
 
 
 def build_responses_store(args: argparse.Namespace) -> Any:

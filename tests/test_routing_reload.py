@@ -112,3 +112,22 @@ def test_the_example_gateway_serves_every_model_on_a_fresh_machine():
         assert status == 200 and body["model"]["name"] == "fast"
     finally:
         servers.stop_all()
+
+
+def test_a_reload_applies_the_files_limits_unless_the_command_line_set_them(tmp_path):
+    path = tmp_path / "gateway.toml"
+    path.write_text('[server]\nlimit = ["2/minute"]\n' + DEMO)
+    servers = Servers("--config", str(path), "--no-agents", "--log-level", "warning")
+    try:
+        from_file, fixed = servers(), servers("--limit", "2/minute")
+        if time.time() % 60 > 45:  # the minute's window would end during the test
+            time.sleep(61 - time.time() % 60)
+        for server in (from_file, fixed):
+            assert [call(server + "/model", {"prompt": "hi"})[0] for _ in range(3)] == [200, 200, 429]
+        path.write_text('[server]\nlimit = ["100/minute"]\n' + DEMO + '[[models]]\nname = "new"\nbackend = "demo"\n')
+        for server in (from_file, fixed):
+            wait_until(lambda: "new" in model_ids(server), 10)  # reloaded
+        assert call(from_file + "/model", {"prompt": "hi"})[0] == 200  # the file's new limit
+        assert call(fixed + "/model", {"prompt": "hi"})[0] == 429  # the command line's, as before
+    finally:
+        servers.stop_all()

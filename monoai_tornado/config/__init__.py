@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from .file import load_config, parse_config
 from .model import ConfigError, DeploymentConfig, GatewayConfig, Prices, RoutingConfig
 from .options import env_name, environment_values, given_on_command_line, merge
 
+if TYPE_CHECKING:
+    from ..ratelimit import Limit
+
 __all__ = ["ConfigError", "DeploymentConfig", "GatewayConfig", "Prices", "RoutingConfig", "load_config",
-           "parse_config", "resolve_options", "secrets_on_command_line"]
+           "parse_config", "reloaded_limits", "resolve_options", "secrets_on_command_line"]
 
 #: Options that hold secrets: they should come from the environment or the file.
 SECRET_OPTIONS = ("admin_token",)
@@ -35,7 +38,26 @@ def resolve_options(parser: argparse.ArgumentParser, args: argparse.Namespace, a
     from_env = environment_values(parser, environ, lambda key, problem: ConfigError("environment", key, problem))
     given = given_on_command_line(parser, argv)
     merge(args, given, config.server if config is not None else {}, from_env)
+    #: What a reloaded file cannot change: the options the command line or the environment set.
+    args.fixed_options = frozenset(given | set(from_env))
     return config
+
+
+#: ``[server]`` options a reload applies (the others are read at start only).
+RELOADED_LIMITS = ("limit", "token_limit", "spend_limit")
+
+
+def reloaded_limits(args: argparse.Namespace, config: GatewayConfig) -> list[Limit] | None:
+    """The server's default limits under a reloaded file: its ``[server]`` ``limit``,
+    ``token_limit`` and ``spend_limit`` (absent: none) unless the command line or the
+    environment set them; None when neither of them can change."""
+    fixed: frozenset[str] = getattr(args, "fixed_options", frozenset())
+    if all(key in fixed for key in RELOADED_LIMITS):
+        return None
+    limits: list[Limit] = []
+    for key in RELOADED_LIMITS:
+        limits += getattr(args, key, []) if key in fixed else config.server.get(key, [])
+    return limits
 
 
 def secrets_on_command_line(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:

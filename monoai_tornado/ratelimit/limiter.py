@@ -243,6 +243,12 @@ class RateLimiter:
         """The limits every request is held to."""
         return list(self._limits)
 
+    def replace_limits(self, limits: Sequence[Limit]) -> None:
+        """Hold requests to ``limits`` from now on (a configuration reload); admissions already
+        made settle under the limits they were admitted with. ValueError for duplicate names."""
+        policy = _Policy(limits)
+        self._policy, self._limits = policy, policy.limits
+
     @property
     def store(self) -> Store:
         """Where the counters live."""

@@ -40,8 +40,9 @@ class Gateway:
         self._targets: dict[str, RoutedModel] = {}
         self._stamp = _stamp(config.path)
         self._watch: asyncio.Task[None] | None = None
-        #: Called with the new router after each reload (the application updates what it shows).
-        self.on_reload: Callable[[Router], None] | None = None
+        #: Called with the new router after each reload (the application updates what it
+        #: shows, the command line the limits of the file's ``[server]``).
+        self.on_reload: list[Callable[[Router], None]] = []
         self.reloads = 0
 
     @property
@@ -81,8 +82,11 @@ class Gateway:
             target.backend = RoutedBackend(self, name)
         self.reloads += 1
         log.info("configuration reloaded from %s: models %s", path, ", ".join(router.models))
-        if self.on_reload is not None:
-            self.on_reload(router)
+        for listener in self.on_reload:
+            try:
+                listener(router)
+            except Exception as exc:  # one listener's problem does not undo the reload
+                log.error("after the reload of %s: %s", path, exc)
         return True
 
     def start(self) -> None:
