@@ -183,3 +183,27 @@ async def test_a_key_in_the_page_is_used_on_every_transport(app_url: Any, tmp_pa
         await page.wait_for_selector("#send:not([disabled])")
         assert await page.input_value("#api-key") == secret  # kept for this tab only
         no_page_errors(seen)
+
+
+@bounded(60)
+async def test_money_left_shows_as_a_bar_under_a_spend_limit(app_url: Any) -> None:
+    from monoai_tornado.money import Prices
+    from monoai_tornado.ratelimit.limits import parse_spend_limit
+
+    limiter = RateLimiter([Limit("request", 30, "minute"), parse_spend_limit("0.01/day")], clock=lambda: FROZEN_NOW)
+    url = app_url("Money", rate_limiter=limiter, prices=Prices.per_million(10, 30), pages=True)
+    async with browser_page("chat-money") as (page, seen):
+        await open_playground(page, url)
+        await page.fill("#user-id", "payer")
+        assert await ask_to_the_end(page, "one", transport="sse") == "done"
+        await page.wait_for_function("() => document.querySelectorAll('.limit .limit-text').length === 2")
+        money = (await limit_rows(page))[1]
+        assert money.startswith("$0.00") and money.endswith(
+            "of $0.01 left today, resets in " + str(86400 - int(FROZEN_NOW) % 86400) + " s"), money
+        assert "$0.00" in (await page.text_content(".turn .usage") or "")  # the run's cost beside its tokens
+        assert await ask_to_the_end(page, "two", transport="ws") == "done"
+        await page.wait_for_function(
+            f"() => (document.querySelectorAll('.limit .limit-text')[1] || {{}}).textContent !== {money!r}")
+        left = (await limit_rows(page))[1]
+        assert float(left.split()[0][1:]) < float(money.split()[0][1:])  # less money left after the second run
+        no_page_errors(seen)
