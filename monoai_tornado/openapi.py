@@ -22,6 +22,7 @@ from .openapi_parts import json_response as _json
 from .openapi_parts import obj as _obj
 from .openapi_parts import ref as _ref
 from .openapi_responses import responses_operations, responses_schemas
+from .openapi_anthropic import anthropic_operations, anthropic_schemas
 from .openapi_v1 import v1_operations, v1_schemas
 from .prompt_request import PROMPT_BODY
 from .ratelimit.headers import RATE_LIMIT_HEADERS
@@ -391,13 +392,13 @@ def build_openapi(
             parameters=[{"name": "name", "in": "path", "required": True,
                          "schema": {"type": "string", "enum": _static_names()}}]),
     }
-    builders.update(v1_operations(_rate_headers() if has_limiter else None,
-                                  _ref("headers", "Retry-After") if has_limiter else None))
-    builders.update(responses_operations(_rate_headers() if has_limiter else None,
-                                         _ref("headers", "Retry-After") if has_limiter else None))
+    for front in (v1_operations, responses_operations, anthropic_operations):
+        builders.update(front(_rate_headers() if has_limiter else None,
+                              _ref("headers", "Retry-After") if has_limiter else None))
     builders.update(key_operations())
     paths = {path: builders[operation]() for path, operation in operations}
-    components: dict[str, Any] = {"schemas": {**_schemas(has_limiter), **v1_schemas(), **responses_schemas()},
+    components: dict[str, Any] = {"schemas": {**_schemas(has_limiter), **v1_schemas(), **responses_schemas(),
+                                              **anthropic_schemas()},
                                   "responses": _responses(has_limiter)}
     if has_limiter:
         components["headers"] = _headers()

@@ -2,7 +2,8 @@
 
 Every transport frames the same :class:`ErrorAnswer`: HTTP JSON writes ``body`` with
 ``status`` and ``headers``; SSE sends ``body`` as its ``error`` event; WebSocket sends ``body``
-as a message; the OpenAI-compatible front asks for ``shape="openai"``.
+as a message; the OpenAI-compatible front asks for ``shape="openai"``, the Anthropic one for
+``shape="anthropic"`` (where 503 ``overloaded`` is 529).
 
 >>> from monoai_tornado.errors import NotFound
 >>> render_error(NotFound("Agent 'x' not found")).body
@@ -23,7 +24,7 @@ from .ratelimit.headers import rate_limit_headers
 
 __all__ = ["ErrorAnswer", "Shape", "render_error", "HTTP_CODES", "OPENAI_TYPES", "INTERNAL_ERROR"]
 
-Shape = Literal["json", "openai"]
+Shape = Literal["json", "openai", "anthropic"]
 
 #: Codes for errors Tornado raises itself (unknown method, bad request line, ...).
 HTTP_CODES = {
@@ -48,6 +49,9 @@ OPENAI_TYPES = {
     429: "rate_limit_error",
     503: "overloaded_error",
 }
+
+#: Anthropic answers 529 where we answer 503 because the server or its upstream is overloaded.
+ANTHROPIC_STATUSES = {"overloaded": 529, "upstream_busy": 529}
 
 #: The body of an unexpected exception: nothing of it leaks to the client.
 INTERNAL_ERROR = "Internal server error"
@@ -100,4 +104,8 @@ def render_error(exc: BaseException | None, *, shape: Shape = "json", status: in
     if shape == "openai":
         body = {"error": {"message": body["error"], "type": _openai_type(status), "code": body["code"],
                           "param": None}}
+    elif shape == "anthropic":
+        status = ANTHROPIC_STATUSES.get(body["code"], status)
+        body = {"type": "error", "error": {"type": _openai_type(503 if status == 529 else status),
+                                           "message": body["error"]}}
     return ErrorAnswer(status, body, headers)

@@ -19,6 +19,7 @@ import tornado.routing
 import tornado.web
 
 from .context import ServerContext
+from .handlers.anthropic_front import CountTokensHandler, MessagesHandler
 from .handlers.admin import AdminKeyHandler, AdminKeysHandler
 from .handlers.favicon import FaviconHandler
 from .handlers.http import PromptHandler
@@ -106,6 +107,9 @@ ROUTES: tuple[Route, ...] = (
     Route("/v1/responses", ("POST",), ResponsesHandler, "createResponse", "prompts",
           note="(OpenAI Responses API: base URL /v1)"),
     Route("/v1/responses/{response_id}", ("GET", "DELETE"), ResponseHandler, "getResponse", "prompts"),
+    Route("/v1/messages", ("POST",), MessagesHandler, "createMessage", "prompts",
+          note="(any Anthropic client: base URL /)"),
+    Route("/v1/messages/count_tokens", ("POST",), CountTokensHandler, "countMessageTokens", "prompts"),
     Route("/agents", ("GET",), AgentsHandler, "listAgents", "agents"),
     Route("/agent/{name}", ("POST",), PromptHandler, "runAgent", "agents"),
     Route("/agent/{name}/stream", ("POST",), PromptHandler, "runAgentStream", "agents", _STREAMING),

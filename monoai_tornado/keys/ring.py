@@ -30,11 +30,15 @@ _SUBPROTOCOL_KEY = "bearer."
 def bearer_token(headers: Mapping[str, str]) -> str | None:
     """The credential a request offers: None when it offers none, ``""`` when it is malformed.
 
-    ``Authorization: Bearer KEY`` (the scheme in any case), else, for browsers' WebSockets, a
-    ``bearer.KEY`` entry of ``Sec-WebSocket-Protocol``.
+    ``Authorization: Bearer KEY`` (the scheme in any case), else ``x-api-key: KEY`` (what
+    Anthropic clients send), else, for browsers' WebSockets, a ``bearer.KEY`` entry of
+    ``Sec-WebSocket-Protocol``.
     """
     value = headers.get("Authorization")
     if value is None:
+        api_key = headers.get("X-Api-Key")
+        if api_key is not None:
+            return api_key.strip()
         offered = headers.get("Sec-WebSocket-Protocol")
         if offered:
             for protocol in offered.split(","):
@@ -75,7 +79,8 @@ class KeyRing:
         secret = bearer_token(headers)
         if secret is None:
             if self.require:
-                raise MissingApiKey("This server requires an API key: send 'Authorization: Bearer KEY'")
+                raise MissingApiKey("This server requires an API key: send 'Authorization: Bearer KEY' "
+                                    "(or 'x-api-key: KEY')")
             return None
         return await self.authenticate(secret)
 

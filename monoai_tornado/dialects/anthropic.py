@@ -1,0 +1,369 @@
+"""Anthropic Messages (API.md Part 3): requests parsed into the conversation model, runs
+rendered back as ``message`` objects or Anthropic's server-sent events.
+
+A codec only: no I/O. ``tool_use`` / ``tool_result`` blocks become the assistant's tool calls
+and ``tool`` turns; the upstream's tool calls come back as ``tool_use`` blocks, their ids
+prefixed ``toolu_`` (the prefix is taken off again when the client sends them back, so the
+upstream sees its own ids). Every malformed field is a 400 (``invalid_json``; no messages:
+``missing_prompt``); unknown fields are ignored.
+
+>>> parsed = parse_messages_object({"model": "m", "max_tokens": 5, "system": "Be brief.",
+...                                 "messages": [{"role": "user", "content": "hi"}]})
+>>> parsed.request.prompt, [m.role for m in parsed.request.messages or ()]
+('hi', ['system', 'user'])
+"""
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from dataclasses import dataclass
+from json.encoder import encode_basestring
+from typing import Any
+
+from ..conversation import Message, RunResult, ToolCall, ToolChoice, ToolDefinition
+from ..errors import InvalidJson, MissingPrompt
+from ..prompt_request import PromptRequest, load_json_object, max_tokens_of, user_id_of
+
+#: The prefix of the tool-use ids this front hands out.
+TOOL_ID_PREFIX = "toolu_"
+#: Most stop sequences taken (Anthropic sets no limit; upstreams do).
+MAX_STOP_SEQUENCES = 16
+#: Blocks of the model's own reasoning a client sends back: dropped (no upstream takes them).
+REASONING_BLOCKS = frozenset({"thinking", "redacted_thinking"})
+STOP_REASONS = {"length": "max_tokens", "tool_calls": "tool_use"}
+TOOL_CHOICES = {"auto": "auto", "any": "required", "none": "none"}
+
+
+@dataclass(frozen=True)
+class MessagesRequest:
+    """A validated ``POST /v1/messages`` body: the model named, the prompt request, streamed or not."""
+
+    model: str
+    request: PromptRequest
+    stream: bool = False
+
+
+# Parsing
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidJson(f"{where} must be a string")
+    return value
+
+
+def _text_blocks(content: Any, where: str) -> str:
+    """A string, or a list of ``text`` blocks (joined by blank lines)."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise InvalidJson(f"{where} must be a string or a list of text blocks")
+    texts = []
+    for index, block in enumerate(content):
+        if not isinstance(block, dict) or block.get("type") != "text":
+            _refuse_block(block, f"{where}[{index}]", "text")
+        texts.append(_text(block.get("text"), f"{where}[{index}].text"))
+    return "\n\n".join(texts)
+
+
+def _refuse_block(block: Any, where: str, allowed: str) -> None:
+    kind = block.get("type") if isinstance(block, dict) else None
+    if kind == "image":
+        raise InvalidJson(f"{where}: image blocks are not supported: the upstream model takes text only")
+    shown = f"'{kind}' blocks are" if isinstance(kind, str) else "this block is"
+    raise InvalidJson(f"{where}: {shown} not supported here (allowed: {allowed})")
+
+
+def upstream_id(client_id: str) -> str:
+    """The upstream's id of a tool call the client names (``toolu_`` taken off)."""
+    rest = client_id[len(TOOL_ID_PREFIX):] if client_id.startswith(TOOL_ID_PREFIX) else ""
+    return rest or client_id
+
+
+def client_id(call_id: str) -> str:
+    """The ``tool_use`` id of an upstream tool call."""
+    return TOOL_ID_PREFIX + call_id
+
+
+def _tool_use(block: dict[str, Any], where: str) -> ToolCall:
+    call_id, name, arguments = block.get("id"), block.get("name"), block.get("input", {})
+    if not isinstance(call_id, str) or not call_id or not isinstance(name, str) or not name \
+            or not isinstance(arguments, dict):
+        raise InvalidJson(f"{where} must be {{\"type\": \"tool_use\", \"id\", \"name\", \"input\": {{...}}}}")
+    return ToolCall(upstream_id(call_id), name, json.dumps(arguments, ensure_ascii=False))
+
+
+def _tool_result(block: dict[str, Any], where: str) -> Message:
+    call_id = block.get("tool_use_id")
+    if not isinstance(call_id, str) or not call_id:
+        raise InvalidJson(f"{where}.tool_use_id must be the id of a tool_use block")
+    content = block.get("content", "")
+    text = "" if content is None else _text_blocks(content, f"{where}.content")
+    if block.get("is_error") is not None and not isinstance(block.get("is_error"), bool):
+        raise InvalidJson(f"{where}.is_error must be true or false")
+    return Message("tool", text, tool_call_id=upstream_id(call_id))
+
+
+def _turns(item: Any, index: int) -> list[Message]:
+    """One Anthropic message as conversation turns: a user message's tool results come first,
+    as ``tool`` turns, then its text."""
+    where = f"messages[{index}]"
+    if not isinstance(item, dict):
+        raise InvalidJson(f"{where} must be an object with 'role' and 'content'")
+    role, content = item.get("role"), item.get("content")
+    if role != "user" and role != "assistant":
+        raise InvalidJson(f"{where}.role must be 'user' or 'assistant'")
+    if isinstance(content, str):
+        return [Message("user" if role == "user" else "assistant", content)]
+    if not isinstance(content, list):
+        raise InvalidJson(f"{where}.content must be a string or a list of content blocks")
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    results: list[Message] = []
+    for number, block in enumerate(content):
+        at = f"{where}.content[{number}]"
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            texts.append(_text(block.get("text"), f"{at}.text"))
+        elif kind == "tool_use" and role == "assistant":
+            calls.append(_tool_use(block, at))
+        elif kind == "tool_result" and role == "user":
+            results.append(_tool_result(block, at))
+        elif kind in REASONING_BLOCKS and role == "assistant":
+            continue
+        else:
+            _refuse_block(block, at, "text, tool_use" if role == "assistant" else "text, tool_result")
+    text = "\n\n".join(texts)
+    if role == "assistant":
+        return [Message("assistant", text, tool_calls=tuple(calls))]
+    return results + [Message("user", text)] if texts or not results else results
+
+
+def _system(body: dict[str, Any]) -> list[Message]:
+    system = body.get("system")
+    if system is None:
+        return []
+    text = _text_blocks(system, "system")
+    return [Message("system", text)] if text else []
+
+
+def _number(body: dict[str, Any], field: str, high: float) -> float | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0 <= value <= high:
+        raise InvalidJson(f"{field} must be a number from 0 to {high:g}")
+    return float(value)
+
+
+def _top_k(body: dict[str, Any]) -> int | None:
+    value = body.get("top_k")
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidJson("top_k must be a positive integer")
+    return value
+
+
+def _stop_sequences(body: dict[str, Any]) -> tuple[str, ...]:
+    stops = body.get("stop_sequences")
+    if stops is None:
+        return ()
+    if not isinstance(stops, list) or len(stops) > MAX_STOP_SEQUENCES \
+            or not all(isinstance(stop, str) and stop for stop in stops):
+        raise InvalidJson(f"stop_sequences must be a list of at most {MAX_STOP_SEQUENCES} non-empty strings")
+    return tuple(stops)
+
+
+def _tools(body: dict[str, Any]) -> tuple[ToolDefinition, ...]:
+    tools = body.get("tools")
+    if tools is None:
+        return ()
+    if not isinstance(tools, list):
+        raise InvalidJson("tools must be a list of tools")
+    definitions = []
+    for index, tool in enumerate(tools):
+        where = f"tools[{index}]"
+        if not isinstance(tool, dict):
+            raise InvalidJson(f"{where} must be {{\"name\", \"description\"?, \"input_schema\"}}")
+        if tool.get("type") not in (None, "custom"):
+            raise InvalidJson(f"{where}: server tools ({tool.get('type')!r}) are not supported; "
+                              "only client tools with an input_schema")
+        name, description, schema = tool.get("name"), tool.get("description"), tool.get("input_schema")
+        if not isinstance(name, str) or not name:
+            raise InvalidJson(f"{where}.name must be a non-empty string")
+        if description is not None and not isinstance(description, str):
+            raise InvalidJson(f"{where}.description must be a string")
+        if schema is None:
+            definitions.append(ToolDefinition(name, description))
+        elif isinstance(schema, dict):
+            definitions.append(ToolDefinition(name, description, schema))
+        else:
+            raise InvalidJson(f"{where}.input_schema must be a JSON Schema object")
+    return tuple(definitions)
+
+
+def _tool_choice(body: dict[str, Any], tools: tuple[ToolDefinition, ...]) -> ToolChoice | None:
+    choice = body.get("tool_choice")
+    if choice is None:
+        return None
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    if kind == "tool" and isinstance(choice, dict) and isinstance(choice.get("name"), str) and choice["name"]:
+        parsed = ToolChoice("function", choice["name"])
+    elif isinstance(kind, str) and kind in TOOL_CHOICES:
+        parsed = ToolChoice("auto" if kind == "auto" else "required" if kind == "any" else "none")
+    else:
+        raise InvalidJson("tool_choice must be {\"type\": \"auto\" | \"any\" | \"none\"} or "
+                          "{\"type\": \"tool\", \"name\": ...}")
+    if not tools and parsed.mode != "none":
+        raise InvalidJson("tool_choice needs tools")
+    return parsed
+
+
+def _metadata_user(body: dict[str, Any]) -> str | None:
+    metadata = body.get("metadata")
+    if metadata is None:
+        return None
+    if not isinstance(metadata, dict):
+        raise InvalidJson("metadata must be an object")
+    return user_id_of(metadata, "user_id")
+
+
+def _last_user_text(messages: list[Message]) -> str:
+    return next((message.text for message in reversed(messages) if message.role == "user"), "")
+
+
+def parse_messages_object(body: dict[str, Any], *, counting: bool = False) -> MessagesRequest:
+    """Validate a decoded messages body (``counting``: a count_tokens body, without ``max_tokens``)."""
+    model = body.get("model")
+    if not isinstance(model, str):  # an empty or unknown name is a 404 not_found_error, later
+        raise InvalidJson("Field 'model' is required: a model name")
+    if not counting and "max_tokens" not in body:
+        raise InvalidJson("Field 'max_tokens' is required: a positive integer")
+    items = body.get("messages")
+    if not isinstance(items, list) or not items:
+        raise MissingPrompt("Field 'messages' is required and must be a non-empty list of messages")
+    messages = _system(body)
+    for index, item in enumerate(items):
+        messages += _turns(item, index)
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise InvalidJson("stream must be true or false")
+    tools = _tools(body)
+    request = PromptRequest(
+        prompt=_last_user_text(messages), user_id=_metadata_user(body),
+        max_tokens=None if counting else max_tokens_of(body), messages=tuple(messages), tools=tools,
+        temperature=_number(body, "temperature", 1), top_p=_number(body, "top_p", 1), top_k=_top_k(body),
+        stop=_stop_sequences(body), tool_choice=_tool_choice(body, tools), model=model)
+    return MessagesRequest(model, request, stream=bool(stream))
+
+
+def parse_messages_body(raw: bytes | str, *, counting: bool = False) -> MessagesRequest:
+    """Parse and validate a raw ``/v1/messages`` (or ``count_tokens``) body."""
+    return parse_messages_object(load_json_object(raw), counting=counting)
+
+
+# Rendering
+
+
+def stop_reason(result: RunResult) -> str:
+    """Anthropic's ``stop_reason`` of a run: ``end_turn``, ``max_tokens``, ``tool_use``, ``stop_sequence``."""
+    if result.finish_reason == "stop" and stop_sequence(result) is not None:
+        return "stop_sequence"
+    return STOP_REASONS.get(result.finish_reason, "end_turn")
+
+
+def stop_sequence(result: RunResult) -> str | None:
+    """The stop sequence the answer ended on, when the upstream said which one."""
+    matched = result.extra.get("stop_sequence")
+    return matched if isinstance(matched, str) else None
+
+
+def tool_input(call: ToolCall) -> dict[str, Any]:
+    """A tool call's arguments as the ``input`` object (``{}`` when the model wrote no object)."""
+    try:
+        value = json.loads(call.arguments) if call.arguments.strip() else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def usage_object(result: RunResult) -> dict[str, Any]:
+    return {"input_tokens": result.usage.prompt_tokens, "output_tokens": result.usage.completion_tokens}
+
+
+def message_id() -> str:
+    return f"msg_{uuid.uuid4().hex}"
+
+
+def message_object(result: RunResult, model: str, msg_id: str | None = None) -> dict[str, Any]:
+    """A finished run as a ``message`` object."""
+    content: list[dict[str, Any]] = [{"type": "text", "text": result.text}] if result.text else []
+    content += [{"type": "tool_use", "id": client_id(call.id), "name": call.name, "input": tool_input(call)}
+                for call in result.tool_calls]
+    return {"id": msg_id or message_id(), "type": "message", "role": "assistant", "model": model,
+            "content": content, "stop_reason": stop_reason(result), "stop_sequence": stop_sequence(result),
+            "usage": usage_object(result)}
+
+
+def sse(event: str, data: dict[str, Any]) -> str:
+    """One server-sent event: ``event: TYPE`` then ``data: {"type": TYPE, ...}``."""
+    body = json.dumps({"type": event, **data}, ensure_ascii=False, separators=(",", ":"))
+    return f"event: {event}\ndata: {body}\n\n"
+
+
+class MessageStream:
+    """The events of one streamed message, as text, in Anthropic's order: ``message_start``
+    (and a ``ping``), the content blocks (text, then tool uses), ``message_delta``, ``message_stop``."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.id = message_id()
+        #: Blocks started so far; the text block, when open, is the last one.
+        self.blocks = 0
+        self.text_open = False
+        self._delta_head = ""
+
+    def start(self, input_tokens: int) -> str:
+        message: dict[str, Any] = {"id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": [],
+                   "stop_reason": None, "stop_sequence": None,
+                   "usage": {"input_tokens": input_tokens, "output_tokens": 0}}
+        return sse("message_start", {"message": message}) + sse("ping", {})
+
+    def text(self, text: str) -> str:
+        """A piece of the answer's text (its block is started on the first piece)."""
+        opening = ""
+        if not self.text_open:
+            opening = sse("content_block_start", {"index": self.blocks, "content_block": {"type": "text", "text": ""}})
+            self._delta_head = ('event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+                                f'{self.blocks},"delta":{{"type":"text_delta","text":')
+            self.text_open = True
+            self.blocks += 1
+        return opening + self._delta_head + encode_basestring(text) + "}}\n\n"
+
+    def _close_text(self) -> str:
+        if not self.text_open:
+            return ""
+        self.text_open = False
+        return sse("content_block_stop", {"index": self.blocks - 1})
+
+    def tool_use(self, call: ToolCall) -> str:
+        """A whole tool call: its block, its input as one ``input_json_delta``, its end."""
+        index = self.blocks
+        self.blocks += 1
+        block = {"type": "tool_use", "id": client_id(call.id), "name": call.name, "input": {}}
+        partial = json.dumps(tool_input(call), ensure_ascii=False, separators=(",", ":"))
+        return (self._close_text() + sse("content_block_start", {"index": index, "content_block": block})
+                + sse("content_block_delta", {"index": index, "delta": {"type": "input_json_delta",
+                                                                         "partial_json": partial}})
+                + sse("content_block_stop", {"index": index}))
+
+    def finish(self, result: RunResult) -> str:
+        """The tool calls of the finished run, then ``message_delta`` and ``message_stop``."""
+        events = self._close_text() + "".join(self.tool_use(call) for call in result.tool_calls)
+        delta = {"stop_reason": stop_reason(result), "stop_sequence": stop_sequence(result)}
+        return events + sse("message_delta", {"delta": delta, "usage": usage_object(result)}) + sse("message_stop", {})
