@@ -12,8 +12,6 @@ from .openapi_parts import ref as _component
 from .openapi_v1 import ERROR_TYPES, _or_null, _when
 
 NAME: Schema = {"type": "string", "minLength": 1}
-EVENTS = ["message_start", "content_block_start", "content_block_delta", "content_block_stop", "message_delta",
-          "message_stop", "ping", "error"]
 
 
 def _ref(name: str) -> Schema:
@@ -94,6 +92,34 @@ _STREAM_DESCRIPTION = (
 )
 
 
+def _event(kind: str, properties: dict[str, Schema] | None = None) -> Schema:
+    return _obj({"type": {"const": kind}, **(properties or {})})
+
+
+_INDEX: Schema = {"index": COUNT}
+#: Each event's ``data``, by event name.
+_EVENTS: dict[str, Schema] = {
+    "message_start": _event("message_start", {"message": _obj({
+        "id": {"type": "string", "pattern": "^msg_"}, "type": {"const": "message"}, "role": {"const": "assistant"},
+        "model": STRING, "content": {"type": "array", "maxItems": 0}, "stop_reason": {"type": "null"},
+        "stop_sequence": {"type": "null"}, "usage": _obj({"input_tokens": COUNT, "output_tokens": COUNT})})}),
+    "ping": _event("ping"),
+    "content_block_start": _event("content_block_start", {**_INDEX, "content_block": {"oneOf": [
+        _obj({"type": {"const": "text"}, "text": {"const": ""}}),
+        _obj({"type": {"const": "tool_use"}, "id": STRING, "name": STRING, "input": {"type": "object"}})]}}),
+    "content_block_delta": _event("content_block_delta", {**_INDEX, "delta": {"oneOf": [
+        _obj({"type": {"const": "text_delta"}, "text": STRING}),
+        _obj({"type": {"const": "input_json_delta"}, "partial_json": STRING})]}}),
+    "content_block_stop": _event("content_block_stop", _INDEX),
+    "message_delta": _event("message_delta", {
+        "delta": _obj({"stop_reason": {"enum": ["end_turn", "max_tokens", "stop_sequence", "tool_use"]},
+                       "stop_sequence": {"type": ["string", "null"]}}),
+        "usage": _obj({"input_tokens": COUNT, "output_tokens": COUNT}, ["output_tokens"])}),
+    "message_stop": _event("message_stop"),
+    "error": _ref("AnthropicError"),
+}
+
+
 def _error(description: str) -> Schema:
     return {"description": description, "content": {JSON: {"schema": _ref("AnthropicError")}}}
 
@@ -103,7 +129,8 @@ def anthropic_operations(rate_headers: dict[str, Schema] | None,
     """The builders of the Anthropic path items by operationId; ``rate_headers`` when a limiter is on."""
     ok: Schema = {"description": "A message, or its events when streamed.", "content": {
         JSON: {"schema": _ref("AnthropicMessageResult")},
-        SSE: {"schema": sse_event(_STREAM_DESCRIPTION, "JSON with the event's type.", EVENTS)}}}
+        SSE: {"schema": sse_event(_STREAM_DESCRIPTION, "JSON, by event name in x-sse-events.", list(_EVENTS)),
+              "x-sse-events": _EVENTS}}}
     refusals: Schema = {
         "400": _error("A malformed field, image blocks, or tools a model cannot take (invalid_request_error)."),
         "401": _error("A wrong, revoked or expired API key (x-api-key or Authorization), or a missing one "

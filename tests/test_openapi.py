@@ -50,7 +50,10 @@ def _request_for(doc: dict[str, Any], path: str, method: str) -> tuple[str, Any]
             else {"model": "monoai-demo", "messages": [{"role": "user", "content": "What is 2+3?"}],
                   "user": "alice"} if ref.endswith("/ChatCompletionRequest") \
             else {"model": "monoai-demo", "input": "What is 2+3?", "user": "alice"} \
-            if ref.endswith("/ResponseCreateRequest") else {"user_id": "alice"}
+            if ref.endswith("/ResponseCreateRequest") \
+            else {"model": "monoai-demo", "max_tokens": 50, "metadata": {"user_id": "alice"},
+                  "messages": [{"role": "user", "content": "What is 2+3?"}]} if ref.endswith("TokensRequest") \
+            or ref.endswith("/MessagesRequest") else {"user_id": "alice"}
     return concrete, body
 
 
@@ -136,6 +139,9 @@ async def test_every_operation_answers_as_documented(make_app, serve, fetch):
                 events = documented.check(path, method, await fetch(
                     url + concrete, "POST", body, headers={"Accept": SSE}))
                 assert [name for name, _ in events][-1] == "complete"
+            if path == "/v1/messages":
+                events = documented.check(path, method, await fetch(url + concrete, "POST", {**body, "stream": True}))
+                assert [name for name, _ in events][-1] == "message_stop"
             if path == "/v1/chat/completions":
                 streamed = await fetch(url + concrete, "POST", {**body, "stream": True,
                                                                 "stream_options": {"include_usage": True}})

@@ -46,6 +46,9 @@ NOT_RUN = {
     "# Ollama (ollama serve; ollama pull llama3.2)": "needs Ollama or vLLM and their models; the same backend "
                                                     "and options are run against llama.cpp (tests/test_llama_real.py)",
     "# pip install openai; then, beside": "run by tests/test_openai_front.py (the openai SDK against a server)",
+    "# pip install anthropic; then, beside": "run by tests/test_anthropic_front.py against python -m monoai_tornado",
+    "export ANTHROPIC_BASE_URL=": "Claude Code in front of a real model; tests/test_claude_code.py runs it against "
+                                  "a test upstream",
     'import OpenAI from "openai";': "needs the openai npm package (network); the same calls as the Python one",
     "# gateway.toml: two llama.cpp (or vLLM) replicas": "needs llama.cpp or vLLM servers and an OpenAI key; "
         "tests/test_routing_processes.py runs the same keys against three upstream processes",

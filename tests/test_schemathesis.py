@@ -34,10 +34,11 @@ def get_json(url: str) -> Any:
 
 
 def serving(doc: dict[str, Any], model_ids: list[str]) -> dict[str, Any]:
-    """``doc`` with the chat request's ``model`` narrowed to the ids this server serves (GET
+    """``doc`` with the chat and messages requests' ``model`` narrowed to the ids this server serves (GET
     /v1/models). Which ids exist is the server's configuration; every rule between fields
     (``tool_choice`` needs ``tools``, agents take no tools, ...) is the document's own."""
-    doc["components"]["schemas"]["ChatCompletionRequest"]["properties"]["model"]["enum"] = model_ids
+    for request in ("ChatCompletionRequest", "MessagesRequest", "CountTokensRequest"):
+        doc["components"]["schemas"][request]["properties"]["model"]["enum"] = model_ids
     # Which stored responses exist is the server's state, as which models exist is its configuration:
     # a generated previous_response_id or response id is unknown (400, 404), not a disagreement.
     responses = doc["components"]["schemas"]["ResponseCreateRequest"]

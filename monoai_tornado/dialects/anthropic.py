@@ -124,6 +124,7 @@ def _turns(item: Any, index: int) -> list[Message]:
     for number, block in enumerate(content):
         at = f"{where}.content[{number}]"
         kind = block.get("type") if isinstance(block, dict) else None
+        kind = kind if isinstance(kind, str) else None
         if kind == "text":
             texts.append(_text(block.get("text"), f"{at}.text"))
         elif kind == "tool_use" and role == "assistant":
