@@ -10,6 +10,7 @@ from .openapi_parts import COUNT, JSON, SSE, STRING, Schema, sse_event
 from .openapi_parts import obj as _obj
 from .openapi_parts import ref as _component
 from .openapi_v1 import ERROR_TYPES, _or_null, _when
+from .prompt_request import MAX_TOKENS_LIMIT
 
 NAME: Schema = {"type": "string", "minLength": 1}
 
@@ -36,7 +37,7 @@ def anthropic_schemas() -> dict[str, Schema]:
     }
     request: dict[str, Schema] = {
         "model": {"type": "string", "description": "A model name (GET /v1/models), an alias, or agent/NAME."},
-        "max_tokens": {"type": "integer", "minimum": 1},
+        "max_tokens": {"type": "integer", "minimum": 1, "maximum": MAX_TOKENS_LIMIT},
         "messages": {"type": "array", "minItems": 1, "items": _ref("AnthropicMessage"),
                      "description": "The conversation; absent, empty or not a list: 400."},
         "system": _or_null(texts),
