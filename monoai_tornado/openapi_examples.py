@@ -27,6 +27,7 @@ def request_examples(model: str | None, agent: str | None) -> dict[str, dict[str
         examples["createResponse"] = {"model": chat_model, "input": PROMPT, "max_output_tokens": 64}
         examples["createMessage"] = {"model": chat_model, "max_tokens": 64,
                                      "messages": [{"role": "user", "content": PROMPT}]}
+        examples["countMessageTokens"] = {"model": chat_model, "messages": [{"role": "user", "content": PROMPT}]}
     return examples
 
 
