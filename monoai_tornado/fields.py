@@ -123,7 +123,8 @@ class Text(Field[str]):
     blank: bool = field(default=False, kw_only=True)
 
     def check(self, value: Any) -> str:
-        if not isinstance(value, str) or (not self.blank and not value.strip()):
+        # isspace(), not strip(): no copy of a big text (a 1 MB prompt), stops at its first letter.
+        if not isinstance(value, str) or (not self.blank and (not value or value.isspace())):
             raise self.refuse()
         return value
 
