@@ -327,6 +327,8 @@ class Pipeline:
 
     async def run(self, ticket: Ticket, target: Target, events: RunEvents) -> RunResult:
         """Run an admitted prompt; the tokens it used are recorded however it ends."""
+        if ticket.prices is None and ticket.spend is None:  # admitted without its target: priced now
+            ticket.prices = prices_of(target)
         meter = UsageMeter(self.counter, admitted_prompt_tokens=ticket.prompt_tokens,
                            max_tokens=ticket.max_tokens, budget=ticket.budget, prices=ticket.prices,
                            spend=ticket.spend)

@@ -49,10 +49,13 @@ async def test_every_transport_tells_the_cost_of_its_run(app_url: Any, fetch: An
     chat = body_of(await fetch(url + "/v1/chat/completions", "POST",
                                {"model": "monoai-demo", "messages": [{"role": "user", "content": "and on /v1?"}]}))
     assert chat["usage"]["cost_usd"] == cost(chat["usage"])
+    response = body_of(await fetch(url + "/v1/responses", "POST", {"model": "monoai-demo", "input": "and here?"}))
+    told = response["usage"]
+    assert told["cost_usd"] == cost({"prompt_tokens": told["input_tokens"], "completion_tokens": told["output_tokens"]})
     agent = body_of(await fetch(url + "/agent/assistant", "POST", {"prompt": "what time is it?"}))
     assert agent["usage"]["cost_usd"] == cost(agent["usage"])  # the agent runs on the priced model
     metrics = (await fetch(url + "/metrics")).body.decode()
-    spent = sum(u["cost_usd"] for u in (plain["usage"], streamed, socket, chat["usage"], agent["usage"]))
+    spent = sum(u["cost_usd"] for u in (plain["usage"], streamed, socket, chat["usage"], told, agent["usage"]))
     lines = [line for line in metrics.splitlines() if line.startswith("monoai_cost_usd_total{")]
     assert [line.split('"')[1] for line in lines] == ["agent/assistant", "monoai-demo"]
     assert abs(sum(float(line.split()[-1]) for line in lines) - spent) < 1e-9

@@ -117,7 +117,9 @@ class ResponsesSocket(PromptSocket):
         try:
             owner = await owner_of(self.context, parsed.user_id, peer, headers)
             turn = await begin_turn(self, self.context, parsed, owner, self.last)
-            ticket = await pipeline.admit(turn.parsed.prompt_request(turn.items), peer, headers, trace=trace)
+            ticket = await pipeline.admit(turn.parsed.prompt_request(turn.items), peer, headers, turn.target,
+                                          trace=trace)
+            ticket.route = self.request.path
             self.running = events = ResponseEvents(turn.builder)
             await self.send_events(events.opening())
             try:
