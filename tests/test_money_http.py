@@ -52,10 +52,16 @@ async def test_every_transport_tells_the_cost_of_its_run(app_url: Any, fetch: An
     response = body_of(await fetch(url + "/v1/responses", "POST", {"model": "monoai-demo", "input": "and here?"}))
     told = response["usage"]
     assert told["cost_usd"] == cost({"prompt_tokens": told["input_tokens"], "completion_tokens": told["output_tokens"]})
+    message = body_of(await fetch(url + "/v1/messages", "POST", {"model": "monoai-demo", "max_tokens": 100,
+                                                                 "messages": [{"role": "user", "content": "and here?"}]}))
+    told_anthropic = message["usage"]
+    assert told_anthropic["cost_usd"] == cost({"prompt_tokens": told_anthropic["input_tokens"],
+                                               "completion_tokens": told_anthropic["output_tokens"]})
     agent = body_of(await fetch(url + "/agent/assistant", "POST", {"prompt": "what time is it?"}))
     assert agent["usage"]["cost_usd"] == cost(agent["usage"])  # the agent runs on the priced model
     metrics = (await fetch(url + "/metrics")).body.decode()
-    spent = sum(u["cost_usd"] for u in (plain["usage"], streamed, socket, chat["usage"], told, agent["usage"]))
+    spent = sum(u["cost_usd"] for u in (plain["usage"], streamed, socket, chat["usage"], told, told_anthropic,
+                                          agent["usage"]))
     lines = [line for line in metrics.splitlines() if line.startswith("monoai_cost_usd_total{")]
     assert [line.split('"')[1] for line in lines] == ["agent/assistant", "monoai-demo"]
     assert abs(sum(float(line.split()[-1]) for line in lines) - spent) < 1e-9

@@ -294,7 +294,10 @@ def tool_input(call: ToolCall) -> dict[str, Any]:
 
 
 def usage_object(result: RunResult) -> dict[str, Any]:
-    return {"input_tokens": result.usage.prompt_tokens, "output_tokens": result.usage.completion_tokens}
+    usage = {"input_tokens": result.usage.prompt_tokens, "output_tokens": result.usage.completion_tokens}
+    if result.usage.cost_usd is not None:  # a priced model (API.md Part 3, "Money")
+        return {**usage, "cost_usd": result.usage.cost_usd}
+    return usage
 
 
 def message_id() -> str:
