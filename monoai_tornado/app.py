@@ -294,7 +294,11 @@ class Application:
     def log_start(self, host: str, port: int) -> None:
         base = f"http://{host}:{port}"
         log.info("%s serving on %s", self.name, base)
-        if self.model is not None:
+        if self.gateway is not None:
+            for name, route in self.gateway.router.models.items():
+                log.info("model %s: %s", name, ", ".join(
+                    f"{d.id} ({d.backend.provider} {d.config.base_url or d.config.backend})" for d in route.deployments))
+        elif self.model is not None:
             described = self.model.describe()
             demo = " (DEMO model: not a real LLM)" if described.get("provider") == "demo" else ""
             log.info("model %s/%s%s", described["provider"], described["name"], demo)
