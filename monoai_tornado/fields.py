@@ -218,9 +218,14 @@ class Identity(Field[str]):
         return text
 
     def base_schema(self) -> Schema:
+        return {"type": ["string", "integer"]}
+
+    def schema(self) -> Schema:
         # Bytes of UTF-8 are no JSON Schema keyword: the cap is said in words (a length in
         # characters would refuse, or let through, identities the server takes otherwise).
-        return {"type": ["string", "integer"]}
+        schema = super().schema()
+        cap = f"At most {self.max_bytes} bytes of UTF-8."
+        return {**schema, "description": f"{schema['description']} {cap}" if "description" in schema else cap}
 
 
 @dataclass(frozen=True)

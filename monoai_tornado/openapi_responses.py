@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .dialects.responses import RESPONSES_FIELDS
 from .openapi_parts import COUNT, JSON, SSE, STRING, Schema, sse_event
 from .openapi_parts import obj as _obj
 from .openapi_parts import ref as _component
@@ -59,20 +60,13 @@ def responses_schemas() -> dict[str, Schema]:
     ]}
     return {
         "ResponseCreateRequest": _obj({
-            "model": {"type": "string", "description": "An id from GET /v1/models: the model, or agent/NAME."},
+            **{field.name: field.schema() for field in RESPONSES_FIELDS},
             "input": {"oneOf": [STRING, {"type": "array", "minItems": 1, "items": item}],
                       "description": "A user message, or items; with previous_response_id, the new ones."},
             "instructions": _or_null(STRING),
-            "stream": _or_null({"type": "boolean"}),
-            "store": _or_null({"type": "boolean"}),
             "previous_response_id": _or_null({"type": "string", "description": "Continue this response's "
                                               "conversation (yours, stored or this WebSocket's last); unknown: "
                                               "400 previous_response_not_found."}),
-            "max_output_tokens": {"type": ["integer", "null"], "minimum": 1},
-            "temperature": _or_null({"type": "number", "minimum": 0, "maximum": 2}),
-            "top_p": _or_null({"type": "number", "minimum": 0, "maximum": 1}),
-            "user": {"type": ["string", "integer", "null"], "description": "Who is asking (as user_id)."},
-            "safety_identifier": {"type": ["string", "integer", "null"], "description": "As user, when no user."},
             "metadata": _or_null({"type": "object", "maxProperties": 16, "propertyNames": {"maxLength": 64},
                                   "additionalProperties": {"type": "string", "maxLength": 512}}),
             "tools": _or_null({"type": "array", "items": _obj({

@@ -130,8 +130,7 @@ PROMPT = Text("prompt", required=True, error=MissingPrompt,
               message="Field 'prompt' is required and must be a non-empty string", description="Must not be blank.")
 USER_ID = identity_field(
     "user_id", "Who is asking (a number is turned into its decimal string; null is the same as absent); rate "
-    "limits count per user, else per client IP. Never `ip:...`: that namespace is the client IPs'. "
-    f"At most {MAX_IDENTITY_BYTES} bytes of UTF-8.")
+    "limits count per user, else per client IP. Never `ip:...`: that namespace is the client IPs'.")
 MAX_TOKENS = max_tokens_field(description="Cap of the answer's tokens (default: the server's --default-max-tokens); "
                                           "a token budget may lower it.")
 MODEL = Text("model", nullable=True, message="Field 'model' must be a non-empty string (a name from GET /v1/models)",

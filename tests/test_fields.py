@@ -1,5 +1,5 @@
 """Request fields declared once (monoai_tornado/fields.py): for every declared field of Part 1's
-prompt body and of /v1/chat/completions, the parser takes exactly the values that the OpenAPI
+prompt body, of /v1/chat/completions and of /v1/responses, the parser takes exactly the values that the OpenAPI
 document (the same declaration's schema, as served) calls valid."""
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from monoai_tornado.chat_request import CHAT_FIELDS
+from monoai_tornado.dialects.responses import RESPONSES_FIELDS
 from monoai_tornado.errors import ApiError
 from monoai_tornado.fields import Field, Identity
 from monoai_tornado.openapi import build_openapi
@@ -20,7 +21,8 @@ from monoai_tornado.routes import operations, routes_for
 
 DOC = build_openapi("A", "1", True, ["a"], False, False, operations=operations(routes_for(True, True)))
 SCHEMAS = DOC["components"]["schemas"]
-DECLARED = [("PromptRequest", field) for field in PROMPT_BODY] + [("ChatCompletionRequest", f) for f in CHAT_FIELDS]
+DECLARED = [("PromptRequest", field) for field in PROMPT_BODY] + [("ChatCompletionRequest", f) for f in CHAT_FIELDS] \
+    + [("ResponseCreateRequest", field) for field in RESPONSES_FIELDS]
 
 #: JSON values, edges included: whole floats, integers past 2**31 and of 400 digits, blank
 #: strings, nested lists. Strings stay short: a user field's cap in bytes is said in words only.
@@ -39,7 +41,7 @@ VALIDATORS = {(schema, field.name): Draft202012Validator(json.loads(json.dumps(S
 
 
 def over_the_byte_cap(field: Field[Any], value: Any) -> bool:
-    """An identity past its cap in bytes (the schema's description says it: no keyword can)."""
+    """An identity past its cap in bytes, which the schema's description states (no keyword can)."""
     if not isinstance(field, Identity) or isinstance(value, bool) or not isinstance(value, (str, int, float)):
         return False
     text = value if isinstance(value, str) else str(value) if isinstance(value, int) else \
@@ -75,10 +77,13 @@ def test_absent_fields_are_required_where_the_document_says(schema: str, field: 
 
 async def test_a_huge_integer_is_a_400_not_a_crash(fetch: Any, url: str) -> None:
     # 400 digits: out of temperature's range, and too big for a float (an OverflowError once).
-    body = '{"model": "demo", "messages": [{"role": "user", "content": "hi"}], "temperature": 1' + "0" * 400 + "}"
-    answer = await fetch(url + "/v1/chat/completions", "POST", body)
-    assert answer.code == 400
-    assert json.loads(answer.body)["error"]["message"] == "temperature must be a number from 0 to 2"
+    huge = "1" + "0" * 400
+    for path, body in (("/v1/chat/completions", '{"model": "demo", "messages": [{"role": "user", "content": "hi"}], '
+                                                '"temperature": ' + huge + "}"),
+                       ("/v1/responses", '{"model": "demo", "input": "hi", "temperature": ' + huge + "}")):
+        answer = await fetch(url + path, "POST", body)
+        assert answer.code == 400, path
+        assert json.loads(answer.body)["error"]["message"] == "temperature must be a number from 0 to 2"
 
 
 async def test_the_prompt_body_documents_the_model_it_takes(fetch: Any, url: str) -> None:

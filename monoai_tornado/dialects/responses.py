@@ -15,16 +15,16 @@ fields are ignored.
 from __future__ import annotations
 
 import json
-import math
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from ..chat_request import ChatRequest
+from ..chat_request import MODEL, STREAM, TEMPERATURE, TOP_P, ChatRequest
 from ..conversation import Message, RunResult, ToolCall, ToolChoice, ToolDefinition
 from ..errors import BadRequest, InvalidJson, MissingPrompt
-from ..prompt_request import PromptRequest, load_json_object, max_tokens_of, user_id_of
+from ..fields import Field, Flag
+from ..prompt_request import PromptRequest, identity_field, load_json_object, max_tokens_field
 
 __all__ = ["ResponsesRequest", "ResponseBuilder", "parse_responses_object", "parse_responses_body",
            "MAX_CONVERSATION_ITEMS", "MAX_CONVERSATION_BYTES", "new_id"]
@@ -37,6 +37,16 @@ MAX_CONVERSATION_BYTES = 4 * 1024 * 1024
 MAX_METADATA = 16
 INPUT_ROLES = {"user": "user", "system": "system", "developer": "system", "assistant": "assistant"}
 TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
+
+
+# The body's plain fields, declared once (fields.py): parse_responses_object reads them and
+# openapi_responses.py shows them. model, stream, temperature and top_p are the chat front's own.
+MAX_OUTPUT_TOKENS = max_tokens_field("max_output_tokens", nullable=True)
+STORE = Flag("store", nullable=True)
+USER = identity_field("user", "Who is asking (as user_id).")
+SAFETY_IDENTIFIER = identity_field("safety_identifier", "As user, when no user.")
+RESPONSES_FIELDS: tuple[Field[Any], ...] = (MODEL, STREAM, STORE, MAX_OUTPUT_TOKENS, TEMPERATURE, TOP_P, USER,
+                                            SAFETY_IDENTIFIER)
 
 
 def new_id(prefix: str) -> str:
@@ -140,16 +150,6 @@ def _tool_choice(body: dict[str, Any]) -> ToolChoice | None:
     raise InvalidJson('tool_choice must be "auto", "none", "required" or {"type": "function", "name": ...}')
 
 
-def _number(body: dict[str, Any], name: str, high: float) -> float | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not 0 <= value <= high:
-        raise InvalidJson(f"{name} must be a number from 0 to {high:g}")
-    return float(value)
-
-
 def _metadata(body: dict[str, Any]) -> dict[str, str]:
     metadata = body.get("metadata")
     if metadata is None:
@@ -159,15 +159,6 @@ def _metadata(body: dict[str, Any]) -> dict[str, str]:
         raise InvalidJson(f"metadata must be an object of at most {MAX_METADATA} string values "
                           "(keys up to 64 characters, values up to 512)")
     return dict(metadata)
-
-
-def _flag(body: dict[str, Any], name: str, default: bool) -> bool:
-    value = body.get(name)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise InvalidJson(f"{name} must be true or false")
-    return value
 
 
 def _optional_string(body: dict[str, Any], name: str) -> str | None:
@@ -246,18 +237,15 @@ class ResponsesRequest:
 
 def parse_responses_object(body: dict[str, Any]) -> ResponsesRequest:
     """Validate a decoded Responses body."""
-    model = body.get("model")
-    if not isinstance(model, str):
-        raise InvalidJson("Field 'model' is required: an id from GET /v1/models")
+    model = MODEL.require(body)
     tools = _tools(body)
     previous = _optional_string(body, "previous_response_id")
-    user, safety_identifier = user_id_of(body, "user"), user_id_of(body, "safety_identifier")
+    user, safety_identifier = USER.read(body), SAFETY_IDENTIFIER.read(body)
     user_id = user if user is not None else safety_identifier
     return ResponsesRequest(
         model, _input_items(body), _optional_string(body, "instructions"), tools, _tool_choice(body),
-        max_tokens_of(body, "max_output_tokens", null_allowed=True), _number(body, "temperature", 2),
-        _number(body, "top_p", 1), previous or None, _flag(body, "store", True), _flag(body, "stream", False),
-        user_id, _metadata(body))
+        MAX_OUTPUT_TOKENS.read(body), TEMPERATURE.read(body), TOP_P.read(body), previous or None,
+        STORE.read(body) is not False, bool(STREAM.read(body)), user_id, _metadata(body))
 
 
 def parse_responses_body(raw: bytes | str) -> ResponsesRequest:
