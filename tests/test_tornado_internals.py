@@ -163,3 +163,22 @@ def test_http_date_is_tornados_date_header() -> None:
 
     for now in (0.0, 1_700_000_000.0, 1_700_000_000.999, 1_700_000_001.2, 4_102_444_799.5):
         assert internals.http_date(now) == format_timestamp(now)
+
+
+def test_a_server_connection_keeps_nagle_off_whatever_tornado_asks() -> None:
+    """Tornado turns Nagle's algorithm on after every answer and off at the next finish; our
+    server connections keep it off (no setsockopt per request, no answer tail held back)."""
+    import socket
+
+    from monoai_tornado.wire import json_errors
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    served, _ = listener.accept()
+    stream = IOStream(served)
+    json_errors(stream)
+    stream.set_nodelay(False)  # what HTTP1Connection._finish_request does
+    assert served.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    stream.close()
+    client.close()
+    listener.close()
