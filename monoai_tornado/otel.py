@@ -12,7 +12,8 @@ Everything else is OpenTelemetry's standard configuration: the OTLP/HTTP exporte
 ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``), ``..._HEADERS`` and friends; the
 sampler ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG`` (default: every trace, or as the
 client's traceparent says); the batch processor ``OTEL_BSP_*``; the service ``OTEL_SERVICE_NAME``
-(default ``monoai_tornado``). A request the sampler drops costs one non-recording span.
+(default ``monoai_tornado``). A request the sampler drops costs one non-recording span; its
+client's ``traceparent``, if any, goes upstream unchanged.
 """
 from __future__ import annotations
 
@@ -92,13 +93,10 @@ class OtelTracing:
             if trace.tracestate is not None:
                 carrier["tracestate"] = trace.tracestate
             context = _propagator.extract(carrier)
-        span = self.tracer.start_span(trace.operation, context=context, kind=SpanKind.SERVER,
-                                      attributes={"gen_ai.operation.name": trace.operation,
-                                                  "monoai.request_id": trace.request_id})
-        if span.is_recording():
+        span = self.tracer.start_span(trace.operation, context=context, kind=SpanKind.SERVER)
+        if span.is_recording():  # else not sampled: nothing more to do (the client's traceparent goes on as is)
+            span.set_attributes({"gen_ai.operation.name": trace.operation, "monoai.request_id": trace.request_id})
             trace.span = span
-        else:  # not sampled: nothing to record; upstream still continues the trace (not sampled)
-            trace.traceparent = _traceparent(span)
 
     def start_call(self, trace: RequestTrace, backend: Any, options: Any) -> _CallSpan | None:
         name = str(backend.name)

