@@ -55,6 +55,8 @@ def _schemas(has_limiter: bool) -> dict[str, Schema]:
             "prompt_tokens": COUNT, "completion_tokens": COUNT,
             "total_tokens": {**COUNT, "description": "prompt_tokens + completion_tokens"},
             "estimated": {"const": True, "description": "Counted locally with tiktoken."},
+            "cost_usd": {"type": "number", "minimum": 0,
+                         "description": "What the run cost in USD (rounded to 1e-9); only for a model with prices."},
         }, ["prompt_tokens", "completion_tokens", "total_tokens"], additionalProperties=False,
             description="Tokens used; counted with tiktoken (estimated) when the backend reports none."),
         "ModelInfo": _obj({"provider": STRING, "name": STRING}),
@@ -169,10 +171,12 @@ def _responses(has_limiter: bool) -> dict[str, Schema]:
     }
     if has_limiter:
         responses["RateLimited"] = _json(
-            {"oneOf": [_error_schema("rate_limited", retry_after=True), _error_schema("too_many_concurrent")]},
-            "A rate limit is exhausted (rate_limited), or the user has as many runs in flight as the "
-            "concurrency limit allows (too_many_concurrent); nothing was counted.",
-            {"Retry-After": {"description": "Seconds to wait (rate_limited).",
+            {"oneOf": [_error_schema(["rate_limited", "spend_limited"], retry_after=True),
+                       _error_schema("too_many_concurrent")]},
+            "A rate limit is exhausted (rate_limited), a spend limit has no money left for the prompt "
+            "(spend_limited), or the user has as many runs in flight as the concurrency limit allows "
+            "(too_many_concurrent); nothing was counted.",
+            {"Retry-After": {"description": "Seconds to wait (rate_limited; spend_limited: to the window's end).",
                              "schema": {"type": "integer", "minimum": 1}}, **_rate_headers()},
         )
     return responses

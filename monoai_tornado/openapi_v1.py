@@ -100,7 +100,10 @@ def v1_schemas() -> dict[str, Schema]:
                 "finish_reason": {"oneOf": [_FINISH, {"type": "null"}]}})},
             "usage": _ref("ChatUsage"),
         }, ["id", "object", "created", "model", "choices"]),
-        "ChatUsage": _obj({"prompt_tokens": COUNT, "completion_tokens": COUNT, "total_tokens": COUNT}),
+        "ChatUsage": _obj({"prompt_tokens": COUNT, "completion_tokens": COUNT, "total_tokens": COUNT,
+                           "cost_usd": {"type": "number", "minimum": 0,
+                                        "description": "USD, rounded to 1e-9; only for a model with prices."}},
+                          ["prompt_tokens", "completion_tokens", "total_tokens"]),
         "ModelList": _obj({"object": {"const": "list"}, "data": {"type": "array", "items": _obj({
             "id": STRING, "object": {"const": "model"}, "created": COUNT, "owned_by": STRING})}}),
         "OpenAIError": _obj({"error": _obj({
