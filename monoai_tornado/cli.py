@@ -471,6 +471,9 @@ def warn_about_exposure(args: argparse.Namespace) -> None:
     if (args.keys_file or args.keys_redis) and not args.require_api_key:
         log.warning("API keys are accepted but not required: requests without a key still name their own "
                     "user_id; start with --require-api-key so that nobody spends another user's budget")
+    if args.spend_limit and args.price_input is None and args.price_output is None and not getattr(args, "config", None):
+        log.warning("--spend-limit without prices: the model cannot be held to a budget, so every prompt gets "
+                    "403 model_not_priced; price it with --price-input and --price-output (USD per million tokens)")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

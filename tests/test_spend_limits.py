@@ -112,3 +112,19 @@ def test_spend_limit_windows_are_calendar_periods_in_utc() -> None:
     assert daily.window_start(feb) == calendar.timegm((2028, 2, 10, 0, 0, 0))
     assert (monthly.name, daily.name, parse_spend_limit("0.50/hour").name) == (
         "100-usd-per-month", "5-usd-per-86400", "0.5-usd-per-3600")
+
+
+async def test_large_budgets_and_prices_stay_exact(make_limiter: LimiterFactory) -> None:
+    """$9,000,000 a month (9e15 nano-dollars) and a run of $120,000: integers all the way (Redis
+    gets integer text, never 1.2e+14, and the grant is exact where doubles would round)."""
+    monthly = parse_spend_limit("9000000/month")
+    limiter = make_limiter([monthly])
+    prices = Prices.per_million(600, 75)
+    prompt = 200_000_000  # 1.2e14 nano-dollars of prompt
+    admission = await limiter.admit("big", prompt, max_tokens=1000, quote=prices.quote(prompt))
+    assert admission.allowed and admission.reserved_nanos == prices.cost_nanos(prompt, 0, 1000) == 120_000_075_000_000
+    billed = prices.cost_nanos(prompt, 50_000_001, 333)
+    await limiter.settle(admission, prompt + 333, cost_nanos=billed)
+    figures = await spend(limiter, "big", monthly)
+    assert (figures["used_usd"], figures["reserved_usd"]) == (round(billed / 1e9, 9), 0.0)
+    assert figures["left_usd"] == round((9_000_000 * 10**9 - billed) / 1e9, 9)
