@@ -27,10 +27,18 @@ ACCESS_LOGGER = "monoai_tornado.access"
 
 
 class TextFormatter(SafeFormatter):
-    """The classic line, its message's control characters escaped (a traceback keeps its own lines)."""
+    """The classic line, its message's control characters escaped (a traceback keeps its own lines);
+    a line written while a request is served (a failed run, an upstream error) ends with its
+    ``request_id=`` (access lines carry theirs as ``id=``)."""
 
     def __init__(self) -> None:
         super().__init__(LOG_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        if record.name != ACCESS_LOGGER and (trace := current_trace.get()) is not None:
+            line += f" request_id={trace.request_id}"  # a token or our hex: nothing to escape
+        return line
 
 
 class JsonFormatter(logging.Formatter):

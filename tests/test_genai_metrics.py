@@ -7,6 +7,7 @@ from monoai_tornado import DemoBackend
 from monoai_tornado.agents import default_agents
 from monoai_tornado.backends.openai import OpenAIBackend
 from tests.support.fake_openai import FakeOpenAI
+from tests.test_routing import gateway_of
 
 SAMPLE = re.compile(r'^([a-z_]+)\{(.*)\} (\S+)$')
 
@@ -54,3 +55,12 @@ async def test_agents_and_the_model_are_told_apart_and_nothing_shows_before_a_ru
     assert (await fetch(url + "/agent/assistant", method="POST", body={"prompt": "hi"})).code == 200
     counts = samples((await fetch(url + "/metrics")).body.decode(), "gen_ai_server_request_duration_seconds_count")
     assert {dict(key)["gen_ai_request_model"] for key in counts} == {"monoai-demo", "agent/assistant"}
+
+
+async def test_a_routed_model_is_counted_by_deployment(app_url, fetch, tmp_path, counter):
+    config = '[[models]]\nname = "chat"\nbackend = "demo"\n[[models]]\nname = "chat"\nbackend = "demo"\n'
+    url = app_url(model=None, gateway=gateway_of(tmp_path, config + '[routing]\nstrategy = "round-robin"\n', counter))
+    for _ in range(4):
+        assert (await fetch(url + "/model", method="POST", body={"prompt": "hi", "model": "chat"})).code == 200
+    counts = samples((await fetch(url + "/metrics")).body.decode(), "gen_ai_server_request_duration_seconds_count")
+    assert {dict(key)["deployment"]: value for key, value in counts.items()} == {"chat#1": 2, "chat#2": 2}

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from monoai_tornado import Application, DemoBackend
 from monoai_tornado.logs import JsonFormatter, TextFormatter
+from tests.support.backends_for_tests import ScriptedBackend
 from tests.support.processes import call, free_port, wait_for
 from tests.test_routing import gateway_of
 from tests.support.threaded_server import ThreadedServer
@@ -150,3 +151,17 @@ async def test_a_routed_priced_run_logs_its_deployment_and_cost(app_url, fetch, 
     [line] = [json.loads(line) for line in captured.lines() if '"monoai_tornado.access"' in line]
     assert line["request_id"] == "rid-routed" and line["model"] == "chat" and line["deployment"] == "chat#1"
     assert line["cost_usd"] == json.loads(answer.body)["usage"]["cost_usd"] > 0 and line["ttft_ms"] >= 0
+
+
+@pytest.mark.parametrize("captured", [JsonFormatter, TextFormatter], indirect=True)
+async def test_a_failed_runs_error_line_names_its_request(app_url, fetch, captured):
+    url = app_url(model=ScriptedBackend(failure="crash"))
+    answer = await fetch(url + "/model", method="POST", body={"prompt": "hi"}, headers={"X-Request-Id": "rid-crash"})
+    assert answer.code == 502 and answer.headers["X-Request-Id"] == "rid-crash"
+    errors = [line for line in captured.lines() if "run of scripted failed" in line]
+    assert len(errors) == 1
+    if errors[0].startswith("{"):
+        record = json.loads(errors[0])
+        assert record["request_id"] == "rid-crash" and "ZeroDivisionError" in record["exception"]
+    else:
+        assert errors[0].endswith(" request_id=rid-crash")

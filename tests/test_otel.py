@@ -179,3 +179,17 @@ def test_a_server_started_with_monoai_otel_exports_its_spans_before_it_exits(rec
         stop_server(proc)
     spans = receiver.wait_for(2)
     assert {span.kind for span in spans} == {"server", "client"} and spans[0].service == "gateway-under-test"
+
+
+async def test_a_streamed_answer_is_one_span_ended_after_its_last_event(traced, fetch, receiver):
+    async with FakeOpenAI(delay=0.01) as upstream:
+        app, url = traced(model=OpenAIBackend(upstream.base_url, "test-model"))
+        answer = await fetch(url + "/v1/chat/completions", method="POST", body={**CHAT, "stream": True},
+                             headers={"X-Request-Id": "rid-stream"})
+        assert answer.code == 200 and answer.body.endswith(b"data: [DONE]\n\n")
+        flush(app)
+        spans = receiver.wait_for(2)
+    [server], [client] = by_kind(spans, "server"), by_kind(spans, "client")
+    assert client.parent_span_id == server.span_id and server.attributes["monoai.request_id"] == "rid-stream"
+    assert server.attributes["gen_ai.usage.output_tokens"] == 7 and server.attributes["http.response.status_code"] == 200
+    assert server.attributes["gen_ai.server.time_to_first_token"] > 0

@@ -1,11 +1,13 @@
 """Request ids and trace context: echoed on every answer, sent upstream, in the access log."""
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 
 from monoai_tornado.backends.openai import OpenAIBackend
+from monoai_tornado.money.ledger import FileLedger
 from monoai_tornado.request_trace import RequestTrace, request_id_from, valid_traceparent
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.http import json_of, parse_sse
@@ -100,3 +102,14 @@ async def test_responses_websocket_mode_serves_one_response_after_another(url):
             events.append(await read(ws))
         assert events[-1]["type"] == "response.completed" and turn in events[-1]["response"]["output_text"]
     ws.close()
+
+
+async def test_the_usage_ledger_names_each_run_by_its_request_id(app_url, fetch, tmp_path):
+    path = tmp_path / "usage.jsonl"
+    url = app_url(usage_ledger=FileLedger(str(path)))
+    given = await fetch(url + "/model", method="POST", body={"prompt": "hi"}, headers={"X-Request-Id": "rid-ledger"})
+    made = await fetch(url + "/v1/chat/completions", method="POST",
+                       body={"model": "monoai-demo", "messages": [{"role": "user", "content": "hi"}]})
+    assert given.code == made.code == 200
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["request_id"] for line in lines] == ["rid-ledger", made.headers["X-Request-Id"]]
