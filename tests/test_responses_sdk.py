@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import uuid
@@ -201,3 +202,20 @@ async def test_websocket_mode_runs_one_response_at_a_time_and_cancels_on_close(s
                 pass
         await upstream.wait_until(lambda: upstream.requests[-1].closed_early, timeout=5)
         await asyncio.sleep(0)
+
+
+def test_the_readmes_responses_example_runs_against_the_demo_server(servers: Servers) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    marker = "# pip install openai; with `python -m monoai_tornado` running"
+    example = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if marker in block)
+    demo = Servers("--log-level", "warning")
+    try:
+        base = demo("--demo-delay", "0")
+        done = subprocess.run([sys.executable, "-c", example.replace("http://localhost:8000", base)],
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        demo.stop_all()
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "Ciao!" in lines[0] and "And again?" in lines[1] and "Stream it" in lines[2]
+    assert lines[-1] == "The price_of tool returned 2.40 EUR."

@@ -108,8 +108,12 @@ class ResponsesSocket(PromptSocket):
         self.context.lifecycle.busy.add(self)
 
     async def _respond(self, parsed: ResponsesRequest) -> None:
+        """Make one response; its last events go out once the connection is free again, so the
+        client's next ``response.create`` (sent on ``response.completed``) is never refused."""
         pipeline = self.context.pipeline
         ticket: Ticket | None = None
+        events: ResponseEvents | None = None
+        last: list[Event] = []
         outcome = "complete"
         started = time.monotonic()
         headers, peer = self.request.headers, self.request.remote_ip or "unknown"
@@ -126,11 +130,10 @@ class ResponsesSocket(PromptSocket):
                 result = await pipeline.run(ticket, turn.target, _SocketEvents(self, events, turn.live_text))
             except ApiError as exc:
                 outcome = exc.code
-                await self.send_events(events.failed(render_error(exc, shape="openai").body))
-                return
-            closing, response = events.closing(result)
-            self.last = await keep(self.context, turn, response)
-            await self.send_events(closing)
+                last = events.failed(render_error(exc, shape="openai").body)
+            else:
+                last, response = events.closing(result)
+                self.last = await keep(self.context, turn, response)
         except ClientGone:
             outcome = "client_gone"
         except asyncio.CancelledError:
@@ -141,18 +144,21 @@ class ResponsesSocket(PromptSocket):
                 log.exception("WebSocket response failed")
             answer = render_error(exc, shape="openai")
             outcome = answer.body["error"]["code"]
-            if self.running is not None and not self.running.finished:
-                await self._send_quietly(self.running.failed(answer.body))
-            else:
-                self.running = None
-                await self._send_quietly([error_event(answer.body, status=answer.status)])
+            last = events.failed(answer.body) if events is not None and not events.finished else \
+                [error_event(answer.body, status=answer.status)]
         finally:
             if ticket is not None:
-                pipeline.finish(ticket)
+                pipeline.finish(ticket)  # a run that never started gives its place back
             self._account(ticket, outcome, started)
-            self.running = None
-            if self.current is asyncio.current_task():
-                self.current = None
+            self._release()
+        if last and not self.closed:
+            await self._send_quietly(last)
+
+    def _release(self) -> None:
+        """The connection takes the next ``response.create`` from now on."""
+        self.running = None
+        if self.current is asyncio.current_task():
+            self.current = None
             self.context.lifecycle.busy.discard(self)
 
     async def _send_quietly(self, events: list[Event]) -> None:
