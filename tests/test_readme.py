@@ -49,7 +49,7 @@ NOT_RUN = {
     "# pip install anthropic; then, beside": "run by tests/test_anthropic_front.py against python -m monoai_tornado",
     "export ANTHROPIC_BASE_URL=": "Claude Code in front of a real model; tests/test_claude_code.py runs it against "
                                   "a test upstream",
-    "# pip install openai; with `python -m monoai_tornado` running":
+    "# pip install openai; with `.venv/bin/python -m monoai_tornado` running":
         "run by tests/test_responses_sdk.py against python -m monoai_tornado",
     'import OpenAI from "openai";': "needs the openai npm package (network); the same calls as the Python one",
     "# gateway.toml: two llama.cpp (or vLLM) replicas": "needs llama.cpp or vLLM servers and an OpenAI key; "

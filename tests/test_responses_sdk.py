@@ -206,7 +206,7 @@ async def test_websocket_mode_runs_one_response_at_a_time_and_cancels_on_close(s
 
 def test_the_readmes_responses_example_runs_against_the_demo_server(servers: Servers) -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    marker = "# pip install openai; with `python -m monoai_tornado` running"
+    marker = "# pip install openai; with `.venv/bin/python -m monoai_tornado` running"
     example = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if marker in block)
     demo = Servers("--log-level", "warning")
     try:
