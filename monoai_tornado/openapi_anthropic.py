@@ -32,6 +32,7 @@ def anthropic_schemas() -> dict[str, Schema]:
                                          "is_error": _or_null({"type": "boolean"})}, ["tool_use_id"])
     reasoning = [_block(kind, {}, []) for kind in ("thinking", "redacted_thinking")]
     content = {
+        "system": texts,  # mid-conversation system text (Claude Code): joined to the system turn
         "user": {"oneOf": [STRING, {"type": "array", "items": {"oneOf": [text, tool_result]}}]},
         "assistant": {"oneOf": [STRING, {"type": "array", "items": {"oneOf": [text, tool_use, *reasoning]}}]},
     }
@@ -68,7 +69,8 @@ def anthropic_schemas() -> dict[str, Schema]:
     answer_block: Schema = {"oneOf": [text, _block("tool_use", {"id": STRING, "name": STRING,
                                                                 "input": {"type": "object"}}, ["id", "name", "input"])]}
     return {
-        "AnthropicMessage": _obj({"role": {"enum": ["user", "assistant"]}, "content": {}}, ["role", "content"])
+        "AnthropicMessage": _obj({"role": {"enum": ["user", "assistant", "system"]}, "content": {}},
+                                 ["role", "content"])
         | {"allOf": [_when("role", {"const": role}, {"properties": {"content": schema}})
                      for role, schema in content.items()]},
         "MessagesRequest": _obj(request, ["model", "max_tokens", "messages"]) | {"allOf": rules},

@@ -18,6 +18,7 @@ CONVERSATION: dict[str, Any] = {
     "model": "m", "max_tokens": 100, "system": [{"type": "text", "text": "Rule one."}, {"type": "text", "text": "Two."}],
     "messages": [
         {"role": "user", "content": "Weather in Rome and Oslo?"},
+        {"role": "system", "content": "Mid-conversation rule."},
         {"role": "assistant", "content": [
             {"type": "thinking", "thinking": "two calls", "signature": "x"},
             {"type": "text", "text": "Checking."},
@@ -42,7 +43,7 @@ def test_a_conversation_becomes_typed_turns_with_the_upstreams_ids():
     request = parse_messages_object(CONVERSATION).request
     calls = (ToolCall("call_a", "weather", '{"city": "Rome"}'), ToolCall("01XYZ", "weather", '{"city": "Oslo"}'))
     assert request.messages == (
-        Message("system", "Rule one.\n\nTwo."), Message("user", "Weather in Rome and Oslo?"),
+        Message("system", "Rule one.\n\nTwo.\n\nMid-conversation rule."), Message("user", "Weather in Rome and Oslo?"),
         Message("assistant", "Checking.", tool_calls=calls),
         Message("tool", "sunny", tool_call_id="call_a"), Message("tool", "snow", tool_call_id="01XYZ"),
         Message("user", "And tomorrow?"))
@@ -52,7 +53,8 @@ def test_a_conversation_becomes_typed_turns_with_the_upstreams_ids():
 
 @pytest.mark.parametrize("change, message", [
     ({"max_tokens": None}, "max_tokens"), ({"max_tokens": 0}, "max_tokens"), ({"max_tokens": "5"}, "max_tokens"),
-    ({"messages": [{"role": "system", "content": "x"}]}, "role"),
+    ({"messages": [{"role": "tool", "content": "x"}]}, "role"),
+    ({"messages": [{"role": "system", "content": [{"type": "image"}]}]}, "messages[0].content"),
     ({"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]}, "image blocks"),
     ({"messages": [{"role": "user", "content": [{"type": "tool_use", "id": "a", "name": "b", "input": {}}]}]},
      "'tool_use' blocks are not supported"),

@@ -113,7 +113,7 @@ def _turns(item: Any, index: int) -> list[Message]:
         raise InvalidJson(f"{where} must be an object with 'role' and 'content'")
     role, content = item.get("role"), item.get("content")
     if role != "user" and role != "assistant":
-        raise InvalidJson(f"{where}.role must be 'user' or 'assistant'")
+        raise InvalidJson(f"{where}.role must be 'user', 'assistant' or 'system'")
     if isinstance(content, str):
         return [Message("user" if role == "user" else "assistant", content)]
     if not isinstance(content, list):
@@ -141,12 +141,19 @@ def _turns(item: Any, index: int) -> list[Message]:
     return results + [Message("user", text)] if texts or not results else results
 
 
-def _system(body: dict[str, Any]) -> list[Message]:
-    system = body.get("system")
-    if system is None:
-        return []
-    text = _text_blocks(system, "system")
-    return [Message("system", text)] if text else []
+def _conversation(body: dict[str, Any], items: list[Any]) -> list[Message]:
+    """The turns of ``messages``, after one system turn: ``system`` and the text of any
+    ``system`` message in the list (Claude Code sends some mid-conversation), joined, since
+    many chat templates take a system turn only first."""
+    systems = [] if body.get("system") is None else [_text_blocks(body["system"], "system")]
+    turns: list[Message] = []
+    for index, item in enumerate(items):
+        if isinstance(item, dict) and item.get("role") == "system":
+            systems.append(_text_blocks(item.get("content"), f"messages[{index}].content"))
+        else:
+            turns += _turns(item, index)
+    system = "\n\n".join(text for text in systems if text)
+    return [Message("system", system), *turns] if system else turns
 
 
 def _number(body: dict[str, Any], field: str, high: float) -> float | None:
@@ -248,9 +255,7 @@ def parse_messages_object(body: dict[str, Any], *, counting: bool = False) -> Me
     items = body.get("messages")
     if not isinstance(items, list) or not items:
         raise MissingPrompt("Field 'messages' is required and must be a non-empty list of messages")
-    messages = _system(body)
-    for index, item in enumerate(items):
-        messages += _turns(item, index)
+    messages = _conversation(body, items)
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise InvalidJson("stream must be true or false")
