@@ -294,6 +294,18 @@ def _otel_lines() -> None:
 _otel_lines()
 
 
+def anthropic_shape(stream: bool) -> Shape:
+    """A request to the Anthropic Messages front (issue 30), the same prompt as ``openai_shape``."""
+    body = json.dumps({"model": MODEL, "max_tokens": 1024, "messages": [{"role": "user", "content": PROMPT}],
+                       "stream": stream}, separators=(",", ":"))
+    headers = (("Content-Type", "application/json"), ("x-api-key", "unused"), ("anthropic-version", "2023-06-01"))
+    return Shape("/v1/messages", body, headers, b"event: message_stop" if stream else b'"stop_reason"')
+
+
+# Ours through /v1/messages: what translating to and from Anthropic's dialect costs (compare with ours-v1).
+add_line("ours-messages", "ours", lambda: anthropic_shape(False), lambda: anthropic_shape(True))
+
+
 def make_line(name: str, setup: Setup) -> Line:
     name = ALIASES.get(name, name)
     spec = LINES.get(name)

@@ -14,6 +14,7 @@ upstream sees its own ids). Every malformed field is a 400 (``invalid_json``; no
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import uuid
@@ -305,8 +306,13 @@ def usage_object(result: RunResult) -> dict[str, Any]:
     return usage
 
 
+#: Message ids: a random prefix per process, then a counter (no system call per message).
+_ID_PREFIX = f"msg_{uuid.uuid4().hex[:16]}"
+_ids = itertools.count()
+
+
 def message_id() -> str:
-    return f"msg_{uuid.uuid4().hex}"
+    return f"{_ID_PREFIX}{next(_ids):08x}"
 
 
 def message_object(result: RunResult, model: str, msg_id: str | None = None) -> dict[str, Any]:
@@ -317,6 +323,10 @@ def message_object(result: RunResult, model: str, msg_id: str | None = None) -> 
     return {"id": msg_id or message_id(), "type": "message", "role": "assistant", "model": model,
             "content": content, "stop_reason": stop_reason(result), "stop_sequence": stop_sequence(result),
             "usage": usage_object(result)}
+
+
+PING = 'event: ping\ndata: {"type":"ping"}\n\n'
+MESSAGE_STOP = 'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 
 
 def sse(event: str, data: dict[str, Any]) -> str:
@@ -338,18 +348,20 @@ class MessageStream:
         self._delta_head = ""
 
     def start(self, input_tokens: int) -> str:
-        message: dict[str, Any] = {"id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": [],
-                   "stop_reason": None, "stop_sequence": None,
-                   "usage": {"input_tokens": input_tokens, "output_tokens": 0}}
-        return sse("message_start", {"message": message}) + sse("ping", {})
+        return ('event: message_start\ndata: {"type":"message_start","message":{"id":"' + self.id
+                + '","type":"message","role":"assistant","model":' + encode_basestring(self.model)
+                + ',"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":'
+                + f'{int(input_tokens)},"output_tokens":0}}}}}}\n\n' + PING)
 
     def text(self, text: str) -> str:
         """A piece of the answer's text (its block is started on the first piece)."""
         opening = ""
         if not self.text_open:
-            opening = sse("content_block_start", {"index": self.blocks, "content_block": {"type": "text", "text": ""}})
+            index = self.blocks
+            opening = ('event: content_block_start\ndata: {"type":"content_block_start","index":'
+                       f'{index},"content_block":{{"type":"text","text":""}}}}\n\n')
             self._delta_head = ('event: content_block_delta\ndata: {"type":"content_block_delta","index":'
-                                f'{self.blocks},"delta":{{"type":"text_delta","text":')
+                                f'{index},"delta":{{"type":"text_delta","text":')
             self.text_open = True
             self.blocks += 1
         return opening + self._delta_head + encode_basestring(text) + "}}\n\n"
@@ -358,7 +370,7 @@ class MessageStream:
         if not self.text_open:
             return ""
         self.text_open = False
-        return sse("content_block_stop", {"index": self.blocks - 1})
+        return f'event: content_block_stop\ndata: {{"type":"content_block_stop","index":{self.blocks - 1}}}\n\n'
 
     def tool_use(self, call: ToolCall) -> str:
         """A whole tool call: its block, its input as one ``input_json_delta``, its end."""
@@ -374,5 +386,9 @@ class MessageStream:
     def finish(self, result: RunResult) -> str:
         """The tool calls of the finished run, then ``message_delta`` and ``message_stop``."""
         events = self._close_text() + "".join(self.tool_use(call) for call in result.tool_calls)
-        delta = {"stop_reason": stop_reason(result), "stop_sequence": stop_sequence(result)}
-        return events + sse("message_delta", {"delta": delta, "usage": usage_object(result)}) + sse("message_stop", {})
+        matched = stop_sequence(result)
+        usage = result.usage
+        return (events + 'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"'
+                + stop_reason(result) + '","stop_sequence":'
+                + ("null" if matched is None else encode_basestring(matched)) + '},"usage":{"input_tokens":'
+                + f'{usage.prompt_tokens},"output_tokens":{usage.completion_tokens}}}}}\n\n' + MESSAGE_STOP)
