@@ -120,7 +120,7 @@ async def test_a_tool_forced_by_the_server_is_forced_on_the_first_call_only(app_
         assert answer.code == 200 and result["response"] == "It is 84."
         assert [step["type"] for step in result["iterations"]] == ["model", "tool", "model"]
         first, second = (request.body for request in upstream.requests)
-        assert first["tool_choice"] == forced["tool_choice"] and second["tool_choice"] == "auto"
+        assert first["tool_choice"] == forced["tool_choice"] and second["tool_choice"] == "none"
         # A client's own choice on /v1 stands, tool results or not.
         upstream.configure(chunks=["ok"])
         messages = [{"role": "user", "content": "x"},

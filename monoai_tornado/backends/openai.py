@@ -271,7 +271,8 @@ class OpenAIBackend(Backend):
         ``max_tokens`` is the smaller of the two: the run's completion cap within the server's.
         A tool the server forces (``--extra-body '{"tool_choice": ...}'``, ``"required"``) is forced
         on the first call of a turn only: once the tools have answered (the last message is a tool
-        result), the model chooses (``"auto"``) and so can give its answer; forced on every call,
+        result), the model is asked for its answer (``"none"``; a model that needs a forced choice
+        cannot choose, and llama-cpp-python streams nothing for ``"auto"``). Forced on every call,
         an agent would call the tool until its last iteration. A call's own choice stands.
         """
         body: dict[str, Any] = {"model": self.name, "messages": messages, "stream": True,
@@ -281,7 +282,7 @@ class OpenAIBackend(Backend):
         body.update(self.defaults.extra)
         body.update(_option_fields(self.defaults))
         if messages and messages[-1].get("role") == "tool" and _forces_a_tool(body.get("tool_choice")):
-            body["tool_choice"] = "auto"
+            body["tool_choice"] = "none"
         configured = body.get("max_tokens")
         if options is not None:
             body.update(options.extra)
