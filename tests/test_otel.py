@@ -193,3 +193,13 @@ async def test_a_streamed_answer_is_one_span_ended_after_its_last_event(traced, 
     assert client.parent_span_id == server.span_id and server.attributes["monoai.request_id"] == "rid-stream"
     assert server.attributes["gen_ai.usage.output_tokens"] == 7 and server.attributes["http.response.status_code"] == 200
     assert server.attributes["gen_ai.server.time_to_first_token"] > 0
+
+
+def test_otel_without_the_extra_says_what_to_install() -> None:
+    script = ("import sys\n"
+              "sys.modules['opentelemetry'] = None  # as if the otel extra were not installed\n"
+              "from monoai_tornado.cli import main\n"
+              "main(['--otel', '--port', '0'])\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "pip install 'monoai_tornado[otel]'" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
