@@ -131,3 +131,12 @@ async def test_x_api_key_is_taken_wherever_a_bearer_key_is(keys_app, keys, serve
                                                           "messages": [{"role": "user", "content": "hi"}]})
     assert refused.code == 401 and json_of(refused)["error"]["type"] == "authentication_error"
     assert "x-api-key" in json_of(refused)["error"]["message"]
+
+
+def test_a_priced_runs_cost_is_in_the_message_and_in_message_delta():
+    priced = RunResult("p", "ok", Usage(12, 5, cost_nanos=1234), "stop", ModelInfo("openai-compatible", "m"))
+    assert message_object(priced, "m")["usage"] == {"input_tokens": 12, "output_tokens": 5, "cost_usd": 1.234e-06}
+    stream = MessageStream("m")
+    delta = [chunk for chunk in (stream.start(12) + stream.finish(priced)).split("\n\n") if "message_delta" in chunk]
+    assert json.loads(delta[0].split("\n")[1][6:])["usage"] == {"input_tokens": 12, "output_tokens": 5,
+                                                                "cost_usd": 1.234e-06}

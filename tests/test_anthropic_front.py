@@ -228,3 +228,23 @@ def test_the_guides_sdk_example_streams_from_the_demo_model():
         servers.stop_all()
     assert ran.returncode == 0, ran.stderr
     assert "demo model" in ran.stdout
+
+
+async def test_claude_model_names_reach_a_model_through_an_alias(server_for, tmp_path):
+    async with FakeOpenAI(chunks=["aliased"]) as upstream:
+        config = tmp_path / "gateway.toml"
+        config.write_text(f'[[models]]\nname = "chat"\nbase_url = "{upstream.base_url}"\nupstream_model = "qwen"\n\n'
+                          '[routing]\naliases = { "claude-*" = "chat" }\n')
+        servers = Servers("--config", str(config), "--no-agents", "--log-level", "warning")
+        try:
+            sdk = client(servers())
+            message = await sdk.messages.create(model="claude-sonnet-4-5", max_tokens=20, messages=USER)
+            async with sdk.messages.stream(model="claude-haiku-4-5", max_tokens=20, messages=USER) as stream:
+                streamed = await stream.get_final_message()
+            with pytest.raises(anthropic.NotFoundError):
+                await sdk.messages.create(model="gpt-4o", max_tokens=20, messages=USER)
+        finally:
+            servers.stop_all()
+    assert (message.model, message.content[0].text) == ("chat", "aliased")  # the model that answered
+    assert (streamed.model, streamed.content[0].text) == ("chat", "aliased")
+    assert [request.body["model"] for request in upstream.requests] == ["qwen", "qwen"]

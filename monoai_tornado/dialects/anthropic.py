@@ -388,7 +388,8 @@ class MessageStream:
         events = self._close_text() + "".join(self.tool_use(call) for call in result.tool_calls)
         matched = stop_sequence(result)
         usage = result.usage
+        cost = "" if usage.cost_usd is None else f',"cost_usd":{json.dumps(usage.cost_usd)}'
         return (events + 'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"'
                 + stop_reason(result) + '","stop_sequence":'
                 + ("null" if matched is None else encode_basestring(matched)) + '},"usage":{"input_tokens":'
-                + f'{usage.prompt_tokens},"output_tokens":{usage.completion_tokens}}}}}\n\n' + MESSAGE_STOP)
+                + f'{usage.prompt_tokens},"output_tokens":{usage.completion_tokens}{cost}}}}}\n\n' + MESSAGE_STOP)

@@ -83,8 +83,8 @@ class MessagesHandler(AnthropicShapedErrors, PromptHandler):
         self.parsed = parsed = parse_messages_body(self.received_body())
         target = _target(self, parsed)
         self.streaming = parsed.stream
-        if parsed.stream:
-            self.stream = MessageStream(parsed.model)
+        if parsed.stream:  # under a gateway, an alias is answered as the model it maps to
+            self.stream = MessageStream(target.name if self.context.gateway is not None else parsed.model)
             self.events = _BlockEvents(self, isinstance(target, AgentTarget))
         await self.answer(parsed.request, target, sse=parsed.stream, events=self.events if parsed.stream else None)
 
@@ -96,7 +96,13 @@ class MessagesHandler(AnthropicShapedErrors, PromptHandler):
         return counted
 
     def shaped(self, result: RunResult) -> dict[str, Any]:
+        if self.context.gateway is not None and result.model is not None:  # who answered (a fallback's name)
+            return message_object(result, result.model.name)
         return message_object(result, self.parsed.model)
+
+    def model_answering(self, model: str) -> None:
+        if self.parsed.stream and not self.events.started:  # message_start not sent yet: it names who answers
+            self.stream.model = model
 
     async def stream_started(self) -> None:
         await self.send_sse(self.events.opening())
