@@ -24,7 +24,7 @@ from .errors import ApiError, BackendError, ClientGone, Overloaded, RateLimited,
 from .identity import Identity, IdentityResolver
 from .lifecycle import Lifecycle
 from .metrics import Metrics
-from .money.ledger import UsageLedger, timestamp
+from .money.ledger import UsageLedger, ledger_entry
 from .money.prices import Prices
 from .ratelimit import Admission, Limit, Limiter
 from .prompt_request import PromptRequest
@@ -412,21 +412,14 @@ class Pipeline:
     def _write_ledger(self, ledger: UsageLedger, ticket: Ticket, target: Target, meter: UsageMeter, status: str,
                       result: RunResult | None, started: float) -> None:
         """The run's line in the usage ledger (never raises: the run's answer matters more)."""
-        usage = ticket.usage or Usage()
-        ended = time.time()
         try:
-            finish = None if result is None else result.finish_reason
             api_key = ticket.identity.api_key
-            first = meter.first_text_at
-            ledger.record({
-                "ts": timestamp(ended), "request_id": ticket.request_id, "user": ticket.identity.key,
-                "key_id": api_key.id if api_key is not None else None, "model": model_name(target, result),
-                "deployment": ticket.deployment, "route": ticket.route, "status": status,
-                "finish_reason": finish, "prompt_tokens": usage.prompt_tokens, "cached_tokens": usage.cached_tokens,
-                "completion_tokens": usage.completion_tokens, "cost_usd": usage.cost_usd,
-                "ttft_ms": None if first is None else round((first - meter.started_at) * 1000, 3),
-                "duration_ms": round((ended - started) * 1000, 3), "attempts": ticket.attempts,
-            })
+            ledger.record(ledger_entry(
+                request_id=ticket.request_id, user=ticket.identity.key, key_id=api_key.id if api_key else None,
+                model=model_name(target, result), deployment=ticket.deployment, route=ticket.route, status=status,
+                finish_reason=None if result is None else result.finish_reason, usage=ticket.usage or Usage(),
+                ttft=None if meter.first_text_at is None else meter.first_text_at - meter.started_at,
+                started=started, attempts=ticket.attempts))
         except Exception:
             log.exception("could not write the usage of %s to the ledger", ticket.request_id)
 

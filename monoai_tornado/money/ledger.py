@@ -18,9 +18,13 @@ import datetime
 import json
 import logging
 import os
-from typing import Any, Mapping, Protocol, runtime_checkable
+import time
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, runtime_checkable
 
-__all__ = ["FIELDS", "FileLedger", "RedisLedger", "UsageLedger", "timestamp"]
+if TYPE_CHECKING:
+    from ..usage import Usage
+
+__all__ = ["FIELDS", "FileLedger", "RedisLedger", "UsageLedger", "ledger_entry", "timestamp"]
 
 log = logging.getLogger("monoai_tornado.usage_log")
 
@@ -36,6 +40,20 @@ def timestamp(epoch: float) -> str:
     """ISO-8601 UTC with milliseconds: ``2026-12-06T16:20:00.123Z``."""
     moment = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def ledger_entry(*, request_id: str, user: str, key_id: str | None, model: str, deployment: str | None, route: str,
+                 status: str, finish_reason: str | None, usage: Usage, ttft: float | None, started: float,
+                 attempts: int) -> dict[str, Any]:
+    """A finished run's line: ``status`` is ``completed``, ``cancelled`` or ``failed``; ``ttft``
+    seconds to the first text (None: none came); ``started`` the run's start (epoch seconds)."""
+    ended = time.time()
+    return {"ts": timestamp(ended), "request_id": request_id, "user": user, "key_id": key_id, "model": model,
+            "deployment": deployment, "route": route, "status": status, "finish_reason": finish_reason,
+            "prompt_tokens": usage.prompt_tokens, "cached_tokens": usage.cached_tokens,
+            "completion_tokens": usage.completion_tokens, "cost_usd": usage.cost_usd,
+            "ttft_ms": None if ttft is None else round(ttft * 1000, 3),
+            "duration_ms": round((ended - started) * 1000, 3), "attempts": attempts}
 
 
 def _line(entry: Mapping[str, Any]) -> bytes:
