@@ -118,3 +118,21 @@ async def test_cached_prompt_tokens_the_upstream_reports_are_billed_at_the_cache
         result = body_of(await fetch(url + "/model", "POST", {"prompt": "a long shared prefix"}))
     assert result["usage"]["prompt_tokens"] == 1000
     assert result["usage"]["cost_usd"] == cost(result["usage"], cached=800) == 0.000096  # 200*150 + 800*75 + 10*600
+
+
+def test_keys_create_takes_spend_limits_and_refuses_a_bad_one(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    keys_file = str(tmp_path / "keys.json")
+
+    def keys(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "monoai_tornado", "keys", "create", "--user", "pat", *args,
+                               "--keys-file", keys_file], capture_output=True, text=True, timeout=60)
+
+    made = keys("--spend-limit", "5/day", "--spend-limit", "100/month")
+    assert made.returncode == 0 and made.stdout.startswith("sk-mt-"), made.stderr
+    (record,) = json.loads((tmp_path / "keys.json").read_text())["keys"]
+    assert record["spend_limits"] == ["5/day", "100/month"]
+    bad = keys("--spend-limit", "5/fortnight")
+    assert bad.returncode == 2 and "invalid spend limit '5/fortnight': unknown window" in bad.stderr
