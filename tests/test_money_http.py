@@ -136,3 +136,23 @@ def test_keys_create_takes_spend_limits_and_refuses_a_bad_one(tmp_path: Any) -> 
     assert record["spend_limits"] == ["5/day", "100/month"]
     bad = keys("--spend-limit", "5/fortnight")
     assert bad.returncode == 2 and "invalid spend limit '5/fortnight': unknown window" in bad.stderr
+
+
+async def test_an_answer_that_ignores_max_tokens_is_stopped_where_the_money_runs_out(
+    app_url: Any, fetch: Any, counter: Any,
+) -> None:
+    from tests.support.backends_for_tests import ScriptedBackend
+
+    words = [f" word{i}" for i in range(400)]  # far more than the money buys; max_tokens ignored
+    backend = ScriptedBackend(words)
+    prices = Prices.per_million(1, 100)  # 100,000 nano-dollars a completion token
+    limit = parse_spend_limit("0.005/day")  # 5,000,000 nano-dollars: about 50 completion tokens
+    url = app_url(model=backend, prices=prices, rate_limiter=RateLimiter([limit]))
+    result = body_of(await fetch(url + "/model", "POST", {"prompt": "talk", "user_id": "m"}))
+    assert result["finish_reason"] == "length" and backend.options[0].max_tokens < 60
+    chunk_cost = max(counter.count(word) for word in words) * prices.output / 1e6  # USD of one piece
+    assert result["usage"]["cost_usd"] <= 0.005 + chunk_cost
+    spend = body_of(await fetch(url + "/rate-limit/stats/m"))["spend"][limit.name]
+    assert spend["used_usd"] == result["usage"]["cost_usd"] and spend["reserved_usd"] == 0
+    second = await fetch(url + "/model", "POST", {"prompt": "more", "user_id": "m"})
+    assert second.code == 429 and body_of(second)["code"] == "spend_limited"

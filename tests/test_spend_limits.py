@@ -128,3 +128,17 @@ async def test_large_budgets_and_prices_stay_exact(make_limiter: LimiterFactory)
     figures = await spend(limiter, "big", monthly)
     assert (figures["used_usd"], figures["reserved_usd"]) == (round(billed / 1e9, 9), 0.0)
     assert figures["left_usd"] == round((9_000_000 * 10**9 - billed) / 1e9, 9)
+
+
+async def test_token_and_spend_limits_grant_the_smaller_cap_and_settle_together(make_limiter: LimiterFactory) -> None:
+    tokens = Limit("token", 400, "hour")
+    limiter = make_limiter([tokens, SPEND])  # 1000 nano-dollars: 100 prompt + 450 completion tokens' worth
+    first = await limiter.admit("alice", 100, max_tokens=1000, quote=PRICES.quote(100))
+    assert first.max_tokens == 300 and first.reserved_tokens == 400 and first.reserved_nanos == 700  # tokens bind
+    await limiter.settle(first, 100 + 50, cost_nanos=PRICES.cost_nanos(100, 0, 50))  # 200 nano-dollars
+    second = await limiter.admit("alice", 100, max_tokens=1000, quote=PRICES.quote(100))
+    assert second.max_tokens == 150 and second.reserved_nanos == 400  # tokens: 400-150-100=150; money: 800-100 buys 350
+    stats = await limiter.user_stats("alice")
+    assert stats["usage"][tokens.name] == 400 and stats["reserved"][tokens.name] == 250
+    assert stats["spend"][S] == {"used_usd": 2e-7, "reserved_usd": 4e-7, "left_usd": 4e-7,
+                                 "reset_in": pytest.approx(3600 - 0.25)}
