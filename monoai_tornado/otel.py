@@ -17,6 +17,7 @@ client's ``traceparent``, if any, goes upstream unchanged.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import urllib.parse
 from typing import Any
@@ -28,6 +29,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Span, SpanKind, StatusCode, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from .backends.base import Backend, CallOptions
+from .calls import CallOutcome
 from .request_trace import RequestTrace
 from .run_facts import facts_of, field_of
 
@@ -59,18 +62,20 @@ def _traceparent(span: Span) -> str:
 class _CallSpan:
     """The CLIENT span of one model call (an upstream attempt)."""
 
-    def __init__(self, span: Span, backend: Any) -> None:
+    def __init__(self, span: Span, backend: Backend) -> None:
         self.span = span
         self.backend = backend
         self.traceparent: str | None = _traceparent(span)
 
-    def end(self, outcome: Any, error: BaseException | None) -> None:
+    def end(self, outcome: CallOutcome | None, error: BaseException | None) -> None:
         span = self.span
         span.set_attribute("gen_ai.response.model", str(self.backend.name))
-        if error is not None:
+        if isinstance(error, asyncio.CancelledError):  # the client left, or the server is stopping
+            span.set_attribute("monoai.cancelled", True)
+        elif error is not None:
             span.set_attribute("error.type", type(error).__name__)
             span.set_status(StatusCode.ERROR, str(error)[:200])
-        else:
+        elif outcome is not None:
             usage = outcome.usage
             span.set_attributes({"gen_ai.usage.input_tokens": usage.prompt_tokens,
                                  "gen_ai.usage.output_tokens": usage.completion_tokens,
@@ -98,7 +103,7 @@ class OtelTracing:
             span.set_attributes({"gen_ai.operation.name": trace.operation, "monoai.request_id": trace.request_id})
             trace.span = span
 
-    def start_call(self, trace: RequestTrace, backend: Any, options: Any) -> _CallSpan | None:
+    def start_call(self, trace: RequestTrace, backend: Backend, options: CallOptions | None) -> _CallSpan | None:
         name = str(backend.name)
         attributes: dict[str, Any] = {"gen_ai.operation.name": trace.operation, "gen_ai.request.model": name,
                                       "gen_ai.provider.name": str(backend.provider), **self._server(backend)}
@@ -111,7 +116,7 @@ class OtelTracing:
                                       kind=SpanKind.CLIENT, attributes=attributes)
         return _CallSpan(span, backend)
 
-    def _server(self, backend: Any) -> dict[str, Any]:
+    def _server(self, backend: Backend) -> dict[str, Any]:
         """``server.address`` and ``server.port`` of a backend with a ``base_url`` (cached)."""
         known = self._servers.get(id(backend))
         if known is None:

@@ -16,7 +16,11 @@ import contextvars
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Coroutine, Mapping, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Coroutine, Mapping, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from .backends.base import Backend, CallOptions
+    from .identity import Identity
 
 __all__ = ["REQUEST_ID_HEADER", "RequestTrace", "Tracing", "CallSpan", "current_trace", "upstream_headers",
            "request_id_from", "valid_traceparent"]
@@ -69,11 +73,12 @@ class Tracing(Protocol):
     def start_request(self, trace: "RequestTrace") -> None:
         """Open the request's span (continuing the client's traceparent) into ``trace.span``."""
 
-    def start_call(self, trace: "RequestTrace", backend: Any, options: Any) -> CallSpan | None:
+    def start_call(self, trace: "RequestTrace", backend: Backend, options: CallOptions | None) -> CallSpan | None:
         """A child span of the request's for one model call; None when the request is not sampled."""
 
     def end_request(self, trace: "RequestTrace", status: int | str, ticket: Any) -> None:
-        """Close the request's span with what the request came to (status, usage, cost...)."""
+        """Close the request's span with what the request came to (status, usage, cost...);
+        ``ticket`` is the pipeline's Ticket (None when never admitted), read by ``run_facts``."""
 
     def shutdown(self) -> None:
         """Send the spans still buffered and stop (at the application's end)."""
@@ -96,7 +101,7 @@ class RequestTrace:
     operation: str = "chat"
     model: str | None = None
     #: Who asked (an :class:`~monoai_tornado.identity.Identity`), once known, even when refused.
-    identity: Any = None
+    identity: Identity | None = None
     ended: bool = False
 
     @classmethod
@@ -118,13 +123,14 @@ class RequestTrace:
                 headers["tracestate"] = self.tracestate
         return headers
 
-    def traced_call(self, backend: Any, options: Any, call: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
+    def traced_call(self, backend: Backend, options: CallOptions | None,
+                    call: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
         """``call`` (a model call's coroutine), inside a child span when this request is traced."""
         if self.tracing is None or self.span is None:
             return call
         return self._in_span(backend, options, call)
 
-    async def _in_span(self, backend: Any, options: Any, call: Coroutine[Any, Any, T]) -> T:
+    async def _in_span(self, backend: Backend, options: CallOptions | None, call: Coroutine[Any, Any, T]) -> T:
         assert self.tracing is not None
         span = self.tracing.start_call(self, backend, options)
         if span is None:
