@@ -13,7 +13,7 @@ import logging
 import math
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping, Protocol, Sequence
 
 from .agents.base import NativeAgent
@@ -144,7 +144,7 @@ class Ticket:
     #: Nano-dollars held for the run under a spend limit (the most it may cost), else None.
     spend: int | None = None
     #: Names the run in the usage ledger (and logs).
-    request_id: str = field(default_factory=lambda: "req_" + secrets.token_hex(12))
+    request_id: str = ""
     #: The path the prompt came by (``/model``, ``/v1/chat/completions``, ...), for the ledger.
     route: str = ""
     #: The deployment that answered (routing), and how many attempts it took.
@@ -415,7 +415,7 @@ class Pipeline:
         try:
             api_key = ticket.identity.api_key
             ledger.record(ledger_entry(
-                request_id=ticket.request_id, user=ticket.identity.key, key_id=api_key.id if api_key else None,
+                request_id=ticket.request_id or "req_" + secrets.token_hex(12), user=ticket.identity.key, key_id=api_key.id if api_key else None,
                 model=model_name(target, result), deployment=ticket.deployment, route=ticket.route, status=status,
                 finish_reason=None if result is None else result.finish_reason, usage=ticket.usage or Usage(),
                 ttft=None if meter.first_text_at is None else meter.first_text_at - meter.started_at,
