@@ -47,6 +47,11 @@ async def test_errors_sse_and_every_dialect_carry_the_id(url, fetch):
     responses = await fetch(url + "/v1/responses", method="POST", headers=headers,
                             body={"model": "monoai-demo", "input": "hi"})
     assert responses.code == 200 and responses.headers["X-Request-Id"] == "rid-1"
+    messages = await fetch(url + "/v1/messages", method="POST", headers=headers,
+                           body={"model": "monoai-demo", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]})
+    assert messages.code == 200 and messages.headers["X-Request-Id"] == "rid-1"
+    refused = await fetch(url + "/v1/messages", method="POST", headers=headers, body={"model": "monoai-demo"})
+    assert refused.code == 400 and refused.headers["X-Request-Id"] == "rid-1"
     health = await fetch(url + "/health", headers=headers)
     assert health.headers["X-Request-Id"] == "rid-1"
 
