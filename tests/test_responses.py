@@ -101,7 +101,7 @@ async def test_a_long_chain_stays_bounded_and_is_refused_plainly(make_app: Any, 
 async def test_a_flood_of_stored_responses_is_bounded_and_the_users_limits_hold(make_app: Any, serve: Any,
                                                                                    fetch: Any) -> None:
     store = MemoryResponseStore(max_per_user=20)
-    limiter = RateLimiter([Limit("request", 60, "minute")])
+    limiter = RateLimiter([Limit("request", 60, "day")])
     base = serve(make_app(responses_store=store, rate_limiter=limiter))
     ids, statuses = [], []
     for _ in range(70):
@@ -136,7 +136,7 @@ async def test_streamed_events_and_errors_after_the_start(app_url: Any, fetch: A
     assert events[-1][0] == "response.completed" and events[-1][1]["response"]["status"] == "completed"
 
 
-async def test_websocket_mode_refuses_bad_messages_and_stays_open(url: str) -> None:
+async def test_websocket_mode_refuses_bad_messages_plainly(url: str) -> None:
     ws = await connect(url, "/v1/responses")
     await send(ws, {"type": "response.cancel"})
     error = await read(ws)
@@ -145,6 +145,11 @@ async def test_websocket_mode_refuses_bad_messages_and_stays_open(url: str) -> N
     assert (await read(ws))["code"] == "unsupported_tool"
     ws.write_message("not json")
     assert (await read(ws))["status"] == 400
+    ws.write_message(b"\x00binary", binary=True)
+    refused = await read(ws)
+    assert refused["type"] == "error" and refused["code"] == "unsupported_data"
+    assert await ws.read_message() is None  # then closed (1003)
+    ws = await connect(url, "/v1/responses")
     await send(ws, {"type": "response.create", "model": MODEL, "input": "still here"})
     events = []
     while not events or events[-1]["type"] != "response.completed":
@@ -174,3 +179,34 @@ async def test_the_redis_store_keeps_records_per_user_bounded_with_a_ttl() -> No
     finally:
         await store.aclose()
         delete_prefix(REDIS_URL, prefix)
+
+
+async def test_websocket_mode_holds_the_users_limits_as_model_ws_does(make_app: Any, serve: Any) -> None:
+    limiter = RateLimiter([Limit("request", 2, "day")])
+    base = serve(make_app(rate_limiter=limiter))
+    ws = await connect(base, "/v1/responses")
+    finals = []
+    for turn in range(3):
+        await send(ws, {"type": "response.create", "model": MODEL, "input": f"turn {turn}", "user": "zoe"})
+        event = await read(ws)
+        while event["type"] not in ("response.completed", "error"):
+            event = await read(ws)
+        finals.append(event)
+    assert [e["type"] for e in finals] == ["response.completed", "response.completed", "error"]
+    assert finals[-1]["status"] == 429 and finals[-1]["error"]["type"] == "rate_limit_error"
+    assert finals[-1]["code"] == "rate_limited"
+    ws.close()
+
+
+async def test_an_agent_answers_through_the_responses_front(make_app: Any, serve: Any, fetch: Any) -> None:
+    from monoai_tornado.agents import default_agents
+    from monoai_tornado.backends.demo import DemoBackend
+
+    backend = DemoBackend(delay=0)
+    base = serve(make_app(model=backend, agents=default_agents(backend)))
+    answer = json_of(await fetch(base + "/v1/responses", "POST", {"model": "agent/assistant",
+                                                                  "input": "what is 12*(3+4)?"}))
+    assert answer["status"] == "completed" and "84" in answer["output_text"]
+    refused = await fetch(base + "/v1/responses", "POST", {"model": "agent/assistant", "input": "x",
+                                                           "tools": [{"type": "function", "name": "f"}]})
+    assert refused.code == 400 and json_of(refused)["error"]["code"] == "tools_not_supported"

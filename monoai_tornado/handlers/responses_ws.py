@@ -82,6 +82,15 @@ class ResponsesSocket(PromptSocket):
         except ClientGone:
             pass
 
+    def _refuse(self, error: str, code: str, close_code: int) -> None:
+        """A message the connection cannot take (binary, too big): an ``error`` event, then close."""
+        try:
+            self.send_nowait(error_event(render_error(ApiError(error, status=400, code=code), shape="openai").body,
+                                         status=400))
+        except ClientGone:
+            return
+        self.close(close_code, error[:120])
+
     def on_message(self, message: str | bytes) -> None:
         if self.closed:
             return
