@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import subprocess
 import sys
 import uuid
@@ -16,6 +17,7 @@ import pytest
 from tests.support.fake_openai import FakeOpenAI, Reply
 from tests.support.processes import Servers
 from tests.support.ratelimit_fixtures import REDIS_URL, delete_prefix, need_redis
+from tests.support.ws_helpers import connect, read, send
 
 pytestmark = [pytest.mark.process, pytest.mark.slow]
 
@@ -219,3 +221,18 @@ def test_the_readmes_responses_example_runs_against_the_demo_server(servers: Ser
     lines = done.stdout.splitlines()
     assert "Ciao!" in lines[0] and "And again?" in lines[1] and "Stream it" in lines[2]
     assert lines[-1] == "The price_of tool returned 2.40 EUR."
+
+
+async def test_a_response_past_the_drain_timeout_fails_with_shutting_down(servers: Servers) -> None:
+    base = servers("--backend", "demo", "--demo-delay", "0.5", "--drain-timeout", "0.5")
+    ws = await connect(base, "/v1/responses")
+    await send(ws, {"type": "response.create", "model": "monoai-demo", "input": "a slow answer"})
+    while (await read(ws))["type"] != "response.output_text.delta":
+        pass
+    servers.procs[-1].send_signal(signal.SIGTERM)
+    event = await read(ws, timeout=15)
+    while event is not None and event["type"] == "response.output_text.delta":
+        event = await read(ws, timeout=15)
+    assert event is not None and event["type"] == "response.failed"
+    assert event["response"]["status"] == "failed" and event["response"]["error"]["code"] == "shutting_down"
+    assert await read(ws) is None and ws.close_code == 1001

@@ -20,7 +20,8 @@ from ..context import ServerContext
 from ..dialects.responses import ResponsesRequest, parse_responses_object
 from ..dialects.responses_events import Event, ResponseEvents, error_event
 from ..dialects.responses_store import StoredResponse
-from ..errors import ApiError, ClientGone, InvalidJson
+from ..errors import ApiError, ClientGone, InvalidJson, ShuttingDown
+from ..lifecycle import cancelled_for_shutdown
 from ..pipeline import Ticket
 from ..prompt_request import load_json_object
 from ..rendering import render_error
@@ -145,9 +146,17 @@ class ResponsesSocket(PromptSocket):
                 self.last = await keep(self.context, turn, response)
         except ClientGone:
             outcome = "client_gone"
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             outcome = "cancelled"
-            raise
+            if self.closed or not cancelled_for_shutdown(exc):
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # the server stopped the run: the client is told so, below
+            body = render_error(ShuttingDown("Server is shutting down; the run was stopped"), shape="openai").body
+            outcome = "shutting_down"
+            last = events.failed(body) if events is not None and not events.finished else \
+                [error_event(body, status=503)]
         except Exception as exc:
             if not isinstance(exc, ApiError):
                 log.exception("WebSocket response failed")
