@@ -150,6 +150,24 @@ async def test_prompt_tokens_chat_counts_the_prompt_as_llama_does(ours, llama, f
     assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens == llama_count
 
 
+async def test_an_answer_cut_at_its_cap_says_length_and_its_prompt_is_still_counted(ours, llama, fetch):
+    """The cap reached, by llama.cpp's count or ours, is ``finish_reason: length``; with
+    ``--prompt-tokens chat`` the prompt of that cut answer is llama.cpp's own count too."""
+    messages: Any = [{"role": "user", "content": "Tell me a long story."}]
+    direct = await fetch(llama.base_url + "/chat/completions", "POST",
+                         {"model": "smollm2", "messages": messages, "max_tokens": 4, "temperature": 0},
+                         headers={"Content-Type": "application/json"}, request_timeout=120)
+    llama_count = json_of(direct)["usage"]["prompt_tokens"]
+    base = ours("--temperature", "0", "--prompt-tokens", "chat", "--extra-body", json.dumps(NO_END))
+    for cap in (3, 12):
+        response = await fetch(base + "/model", "POST", {"prompt": "Tell me a long story.", "max_tokens": cap},
+                               request_timeout=120)
+        assert response.code == 200, response.body
+        result = json_of(response)
+        assert result["finish_reason"] == "length", (cap, result)
+        assert result["usage"]["prompt_tokens"] == llama_count, (cap, result["usage"])
+
+
 async def test_websocket_cancel_stops_the_generation_upstream(ours, llama):
     base = ours("--max-tokens", "1500", "--temperature", "0", "--extra-body", json.dumps(NO_END))
     ws = await connect(base, "/model/ws")
