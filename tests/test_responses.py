@@ -210,3 +210,42 @@ async def test_an_agent_answers_through_the_responses_front(make_app: Any, serve
     refused = await fetch(base + "/v1/responses", "POST", {"model": "agent/assistant", "input": "x",
                                                            "tools": [{"type": "function", "name": "f"}]})
     assert refused.code == 400 and json_of(refused)["error"]["code"] == "tools_not_supported"
+
+
+async def test_websocket_mode_takes_the_handshakes_key(make_app: Any, serve: Any, fetch: Any, tmp_path: Any) -> None:
+    from tornado.httpclient import HTTPClientError, HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    from monoai_tornado.keys import FileKeyStore, KeyRing, new_key
+
+    store = FileKeyStore(tmp_path / "keys.json")
+    alice, alice_record = new_key("alice")
+    bob, bob_record = new_key("bob")
+    for made in (alice_record, bob_record):
+        await store.add(made)
+    base = serve(make_app(keys=KeyRing(store, require=True)))
+
+    def handshake(key: str | None) -> HTTPRequest:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return HTTPRequest(base.replace("http://", "ws://") + "/v1/responses", headers=headers)
+
+    with pytest.raises(HTTPClientError) as refused:
+        await websocket_connect(handshake(None))
+    assert refused.value.code == 401
+
+    async def create(ws: Any, **body: Any) -> dict[str, Any]:
+        await send(ws, {"type": "response.create", "model": MODEL, **body})
+        event = await read(ws)
+        while event["type"] not in ("response.completed", "error", "response.failed"):
+            event = await read(ws)
+        return event
+
+    as_alice = await websocket_connect(handshake(alice))
+    made = (await create(as_alice, input="mine", user="bob"))["response"]  # the key's user, not the body's
+    mine = await fetch(f"{base}/v1/responses/{made['id']}", headers={"Authorization": f"Bearer {alice}"})
+    assert mine.code == 200 and json_of(mine)["id"] == made["id"]
+    as_bob = await websocket_connect(handshake(bob))
+    refused_event = await create(as_bob, input="yours?", previous_response_id=made["id"])
+    assert refused_event["type"] == "error" and refused_event["code"] == "previous_response_not_found"
+    as_alice.close()
+    as_bob.close()
