@@ -39,7 +39,8 @@ class Field(Generic[T]):
     ``required``: absent is refused (and the object schema lists it); ``nullable``: ``null`` is
     the same as absent (OpenAI's APIs say so), else ``null`` is refused as a wrong type;
     ``label``: the name in error messages (``stream_options.include_usage``); ``message``
-    replaces the kind's error message; ``error``/``code``: the :class:`ApiError` raised.
+    replaces the kind's error message, ``missing`` the one for a required field left out;
+    ``error``/``code``: the :class:`ApiError` raised.
     """
 
     name: str
@@ -48,6 +49,7 @@ class Field(Generic[T]):
     nullable: bool = field(default=False, kw_only=True)
     label: str = field(default="", kw_only=True)
     message: str = field(default="", kw_only=True)
+    missing: str = field(default="", kw_only=True)
     error: type[ApiError] = field(default=InvalidJson, kw_only=True)
     code: str | None = field(default=None, kw_only=True)
 
@@ -55,7 +57,7 @@ class Field(Generic[T]):
         """The field's value in ``body``: None when absent (or ``null`` and nullable)."""
         if self.name not in body:
             if self.required:
-                raise self.refuse()
+                raise self.refuse(self.missing or None)
             return None
         value = body[self.name]
         if value is None and self.nullable:
@@ -137,22 +139,29 @@ class Text(Field[str]):
 
 @dataclass(frozen=True)
 class Integer(Field[int]):
-    """An integer from ``minimum`` to ``maximum``; a whole float (``100.0``) is one, as JSON Schema says."""
+    """An integer from ``minimum`` to ``maximum`` (None: no bound); a whole float (``100.0``) is
+    one, as JSON Schema says."""
 
     minimum: int = 1
-    maximum: int = 2**31 - 1
+    maximum: int | None = 2**31 - 1
 
     def check(self, value: Any) -> int:
-        if isinstance(value, float) and value.is_integer() and self.minimum <= value <= self.maximum:
+        if isinstance(value, float) and value.is_integer() and self._within(value):
             value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or not self.minimum <= value <= self.maximum:
+        if isinstance(value, bool) or not isinstance(value, int) or not self._within(value):
             raise self.refuse()
         return value
 
+    def _within(self, value: float) -> bool:
+        return self.minimum <= value and (self.maximum is None or value <= self.maximum)
+
     def base_schema(self) -> Schema:
-        return {"type": "integer", "minimum": self.minimum, "maximum": self.maximum}
+        bounds = {} if self.maximum is None else {"maximum": self.maximum}
+        return {"type": "integer", "minimum": self.minimum, **bounds}
 
     def default_message(self) -> str:
+        if self.maximum is None:
+            return f"Field '{self.where}' must be an integer of at least {self.minimum}"
         if self.minimum == 1:
             return f"Field '{self.where}' must be a positive integer (at most {self.maximum})"
         return f"Field '{self.where}' must be an integer from {self.minimum} to {self.maximum}"
@@ -230,21 +239,25 @@ class Identity(Field[str]):
 
 @dataclass(frozen=True)
 class Stops(Field[tuple[str, ...]]):
-    """A non-empty string or a list of at most ``max_items`` of them."""
+    """A list of at most ``max_items`` non-empty strings, or (``alone``) one such string."""
 
     max_items: int = 4
+    alone: bool = field(default=True, kw_only=True)
 
     def check(self, value: Any) -> tuple[str, ...]:
-        stops = [value] if isinstance(value, str) else value
+        stops = [value] if isinstance(value, str) and self.alone else value
         if not isinstance(stops, list) or len(stops) > self.max_items or not all(isinstance(s, str) and s for s in stops):
             raise self.refuse()
         return tuple(stops)
 
     def base_schema(self) -> Schema:
         one: Schema = {"type": "string", "minLength": 1}
-        return {"oneOf": [one, {"type": "array", "items": one, "maxItems": self.max_items}]}
+        listed: Schema = {"type": "array", "items": one, "maxItems": self.max_items}
+        return {"oneOf": [one, listed]} if self.alone else listed
 
     def default_message(self) -> str:
+        if not self.alone:
+            return f"{self.where} must be a list of at most {self.max_items} non-empty strings"
         return f"{self.where} must be a non-empty string or a list of at most {self.max_items} of them"
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .dialects.anthropic import MAX_STOP_SEQUENCES
+from .dialects.anthropic import MESSAGES_FIELDS, METADATA_USER_ID
+from .fields import object_schema
 from .openapi_parts import COUNT, JSON, SSE, STRING, Schema, sse_event
 from .openapi_parts import obj as _obj
 from .openapi_parts import ref as _component
 from .openapi_v1 import ERROR_TYPES, _or_null, _when
-from .prompt_request import MAX_TOKENS_LIMIT
 
 NAME: Schema = {"type": "string", "minLength": 1}
 
@@ -37,25 +37,17 @@ def anthropic_schemas() -> dict[str, Schema]:
         "assistant": {"oneOf": [STRING, {"type": "array", "items": {"oneOf": [text, tool_use, *reasoning]}}]},
     }
     request: dict[str, Schema] = {
-        "model": {"type": "string", "description": "A model name (GET /v1/models), an alias, or agent/NAME."},
-        "max_tokens": {"type": "integer", "minimum": 1, "maximum": MAX_TOKENS_LIMIT},
+        **{field.name: field.schema() for field in MESSAGES_FIELDS},
         "messages": {"type": "array", "minItems": 1, "items": _ref("AnthropicMessage"),
                      "description": "The conversation; absent, empty or not a list: 400."},
         "system": _or_null(texts),
-        "stream": _or_null({"type": "boolean"}),
-        "temperature": _or_null({"type": "number", "minimum": 0, "maximum": 1}),
-        "top_p": _or_null({"type": "number", "minimum": 0, "maximum": 1}),
-        "top_k": _or_null({"type": "integer", "minimum": 1, "description": "Passed upstream as is."}),
-        "stop_sequences": _or_null({"type": "array", "maxItems": MAX_STOP_SEQUENCES,
-                                    "items": {"type": "string", "minLength": 1}}),
         "tools": _or_null({"type": "array", "items": _obj({
             "name": NAME, "description": _or_null(STRING), "input_schema": _or_null({"type": "object"}),
             "type": {"enum": ["custom", None], "description": "Server tools are not supported."}}, ["name"])}),
         "tool_choice": _or_null({"oneOf": [
             _obj({"type": {"enum": ["auto", "any", "none"]}}, ["type"]),
             _obj({"type": {"const": "tool"}, "name": NAME}, ["type", "name"])]}),
-        "metadata": _or_null(_obj({"user_id": {"type": ["string", "integer", "null"],
-                                               "description": "Who is asking, through the user validator."}}, [])),
+        "metadata": _or_null(object_schema([METADATA_USER_ID])),
     }
     rules = [
         # A tool_choice other than none picks among the tools: without any, 400.

@@ -1,5 +1,5 @@
 """Request fields declared once (monoai_tornado/fields.py): for every declared field of Part 1's
-prompt body, of /v1/chat/completions and of /v1/responses, the parser takes exactly the values that the OpenAPI
+prompt body, of /v1/chat/completions, /v1/responses and /v1/messages, the parser takes exactly the values that the OpenAPI
 document (the same declaration's schema, as served) calls valid."""
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from monoai_tornado.chat_request import CHAT_FIELDS
+from monoai_tornado.dialects.anthropic import MESSAGES_FIELDS
 from monoai_tornado.dialects.responses import RESPONSES_FIELDS
 from monoai_tornado.errors import ApiError
 from monoai_tornado.fields import Field, Identity
@@ -22,7 +23,7 @@ from monoai_tornado.routes import operations, routes_for
 DOC = build_openapi("A", "1", True, ["a"], False, False, operations=operations(routes_for(True, True)))
 SCHEMAS = DOC["components"]["schemas"]
 DECLARED = [("PromptRequest", field) for field in PROMPT_BODY] + [("ChatCompletionRequest", f) for f in CHAT_FIELDS] \
-    + [("ResponseCreateRequest", field) for field in RESPONSES_FIELDS]
+    + [("ResponseCreateRequest", field) for field in RESPONSES_FIELDS] + [("MessagesRequest", f) for f in MESSAGES_FIELDS]
 
 #: JSON values, edges included: whole floats, integers past 2**31 and of 400 digits, blank
 #: strings, nested lists. Strings stay short: a user field's cap in bytes is said in words only.
@@ -80,10 +81,12 @@ async def test_a_huge_integer_is_a_400_not_a_crash(fetch: Any, url: str) -> None
     huge = "1" + "0" * 400
     for path, body in (("/v1/chat/completions", '{"model": "demo", "messages": [{"role": "user", "content": "hi"}], '
                                                 '"temperature": ' + huge + "}"),
-                       ("/v1/responses", '{"model": "demo", "input": "hi", "temperature": ' + huge + "}")):
+                       ("/v1/responses", '{"model": "demo", "input": "hi", "temperature": ' + huge + "}"),
+                       ("/v1/messages", '{"model": "demo", "max_tokens": 5, "messages": [{"role": "user", '
+                                        '"content": "hi"}], "temperature": ' + huge + "}")):
         answer = await fetch(url + path, "POST", body)
         assert answer.code == 400, path
-        assert json.loads(answer.body)["error"]["message"] == "temperature must be a number from 0 to 2"
+        assert json.loads(answer.body)["error"]["message"].startswith("temperature must be a number from 0 to ")
 
 
 async def test_the_prompt_body_documents_the_model_it_takes(fetch: Any, url: str) -> None:

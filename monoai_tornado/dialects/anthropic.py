@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import uuid
 from dataclasses import dataclass
 from json.encoder import encode_basestring
@@ -24,7 +23,9 @@ from typing import Any
 
 from ..conversation import Message, RunResult, ToolCall, ToolChoice, ToolDefinition
 from ..errors import InvalidJson, MissingPrompt
-from ..prompt_request import PromptRequest, load_json_object, max_tokens_of, user_id_of
+from ..chat_request import STREAM, TOP_P
+from ..fields import Field, Integer, Number, Stops, Text
+from ..prompt_request import MAX_TOKENS_LIMIT, PromptRequest, identity_field, load_json_object
 
 #: The prefix of the tool-use ids this front hands out.
 TOOL_ID_PREFIX = "toolu_"
@@ -34,6 +35,20 @@ MAX_STOP_SEQUENCES = 16
 REASONING_BLOCKS = frozenset({"thinking", "redacted_thinking"})
 STOP_REASONS = {"length": "max_tokens", "tool_calls": "tool_use"}
 TOOL_CHOICES = {"auto": "auto", "any": "required", "none": "none"}
+
+# The body's plain fields, declared once (fields.py): parse_messages_object reads them and
+# openapi_anthropic.py shows them (stream and top_p are the chat front's own declarations).
+MODEL = Text("model", required=True, blank=True, message="Field 'model' is required: a model name",
+             description="A model name (GET /v1/models), an alias, or agent/NAME.")
+MAX_TOKENS = Integer("max_tokens", 1, MAX_TOKENS_LIMIT, required=True,
+                     missing="Field 'max_tokens' is required: a positive integer")
+TEMPERATURE = Number("temperature", 0, 1, nullable=True)
+TOP_K = Integer("top_k", 1, None, nullable=True, message="top_k must be a positive integer",
+                description="Passed upstream as is.")
+STOP_SEQUENCES = Stops("stop_sequences", MAX_STOP_SEQUENCES, alone=False, nullable=True)
+#: ``metadata.user_id``: who is asking.
+METADATA_USER_ID = identity_field("user_id", "Who is asking, through the user validator.")
+MESSAGES_FIELDS: tuple[Field[Any], ...] = (MODEL, MAX_TOKENS, STREAM, TEMPERATURE, TOP_P, TOP_K, STOP_SEQUENCES)
 
 
 @dataclass(frozen=True)
@@ -157,37 +172,6 @@ def _conversation(body: dict[str, Any], items: list[Any]) -> list[Message]:
     return [Message("system", system), *turns] if system else turns
 
 
-def _number(body: dict[str, Any], field: str, high: float) -> float | None:
-    value = body.get(field)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not 0 <= value <= high:
-        raise InvalidJson(f"{field} must be a number from 0 to {high:g}")
-    return float(value)
-
-
-def _top_k(body: dict[str, Any]) -> int | None:
-    value = body.get("top_k")
-    if value is None:
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidJson("top_k must be a positive integer")
-    return value
-
-
-def _stop_sequences(body: dict[str, Any]) -> tuple[str, ...]:
-    stops = body.get("stop_sequences")
-    if stops is None:
-        return ()
-    if not isinstance(stops, list) or len(stops) > MAX_STOP_SEQUENCES \
-            or not all(isinstance(stop, str) and stop for stop in stops):
-        raise InvalidJson(f"stop_sequences must be a list of at most {MAX_STOP_SEQUENCES} non-empty strings")
-    return tuple(stops)
-
-
 def _tools(body: dict[str, Any]) -> tuple[ToolDefinition, ...]:
     tools = body.get("tools")
     if tools is None:
@@ -239,7 +223,7 @@ def _metadata_user(body: dict[str, Any]) -> str | None:
         return None
     if not isinstance(metadata, dict):
         raise InvalidJson("metadata must be an object")
-    return user_id_of(metadata, "user_id")
+    return METADATA_USER_ID.read(metadata)
 
 
 def _last_user_text(messages: list[Message]) -> str:
@@ -248,24 +232,19 @@ def _last_user_text(messages: list[Message]) -> str:
 
 def parse_messages_object(body: dict[str, Any], *, counting: bool = False) -> MessagesRequest:
     """Validate a decoded messages body (``counting``: a count_tokens body, without ``max_tokens``)."""
-    model = body.get("model")
-    if not isinstance(model, str):  # an empty or unknown name is a 404 not_found_error, later
-        raise InvalidJson("Field 'model' is required: a model name")
-    if not counting and "max_tokens" not in body:
-        raise InvalidJson("Field 'max_tokens' is required: a positive integer")
+    model = MODEL.require(body)  # an empty or unknown name is a 404 not_found_error, later
+    max_tokens = None if counting else MAX_TOKENS.read(body)
     items = body.get("messages")
     if not isinstance(items, list) or not items:
         raise MissingPrompt("Field 'messages' is required and must be a non-empty list of messages")
     messages = _conversation(body, items)
-    stream = body.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise InvalidJson("stream must be true or false")
+    stream = STREAM.read(body)
     tools = _tools(body)
     request = PromptRequest(
         prompt=_last_user_text(messages), user_id=_metadata_user(body),
-        max_tokens=None if counting else max_tokens_of(body), messages=tuple(messages), tools=tools,
-        temperature=_number(body, "temperature", 1), top_p=_number(body, "top_p", 1), top_k=_top_k(body),
-        stop=_stop_sequences(body), tool_choice=_tool_choice(body, tools), model=model)
+        max_tokens=max_tokens, messages=tuple(messages), tools=tools,
+        temperature=TEMPERATURE.read(body), top_p=TOP_P.read(body), top_k=TOP_K.read(body),
+        stop=STOP_SEQUENCES.read(body) or (), tool_choice=_tool_choice(body, tools), model=model)
     return MessagesRequest(model, request, stream=bool(stream))
 
 
