@@ -222,6 +222,8 @@ class CallOutcome:
     usage: Usage
     #: ``"length"`` (stopped at the cap), ``"tool_calls"`` or ``"stop"``.
     finish_reason: str = "stop"
+    #: The stop sequence a ``"stop"`` ended on, when the upstream said which.
+    stop_sequence: str | None = None
 
 
 #: Whether each backend class's ``stream`` takes ``options`` (backends older than CallOptions do not).
@@ -297,6 +299,7 @@ async def _call_model(
         stream = backend.stream(messages, tools=tools) if tools else backend.stream(messages)
     capped = False
     finish_reason: str | None = None
+    stop_sequence: str | None = None
     try:
         async with contextlib.aclosing(stream):
             async for event in stream:
@@ -314,7 +317,7 @@ async def _call_model(
                     counted = event.tokens
                     continue
                 elif isinstance(event, FinishReason):
-                    finish_reason = event.reason
+                    finish_reason, stop_sequence = event.reason, event.stop_sequence
                     continue
                 else:
                     raise BackendError(f"backend {backend.name!r} yielded an unknown event {type(event).__name__}")
@@ -346,4 +349,4 @@ async def _call_model(
     usage = meter.end(reported, tuple(calls), counted)
     # The model's own reason wins (content_filter...); a cut is "length" whoever counted it.
     finish = "length" if meter.capped else "tool_calls" if calls else finish_reason or "stop"
-    return CallOutcome(text, tuple(calls), usage, finish)
+    return CallOutcome(text, tuple(calls), usage, finish, stop_sequence if finish == "stop" else None)

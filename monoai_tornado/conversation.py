@@ -125,6 +125,8 @@ class RunResult:
     #: The deployment that answered, when the model has several (routing).
     deployment: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The stop sequence the answer ended on, when the upstream said which (vLLM's ``stop_reason``).
+    stop_sequence: str | None = None
 
     def to_result_dict(self) -> dict[str, Any]:
         """Part 1's model (or agent) result: ``{"prompt", "response", "model"?, "usage", ...}``."""

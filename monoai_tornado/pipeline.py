@@ -94,7 +94,7 @@ class ModelTarget:
                                    tools=request.tool_schemas(), options=request.call_options(),
                                    prompt_tokens=meter.admitted_prompt_tokens)
         return RunResult(request.prompt, outcome.text, outcome.usage, outcome.finish_reason, self.info,
-                         tool_calls=outcome.tool_calls)
+                         tool_calls=outcome.tool_calls, stop_sequence=outcome.stop_sequence)
 
 
 class AgentTarget:

@@ -34,9 +34,10 @@ CONVERSATION: dict[str, Any] = {
 }
 
 
-def result(text: str = "", finish: str = "stop", calls: tuple[ToolCall, ...] = (), **extra: Any) -> RunResult:
+def result(text: str = "", finish: str = "stop", calls: tuple[ToolCall, ...] = (),
+           stop_sequence: str | None = None) -> RunResult:
     return RunResult("p", text, Usage(12, 5), finish, ModelInfo("openai-compatible", "m"), tool_calls=calls,
-                     extra=extra)
+                     stop_sequence=stop_sequence)
 
 
 def test_a_conversation_becomes_typed_turns_with_the_upstreams_ids():
@@ -80,11 +81,11 @@ def test_no_messages_is_missing_prompt_and_count_tokens_needs_no_max_tokens():
     assert counted.request.max_tokens is None
 
 
-@pytest.mark.parametrize("finish, extra, reason, sequence", [
-    ("stop", {}, "end_turn", None), ("length", {}, "max_tokens", None), ("tool_calls", {}, "tool_use", None),
-    ("stop", {"stop_sequence": "END"}, "stop_sequence", "END")])
-def test_stop_reasons(finish, extra, reason, sequence):
-    message = message_object(result("x", finish, **extra), "m")
+@pytest.mark.parametrize("finish, matched, reason, sequence", [
+    ("stop", None, "end_turn", None), ("length", None, "max_tokens", None), ("tool_calls", None, "tool_use", None),
+    ("stop", "END", "stop_sequence", "END")])
+def test_stop_reasons(finish, matched, reason, sequence):
+    message = message_object(result("x", finish, stop_sequence=matched), "m")
     assert (message["stop_reason"], message["stop_sequence"]) == (reason, sequence)
 
 

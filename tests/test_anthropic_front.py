@@ -248,3 +248,15 @@ async def test_claude_model_names_reach_a_model_through_an_alias(server_for, tmp
     assert (message.model, message.content[0].text) == ("chat", "aliased")  # the model that answered
     assert (streamed.model, streamed.content[0].text) == ("chat", "aliased")
     assert [request.body["model"] for request in upstream.requests] == ["qwen", "qwen"]
+
+
+async def test_a_stop_sequence_the_upstream_names_is_the_stop_reason(server_for):
+    async with FakeOpenAI(chunks=["one, two, "], stop_reason="three") as upstream:  # as vLLM tells it
+        sdk = client(server_for(upstream.base_url))
+        message = await sdk.messages.create(model="test", max_tokens=20, messages=USER, stop_sequences=["three"])
+        async with sdk.messages.stream(model="test", max_tokens=20, messages=USER, stop_sequences=["three"]) as stream:
+            streamed = await stream.get_final_message()
+    for answer in (message, streamed):
+        assert (answer.stop_reason, answer.stop_sequence, answer.content[0].text) == ("stop_sequence", "three",
+                                                                                      "one, two, ")
+    assert upstream.requests[0].body["stop"] == ["three"]

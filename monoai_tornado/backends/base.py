@@ -104,9 +104,11 @@ class PromptTokens:
 
 @dataclass(frozen=True)
 class FinishReason:
-    """Why the model itself ended its answer (``"stop"``, ``"length"``, ...), when it says so."""
+    """Why the model itself ended its answer (``"stop"``, ``"length"``, ...), when it says so;
+    ``stop_sequence``: which of the request's stop sequences ended it, when the upstream names it."""
 
     reason: str
+    stop_sequence: str | None = None
 
 
 BackendEvent = Union[TextDelta, TextDeltas, ToolCallsRequested, ReportedUsage, PromptTokens, FinishReason]

@@ -131,6 +131,8 @@ class _Assembler:
         self.usage: ReportedUsage | None = None
         #: The first choice's ``finish_reason`` once the upstream sent one.
         self.finish_reason: str | None = None
+        #: The stop sequence that ended the answer, when the upstream names it.
+        self.stop_sequence: str | None = None
         self._calls: dict[int, dict[str, str]] = {}
 
     def on_data(self, data: str, redact: Any) -> list[BackendEvent]:
@@ -157,6 +159,8 @@ class _Assembler:
                 continue  # only the first choice is served
             if isinstance(choice.get("finish_reason"), str) and choice["finish_reason"]:
                 self.finish_reason = choice["finish_reason"]
+                if isinstance(choice.get("stop_reason"), str) and choice["stop_reason"]:  # vLLM: the stop matched
+                    self.stop_sequence = choice["stop_reason"]
             delta = choice.get("delta") or choice.get("message") or {}
             if not isinstance(delta, dict):
                 continue
@@ -193,8 +197,8 @@ class _Assembler:
             events.append(ToolCallsRequested(calls))
         if self.usage is not None:
             events.append(self.usage)
-        if self.finish_reason not in (None, "stop", "tool_calls"):  # those two we tell the same way
-            events.append(FinishReason(str(self.finish_reason)))
+        if self.finish_reason not in (None, "stop", "tool_calls") or self.stop_sequence is not None:
+            events.append(FinishReason(str(self.finish_reason or "stop"), self.stop_sequence))
         return events
 
 

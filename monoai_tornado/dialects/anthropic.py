@@ -265,8 +265,7 @@ def stop_reason(result: RunResult) -> str:
 
 def stop_sequence(result: RunResult) -> str | None:
     """The stop sequence the answer ended on, when the upstream said which one."""
-    matched = result.extra.get("stop_sequence")
-    return matched if isinstance(matched, str) else None
+    return result.stop_sequence
 
 
 def tool_input(call: ToolCall) -> dict[str, Any]:

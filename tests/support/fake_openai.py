@@ -78,6 +78,7 @@ class Reply:
     json_answer: bool = False  # ignore "stream": answer one application/json completion
     echo: bool = False  # answer "You said: <last user message>" word by word
     finish: bool = True  # False: no finish_reason before [DONE] (llama.cpp's dropped request)
+    stop_reason: str | None = None  # vLLM's stop_reason beside finish_reason "stop": the stop sequence matched
     finish_reason: str | None = None  # the finish_reason sent (default: "tool_calls" or "stop")
 
 
@@ -258,6 +259,8 @@ class _ChatCompletions(RequestHandler):
         wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         reason = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
         tail = [self._chunk({}, reason)] if reply.finish else []
+        if tail and reply.stop_reason is not None:
+            tail[0]["choices"][0]["stop_reason"] = reply.stop_reason
         if wants_usage and reply.usage is not None:
             prompt, completion = reply.usage
             usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
