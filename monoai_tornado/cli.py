@@ -504,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             option.replace("_", "-"), option.upper())
     try:
         run(lambda: build_application(args), args.host, args.port, processes=args.processes,
-            drain_timeout=args.drain_timeout, event_loop=args.event_loop)
+            drain_timeout=args.drain_timeout, event_loop=args.event_loop, banner=args.log_format == "text")
     except (OptionError, MissingExtra) as exc:
         parser.error(str(exc))
     except OSError as exc:

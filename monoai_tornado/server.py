@@ -48,18 +48,20 @@ def run(app_factory: Any, host: str, port: int, *, processes: int = 1, drain_tim
     ``app_factory()`` builds the Application in each worker (after the fork), so that every
     process owns its own IOLoop resources (Redis connections, HTTP clients). ``event_loop``:
     ``auto`` (uvloop when installed), ``uvloop`` or ``asyncio`` (:mod:`monoai_tornado.loops`).
+    ``banner``: print the endpoints on stdout (the start's log lines are written either way).
     """
     loop_name, factory = loop_factory(event_loop)
     sockets = tornado.netutil.bind_sockets(port, host)
     actual_port = sockets[0].getsockname()[1]
     worker = fork_workers(processes) if processes > 1 else 0
     app = app_factory()
-    if banner and worker == 0:
-        base = f"http://{host if ':' not in host else '[' + host + ']'}:{actual_port}"
-        print(f"monoai_tornado: {app.name} on {base}"
-              + (f" ({processes} processes)" if processes > 1 else ""), flush=True)
-        for line in app.endpoint_lines(base):
-            print(f"  {line}", flush=True)
+    if worker == 0:
+        if banner:  # the endpoint list on stdout, for people (not with --log-format json)
+            base = f"http://{host if ':' not in host else '[' + host + ']'}:{actual_port}"
+            print(f"monoai_tornado: {app.name} on {base}"
+                  + (f" ({processes} processes)" if processes > 1 else ""), flush=True)
+            for line in app.endpoint_lines(base):
+                print(f"  {line}", flush=True)
         app.log_start(host, actual_port)
         log.info("event loop: %s", loop_name)
     with asyncio.Runner(loop_factory=factory) as runner:

@@ -97,19 +97,21 @@ async def test_text_lines_stay_one_line_each(app_url: Any, fetch: Any, captured:
 
 
 def _stop(proc: subprocess.Popen[str]) -> str:
-    """SIGTERM (the server drains and says "stopped"); what it wrote on stderr."""
+    """SIGTERM (the server drains and says "stopped"); what it wrote (the stream read)."""
     proc.terminate()
     try:
-        return proc.communicate(timeout=15)[1]
+        out, err = proc.communicate(timeout=15)
     except subprocess.TimeoutExpired:
         proc.kill()
-        return proc.communicate()[1]
+        out, err = proc.communicate()
+    return out or err or ""
 
 
 def _serve(*args: str) -> tuple[str, subprocess.Popen[str]]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "monoai_tornado", "--port", str(port), "--demo-delay", "0", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE if "json" in args else subprocess.DEVNULL,  # JSON: both streams
+                            stderr=subprocess.STDOUT if "json" in args else subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(base + "/health")
@@ -128,7 +130,8 @@ def test_the_server_logs_json_and_can_leave_out_access_lines() -> None:
         assert call(base + "/model", {"prompt": "hi", "user_id": 'q"\n\x00'})[0] == 200
     finally:
         output = _stop(proc)
-    records = [json.loads(line) for line in output.splitlines()]  # stderr: nothing but JSON lines
+    records = [json.loads(line) for line in output.splitlines()]  # stdout and stderr: nothing but JSON lines
+    assert any("serving on http://127.0.0.1:" in r["message"] for r in records)  # no banner, the log line
     access = [r for r in records if r["logger"] == "monoai_tornado.access" and r["path"] == "/model"]
     assert len(access) == 1 and access[0]["user"] == 'q"\n\x00' and access[0]["status"] == 200
     assert any(r["message"] == "stopped" for r in records)
