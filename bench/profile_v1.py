@@ -55,7 +55,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("identity", ("monoai_tornado/identity.py", "monoai_tornado/keys/")),
     ("parsing, validation", ("chat_request.py", "prompt_request.py", "conversation.py", "monoai_tornado/wire.py")),
     ("SSE parsing (upstream events)", ("backends/sse.py",)),
-    ("upstream request and answer", ("backends/http1.py", "backends/upstream.py", "backends/openai.py",
+    ("upstream request and answer", ("backends/http1.py", "backends/upstream.py", "backends/upstream_conn.py", "backends/openai.py",
                                      "backends/upstream_errors.py")),
     ("pipeline (run, meter, calls)", ("monoai_tornado/pipeline.py", "monoai_tornado/calls.py",
                                       "monoai_tornado/lifecycle.py", "monoai_tornado/deadlines.py",

@@ -1,10 +1,10 @@
-"""One HTTP/1.1 exchange on an open ``IOStream``: the request written in one piece, the answer read in bulk.
+"""HTTP/1.1 pieces of the upstream client: the request's head, and a chunked body's decoder.
 
 Tornado's ``HTTP1Connection`` reads a chunked body a chunk at a time (a ``read_until`` for
 the size line and a ``read_bytes`` for the data, a future each). A model server streams many
-small chunks, often several in one TCP segment: here every read takes what the socket holds
-(up to :data:`READ_SIZE`) and the payload of all the chunks in it reaches the consumer as one
-piece, so the cost of a read no longer grows with the number of chunks in it.
+small chunks, often several in one TCP segment: :class:`Dechunker` takes whatever the socket
+gave (:mod:`.upstream_conn`) and the payload of all the chunks in it reaches the consumer as
+one piece, so the cost of a read does not grow with the number of chunks in it.
 
 >>> dechunker = Dechunker()
 >>> dechunker.feed(b"4\\r\\nHel")
@@ -16,21 +16,14 @@ b'lo'
 """
 from __future__ import annotations
 
-from typing import Awaitable, Callable
+from tornado.httputil import HTTPHeaders, HTTPInputError
 
-from tornado.httputil import HTTPHeaders, HTTPInputError, ResponseStartLine, parse_response_start_line
-from tornado.iostream import IOStream, StreamClosedError
-
-#: Bytes asked of the socket per read.
-READ_SIZE = 64 * 1024
 #: Longest chunk-size or trailer line.
 MAX_LINE = 4096
 #: What a chunk size is written with (no sign, no ``0x``: ``int()`` would take those).
 HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
 #: Answers whose status says they have no body.
 NO_BODY = (204, 304)
-
-Deliver = Callable[[bytes], "Awaitable[None] | None"]
 
 
 def request_head(method: str, path: str, headers: HTTPHeaders) -> bytes:
@@ -43,78 +36,6 @@ def request_head(method: str, path: str, headers: HTTPHeaders) -> bytes:
         lines.append(line)
     lines.append("\r\n")
     return "\r\n".join(lines).encode("latin1")
-
-
-async def read_head(stream: IOStream, max_size: int) -> tuple[ResponseStartLine, HTTPHeaders]:
-    """The status line and headers of the answer (interim 1xx answers skipped)."""
-    while True:
-        data = await stream.read_until_regex(b"\r?\n\r?\n", max_bytes=max_size)
-        text = data.decode("latin1").lstrip("\r\n")
-        first, _, rest = text.partition("\n")
-        start_line = parse_response_start_line(first.rstrip("\r"))
-        headers = HTTPHeaders.parse(rest)
-        if not 100 <= start_line.code < 200 or start_line.code == 101:
-            return start_line, headers
-
-
-async def read_body(stream: IOStream, method: str, start_line: ResponseStartLine, headers: HTTPHeaders,
-                    deliver: Deliver) -> bool:
-    """Read the answer's body to its end, handing its bytes to ``deliver`` as they arrive.
-
-    ``deliver`` may return an awaitable: the socket is not read again until it is done (a
-    slow consumer holds the upstream back). Returns whether the body ended where its framing
-    said it would, so the connection may carry another request; an answer cut off before its
-    end raises :class:`StreamClosedError`, a malformed one :class:`HTTPInputError`.
-    """
-    if method == "HEAD" or start_line.code in NO_BODY:
-        return True
-    chunked = headers.get("Transfer-Encoding", "").lower() == "chunked"
-    length = headers.get("Content-Length")
-    if chunked:
-        return await _read_chunked(stream, deliver) and length is None
-    if length is not None:
-        try:
-            size = int(length)
-        except ValueError:
-            raise HTTPInputError(f"invalid Content-Length {length!r}") from None
-        if size < 0:
-            raise HTTPInputError(f"invalid Content-Length {length!r}")
-        await _read_length(stream, size, deliver)
-        return True
-    await _read_until_close(stream, deliver)
-    return False
-
-
-async def _read_length(stream: IOStream, size: int, deliver: Deliver) -> None:
-    while size > 0:
-        data = await stream.read_bytes(min(size, READ_SIZE), partial=True)
-        size -= len(data)
-        waiting = deliver(data)
-        if waiting is not None:
-            await waiting
-
-
-async def _read_until_close(stream: IOStream, deliver: Deliver) -> None:
-    while True:
-        try:
-            data = await stream.read_bytes(READ_SIZE, partial=True)
-        except StreamClosedError:
-            return
-        waiting = deliver(data)
-        if waiting is not None:
-            await waiting
-
-
-async def _read_chunked(stream: IOStream, deliver: Deliver) -> bool:
-    """Read a chunked body; True unless bytes followed its end (the connection is then not reused)."""
-    dechunker = Dechunker()
-    while not dechunker.done:
-        payload = dechunker.feed(await stream.read_bytes(READ_SIZE, partial=True))
-        if payload:
-            waiting = deliver(payload)
-            if waiting is not None:
-                await waiting
-    return not dechunker.extra
 
 
 class Dechunker:

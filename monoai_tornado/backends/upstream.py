@@ -3,7 +3,7 @@
 Tornado's simple HTTP client opens a connection per request: a resolver call in a thread, a
 TCP handshake and ``Connection: close`` each time. In front of a fast model server that is
 most of what a proxied request costs. :class:`UpstreamPool` sends each request (the exchange
-itself is :mod:`.http1`'s) over a connection left open by an earlier request to the same
+itself is :mod:`.upstream_conn`'s, a plain asyncio ``Protocol``) over a connection left open by an earlier request to the same
 scheme, host and port when there is one, and keeps the connection for the next request once
 the answer has been read to its end.
 
@@ -11,7 +11,7 @@ A connection goes back to the pool only after a complete answer whose length was
 (``Content-Length`` or chunked) and that did not say ``Connection: close``. A call that is
 aborted closes its own connection, so the upstream sees the client leave (and stops
 generating). A kept connection that the upstream closed meanwhile is noticed before it is
-used (a non-blocking peek), and a request that fails on a reused connection before any byte
+used (the event loop reads idle connections too), and a request that fails on a reused connection before any byte
 of its answer came back is sent once more on a new connection.
 """
 from __future__ import annotations
@@ -22,16 +22,16 @@ import socket
 import ssl
 import urllib.parse
 import weakref
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 from tornado.httpclient import HTTPRequest, HTTPResponse
 from tornado.httputil import HTTPHeaders, ResponseStartLine
-from tornado.iostream import IOStream, StreamClosedError
-from tornado.netutil import DefaultLoopResolver, is_valid_ip
+from tornado.iostream import StreamClosedError
+from tornado.netutil import is_valid_ip
 from tornado.simple_httpclient import HTTPTimeoutError
-from tornado.tcpclient import TCPClient
 
-from .http1 import read_body, read_head, request_head
+from .http1 import request_head
+from .upstream_conn import Exchange, UpstreamConnection
 
 #: Seconds a connection may wait in the pool before it is closed rather than reused.
 IDLE_TIMEOUT = 15.0
@@ -42,16 +42,6 @@ MAX_HEADER_SIZE = 64 * 1024
 
 Target = tuple[str, str, int]
 HeadersCallback = Callable[[ResponseStartLine, HTTPHeaders], None]
-
-
-class _Resolver(DefaultLoopResolver):
-    """Looks host names up (in a thread, as asyncio does); an IP address needs no look-up."""
-
-    async def resolve(self, host: str, port: int, family: socket.AddressFamily = socket.AF_UNSPEC
-                      ) -> list[tuple[int, Any]]:
-        if is_valid_ip(host):
-            return [(socket.AF_INET6 if ":" in host else socket.AF_INET, (host, port))]
-        return await super().resolve(host, port, family)
 
 
 class _Answer:
@@ -67,7 +57,7 @@ class _Answer:
 
     def headers_received(self, start_line: ResponseStartLine, headers: HTTPHeaders) -> None:
         self.start_line, self.headers = start_line, headers
-        # Whether the body's framing let it end where it said is read_body's answer; this is the rest.
+        # Whether the body's framing let it end where it said is the connection's answer; this is the rest.
         self.keep_alive = start_line.version == "HTTP/1.1" and headers.get("Connection", "").lower() != "close"
         if self.on_headers is not None:
             self.on_headers(start_line, headers)
@@ -91,9 +81,9 @@ class UpstreamCall:
         self.pool = pool
         self.request = request
         self.answer = _Answer(request, on_headers)
-        self.stream: IOStream | None = None
+        self.connection: UpstreamConnection | None = None
         self.aborted = False
-        self._connecting: asyncio.Future[IOStream] | None = None
+        self._connecting: asyncio.Future[UpstreamConnection] | None = None
         self.future: asyncio.Future[HTTPResponse] = asyncio.ensure_future(self._run())
 
     def abort(self) -> None:
@@ -101,51 +91,55 @@ class UpstreamCall:
         self.aborted = True
         if self._connecting is not None and not self._connecting.done():
             self._connecting.cancel()
-        if self.stream is not None:
-            self.stream.close()
+        if self.connection is not None:
+            self.connection._fail(StreamClosedError())
 
     async def _run(self) -> HTTPResponse:
         start = asyncio.get_running_loop().time()
         target, path, host = self.pool.target(self.request.url)
-        stream = self.pool.take(target)
-        reused = stream is not None
+        connection = self.pool.take(target)
+        reused = connection is not None
         while True:
-            if stream is None:
-                stream = await self._connect(target)
+            if connection is None:
+                connection = await self._connect(target)
             try:
-                return await self._exchange(stream, target, path, host, start)
+                return await self._exchange(connection, target, path, host, start)
             except StreamClosedError:
                 if not reused or self.aborted or self.answer.start_line is not None:
                     raise
             # The upstream had closed this kept connection before our request reached it.
-            stream, reused = None, False
+            connection, reused = None, False
 
-    async def _connect(self, target: Target) -> IOStream:
+    async def _connect(self, target: Target) -> UpstreamConnection:
         if self.aborted:
             raise StreamClosedError()
-        scheme, host, port = target
-        timeout = self.request.connect_timeout or None
-        self._connecting = asyncio.ensure_future(self.pool.tcp.connect(
-            host, port, ssl_options=self.pool.ssl_context() if scheme == "https" else None,
-            max_buffer_size=self.pool.max_buffer_size, timeout=timeout))
+        self._connecting = asyncio.ensure_future(self.pool.connect(target, self.request.connect_timeout or None))
         try:
-            stream = await self._connecting
+            connection = await self._connecting
         except asyncio.CancelledError:
             if self.aborted:  # our abort(), not a cancellation of the caller's task
                 raise StreamClosedError() from None
             raise
-        except TimeoutError:
-            raise HTTPTimeoutError("Timeout while connecting") from None
         if self.aborted:
-            stream.close()
+            connection.close()
             raise StreamClosedError()
-        stream.set_nodelay(True)
-        return stream
+        return connection
 
-    async def _exchange(self, stream: IOStream, target: Target, path: str, host: str, start: float) -> HTTPResponse:
-        self.stream = stream
+    def _ended(self, connection: UpstreamConnection, target: Target, reusable: bool) -> None:
+        """The answer's last byte is read: keep the connection for the next call, or close it (now,
+        before the consumer sees the end, so that an abort after it finds nothing to close)."""
+        if reusable and self.answer.keep_alive and not self.aborted and not connection.closed:
+            connection.release()
+            self.pool.give_back(target, connection)
+        else:
+            connection.close()
+        self.connection = None
+
+    async def _exchange(self, connection: UpstreamConnection, target: Target, path: str, host: str,
+                        start: float) -> HTTPResponse:
+        self.connection = connection
         if self.aborted:
-            stream.close()
+            connection.close()
             raise StreamClosedError()
         request = self.request
         body = request.body or b""
@@ -153,21 +147,20 @@ class UpstreamCall:
         headers["Host"] = host
         headers["Content-Length"] = str(len(body))
         answer = self.answer
+        exchange = Exchange(request.method, answer.headers_received, answer.data_received,
+                            lambda reusable: self._ended(connection, target, reusable), MAX_HEADER_SIZE)
         try:
-            await stream.write(request_head(request.method, path, headers) + body)
-            start_line, answer_headers = await read_head(stream, MAX_HEADER_SIZE)
-            answer.headers_received(start_line, answer_headers)
-            reusable = await read_body(stream, request.method, start_line, answer_headers, answer.data_received)
+            connection.send(exchange, request_head(request.method, path, headers) + body)
+            await exchange.done
         except BaseException:
-            stream.close()
+            if self.connection is connection:  # not yet pooled (another call may hold it by now)
+                connection.close()
+                self.connection = None
             raise
-        if reusable and answer.keep_alive and not self.aborted and not stream.closed():
-            self.pool.give_back(target, stream)
-        else:
-            stream.close()
-        self.stream = None
+        start_line = answer.start_line
+        assert start_line is not None
         buffer = None if request.streaming_callback is not None else io.BytesIO(b"".join(answer.body))
-        return HTTPResponse(request, start_line.code, reason=start_line.reason, headers=answer_headers,
+        return HTTPResponse(request, start_line.code, reason=start_line.reason, headers=answer.headers,
                             effective_url=request.url, buffer=buffer, start_time=start)
 
 
@@ -178,15 +171,47 @@ class UpstreamPool:
                  max_buffer_size: int = 100 * 1024 * 1024) -> None:
         self.idle_timeout = idle_timeout
         self.max_idle = max_idle
-        self.max_buffer_size = max_buffer_size
-        self.tcp = TCPClient(resolver=_Resolver())
-        self._idle: dict[Target, list[tuple[IOStream, float]]] = {}
+        self.max_buffer_size = max_buffer_size  # kept for callers; a slow consumer pauses reading instead
+        self._idle: dict[Target, list[tuple[UpstreamConnection, float]]] = {}
         self._targets: dict[str, tuple[Target, str, str]] = {}
         self._ssl: ssl.SSLContext | None = None
 
     def fetch(self, request: HTTPRequest, on_headers: HeadersCallback | None = None) -> UpstreamCall:
         """Send ``request`` (its method, headers, body and ``streaming_callback`` are used)."""
         return UpstreamCall(self, request, on_headers)
+
+    async def connect(self, target: Target, timeout: float | None) -> UpstreamConnection:
+        """A new connection to ``target``, TLS for https.
+
+        Errors as Tornado's ``TCPClient`` gave them: a DNS failure's ``socket.gaierror`` as it is,
+        the socket's or TLS's error as a :class:`StreamClosedError`'s ``real_error`` (the last
+        address tried), :class:`HTTPTimeoutError` past ``timeout``.
+        """
+        scheme, host, port = target
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                if is_valid_ip(host):
+                    addresses = [(host, port)]
+                else:
+                    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                    addresses = [(str(info[4][0]), int(info[4][1])) for info in infos]
+                error: OSError | None = None
+                for address, address_port in addresses:
+                    try:
+                        _, connection = await loop.create_connection(
+                            UpstreamConnection, address, address_port,
+                            ssl=self.ssl_context() if scheme == "https" else None,
+                            server_hostname=host if scheme == "https" else None)
+                    except socket.gaierror:
+                        raise
+                    except OSError as exc:
+                        error = exc
+                        continue
+                    return connection
+        except TimeoutError:
+            raise HTTPTimeoutError("Timeout while connecting") from None
+        raise StreamClosedError(real_error=error)
 
     def target(self, url: str) -> tuple[Target, str, str]:
         """``((scheme, host, port), path with query, Host header)`` of ``url`` (cached)."""
@@ -202,26 +227,30 @@ class UpstreamPool:
                 self._targets[url] = known
         return known
 
-    def take(self, target: Target) -> IOStream | None:
-        """A kept connection to ``target`` that is still open, or None."""
+    def take(self, target: Target) -> UpstreamConnection | None:
+        """A kept connection to ``target`` that is still open, or None.
+
+        An idle connection is read by the event loop, so a close (or bytes nobody asked for)
+        marks it closed; one closed too recently to be seen is retried once by the call.
+        """
         idle = self._idle.get(target)
         if not idle:
             return None
         now = asyncio.get_running_loop().time()
         while idle:
-            stream, since = idle.pop()
-            if now - since < self.idle_timeout and _still_open(stream):
-                return stream
-            stream.close()
+            connection, since = idle.pop()
+            if now - since < self.idle_timeout and not connection.closed:
+                return connection
+            connection.close()
         return None
 
-    def give_back(self, target: Target, stream: IOStream) -> None:
-        """Keep ``stream`` for the next request to ``target``."""
+    def give_back(self, target: Target, connection: UpstreamConnection) -> None:
+        """Keep ``connection`` for the next request to ``target``."""
         idle = self._idle.setdefault(target, [])
         now = asyncio.get_running_loop().time()
         while idle and (len(idle) >= self.max_idle or now - idle[0][1] >= self.idle_timeout):
             idle.pop(0)[0].close()  # the oldest first
-        idle.append((stream, now))
+        idle.append((connection, now))
 
     def idle_connections(self, url: str | None = None) -> int:
         """Connections kept open, to the server of ``url`` or to any."""
@@ -232,30 +261,14 @@ class UpstreamPool:
     def close(self) -> None:
         """Close every kept connection."""
         for idle in self._idle.values():
-            for stream, _ in idle:
-                stream.close()
+            for connection, _ in idle:
+                connection.close()
         self._idle.clear()
 
     def ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
             self._ssl = ssl.create_default_context()
         return self._ssl
-
-
-def _still_open(stream: IOStream) -> bool:
-    """Whether the upstream has not closed (nor written to) this idle connection."""
-    if stream.closed():
-        return False
-    sock = stream.socket
-    if isinstance(sock, ssl.SSLSocket):
-        return True  # no cheap peek under TLS: a closed one is retried once instead
-    try:
-        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    except BlockingIOError:
-        return True  # nothing to read: open and idle
-    except OSError:
-        return False
-    return False  # b"": closed by the peer; or bytes nobody asked for
 
 
 _pools: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, UpstreamPool]" = weakref.WeakKeyDictionary()
