@@ -141,3 +141,15 @@ def test_a_priced_runs_cost_is_in_the_message_and_in_message_delta():
     delta = [chunk for chunk in (stream.start(12) + stream.finish(priced)).split("\n\n") if "message_delta" in chunk]
     assert json.loads(delta[0].split("\n")[1][6:])["usage"] == {"input_tokens": 12, "output_tokens": 5,
                                                                 "cost_usd": 1.234e-06}
+
+
+async def test_a_big_prompts_count_is_the_same_in_count_tokens_and_message_start(app_url, fetch, counter):
+    url = app_url()
+    big = [{"role": "user", "content": "many words " * 20_000}]  # over what is counted on the event loop
+    counted = await fetch(url + "/v1/messages/count_tokens", "POST", {"model": "monoai-demo", "messages": big})
+    assert json_of(counted) == {"input_tokens": counter.count_messages(big)}
+    streamed = await fetch(url + "/v1/messages", "POST", {"model": "monoai-demo", "max_tokens": 5, "stream": True,
+                                                          "messages": big})
+    events = [json.loads(line[6:]) for line in streamed.body.decode().split("\n") if line.startswith("data: ")]
+    assert events[0]["message"]["usage"]["input_tokens"] == counter.count_messages(big)  # admission's count
+    assert events[-2]["type"] == "message_delta" and events[-2]["usage"]["input_tokens"] > 20_000

@@ -16,6 +16,7 @@ from ..chat_request import ChatRequest
 from ..conversation import RunResult
 from ..dialects.anthropic import MessagesRequest, MessageStream, message_object, parse_messages_body
 from ..pipeline import AgentTarget, Target
+from ..prompt_tokens import upper_bound
 from .base import JsonHandler
 from .http import PromptHandler
 from .openai_front import target_for
@@ -89,11 +90,15 @@ class MessagesHandler(AnthropicShapedErrors, PromptHandler):
         await self.answer(parsed.request, target, sse=parsed.stream, events=self.events if parsed.stream else None)
 
     def input_tokens(self) -> int:
-        """The prompt's tokens as admission counted them (counted now when it did not)."""
+        """The prompt's tokens for ``message_start``: admission's count, else counted now when that
+        is cheap; a big prompt uncounted says 0 there (``message_delta`` carries the run's count),
+        as counting it would stall the event loop."""
         counted = self.ticket.prompt_tokens if self.ticket is not None else None
-        if counted is None:
-            counted = self.context.pipeline.counter.count_messages(self.parsed.request.upstream_messages())
-        return counted
+        if counted is not None:
+            return counted
+        messages = self.parsed.request.upstream_messages()
+        small = self.context.pipeline.prompt_counter.is_small(upper_bound(messages))
+        return self.context.pipeline.counter.count_messages(messages) if small else 0
 
     def shaped(self, result: RunResult) -> dict[str, Any]:
         if self.context.gateway is not None and result.model is not None:  # who answered (a fallback's name)
@@ -126,4 +131,4 @@ class CountTokensHandler(AnthropicShapedErrors, PromptHandler):
         _target(self, parsed)
         pipeline = self.context.pipeline
         await pipeline.identity.resolve(parsed.request.user_id, self.peer_ip, self.request.headers)  # keys hold here too
-        self.send_json({"input_tokens": pipeline.counter.count_messages(parsed.request.upstream_messages())})
+        self.send_json({"input_tokens": await pipeline.prompt_counter.count(parsed.request.upstream_messages())})
