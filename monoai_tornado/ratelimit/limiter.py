@@ -13,6 +13,7 @@ import math
 import os
 import secrets
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Protocol, Sequence, TypeVar, runtime_checkable
 
@@ -22,7 +23,7 @@ from .limits import Limit
 from .memory import MemoryStore
 from .state import LimitState
 
-__all__ = ["Admission", "FastPath", "Limiter", "LimitState", "RateLimiter", "Store", "StoreUnavailable"]
+__all__ = ["Admission", "FastPath", "IdempotentStore", "Limiter", "LimitState", "RateLimiter", "Store", "StoreUnavailable"]
 
 T = TypeVar("T")
 
@@ -84,6 +85,22 @@ class FastPath(Protocol):
                    reserved: int = 0, slot: str | None = None, money: tuple[int, int] = (0, 0)) -> None: ...
 
 
+@runtime_checkable
+class IdempotentStore(Protocol):
+    """A store whose admissions and settlements carry an id and count once per id, even when
+    sent again after a lost reply (the Redis store). Checked once, when the limiter is built."""
+
+    async def admit_once(
+        self, admission_id: str, user: str, limits: Sequence[Limit], starts: Sequence[int], tokens: int,
+        now: float, cap: int = 0, slot: tuple[int, str] | None = None, quote: Quote | None = None,
+    ) -> tuple[bool, list[int], int]: ...
+
+    async def settle_once(
+        self, admission_id: str, user: str, limits: Sequence[Limit], starts: Sequence[int], delta: int,
+        reserved: int = 0, slot: str | None = None, money: tuple[int, int] = (0, 0),
+    ) -> None: ...
+
+
 @dataclass(slots=True)
 class Admission:
     """The answer to :meth:`RateLimiter.admit`.
@@ -114,6 +131,8 @@ class Admission:
     _slot: str | None = field(default=None, repr=False)
     spend_limited: bool = False
     reserved_nanos: int | None = None
+    #: The admission's id in an :class:`IdempotentStore` ("" elsewhere): its settle counts once.
+    id: str = ""
 
     @property
     def holds_tokens(self) -> bool:
@@ -236,6 +255,7 @@ class RateLimiter:
         self.fail_open = fail_open
         # The memory store decides synchronously: skip a coroutine on the hot path.
         self._fast: FastPath | None = self._store if isinstance(self._store, FastPath) else None
+        self._once: IdempotentStore | None = self._store if isinstance(self._store, IdempotentStore) else None
         self._outage = False
 
     @property
@@ -296,12 +316,18 @@ class RateLimiter:
         fast = self._fast
         quote = quote if policy.money_indexes else None
         priced = () if quote is None else (quote,)  # stores written before spend limits take no quote
+        # Never the request id: a client picks that one, and a repeated id would not count again.
+        admission_id = "" if self._once is None else uuid.uuid4().hex
         if fast is not None:
             allowed, used, granted = fast.admit_now(user, limits, starts, prompt_tokens, max_tokens, slot, *priced)
         else:
             try:
-                allowed, used, granted = await self._store.admit(
-                    user, limits, starts, prompt_tokens, now, max_tokens, slot, *priced)
+                if self._once is not None:
+                    allowed, used, granted = await self._once.admit_once(
+                        admission_id, user, limits, starts, prompt_tokens, now, max_tokens, slot, quote)
+                else:
+                    allowed, used, granted = await self._store.admit(
+                        user, limits, starts, prompt_tokens, now, max_tokens, slot, *priced)
             except StoreUnavailable as exc:
                 self._failed(exc)
                 if self.fail_open:
@@ -318,7 +344,7 @@ class RateLimiter:
             spend = None if quote is None else nanos_of(quote[0] + granted * quote[1])
             return Admission(True, user, states, 0, prompt_tokens + granted if capped else prompt_tokens, False,
                              starts, _policy=policy, max_tokens=granted if capped else None,
-                             _slot=slot[1] if slot is not None else None, reserved_nanos=spend)
+                             _slot=slot[1] if slot is not None else None, reserved_nanos=spend, id=admission_id)
         if granted < 0:
             return Admission(False, user, states, 0, 0, False, starts, _policy=policy, too_many_concurrent=True)
         retry = 0.0
@@ -382,7 +408,10 @@ class RateLimiter:
         if settlement is None:
             return
         try:
-            await self._store.settle(admission.user, *settlement)
+            if self._once is not None and admission.id:
+                await self._once.settle_once(admission.id, admission.user, *settlement)
+            else:
+                await self._store.settle(admission.user, *settlement)
         except StoreUnavailable as exc:
             self._failed(exc)
             return

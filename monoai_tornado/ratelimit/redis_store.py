@@ -13,6 +13,8 @@ Keys are laid out by user, so that they shard over a Redis Cluster (``redis+clus
                                                     with its window
     {prefix}{{user}}s                               sorted set: the user's runs in flight ->
                                                     expiry (ms); expires 30 s after the last
+    {prefix}{{user}}adm:{admission id}             hash: what one admission counted and whether
+                                                    it was settled; expires after 2 minutes
 
 ``{user}`` is a hash tag (the user id with ``%``, ``{`` and ``}`` percent-escaped, so nobody
 picks another's slot): one admission's keys all live in one slot, hence one node, and users
@@ -33,10 +35,12 @@ from typing import Any, Callable, Sequence
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError
 from redis.exceptions import NoScriptError
 from redis.exceptions import RedisClusterException
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..money.prices import Quote
 from .limiter import StoreUnavailable
@@ -53,6 +57,12 @@ SLOT_REFRESH = 10.0
 #: Failures that mean "the store cannot answer now": any Redis or cluster error (a lost or
 #: refused connection, a timeout, CLUSTERDOWN, CROSSSLOT, a script error...), never a 500.
 UNAVAILABLE = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
+#: Failures after which a command may have run without its reply arriving: sent again once
+#: when the command carries an admission id (it then counts once).
+LOST = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
+#: Milliseconds an admission's record lives (what it counted, whether it was settled): long
+#: enough for its retry or release, short enough to cost little memory per admission.
+ADMISSION_TTL_MS = 120_000
 CLUSTER_SCHEME = "redis+cluster://"
 SENTINEL_SCHEME = "redis+sentinel://"
 
@@ -119,8 +129,10 @@ class RedisStore:
 
     Every limiter sharing a prefix must use the same limits (names identify the counters).
     ``socket_timeout`` bounds connecting and each answer: past it the request gets a 503
-    (or passes, fail open) rather than waiting on a sick Redis. Commands are not retried,
-    so a request never counts twice; the next request reconnects by itself.
+    (or passes, fail open) rather than waiting on a sick Redis. Admissions and settlements
+    that carry an id (:meth:`admit_once`, :meth:`settle_once`, what :class:`RateLimiter`
+    uses) are sent again once when their reply was lost, and count once; an admission that
+    still gets no reply is released, so nothing stays reserved. Others are not retried.
     """
 
     def __init__(
@@ -166,6 +178,10 @@ class RedisStore:
     def _slot_key(self, user: str) -> str:
         """The sorted set of ``user``'s runs in flight (slot id -> expiry in ms)."""
         return f"{self._head}{{{tag_escape(user)}}}s"
+
+    def _record_key(self, user: str, admission_id: str) -> str:
+        """The record of ``user``'s admission ``admission_id`` (what it counted; whether settled)."""
+        return f"{self._head}{{{tag_escape(user)}}}adm:{admission_id}"
 
     def _run_script(self, script: Any, keys: list[Any], args: list[Any]) -> "asyncio.Future[Any]":
         """Queue one script call for this loop pass's round trip; the future gets its reply.
@@ -240,16 +256,38 @@ class RedisStore:
         cap: int = 0, slot: tuple[int, str] | None = None, quote: Quote | None = None,
     ) -> tuple[bool, list[int], int]:
         """Check every limit (and the concurrency ``slot``), then count the request and reserve
-        its tokens and money: one EVALSHA (see ``admit.lua``)."""
+        its tokens and money: one EVALSHA (see ``admit.lua``), not retried."""
+        return await self.admit_once("", user, limits, starts, tokens, now, cap, slot, quote)
+
+    async def admit_once(
+        self, admission_id: str, user: str, limits: Sequence[Limit], starts: Sequence[int], tokens: int,
+        now: float, cap: int = 0, slot: tuple[int, str] | None = None, quote: Quote | None = None,
+    ) -> tuple[bool, list[int], int]:
+        """:meth:`admit`, counted once per ``admission_id`` however often it is sent.
+
+        The script records what the admission counted (for ``ADMISSION_TTL_MS``). A reply lost
+        (timeout, dropped connection) is asked again once with the same id, which answers the
+        recorded result when the first call ran; when that fails too, the admission is released
+        by id (what it counted is taken back, or a late copy is refused) and the error raised.
+        """
         limit_slots, slot_id = slot if slot is not None else (0, "")
         prompt_picos, per_token = quote or (0, 0)
         args: list[Any] = [user, tokens, cap, limit_slots, slot_id, int(now * 1000), SLOT_TTL_MS, prompt_picos,
-                           per_token]
+                           per_token, admission_id, ADMISSION_TTL_MS]
         for limit, start in zip(limits, starts):
             ttl = math.ceil((limit.window_end(start) - now) * 1000)
             args += (limit.value, 2 if limit.is_money else 1 if limit.is_token else 0, ttl if ttl > 0 else 1)
         key = self._slot_key(user)
-        result = await self._run_script(self._admit, [*self._keys(user, limits, starts), key], args)
+        keys = [*self._keys(user, limits, starts), key, self._record_key(user, admission_id)]
+        if not admission_id:
+            result = await self._run_script(self._admit, keys, args)
+        else:
+            try:
+                result = await self._once(self._admit, keys, args)
+            except StoreUnavailable as exc:
+                if isinstance(exc.__cause__, LOST):
+                    self._release(keys, [user, slot_id, *[0, 0] * len(limits), "r", ADMISSION_TTL_MS])
+                raise
         if slot is not None:
             self._last_now = (now, time.monotonic())
             if result[0] == 1:
@@ -262,13 +300,46 @@ class RedisStore:
     ) -> None:
         """Add ``delta`` tokens (may be negative; never below 0) to windows not yet expired,
         release the run's ``reserved`` tokens and its concurrency ``slot``; spend limits move by
-        ``money = (delta, reserved)`` nano-dollars instead."""
+        ``money = (delta, reserved)`` nano-dollars instead. Not retried."""
+        await self.settle_once("", user, limits, starts, delta, reserved, slot, money)
+
+    async def settle_once(
+        self, admission_id: str, user: str, limits: Sequence[Limit], starts: Sequence[int], delta: int,
+        reserved: int = 0, slot: str | None = None, money: tuple[int, int] = (0, 0),
+    ) -> None:
+        """:meth:`settle`, counted once per ``admission_id``: a reply lost is asked again once."""
         if slot is not None:
             self._slots.pop(slot, None)
         args: list[Any] = [user, slot or ""]
         for limit in limits:
             args += money if limit.is_money else (delta, reserved)
-        await self._run_script(self._settle, [*self._keys(user, limits, starts), self._slot_key(user)], args)
+        args += ("s" if admission_id else "", ADMISSION_TTL_MS)
+        keys = [*self._keys(user, limits, starts), self._slot_key(user), self._record_key(user, admission_id)]
+        if admission_id:
+            await self._once(self._settle, keys, args)
+        else:
+            await self._run_script(self._settle, keys, args)
+
+    async def _once(self, script: Any, keys: list[Any], args: list[Any]) -> Any:
+        """One script call carrying an admission id; sent again once when its reply was lost."""
+        try:
+            return await self._run_script(script, keys, args)
+        except StoreUnavailable as exc:
+            if not isinstance(exc.__cause__, LOST):
+                raise
+        return await self._run_script(script, keys, args)
+
+    def _release(self, keys: list[Any], args: list[Any]) -> None:
+        """Release an admission whose reply never arrived (in the background: its caller gets
+        its 503 now). If Redis cannot be reached for this either, its record and counters expire."""
+        async def release() -> None:
+            try:
+                await self._run_script(self._settle, keys, args)
+            except (StoreUnavailable, ValueError):
+                pass
+        task = asyncio.ensure_future(release())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
 
     def _now_ms(self) -> int:
         """The limiter's clock now (as of its last admission), in ms."""

@@ -1,15 +1,34 @@
 -- Settle a run: correct its reservations to the real totals, release them and its slot.
--- KEYS[i]: the user's hash in a token or spend limit's window (u: used, h: reserved by runs in
--- flight); KEYS[#KEYS]: the user's slots. Every key is in the user's hash slot.
+-- KEYS[i]: the user's hash in a limit's window (u: used, h: reserved by runs in flight);
+-- KEYS[#KEYS - 1]: the user's slots; KEYS[#KEYS]: the admission's record (see admit.lua).
+-- Every key is in the user's hash slot.
 -- ARGV[1]: user; ARGV[2]: the run's slot id ("" for none); then per key i, from
 -- ARGV[3 + 2(i-1)]: what to add (may be negative), what the run had reserved (tokens for a
--- token limit, nano-dollars for a spend limit).
+-- token limit, nano-dollars for a spend limit); then the mode: "" (no record), "s" (settle once:
+-- a settle retried after a lost reply counts once) or "r" (release: undo what the record says
+-- the admission added, for one whose reply never arrived); then ms the record lives.
 -- Windows that have ended (keys gone) and users not counted in them are left alone;
--- no counter goes below 0, and no key is created (so none outlives its window).
-for i = 1, #KEYS - 1 do
+-- no counter goes below 0, and no window key is created (so none outlives its window).
+local n = #KEYS - 2
+local record = KEYS[#KEYS]
+local mode = ARGV[3 + 2 * n]
+if mode ~= "" then
+  local first = redis.call("HSETNX", record, "s", "1")
+  redis.call("PEXPIRE", record, ARGV[4 + 2 * n])
+  if first == 0 then return 0 end  -- settled (or released) already
+end
+if mode == "r" and redis.call("HEXISTS", record, "r") == 0 then
+  redis.call("HSET", record, "x", "1")  -- never admitted: a late copy of the admission is refused
+end
+for i = 1, n do
   local key = KEYS[i]
   local delta = tonumber(ARGV[1 + 2 * i])
   local reserved = tonumber(ARGV[2 + 2 * i])
+  if mode == "r" then
+    local added = redis.call("HMGET", record, "c:" .. key, "h:" .. key)
+    delta = -tonumber(added[1] or "0")
+    reserved = tonumber(added[2] or "0")
+  end
   local used = redis.call("HGET", key, "u")
   if used then
     used = tonumber(used)
@@ -27,6 +46,6 @@ for i = 1, #KEYS - 1 do
   end
 end
 if ARGV[2] ~= "" then
-  redis.call("ZREM", KEYS[#KEYS], ARGV[2])
+  redis.call("ZREM", KEYS[#KEYS - 1], ARGV[2])
 end
 return 0
