@@ -13,6 +13,7 @@ only; it never appears in an error message, a log line or ``repr()``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import json
 import logging
@@ -52,7 +53,9 @@ class _Exchange:
 
     def __init__(self, request: HTTPRequest) -> None:
         self._loop = asyncio.get_running_loop()
-        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        #: Body chunks not yet read, in order; None last once the response is over.
+        self.chunks: collections.deque[bytes | None] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
         self.status: int | None = None
         self.headers = HTTPHeaders()
         self._buffered = 0
@@ -60,7 +63,7 @@ class _Exchange:
         request.streaming_callback = self._on_chunk
         self.call = shared_pool().fetch(request, self._on_headers)
         self.fetch: asyncio.Future[HTTPResponse] = self.call.future
-        self.fetch.add_done_callback(lambda _: self.queue.put_nowait(None))
+        self.fetch.add_done_callback(lambda _: self._put(None))
 
     def _on_headers(self, start_line: ResponseStartLine, headers: HTTPHeaders) -> None:
         self.status = start_line.code
@@ -72,8 +75,14 @@ class _Exchange:
         ok = 200 <= (self.status or 0) < 300
         return ok and not self.headers.get("Content-Type", "").startswith("application/json")
 
+    def _put(self, chunk: bytes | None) -> None:
+        self.chunks.append(chunk)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     def _on_chunk(self, chunk: bytes) -> asyncio.Future[None] | None:
-        self.queue.put_nowait(chunk)
+        self._put(chunk)
         self._buffered += len(chunk)
         if self._buffered > HIGH_WATER:  # stop reading the socket until the consumer catches up
             self._resume = self._loop.create_future()
@@ -81,20 +90,26 @@ class _Exchange:
         return None
 
     async def next_chunk(self, deadline: float) -> bytes | None:
-        """The next body chunk, or None once the response is over; TimeoutError at ``deadline``."""
-        queue = self.queue
-        if queue.empty():
-            async with asyncio.timeout_at(deadline):
-                chunk = await queue.get()
-        else:  # already here: no timer to set
-            chunk = queue.get_nowait()
-        if chunk is not None and not queue.empty():  # what is already read goes as one piece
+        """The next body chunk, or None once the response is over; TimeoutError at ``deadline``.
+
+        One future and one timer per wait, and none when a chunk is already here (cheaper per
+        chunk than an ``asyncio.Queue`` under ``asyncio.timeout_at``).
+        """
+        chunks = self.chunks
+        if not chunks:
+            waiter = self._waiter = self._loop.create_future()
+            timer = self._loop.call_at(deadline, _time_out, waiter) if deadline < math.inf else None
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+        chunk = chunks.popleft()
+        if chunk is not None and chunks and chunks[0] is not None:  # what is already read goes as one piece
             parts = [chunk]
-            while not queue.empty():
-                more = queue.get_nowait()
-                if more is None:
-                    queue.put_nowait(None)  # the end stays last
-                    break
+            while chunks and (more := chunks[0]) is not None:  # the end stays last
+                chunks.popleft()
                 parts.append(more)
             chunk = b"".join(parts)
         if chunk is not None:
@@ -111,7 +126,7 @@ class _Exchange:
     async def close(self) -> None:
         """Abort the request if it is still running, then release the client."""
         try:
-            if not self.fetch.done():
+            if not self.fetch.done() and not self.call.answered:  # (answered: its task ends by itself)
                 self.call.abort()  # the socket is closed here, synchronously
                 self._wake()
                 await asyncio.wait([self.fetch], timeout=ABORT_GRACE)
@@ -424,6 +439,11 @@ class OpenAIBackend(Backend):
             message = f"upstream {self._where} stalled for {self.idle_timeout:g} s mid-stream"
         log.info("%s", message)
         return BackendTimeout(message)
+
+
+def _time_out(waiter: "asyncio.Future[None]") -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 def _forces_a_tool(choice: Any) -> bool:

@@ -83,6 +83,8 @@ class UpstreamCall:
         self.answer = _Answer(request, on_headers)
         self.connection: UpstreamConnection | None = None
         self.aborted = False
+        #: The answer was read to its end (its connection pooled or closed); the future follows.
+        self.answered = False
         self._connecting: asyncio.Future[UpstreamConnection] | None = None
         self.future: asyncio.Future[HTTPResponse] = asyncio.ensure_future(self._run())
 
@@ -128,6 +130,7 @@ class UpstreamCall:
     def _ended(self, connection: UpstreamConnection, target: Target, reusable: bool) -> None:
         """The answer's last byte is read: keep the connection for the next call, or close it (now,
         before the consumer sees the end, so that an abort after it finds nothing to close)."""
+        self.answered = True
         if reusable and self.answer.keep_alive and not self.aborted and not connection.closed:
             connection.release()
             self.pool.give_back(target, connection)
