@@ -215,7 +215,7 @@ async def test_a_client_that_leaves_mid_stream_cancels_the_upstream_call(server_
 
 def test_the_guides_sdk_example_streams_from_the_demo_model():
     """The guide's "Use it from Anthropic clients" snippet, as written, against ``python -m monoai_tornado``."""
-    readme = (Path(__file__).resolve().parents[1] / "docs" / "usage.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Use it from Anthropic clients", 1)[1]
     snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
     servers = Servers("--log-level", "warning")

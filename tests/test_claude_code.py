@@ -72,7 +72,7 @@ async def test_claude_code_runs_a_tool_through_the_server_and_prints_the_upstrea
 
 
 def test_the_guides_claude_code_variables_are_the_ones_tested():
-    guide = (Path(__file__).resolve().parents[1] / "docs" / "usage.md").read_text(encoding="utf-8")
+    guide = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     for variable in ("ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY", "ANTHROPIC_MODEL",
                      "ANTHROPIC_DEFAULT_HAIKU_MODEL"):
         assert variable in guide

@@ -144,7 +144,7 @@ def test_links_work_in_a_clone(guide):
 
 def test_readme_is_what_a_user_needs_in_the_first_hour():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert len(readme.splitlines()) < 200
+    assert len(readme.splitlines()) < 360  # first steps, the three client dialects, several models, tests
     for guide in GUIDES[1:]:
         assert f"](docs/{guide.name})" in readme, f"README does not link {guide.name}"
     # Commands run the project's interpreter: plain `python` works only in an activated venv.
