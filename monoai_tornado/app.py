@@ -32,7 +32,8 @@ from .keys import KeyRing
 from .lifecycle import Lifecycle
 from .money.ledger import UsageLedger
 from .money.prices import Prices
-from .pipeline import DEFAULT_MAX_TOKENS, ModelTarget, Pipeline
+from .pipeline import DEFAULT_MAX_TOKENS, Pipeline
+from .targets import ModelTarget
 from .ratelimit import Limiter, RateLimiter
 from .routing import Gateway
 from .routes import endpoint_lines, endpoint_names, operations, routes_for, url_specs

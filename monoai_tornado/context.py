@@ -14,7 +14,8 @@ from .dialects.responses_store import MemoryResponseStore, ResponseStore
 from .errors import NotFound
 from .keys import KeyRing
 from .lifecycle import Lifecycle
-from .pipeline import AgentTarget, ModelTarget, Pipeline, Target
+from .pipeline import Pipeline
+from .targets import AgentTarget, ModelTarget, Target
 from .ratelimit import Limiter
 
 if TYPE_CHECKING:

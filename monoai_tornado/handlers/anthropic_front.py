@@ -15,7 +15,7 @@ import tornado.web
 from ..chat_request import ChatRequest
 from ..conversation import RunResult
 from ..dialects.anthropic import MessagesRequest, MessageStream, message_object, parse_messages_body
-from ..pipeline import AgentTarget, Target
+from ..targets import AgentTarget, Target
 from ..prompt_tokens import upper_bound
 from .base import JsonHandler
 from .http import PromptHandler

@@ -20,7 +20,8 @@ from ..conversation import RunResult
 from ..lifecycle import cancelled_for_shutdown
 from ..errors import ApiError, ClientGone, PayloadTooLarge, ShuttingDown
 from ..rendering import render_error
-from ..pipeline import Target, Ticket
+from ..pipeline import Ticket
+from ..targets import Target
 from ..routing.note import DEPLOYMENT_HEADER, ROUTE_NOTE, RouteNote
 from ..prompt_request import PromptRequest, parse_prompt_body
 from ..tornado_internals import http_stream, is_finished

@@ -19,7 +19,7 @@ from ..chat_request import ChatRequest, parse_chat_body
 from ..errors import BadRequest, NotFound
 from ..calls import RunEvents
 from ..conversation import RunResult
-from ..pipeline import AgentTarget, ModelTarget, Target
+from ..targets import AgentTarget, ModelTarget, Target
 from .base import JsonHandler, dumps
 from .http import PromptHandler
 

@@ -22,7 +22,8 @@ from ..dialects.responses import ResponseBuilder, ResponsesRequest, parse_respon
 from ..dialects.responses_events import Event, ResponseEvents
 from ..dialects.responses_store import StoredResponse
 from ..errors import ApiError, BadRequest, NotFound
-from ..pipeline import ModelTarget, Target, Ticket
+from ..pipeline import Ticket
+from ..targets import ModelTarget, Target
 from .base import dumps
 from .http import PromptHandler
 from .openai_front import OpenAIShapedErrors, target_for

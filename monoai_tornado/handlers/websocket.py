@@ -22,7 +22,8 @@ from ..lifecycle import cancelled_for_shutdown
 from ..errors import ApiError, ClientGone, Overloaded, ShuttingDown
 from ..keys.ring import SUBPROTOCOL
 from ..prompt_request import PromptRequest, load_json_object, parse_prompt_object
-from ..pipeline import Target, Ticket
+from ..pipeline import Ticket
+from ..targets import Target
 from ..rendering import ErrorAnswer, render_error
 from ..tornado_internals import FrameWriter, frame_writer, reason, websocket_backed_up
 from ..logs import log_access

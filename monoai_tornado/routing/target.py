@@ -7,7 +7,7 @@ from ..calls import RunEvents, UsageMeter
 from ..conversation import ModelInfo, RunResult
 from ..money.prices import Prices
 from ..money.routed import chain_prices, deployment_prices
-from ..pipeline import ModelTarget
+from ..targets import ModelTarget
 from ..prompt_request import PromptRequest
 from .backend import RoutedBackend, RouterHolder
 from .note import ROUTE_NOTE, RouteNote
