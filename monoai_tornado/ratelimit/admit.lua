@@ -2,7 +2,7 @@
 -- KEYS[i]: the user's hash in limit i's current window: u -> used, h -> tokens (nano-dollars)
 -- reserved by runs in flight (token and spend limits); KEYS[#KEYS - 1]: sorted set of the user's runs
 -- in flight (id -> expiry in ms), for a concurrency limit; KEYS[#KEYS]: the admission's record
--- (hash: r -> the reply, c:<key> -> what it added to a key's u, h:<key> -> to its h; x -> released),
+-- (hash: r -> the reply, c<i> -> what it added to KEYS[i]'s u, h<i> -> to its h; x -> released),
 -- written when admitted. Every key is in the user's hash slot.
 -- ARGV[1]: user; ARGV[2]: prompt tokens; ARGV[3]: completion cap asked for (0: none);
 -- ARGV[4]: concurrency limit (0: none); ARGV[5]: the run's slot id; ARGV[6]: now in ms;
@@ -99,8 +99,8 @@ for i = 1, n do
   result[i + 2] = redis.call("HINCRBY", key, "u", string.format("%.0f", cost))
   redis.call("PEXPIRE", key, ttl)
   if id ~= "" then
-    redis.call("HSET", record, "c:" .. key, string.format("%.0f", cost))
-    if kind ~= "0" then redis.call("HSET", record, "h:" .. key, string.format("%.0f", cost)) end
+    redis.call("HSET", record, "c" .. i, string.format("%.0f", cost))
+    if kind ~= "0" then redis.call("HSET", record, "h" .. i, string.format("%.0f", cost)) end
   end
 end
 if slots > 0 then

@@ -14,7 +14,8 @@ Keys are laid out by user, so that they shard over a Redis Cluster (``redis+clus
     {prefix}{{user}}s                               sorted set: the user's runs in flight ->
                                                     expiry (ms); expires 30 s after the last
     {prefix}{{user}}adm:{admission id}             hash: what one admission counted and whether
-                                                    it was settled; expires after 2 minutes
+                                                    it was settled; expires 2 minutes after
+                                                    the admission, 30 s after the settle
 
 ``{user}`` is a hash tag (the user id with ``%``, ``{`` and ``}`` percent-escaped, so nobody
 picks another's slot): one admission's keys all live in one slot, hence one node, and users
@@ -63,6 +64,8 @@ LOST = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
 #: Milliseconds an admission's record lives (what it counted, whether it was settled): long
 #: enough for its retry or release, short enough to cost little memory per admission.
 ADMISSION_TTL_MS = 120_000
+#: Milliseconds a settled admission's record lives (for a settle sent again after a lost reply).
+SETTLED_TTL_MS = 30_000
 CLUSTER_SCHEME = "redis+cluster://"
 SENTINEL_SCHEME = "redis+sentinel://"
 
@@ -313,7 +316,7 @@ class RedisStore:
         args: list[Any] = [user, slot or ""]
         for limit in limits:
             args += money if limit.is_money else (delta, reserved)
-        args += ("s" if admission_id else "", ADMISSION_TTL_MS)
+        args += ("s" if admission_id else "", SETTLED_TTL_MS)
         keys = [*self._keys(user, limits, starts), self._slot_key(user), self._record_key(user, admission_id)]
         if admission_id:
             await self._once(self._settle, keys, args)

@@ -6,7 +6,8 @@
 -- ARGV[3 + 2(i-1)]: what to add (may be negative), what the run had reserved (tokens for a
 -- token limit, nano-dollars for a spend limit); then the mode: "" (no record), "s" (settle once:
 -- a settle retried after a lost reply counts once) or "r" (release: undo what the record says
--- the admission added, for one whose reply never arrived); then ms the record lives.
+-- the admission added, for one whose reply never arrived: KEYS are then admit.lua's, in its
+-- order); then ms the record lives from now (settled, it is kept only for a settle's retry).
 -- Windows that have ended (keys gone) and users not counted in them are left alone;
 -- no counter goes below 0, and no window key is created (so none outlives its window).
 local n = #KEYS - 2
@@ -25,7 +26,7 @@ for i = 1, n do
   local delta = tonumber(ARGV[1 + 2 * i])
   local reserved = tonumber(ARGV[2 + 2 * i])
   if mode == "r" then
-    local added = redis.call("HMGET", record, "c:" .. key, "h:" .. key)
+    local added = redis.call("HMGET", record, "c" .. i, "h" .. i)  -- the keys are admit.lua's
     delta = -tonumber(added[1] or "0")
     reserved = tonumber(added[2] or "0")
   end
