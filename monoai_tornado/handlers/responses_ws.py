@@ -28,7 +28,7 @@ from ..rendering import render_error
 from ..request_trace import RequestTrace
 from ..tornado_internals import frame_writer
 from .responses import begin_turn, keep, owner_of
-from .websocket import CLOSE_MESSAGE_TOO_BIG, CLOSE_UNSUPPORTED_DATA, PromptSocket
+from .websocket import PromptSocket
 
 log = logging.getLogger("monoai_tornado.responses")
 
@@ -95,16 +95,11 @@ class ResponsesSocket(PromptSocket):
     def on_message(self, message: str | bytes) -> None:
         if self.closed:
             return
-        if isinstance(message, bytes):
-            self._refuse("Binary messages are not supported; send JSON text", "unsupported_data",
-                         CLOSE_UNSUPPORTED_DATA)
-            return
-        if len(message) > self.context.max_ws_message_size:
-            self._refuse(f"Message is larger than {self.context.max_ws_message_size} bytes",
-                         "message_too_big", CLOSE_MESSAGE_TOO_BIG)
+        text = self._text_or_refuse(message)
+        if text is None:
             return
         try:
-            body = load_json_object(message)
+            body = load_json_object(text)
             if body.get("type") != "response.create":
                 raise InvalidJson('Send {"type": "response.create", ...the body of POST /v1/responses...}')
             if self.current is not None:

@@ -207,16 +207,11 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
     def on_message(self, message: str | bytes) -> None:
         if self.target is None or self.closed:
             return
-        if isinstance(message, bytes):
-            self._refuse("Binary messages are not supported; send JSON text", "unsupported_data",
-                         CLOSE_UNSUPPORTED_DATA)
-            return
-        if len(message) > self.context.max_ws_message_size:
-            self._refuse(f"Message is larger than {self.context.max_ws_message_size} bytes",
-                         "message_too_big", CLOSE_MESSAGE_TOO_BIG)
+        text = self._text_or_refuse(message)
+        if text is None:
             return
         try:
-            body = load_json_object(message)
+            body = load_json_object(text)
             if body.get("type") == "cancel":
                 self._cancel_current()
                 return
@@ -276,6 +271,18 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
                 await written
             except (tornado.websocket.WebSocketClosedError, StreamClosedError):
                 raise ClientGone() from None
+
+    def _text_or_refuse(self, message: str | bytes) -> str | None:
+        """The message's text; None once a binary or too big message is refused (error, close)."""
+        if isinstance(message, bytes):
+            self._refuse("Binary messages are not supported; send JSON text", "unsupported_data",
+                         CLOSE_UNSUPPORTED_DATA)
+            return None
+        if len(message) > self.context.max_ws_message_size:
+            self._refuse(f"Message is larger than {self.context.max_ws_message_size} bytes",
+                         "message_too_big", CLOSE_MESSAGE_TOO_BIG)
+            return None
+        return message
 
     def _refuse(self, error: str, code: str, close_code: int) -> None:
         try:
