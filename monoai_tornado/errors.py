@@ -86,6 +86,12 @@ class Forbidden(ApiError):
     status, code = 403, "forbidden"
 
 
+class ModelNotAllowed(Forbidden):
+    """The request's API key names the models it may use, and not this one."""
+
+    code = "model_not_allowed"
+
+
 class NotFound(ApiError):
     status, code = 404, "not_found"
 

@@ -23,6 +23,7 @@ from .errors import ApiError, BackendError, ClientGone, Overloaded, RateLimited,
 from .identity import Identity, IdentityResolver
 from .lifecycle import Lifecycle
 from .metrics import Metrics
+from .model_access import allowed_model
 from .money.ledger import UsageLedger, ledger_entry
 from .money.prices import Prices
 from .ratelimit import Admission, Limit, Limiter
@@ -147,6 +148,8 @@ class Pipeline:
         identity = await self.identity.resolve(request.user_id, peer, headers)
         if (trace := current_trace.get()) is not None:
             trace.identity = identity  # who it was, even when refused below (logs, traces)
+        if identity.api_key is not None and target is not None:
+            allowed_model(identity.api_key, target)
         max_tokens = request.max_tokens or self.default_max_tokens
         # Checked and counted in one step, before any await: the limit is exact.
         if self.max_concurrent_runs is not None and self.admitted >= self.max_concurrent_runs:

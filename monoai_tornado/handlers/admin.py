@@ -1,6 +1,6 @@
 """``/admin/keys``: create, list and revoke API keys over HTTP, behind the admin token.
 
-    POST   /admin/keys        {"user", "name"?, "limits"?, "token_limits"?, "spend_limits"?, "expires_in"?} -> 201
+    POST   /admin/keys        {"user", "name"?, "limits"?, "token_limits"?, "spend_limits"?, "models"?, "expires_in"?} -> 201
     GET    /admin/keys        every key, without secrets
     DELETE /admin/keys/{id}   revoke -> {"id", "revoked": true}; 404 for an unknown id
 
@@ -44,6 +44,15 @@ def _optional_strings(body: dict[str, Any], field: str) -> list[str]:
     return value
 
 
+def _optional_models(body: dict[str, Any]) -> list[str]:
+    value = body.get("models")
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
+        raise InvalidJson("Field 'models' must be a list of model names like ['chat', 'gpt-4o-mini']")
+    return value
+
+
 class AdminKeysHandler(_AdminKeysBase):
     """``POST /admin/keys`` (create) and ``GET /admin/keys`` (list)."""
 
@@ -60,7 +69,8 @@ class AdminKeysHandler(_AdminKeysBase):
         try:
             secret, record = new_key(user, name=name, limits=_optional_strings(body, "limits"),
                                      token_limits=_optional_strings(body, "token_limits"),
-                                     spend_limits=_optional_strings(body, "spend_limits"), expires_in=expires_in)
+                                     spend_limits=_optional_strings(body, "spend_limits"),
+                                     models=_optional_models(body), expires_in=expires_in)
         except ValueError as exc:
             raise InvalidJson(str(exc)) from None
         await self.ring.add(record)
@@ -68,7 +78,7 @@ class AdminKeysHandler(_AdminKeysBase):
         self.send_json({"id": record.id, "key": secret, "user": record.user, "name": record.name,
                         "created_at": public["created_at"], "expires_at": public["expires_at"],
                         "limits": public["limits"], "token_limits": public["token_limits"],
-                        "spend_limits": public["spend_limits"], "prefix": record.prefix}, status=201)
+                        "spend_limits": public["spend_limits"], "models": public["models"], "prefix": record.prefix}, status=201)
 
     async def get(self) -> None:
         self.send_json({"keys": [record.public() for record in await self.ring.store.all()]})

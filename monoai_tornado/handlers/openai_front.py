@@ -39,7 +39,7 @@ class ModelsHandler(OpenAIShapedErrors):
     endpoint = "v1_models"
 
     async def get(self) -> None:
-        await self.caller_key()
+        key = await self.caller_key()
         created = int(self.context.started_at.timestamp())
         data = []
         gateway = self.context.gateway
@@ -52,6 +52,8 @@ class ModelsHandler(OpenAIShapedErrors):
             data.append({"id": self.context.model.name, "object": "model", "created": created, "owned_by": owner})
         data += [{"id": AGENT_PREFIX + name, "object": "model", "created": created, "owned_by": self.context.name}
                  for name in sorted(self.context.agents)]
+        if key is not None:  # a key naming its models sees only those
+            data = [entry for entry in data if key.allows(str(entry["id"]))]
         self.send_json({"object": "list", "data": data})
 
 

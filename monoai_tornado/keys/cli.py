@@ -61,6 +61,14 @@ def _store_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis-prefix", default="monoai:", help="key prefix in Redis (default monoai:)")
 
 
+def _models(text: str) -> list[str]:
+    """``chat,gpt-4o-mini`` -> ``["chat", "gpt-4o-mini"]``."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("name at least one model, e.g. --models chat,gpt-4o-mini")
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="monoai-tornado keys", description="Create, list and revoke API keys.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{create,list,revoke}")
@@ -73,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="token limit such as 1000/minute (repeatable; replaces the server's defaults)")
     create.add_argument("--spend-limit", type=_spend_limit, action="append", default=[], metavar="USD/WINDOW",
                         help="spend limit such as 5/day or 100/month (repeatable; replaces the server's defaults)")
+    create.add_argument("--models", type=_models, action="extend", default=[], metavar="NAME,NAME",
+                        help="the models the key may use, comma-separated (default: every model)")
     create.add_argument("--expires-in", type=_duration, metavar="DURATION", help="30d, 12h, 15m, 90s or seconds")
     _store_options(create)
     listing = commands.add_parser("list", help="every key, without secrets")
@@ -118,7 +128,8 @@ async def run(args: argparse.Namespace) -> int:
     try:
         if args.command == "create":
             secret, record = new_key(args.user, name=args.name, limits=args.limit, token_limits=args.token_limit,
-                                     spend_limits=args.spend_limit, expires_in=args.expires_in)
+                                     spend_limits=args.spend_limit, models=args.models,
+                                     expires_in=args.expires_in)
             await store.add(record)
             print(secret, flush=True)
             print(f"created {record.id} for user {record.user!r}"

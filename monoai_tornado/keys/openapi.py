@@ -26,7 +26,9 @@ def _schemas() -> dict[str, Schema]:
     public = {"id": {"type": "string", "pattern": "^key_"}, "user": {"type": "string"},
               "name": {"type": ["string", "null"]}, "prefix": {"type": "string", "pattern": "^sk-mt-"},
               "created_at": {"type": "string", "format": "date-time"}, "expires_at": _WHEN,
-              "revoked": {"type": "boolean"}, "limits": _LIMITS, "token_limits": _LIMITS, "spend_limits": _LIMITS}
+              "revoked": {"type": "boolean"}, "limits": _LIMITS, "token_limits": _LIMITS, "spend_limits": _LIMITS,
+              "models": {"type": "array", "items": {"type": "string", "minLength": 1},
+                         "description": "The models the key may use; empty: every one."}}
     created = {**{k: v for k, v in public.items() if k != "revoked"},
                "key": {"type": "string", "pattern": "^sk-mt-", "description": "Shown this once; only its hash is kept."}}
     return {
@@ -36,7 +38,7 @@ def _schemas() -> dict[str, Schema]:
         "NewApiKey": {"type": "object", "required": list(created), "properties": created},
         "NewApiKeyRequest": {"type": "object", "required": ["user"], "properties": {
             "user": {"type": "string", "minLength": 1}, "name": {"type": "string"}, "limits": _LIMITS,
-            "token_limits": _LIMITS, "spend_limits": _LIMITS, "expires_in": {"type": "number", "exclusiveMinimum": 0,
+            "token_limits": _LIMITS, "spend_limits": _LIMITS, "models": public["models"], "expires_in": {"type": "number", "exclusiveMinimum": 0,
                                                     "description": "Seconds."}}},
         "RevokedApiKey": {"type": "object", "required": ["id", "revoked"],
                           "properties": {"id": {"type": "string"}, "revoked": {"const": True}}},

@@ -94,6 +94,8 @@ class ApiKey:
     limits: tuple[str, ...] = ()
     token_limits: tuple[str, ...] = ()
     spend_limits: tuple[str, ...] = ()
+    #: The models (names as ``/v1/models`` lists them) the key may use; empty: every one.
+    models: tuple[str, ...] = ()
     #: The parsed limits, in the order the limiter applies them (empty: the server's defaults).
     rate_limits: tuple[Limit, ...] = field(default=(), compare=False, repr=False)
 
@@ -101,6 +103,10 @@ class ApiKey:
         parsed = (_limits(self.limits, "request") + _limits(self.token_limits, "token")
                   + tuple(parse_spend_limit(text) for text in self.spend_limits))
         object.__setattr__(self, "rate_limits", parsed)
+
+    def allows(self, model: str) -> bool:
+        """True when the key may use ``model`` (a key naming no models may use every one)."""
+        return not self.models or model in self.models
 
     def expired(self, now: float | None = None) -> bool:
         return self.expires_at is not None and (time.time() if now is None else now) >= self.expires_at
@@ -117,14 +123,14 @@ class ApiKey:
         return {"id": self.id, "user": self.user, "name": self.name, "prefix": self.prefix,
                 "created_at": _iso(self.created_at), "expires_at": _iso(self.expires_at),
                 "revoked": self.revoked, "limits": list(self.limits), "token_limits": list(self.token_limits),
-                "spend_limits": list(self.spend_limits)}
+                "spend_limits": list(self.spend_limits), "models": list(self.models)}
 
     def to_json(self) -> dict[str, Any]:
         """The stored form (the hash, never the key)."""
         return {"id": self.id, "user": self.user, "name": self.name, "hash": self.hash, "prefix": self.prefix,
                 "created_at": self.created_at, "expires_at": self.expires_at, "revoked": self.revoked,
                 "limits": list(self.limits), "token_limits": list(self.token_limits),
-                "spend_limits": list(self.spend_limits)}
+                "spend_limits": list(self.spend_limits), "models": list(self.models)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ApiKey:
@@ -132,11 +138,12 @@ class ApiKey:
                    created_at=_epoch(data["created_at"]) or 0.0, name=data.get("name"),
                    expires_at=_epoch(data.get("expires_at")), revoked=bool(data.get("revoked", False)),
                    limits=tuple(data.get("limits") or ()), token_limits=tuple(data.get("token_limits") or ()),
-                   spend_limits=tuple(data.get("spend_limits") or ()))
+                   spend_limits=tuple(data.get("spend_limits") or ()),
+                   models=tuple(data.get("models") or ()))
 
 
 def new_key(user: str, *, name: str | None = None, limits: Sequence[str] = (), token_limits: Sequence[str] = (),
-            spend_limits: Sequence[str] = (),
+            spend_limits: Sequence[str] = (), models: Sequence[str] = (),
             expires_in: float | None = None, now: float | None = None) -> tuple[str, ApiKey]:
     """A fresh key and its record; ValueError for a bad user, limit or expiry.
 
@@ -154,6 +161,9 @@ def new_key(user: str, *, name: str | None = None, limits: Sequence[str] = (), t
     for text in (*limits, *token_limits, *spend_limits):
         if not isinstance(text, str):
             raise ValueError(f"a limit must be a string like '5/minute', not {text!r}")
+    for model in models:
+        if not isinstance(model, str) or not model.strip():
+            raise ValueError(f"a model must be a non-empty string, not {model!r}")
     created = time.time() if now is None else now
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     record = ApiKey(
@@ -161,6 +171,7 @@ def new_key(user: str, *, name: str | None = None, limits: Sequence[str] = (), t
         user=user, hash=hash_key(secret), prefix=secret[:DISPLAY_PREFIX_LENGTH], created_at=created, name=name,
         expires_at=None if expires_in is None else created + float(expires_in),
         limits=tuple(limits), token_limits=tuple(token_limits), spend_limits=tuple(spend_limits),  # parsed in __post_init__
+        models=tuple(models),
     )
     names = [limit.name for limit in record.rate_limits]
     if len(set(names)) != len(names):
