@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .conversation import NO_PARAMETERS, Message, Role, ToolCall, ToolChoice, ToolDefinition
+from .conversation import Message, Role, ToolCall, ToolChoice, ToolDefinition
 from .errors import InvalidJson, MissingPrompt
 from .fields import Const, Field, Flag, Number, Stops, Text
 from .prompt_request import PromptRequest, identity_field, load_json_object, max_tokens_field
+from .tool_fields import BadToolField, tool_definition, with_tools
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 #: Most stop sequences OpenAI accepts.
@@ -125,15 +126,15 @@ def _tools(body: dict[str, Any]) -> tuple[ToolDefinition, ...]:
     definitions = []
     for index, tool in enumerate(tools):
         function = tool.get("function") if isinstance(tool, dict) else None
-        if (not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(function, dict)
-                or not isinstance(function.get("name"), str) or not function["name"]
-                or not isinstance(function.get("parameters", {}), dict)
-                or not isinstance(function.get("description", ""), (str, type(None)))):
+        try:
+            if not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(function, dict) \
+                    or function.get("parameters", {}) is None:  # a bad wrapper, or null parameters
+                raise BadToolField("parameters")  # answered as any bad field: the one message below
+            definitions.append(tool_definition(function.get("name"), function.get("description"),
+                                               function.get("parameters")))
+        except BadToolField:
             raise InvalidJson(f"tools[{index}] must be {{\"type\": \"function\", \"function\": "
-                              "{\"name\", \"description\"?, \"parameters\"?}}")
-        parameters = function.get("parameters")
-        definitions.append(ToolDefinition(function["name"], function.get("description"),
-                                          parameters if parameters is not None else dict(NO_PARAMETERS)))
+                              "{\"name\", \"description\"?, \"parameters\"?}}") from None
     return tuple(definitions)
 
 
@@ -149,9 +150,7 @@ def _tool_choice(body: dict[str, Any], tools: tuple[ToolDefinition, ...]) -> Too
     else:
         raise InvalidJson("tool_choice must be \"none\", \"auto\", \"required\" or "
                           "{\"type\": \"function\", \"function\": {\"name\": ...}}")
-    if not tools and parsed.mode != "none":
-        raise InvalidJson("tool_choice needs tools")
-    return parsed
+    return with_tools(parsed, tools)
 
 
 def _last_user_text(messages: tuple[Message, ...]) -> str:

@@ -26,6 +26,7 @@ from ..errors import InvalidJson, MissingPrompt
 from ..chat_request import STREAM, TOP_P
 from ..fields import Field, Integer, Number, Stops, Text
 from ..prompt_request import MAX_TOKENS_LIMIT, PromptRequest, identity_field, load_json_object
+from ..tool_fields import BadToolField, ToolField, tool_definition, with_tools
 
 #: The prefix of the tool-use ids this front hands out.
 TOOL_ID_PREFIX = "toolu_"
@@ -172,6 +173,13 @@ def _conversation(body: dict[str, Any], items: list[Any]) -> list[Message]:
     return [Message("system", system), *turns] if system else turns
 
 
+_TOOL_FIELD_ERRORS: dict[ToolField, str] = {
+    "name": ".name must be a non-empty string",
+    "description": ".description must be a string",
+    "parameters": ".input_schema must be a JSON Schema object",
+}
+
+
 def _tools(body: dict[str, Any]) -> tuple[ToolDefinition, ...]:
     tools = body.get("tools")
     if tools is None:
@@ -186,17 +194,10 @@ def _tools(body: dict[str, Any]) -> tuple[ToolDefinition, ...]:
         if tool.get("type") not in (None, "custom"):
             raise InvalidJson(f"{where}: server tools ({tool.get('type')!r}) are not supported; "
                               "only client tools with an input_schema")
-        name, description, schema = tool.get("name"), tool.get("description"), tool.get("input_schema")
-        if not isinstance(name, str) or not name:
-            raise InvalidJson(f"{where}.name must be a non-empty string")
-        if description is not None and not isinstance(description, str):
-            raise InvalidJson(f"{where}.description must be a string")
-        if schema is None:
-            definitions.append(ToolDefinition(name, description))
-        elif isinstance(schema, dict):
-            definitions.append(ToolDefinition(name, description, schema))
-        else:
-            raise InvalidJson(f"{where}.input_schema must be a JSON Schema object")
+        try:
+            definitions.append(tool_definition(tool.get("name"), tool.get("description"), tool.get("input_schema")))
+        except BadToolField as exc:
+            raise InvalidJson(where + _TOOL_FIELD_ERRORS[exc.field]) from None
     return tuple(definitions)
 
 
@@ -212,9 +213,7 @@ def _tool_choice(body: dict[str, Any], tools: tuple[ToolDefinition, ...]) -> Too
     else:
         raise InvalidJson("tool_choice must be {\"type\": \"auto\" | \"any\" | \"none\"} or "
                           "{\"type\": \"tool\", \"name\": ...}")
-    if not tools and parsed.mode != "none":
-        raise InvalidJson("tool_choice needs tools")
-    return parsed
+    return with_tools(parsed, tools)
 
 
 def _metadata_user(body: dict[str, Any]) -> str | None:

@@ -25,6 +25,7 @@ from ..conversation import Message, RunResult, ToolCall, ToolChoice, ToolDefinit
 from ..errors import BadRequest, InvalidJson, MissingPrompt
 from ..fields import Field, Flag
 from ..prompt_request import PromptRequest, identity_field, load_json_object, max_tokens_field
+from ..tool_fields import BadToolField, tool_definition
 
 __all__ = ["ResponsesRequest", "ResponseBuilder", "parse_responses_object", "parse_responses_body",
            "MAX_CONVERSATION_ITEMS", "MAX_CONVERSATION_BYTES", "new_id"]
@@ -129,13 +130,11 @@ def _tools(body: dict[str, Any]) -> tuple[ToolDefinition, ...]:
         if tool.get("type") != "function":
             raise BadRequest(f"tools[{index}].type {str(tool.get('type'))[:40]!r} is not supported here: only "
                              "function tools (the client runs them)", code="unsupported_tool")
-        name, parameters, description = tool.get("name"), tool.get("parameters"), tool.get("description")
-        if not isinstance(name, str) or not name or not isinstance(parameters, (dict, type(None))) \
-                or not isinstance(description, (str, type(None))):
+        try:
+            checked.append(tool_definition(tool.get("name"), tool.get("description"), tool.get("parameters")))
+        except BadToolField:
             raise InvalidJson(f"tools[{index}] must be {{\"type\": \"function\", \"name\", \"description\"?, "
-                              "\"parameters\"?}}")
-        checked.append(ToolDefinition(name, description, parameters) if parameters is not None
-                       else ToolDefinition(name, description))
+                              "\"parameters\"?}}") from None
     return tuple(checked)
 
 
