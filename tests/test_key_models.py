@@ -61,3 +61,16 @@ def test_a_key_naming_its_models_may_use_only_those(servers: Servers, tmp_path: 
     assert call(base + "/model", {"prompt": "hi", "model": "chat"}, key=created["key"])[1]["code"] == \
         "model_not_allowed"
     assert call(base + "/admin/keys", {"user": "bob", "models": "other"}, key=ADMIN)[0] == 400
+
+
+def test_without_a_key_an_unknown_model_is_401_not_404(servers: Servers, tmp_path: Path) -> None:
+    """Under --require-api-key nothing about the models is told before the key: 401 on every front."""
+    config, keys_file = tmp_path / "models.toml", tmp_path / "keys.json"
+    config.write_text(CONFIG)
+    keys_file.write_text('{"keys": []}')
+    base = servers("--config", str(config), "--keys-file", str(keys_file), "--require-api-key")
+    chat = {"model": "nope", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    assert call(base + "/model", {"prompt": "hi", "model": "nope"})[0] == 401
+    assert call(base + "/v1/chat/completions", chat)[0] == 401
+    assert call(base + "/v1/messages", chat)[0] == 401
+    assert call(base + "/v1/messages/count_tokens", chat)[0] == 401

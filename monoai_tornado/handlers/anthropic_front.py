@@ -81,6 +81,7 @@ class MessagesHandler(AnthropicShapedErrors, PromptHandler):
         return "v1_messages_stream" if self.streaming else "v1_messages"
 
     async def post(self, agent_name: str | None = None) -> None:
+        await self.caller_key()  # 401 before the model is looked at: no key, no 404 either
         self.parsed = parsed = parse_messages_body(self.received_body())
         target = _target(self, parsed)
         self.streaming = parsed.stream
@@ -127,6 +128,7 @@ class CountTokensHandler(AnthropicShapedErrors, PromptHandler):
         return "v1_messages_count_tokens"
 
     async def post(self, agent_name: str | None = None) -> None:
+        await self.caller_key()  # 401 before the model is looked at: no key, no 404 either
         parsed = parse_messages_body(self.received_body(), counting=True)
         _target(self, parsed)
         pipeline = self.context.pipeline

@@ -85,6 +85,7 @@ class PromptHandler(JsonHandler):
         return self.streaming and "text/event-stream" in self.request.headers.get("Accept", "")
 
     async def post(self, agent_name: str | None = None) -> None:
+        await self.caller_key()  # 401 before the model is looked at: no key, no 404 either
         target = self.context.target(agent_name)
         request = parse_prompt_body(self.received_body())
         if agent_name is None:

@@ -185,6 +185,7 @@ class ChatCompletionsHandler(OpenAIShapedErrors, PromptHandler):
         return "v1_chat_stream" if self.streaming else "v1_chat"
 
     async def post(self, agent_name: str | None = None) -> None:
+        await self.caller_key()  # 401 before the model is looked at: no key, no 404 either
         self.chat = chat = parse_chat_body(self.received_body())
         target = target_for(self, chat)
         self.streaming = chat.stream
