@@ -13,7 +13,8 @@ import asyncio
 import re
 
 from ..usage import shared_counter
-from .base import Backend, CallOptions, EventStream, Message, TextDelta, TextDeltas, ToolCallsRequested, ToolSchema
+from .base import (Backend, CallOptions, EventStream, FinishReason, Message, TextDelta, TextDeltas, ToolCallsRequested,
+                   ToolSchema)
 from .demo_planner import plan_demo_turn
 
 #: Default pause between chunks, in seconds: visible streaming without slowing tests.
@@ -98,11 +99,13 @@ class DemoBackend(Backend):
         )
         return split_into_chunks(text)
 
-    def _limited(self, pieces: list[str], options: CallOptions) -> list[str]:
+    def _limited(self, pieces: list[str], options: CallOptions) -> tuple[list[str], FinishReason | None]:
         """``pieces`` cut before the first ``stop`` sequence, then to ``max_tokens`` tokens
-        (``pieces`` itself when neither cuts anything)."""
+        (``pieces`` itself when neither cuts anything), and the stop sequence that ended the
+        answer when one did (named as vLLM names it)."""
         text = whole = "".join(pieces)
-        cut = min((i for i in (text.find(s) for s in options.stop) if i >= 0), default=len(text))
+        found = [(at, stop) for stop in options.stop if (at := text.find(stop)) >= 0]
+        cut, matched = min(found, key=lambda hit: hit[0]) if found else (len(text), None)
         text = text[:cut]
         # A token is at least one byte: a text of no more bytes than max_tokens needs no counting.
         if options.max_tokens is not None and len(text.encode()) > options.max_tokens:
@@ -110,10 +113,13 @@ class DemoBackend(Backend):
             tokens = encoding.encode(text, disallowed_special=())
             if len(tokens) > options.max_tokens:
                 text = encoding.decode(tokens[: options.max_tokens]).rstrip("\ufffd")
-        return pieces if text == whole else split_into_chunks(text)
+                matched = None  # the cap ended it first
+        finish = FinishReason("stop", matched) if matched is not None else None
+        return (pieces if text == whole else split_into_chunks(text)), finish
 
     async def stream(self, messages: list[Message], *, tools: list[ToolSchema] | None = None,
                      options: CallOptions | None = None) -> EventStream:
+        finish: FinishReason | None = None
         if tools:  # the planner decides: a reply word by word, or a line and tool calls
             turn = plan_demo_turn(messages, tools)
             if turn is not None and turn.calls:
@@ -124,12 +130,16 @@ class DemoBackend(Backend):
         else:
             pieces = self.answer_pieces(messages)
             if options is not None and (options.stop or options.max_tokens is not None):
-                pieces = self._limited(pieces, options)
+                pieces, finish = self._limited(pieces, options)
             if not self.delay:  # every piece is ready at once: hand them over in one step
                 batch = self._fixed_batch if pieces is self._fixed_pieces else None
                 yield batch if batch is not None else TextDeltas(tuple(pieces))
+                if finish is not None:
+                    yield finish
                 return
         for index, piece in enumerate(pieces):
             if index and self.delay:
                 await asyncio.sleep(self.delay)
             yield TextDelta(piece)
+        if finish is not None:
+            yield finish
