@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from tests.test_keys_http import Keys, keys, keys_app, keys_url  # noqa: F401 (fixtures)
+
 anthropic = pytest.importorskip("anthropic")
 
 USER = [{"role": "user", "content": "hi"}]
@@ -31,3 +33,21 @@ async def test_a_stop_sequence_not_met_ends_the_turn(app_url):
     message = await sdk(app_url()).messages.create(model="monoai-demo", max_tokens=100, messages=USER,
                                                    stop_sequences=["never said"])
     assert (message.stop_reason, message.stop_sequence) == ("end_turn", None)
+
+
+async def test_a_responses_websocket_refused_for_its_key_answers_openais_error_shape(keys_url, keys):
+    import json
+
+    import websockets
+    from websockets.exceptions import InvalidStatus
+
+    url = keys_url(require=True).replace("http://", "ws://") + "/v1/responses"
+    for headers in ({"Authorization": "Bearer sk-wrong"}, {}):
+        with pytest.raises(InvalidStatus) as refused:
+            async with websockets.connect(url, additional_headers=headers):
+                pass
+        response = refused.value.response
+        assert response.status_code == 401
+        error = json.loads(response.body)["error"]
+        assert error["type"] == "authentication_error" and error["param"] is None
+        assert error["code"] in ("invalid_api_key", "missing_api_key") and error["message"]

@@ -52,6 +52,8 @@ class _SocketEvents:
 class ResponsesSocket(PromptSocket):
     """One WebSocket-mode connection: its responses one at a time, its last one kept."""
 
+    error_shape = "openai"  # a refused handshake is an error on /v1/*
+
     def initialize(self, context: ServerContext) -> None:
         super().initialize(context)
         #: The connection's last response (kept even with ``store: false``).

@@ -24,7 +24,7 @@ from ..keys.ring import SUBPROTOCOL
 from ..prompt_request import PromptRequest, load_json_object, parse_prompt_object
 from ..pipeline import Ticket
 from ..targets import Target
-from ..rendering import ErrorAnswer, render_error
+from ..rendering import ErrorAnswer, Shape, render_error
 from ..tornado_internals import FrameWriter, frame_writer, reason, websocket_backed_up
 from ..logs import log_access
 from ..request_trace import RequestTrace
@@ -123,6 +123,8 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
     context: ServerContext
     #: The id and trace context of the prompt in service (a new one per prompt).
     trace: RequestTrace
+    #: The shape of a refused handshake's body (a dialect's socket answers in its own).
+    error_shape: Shape = "json"
 
     def initialize(self, context: ServerContext) -> None:
         self.context = context
@@ -145,7 +147,7 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
             try:
                 await keys.from_headers(self.request.headers)
             except ApiError as exc:
-                self._refuse_handshake(render_error(exc))
+                self._refuse_handshake(render_error(exc, shape=self.error_shape))
                 return
         await super().get(*args, **kwargs)
 
@@ -170,7 +172,8 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
         """Errors Tornado raises before the upgrade (405, ...): refused as every handshake is."""
         if status_code == 405:
             self.set_header("Allow", "GET")
-        self._refuse_handshake(render_error(None, status=status_code, reason=reason(self)))
+        self._refuse_handshake(render_error(None, shape=self.error_shape, status=status_code,
+                                                reason=reason(self)))
 
     def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> "asyncio.Future[None]":
         """Tornado refuses a handshake (400 headers, 403 origin, 426 version) with a line of text
@@ -179,7 +182,8 @@ class PromptSocket(tornado.websocket.WebSocketHandler):
         if status < 400:
             return super().finish(chunk)
         message = chunk.decode("utf-8", "replace") if isinstance(chunk, bytes) else chunk
-        return self._refuse_handshake(render_error(None, status=status, reason=str(message or reason(self))))
+        return self._refuse_handshake(render_error(None, shape=self.error_shape, status=status,
+                                                       reason=str(message or reason(self))))
 
     def _refuse_handshake(self, answer: ErrorAnswer) -> "asyncio.Future[None]":
         """The one way a handshake is refused: ``answer`` as the JSON body, counted in the metrics.
