@@ -19,7 +19,7 @@ from ..targets import AgentTarget, Target
 from ..prompt_tokens import upper_bound
 from .base import JsonHandler
 from .http import PromptHandler
-from .openai_front import target_for
+from .openai_front import shown_model, target_for
 
 
 class AnthropicShapedErrors(JsonHandler):
@@ -85,8 +85,8 @@ class MessagesHandler(AnthropicShapedErrors, PromptHandler):
         self.parsed = parsed = parse_messages_body(self.received_body())
         target = _target(self, parsed)
         self.streaming = parsed.stream
-        if parsed.stream:  # under a gateway, an alias is answered as the model it maps to
-            self.stream = MessageStream(target.name if self.context.gateway is not None else parsed.model)
+        if parsed.stream:
+            self.stream = MessageStream(shown_model(self, parsed.model, target))
             self.events = _BlockEvents(self, isinstance(target, AgentTarget))
         await self.answer(parsed.request, target, sse=parsed.stream, events=self.events if parsed.stream else None)
 
@@ -102,9 +102,7 @@ class MessagesHandler(AnthropicShapedErrors, PromptHandler):
         return self.context.pipeline.counter.count_messages(messages) if small else 0
 
     def shaped(self, result: RunResult) -> dict[str, Any]:
-        if self.context.gateway is not None and result.model is not None:  # who answered (a fallback's name)
-            return message_object(result, result.model.name)
-        return message_object(result, self.parsed.model)
+        return message_object(result, shown_model(self, self.parsed.model, result.model))
 
     def model_answering(self, model: str) -> None:
         if self.parsed.stream and not self.events.started:  # message_start not sent yet: it names who answers

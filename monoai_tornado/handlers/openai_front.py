@@ -18,7 +18,7 @@ import tornado.web
 from ..chat_request import ChatRequest, parse_chat_body
 from ..errors import BadRequest, NotFound
 from ..calls import RunEvents
-from ..conversation import RunResult
+from ..conversation import ModelInfo, RunResult
 from ..targets import AgentTarget, ModelTarget, Target
 from .base import JsonHandler, dumps
 from .http import PromptHandler
@@ -78,6 +78,12 @@ def target_for(handler: JsonHandler, chat: ChatRequest) -> Target:
             raise BadRequest(f"The model '{chat.model}' cannot take tools (its backend does not support them)",
                              code="tools_not_supported")
     return target
+
+
+def shown_model(handler: JsonHandler, requested: str, answering: Target | ModelInfo | None) -> str:
+    """The model an answer names: under a gateway the deployment that answers (an alias is
+    answered as the model it maps to, a fallback by its own name), else the one requested."""
+    return answering.name if handler.context.gateway is not None and answering is not None else requested
 
 
 class _Chunks:
@@ -189,16 +195,14 @@ class ChatCompletionsHandler(OpenAIShapedErrors, PromptHandler):
         self.chat = chat = parse_chat_body(self.received_body())
         target = target_for(self, chat)
         self.streaming = chat.stream
-        if chat.stream:  # under a gateway, an alias is answered as the model it maps to
-            self.chunks = _Chunks(target.name if self.context.gateway is not None else chat.model)
+        if chat.stream:
+            self.chunks = _Chunks(shown_model(self, chat.model, target))
             self.events = (_FinalTurnEvents if isinstance(target, AgentTarget) else _ChunkEvents)(self, self.chunks)
         events: RunEvents | None = self.events if chat.stream else None
         await self.answer(chat.request, target, sse=chat.stream, events=events)
 
     def shaped(self, result: RunResult) -> dict[str, Any]:
-        if self.context.gateway is not None and result.model is not None:  # who answered (a fallback's name)
-            return completion(result, result.model.name)
-        return completion(result, self.chat.model)
+        return completion(result, shown_model(self, self.chat.model, result.model))
 
     def model_answering(self, model: str) -> None:
         if self.chat.stream and not self.events.sent_role:  # no chunk went out yet: they name who answers
