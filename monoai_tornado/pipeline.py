@@ -280,7 +280,7 @@ class Pipeline:
             # A run that failed before it made anything cost nothing (the upstream billed nothing).
             nothing = status == "failed" and meter.first_text_at is None and not meter.finished.total_tokens
             ticket.deployment, ticket.attempts = meter.deployment, meter.attempts
-            if ticket.prices is not None and meter.deployment is not None:  # billed at the answering deployment's
+            if meter.deployment is not None:  # billed at the answering deployment's (a priced fallback too)
                 billed = getattr(target, "deployment_prices", None)
                 ticket.prices = (billed(meter.deployment) if callable(billed) else None) or ticket.prices
             usage = self._measure(ticket, meter, nothing)

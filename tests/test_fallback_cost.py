@@ -1,0 +1,45 @@
+"""The attempt that answered is billed at its own prices (API.md Part 3, "Money"): an unpriced
+model whose priced fallback answered tells the fallback's cost. Real server process."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.support.processes import Servers, call, free_port
+
+pytestmark = [pytest.mark.process, pytest.mark.slow]
+
+
+@pytest.fixture
+def servers() -> Iterator[Servers]:
+    started = Servers("--demo-delay", "0")
+    yield started
+    started.stop_all()
+
+
+def test_a_priced_fallback_that_answered_tells_its_cost(servers: Servers, tmp_path: Path) -> None:
+    config = tmp_path / "fallback.toml"
+    config.write_text(f"""
+[[models]]
+name = "chat"
+base_url = "http://127.0.0.1:{free_port()}/v1"
+
+[[models]]
+name = "backup"
+backend = "demo"
+price_input = 1.0
+price_output = 2.0
+
+[routing]
+fallbacks = {{ chat = ["backup"] }}
+""")
+    base = servers("--config", str(config))
+    status, body = call(base + "/model", {"prompt": "hi", "model": "chat"})
+    assert status == 200 and body["model"]["name"] == "backup"
+    usage = body["usage"]
+    assert usage["cost_usd"] == round((usage["prompt_tokens"] * 1.0 + usage["completion_tokens"] * 2.0) / 1e6, 9)
+    # The same on /v1: the fallback answered, its cost is told.
+    plain = call(base + "/v1/chat/completions", {"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
+    assert plain[0] == 200 and plain[1]["model"] == "backup" and "cost_usd" in plain[1]["usage"]
