@@ -51,6 +51,11 @@ def test_a_key_naming_its_models_may_use_only_those(servers: Servers, tmp_path: 
     assert (status, body["error"]["code"]) == (403, "model_not_allowed")
     status, body = call(base + "/v1/models", key=key)
     assert status == 200 and [entry["id"] for entry in body["data"]] == ["chat"]
+    status, body = call(base + "/v1/messages/count_tokens",
+                        {"model": "other", "messages": [{"role": "user", "content": "hi"}]}, key=key)
+    assert (status, body["error"]["type"]) == (403, "permission_error")
+    assert call(base + "/v1/messages/count_tokens",
+                {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}, key=key)[0] == 200
     # Without the key (no key required) every model is listed and usable.
     assert "other" in [entry["id"] for entry in call(base + "/v1/models")[1]["data"]]
     assert call(base + "/model", {"prompt": "hi", "model": "other"})[0] == 200

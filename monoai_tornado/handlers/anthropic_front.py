@@ -15,6 +15,7 @@ import tornado.web
 from ..chat_request import ChatRequest
 from ..conversation import RunResult
 from ..dialects.anthropic import MessagesRequest, MessageStream, message_object, parse_messages_body
+from ..model_access import allowed_model
 from ..targets import AgentTarget, Target
 from ..prompt_tokens import upper_bound
 from .base import JsonHandler
@@ -126,9 +127,11 @@ class CountTokensHandler(AnthropicShapedErrors, PromptHandler):
         return "v1_messages_count_tokens"
 
     async def post(self, agent_name: str | None = None) -> None:
-        await self.caller_key()  # 401 before the model is looked at: no key, no 404 either
+        key = await self.caller_key()  # 401 before the model is looked at: no key, no 404 either
         parsed = parse_messages_body(self.received_body(), counting=True)
-        _target(self, parsed)
+        target = _target(self, parsed)
+        if key is not None:
+            allowed_model(key, target)  # a key's models hold here too
         pipeline = self.context.pipeline
         await pipeline.identity.resolve(parsed.request.user_id, self.peer_ip, self.request.headers)  # keys hold here too
         self.send_json({"input_tokens": await pipeline.prompt_counter.count(parsed.request.upstream_messages())})
