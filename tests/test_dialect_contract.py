@@ -51,3 +51,26 @@ async def test_a_responses_websocket_refused_for_its_key_answers_openais_error_s
         error = json.loads(response.body)["error"]
         assert error["type"] == "authentication_error" and error["param"] is None
         assert error["code"] in ("invalid_api_key", "missing_api_key") and error["message"]
+
+
+async def test_a_function_calls_call_id_is_call_prefixed_whatever_id_the_upstream_gave(app_url):
+    import openai
+
+    from monoai_tornado.backends.openai import OpenAIBackend
+    from tests.support.fake_openai import FakeOpenAI, Reply
+
+    asked = Reply(chunks=(), tool_calls=[{"id": "Xk2Lq9", "name": "get_weather", "arguments": '{"city": "Rome"}'}])
+    async with FakeOpenAI(replies=[asked, asked], chunks=["Sunny"]) as upstream:
+        client = openai.AsyncOpenAI(base_url=app_url(model=OpenAIBackend(upstream.base_url, "test")) + "/v1",
+                                    api_key="any", max_retries=0)
+        tools: Any = [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}]
+        first = await client.responses.create(model="test", input="weather?", tools=tools)
+        streamed = [event async for event in await client.responses.create(model="test", input="weather?",
+                                                                            tools=tools, stream=True)]
+        calls = [first.output[0], streamed[-1].response.output[0]]  # type: ignore[union-attr]
+        assert [(call.type, call.call_id) for call in calls] == [("function_call", "call_Xk2Lq9")] * 2
+        answer = await client.responses.create(model="test", previous_response_id=first.id, tools=tools, input=[
+            {"type": "function_call_output", "call_id": "call_Xk2Lq9", "output": "sunny"}])
+        assert answer.output_text == "Sunny"
+        sent = upstream.requests[-1].body["messages"]
+        assert sent[-2]["tool_calls"][0]["id"] == sent[-1]["tool_call_id"]  # the pair still matches upstream

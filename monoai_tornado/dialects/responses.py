@@ -303,7 +303,7 @@ class ResponseBuilder:
     @staticmethod
     def call_item(call: ToolCall, item_id: str, status: str = "completed") -> dict[str, Any]:
         arguments = call.arguments if status == "completed" else ""
-        return {"type": "function_call", "id": item_id, "call_id": call.id, "name": call.name,
+        return {"type": "function_call", "id": item_id, "call_id": client_call_id(call.id), "name": call.name,
                 "arguments": arguments, "status": status}
 
     def output(self, result: RunResult, call_ids: Sequence[str] = ()) -> list[dict[str, Any]]:
@@ -320,6 +320,13 @@ class ResponseBuilder:
     def finished(self, result: RunResult, call_ids: Sequence[str] = ()) -> dict[str, Any]:
         """The whole ``response`` of a finished run."""
         return self.response(self.status_of(result), self.output(result, call_ids), result)
+
+
+def client_call_id(call_id: str) -> str:
+    """A tool call's ``call_id`` as OpenAI writes it (``call_...``): an upstream's own id (llama.cpp's,
+    vLLM's) gets the prefix. The client sends it back as is, in the call and in its output alike,
+    so the upstream still sees a matching pair."""
+    return call_id if call_id.startswith("call_") else f"call_{call_id}"
 
 
 def _choice_of(choice: ToolChoice | None) -> Any:
