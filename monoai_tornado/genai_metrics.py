@@ -16,6 +16,8 @@ from __future__ import annotations
 import bisect
 from typing import Iterator
 
+from .prom_text import escape_label, histogram_lines
+
 __all__ = ["GenAIMetrics", "TOKEN_BUCKETS", "TTFT_BUCKETS", "DURATION_BUCKETS"]
 
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
@@ -36,18 +38,7 @@ class _Histogram:
         self.total += value
 
     def lines(self, name: str, labels: str) -> Iterator[str]:
-        cumulative = 0
-        for bound, count in zip(self.bounds, self.counts):
-            cumulative += count
-            yield f'{name}_bucket{{{labels},le="{bound}"}} {cumulative}'
-        cumulative += self.counts[-1]
-        yield f'{name}_bucket{{{labels},le="+Inf"}} {cumulative}'
-        yield f"{name}_sum{{{labels}}} {self.total}"
-        yield f"{name}_count{{{labels}}} {cumulative}"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+        return histogram_lines(name, labels, self.bounds, self.counts, self.total)
 
 
 Key = tuple[str, str]  # (model, deployment)
@@ -89,8 +80,8 @@ class GenAIMetrics:
         if not self.input_tokens:
             return
         keys = sorted(self.input_tokens)
-        labels = {key: f'gen_ai_operation_name="chat",gen_ai_request_model="{_escape(key[0])}",'
-                       f'deployment="{_escape(key[1])}"' for key in keys}
+        labels = {key: f'gen_ai_operation_name="chat",gen_ai_request_model="{escape_label(key[0])}",'
+                       f'deployment="{escape_label(key[1])}"' for key in keys}
         for (name, help_text), series in zip(_FAMILIES, ((self.input_tokens, self.output_tokens),
                                                          (self.first_token,), (self.duration,))):
             yield f"# HELP {name} {help_text}"

@@ -11,18 +11,15 @@ from collections import defaultdict
 from typing import Callable, Iterable
 
 from .genai_metrics import GenAIMetrics
+from .prom_text import escape_label, histogram_lines
 
 #: Upper bounds (seconds) of the first-chunk latency histogram.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 def _labels(**labels: str) -> str:
-    inner = ",".join(f'{key}="{_escape(value)}"' for key, value in labels.items())
+    inner = ",".join(f'{key}="{escape_label(value)}"' for key, value in labels.items())
     return "{" + inner + "}" if inner else ""
-
-
-def _escape(value: str) -> str:
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 class Metrics:
@@ -108,15 +105,9 @@ class Metrics:
                     for (m, d), n in sorted(self.cost.items())))
         for name, (help_text, read) in sorted(self.gauges.items()):
             family(name, "gauge", help_text, [f"{name} {read()}"])
-        cumulative, buckets = 0, []
-        for bound, count in zip(LATENCY_BUCKETS, self.latency_counts):
-            cumulative += count
-            buckets.append(f'monoai_first_chunk_seconds_bucket{{le="{bound}"}} {cumulative}')
-        cumulative += self.latency_counts[-1]
-        buckets += [f'monoai_first_chunk_seconds_bucket{{le="+Inf"}} {cumulative}',
-                    f"monoai_first_chunk_seconds_sum {self.latency_sum}",
-                    f"monoai_first_chunk_seconds_count {cumulative}"]
-        family("monoai_first_chunk_seconds", "histogram", "Seconds from the start of a run to its first chunk.", buckets)
+        family("monoai_first_chunk_seconds", "histogram", "Seconds from the start of a run to its first chunk.",
+               histogram_lines("monoai_first_chunk_seconds", "", LATENCY_BUCKETS, self.latency_counts,
+                               self.latency_sum))
         for section in self.sections:
             out.extend(section())
         return "\n".join(out) + "\n"

@@ -4,29 +4,22 @@ from __future__ import annotations
 from typing import Iterator
 
 from ..metrics import LATENCY_BUCKETS
+from ..prom_text import escape_label, histogram_lines
 from .router import Router
 from .state import Deployment, Histogram
 
 
-def _labels(deployment: Deployment, **more: str) -> str:
+def _pairs(deployment: Deployment, **more: str) -> str:
     pairs = {"model": deployment.name, "deployment": deployment.id, **more}
-    inner = ",".join(f'{key}="{_escape(value)}"' for key, value in pairs.items())
-    return "{" + inner + "}"
+    return ",".join(f'{key}="{escape_label(value)}"' for key, value in pairs.items())
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def _labels(deployment: Deployment, **more: str) -> str:
+    return "{" + _pairs(deployment, **more) + "}"
 
 
 def _histogram(name: str, deployment: Deployment, histogram: Histogram) -> Iterator[str]:
-    cumulative = 0
-    for bound, count in zip(LATENCY_BUCKETS, histogram.counts):
-        cumulative += count
-        yield f"{name}_bucket{_labels(deployment, le=str(bound))} {cumulative}"
-    cumulative += histogram.counts[-1]
-    yield f"{name}_bucket{_labels(deployment, le='+Inf')} {cumulative}"
-    yield f"{name}_sum{_labels(deployment)} {histogram.total}"
-    yield f"{name}_count{_labels(deployment)} {cumulative}"
+    return histogram_lines(name, _pairs(deployment), LATENCY_BUCKETS, histogram.counts, histogram.total)
 
 
 def deployment_metrics(router: Router) -> Iterator[str]:
