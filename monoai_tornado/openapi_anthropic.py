@@ -7,7 +7,7 @@ from typing import Callable
 
 from .dialects.anthropic import MESSAGES_FIELDS, METADATA_USER_ID
 from .fields import object_schema
-from .openapi_parts import COUNT, JSON, SSE, STRING, Schema, sse_event
+from .openapi_parts import COUNT, JSON, SSE, STRING, Schema, json_post, rate_limited, sse_event
 from .openapi_parts import obj as _obj
 from .openapi_parts import ref as _component
 from .openapi_v1 import ERROR_TYPES, _or_null, _when
@@ -142,20 +142,12 @@ def anthropic_operations(rate_headers: dict[str, Schema] | None,
         "504": _error("The model backend did not answer in time (api_error)."),
         "529": _error("The server is at its limit of runs, or the upstream is overloaded (overloaded_error)."),
     }
-    if rate_headers is not None and retry_after is not None:
-        ok["headers"] = rate_headers
-        responses["429"] = {**_error("A rate limit is exhausted (rate_limit_error)."),
-                            "headers": {"Retry-After": retry_after, **rate_headers}}
-    messages: Schema = {"post": {
-        "operationId": "createMessage", "tags": ["anthropic"],
-        "summary": "Anthropic Messages (set your Anthropic client's base URL to this server)",
-        "description": _STREAM_DESCRIPTION,
-        "requestBody": {"required": True, "content": {JSON: {"schema": _ref("MessagesRequest")}}},
-        "responses": dict(sorted(responses.items()))}}
-    count: Schema = {"post": {
-        "operationId": "countMessageTokens", "tags": ["anthropic"],
-        "summary": "The prompt's tokens, as admission counts them",
-        "requestBody": {"required": True, "content": {JSON: {"schema": _ref("CountTokensRequest")}}},
-        "responses": dict(sorted({"200": {"description": "The count.", "content": {
-            JSON: {"schema": _ref("TokenCount")}}}, **refusals}.items()))}}
+    rate_limited(ok, responses, _error("A rate limit is exhausted (rate_limit_error)."), rate_headers, retry_after)
+    messages = json_post("createMessage", "anthropic",
+                         "Anthropic Messages (set your Anthropic client's base URL to this server)",
+                         _ref("MessagesRequest"), responses, _STREAM_DESCRIPTION)
+    count = json_post("countMessageTokens", "anthropic", "The prompt's tokens, as admission counts them",
+                      _ref("CountTokensRequest"),
+                      {"200": {"description": "The count.", "content": {JSON: {"schema": _ref("TokenCount")}}},
+                       **refusals})
     return {"createMessage": lambda: messages, "countMessageTokens": lambda: count}

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-__all__ = ["ANY", "COUNT", "INTEGER", "JSON", "SSE", "STRING", "Schema", "json_response", "obj", "ref", "sse_event"]
+__all__ = ["ANY", "COUNT", "INTEGER", "JSON", "SSE", "STRING", "Schema", "json_post", "json_response", "obj",
+           "rate_limited", "ref", "sse_event"]
 
 Schema = dict[str, Any]
 
@@ -29,6 +30,26 @@ def json_response(schema: Schema, description: str, headers: dict[str, Any] | No
     if headers:
         response["headers"] = headers
     return response
+
+
+def json_post(operation_id: str, tag: str, summary: str, request: Schema, answers: dict[str, Schema],
+              description: str | None = None) -> Schema:
+    """A path item whose ``post`` takes a JSON body of ``request``; its answers sorted by status."""
+    operation: Schema = {"operationId": operation_id, "summary": summary}
+    if description is not None:
+        operation["description"] = description
+    operation.update({"tags": [tag], "requestBody": {"required": True, "content": {JSON: {"schema": request}}},
+                      "responses": dict(sorted(answers.items()))})
+    return {"post": operation}
+
+
+def rate_limited(ok: Schema, answers: dict[str, Schema], too_many: Schema,
+                 rate_headers: dict[str, Schema] | None, retry_after: Schema | None) -> None:
+    """With a limiter on (``rate_headers``): its headers on the ``ok`` answer, and ``too_many`` as
+    the ``429`` answer with ``Retry-After`` too; both added in place."""
+    if rate_headers is not None and retry_after is not None:
+        ok["headers"] = rate_headers
+        answers["429"] = {**too_many, "headers": {"Retry-After": retry_after, **rate_headers}}
 
 
 def obj(properties: dict[str, Schema], required: Sequence[str] | None = None, **extra: Any) -> Schema:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Callable
 
 from .dialects.responses import RESPONSES_FIELDS
-from .openapi_parts import COUNT, JSON, SSE, STRING, Schema, sse_event
+from .openapi_parts import COUNT, JSON, SSE, STRING, Schema, json_post, rate_limited, sse_event
 from .openapi_parts import obj as _obj
 from .openapi_parts import ref as _component
 
@@ -119,15 +119,10 @@ def responses_operations(rate_headers: dict[str, Schema] | None,
         "503": _error("Limiter or response store unreachable, server at its limit of runs, or shutting down."),
         "504": _error("The model backend did not answer in time (backend_timeout)."),
     }
-    if rate_headers is not None and retry_after is not None:
-        ok["headers"] = rate_headers
-        answers["429"] = {**_error("A rate limit is exhausted (rate_limited); nothing was counted."),
-                          "headers": {"Retry-After": retry_after, **rate_headers}}
-    create: Schema = {"post": {
-        "operationId": "createResponse", "summary": "OpenAI Responses API (base URL /v1; WebSocket mode on this path)",
-        "description": _STREAM_DESCRIPTION, "tags": ["openai"],
-        "requestBody": {"required": True, "content": {JSON: {"schema": _ref("ResponseCreateRequest")}}},
-        "responses": dict(sorted(answers.items()))}}
+    rate_limited(ok, answers, _error("A rate limit is exhausted (rate_limited); nothing was counted."),
+                 rate_headers, retry_after)
+    create = json_post("createResponse", "openai", "OpenAI Responses API (base URL /v1; WebSocket mode on this path)",
+                       _ref("ResponseCreateRequest"), answers, _STREAM_DESCRIPTION)
     parameters = [
         {"name": "response_id", "in": "path", "required": True, "schema": STRING},
         {"name": "user", "in": "query", "required": False, "schema": STRING,

@@ -9,7 +9,7 @@ from typing import Callable
 
 from .chat_request import CHAT_FIELDS, INCLUDE_USAGE
 from .fields import object_schema
-from .openapi_parts import COUNT, JSON, SSE, STRING, Schema, sse_event
+from .openapi_parts import COUNT, JSON, SSE, STRING, Schema, json_post, rate_limited, sse_event
 from .openapi_parts import obj as _obj
 from .openapi_parts import ref as _component
 
@@ -144,18 +144,13 @@ def v1_operations(rate_headers: dict[str, Schema] | None,
         "503": _error("Limiter unreachable, server at its limit of runs, or shutting down."),
         "504": _error("The model backend did not answer in time (backend_timeout)."),
     }
-    if rate_headers is not None and retry_after is not None:
-        ok["headers"] = rate_headers
-        responses["429"] = {**_error("A rate limit is exhausted (rate_limited); nothing was counted."),
-                            "headers": {"Retry-After": retry_after, **rate_headers}}
+    rate_limited(ok, responses, _error("A rate limit is exhausted (rate_limited); nothing was counted."),
+                 rate_headers, retry_after)
     models: Schema = {"get": {
             "operationId": "listModelsV1", "summary": "OpenAI-compatible: the model and the agents (agent/NAME)",
             "tags": ["openai"], "responses": {"200": {"description": "The models served.",
                                                       "content": {JSON: {"schema": _ref("ModelList")}}}}}}
-    chat: Schema = {"post": {
-            "operationId": "createChatCompletion",
-            "summary": "OpenAI-compatible chat completion (set your OpenAI client's base URL to /v1)",
-            "description": _STREAM_DESCRIPTION, "tags": ["openai"],
-            "requestBody": {"required": True, "content": {JSON: {"schema": _ref("ChatCompletionRequest")}}},
-            "responses": dict(sorted(responses.items()))}}
+    chat = json_post("createChatCompletion", "openai",
+                     "OpenAI-compatible chat completion (set your OpenAI client's base URL to /v1)",
+                     _ref("ChatCompletionRequest"), responses, _STREAM_DESCRIPTION)
     return {"listModelsV1": lambda: models, "createChatCompletion": lambda: chat}
