@@ -43,3 +43,26 @@ fallbacks = {{ chat = ["backup"] }}
     # The same on /v1: the fallback answered, its cost is told.
     plain = call(base + "/v1/chat/completions", {"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
     assert plain[0] == 200 and plain[1]["model"] == "backup" and "cost_usd" in plain[1]["usage"]
+
+
+def test_the_responses_front_names_the_model_that_answered(servers: Servers, tmp_path: Path) -> None:
+    """An alias is answered as the model it maps to, a fallback by its own name, as on every front."""
+    config = tmp_path / "alias.toml"
+    config.write_text(f"""
+[[models]]
+name = "chat"
+base_url = "http://127.0.0.1:{free_port()}/v1"
+
+[[models]]
+name = "backup"
+backend = "demo"
+
+[routing]
+fallbacks = {{ chat = ["backup"] }}
+aliases = {{ "claude-*" = "backup", "gpt-*" = "chat" }}
+""")
+    base = servers("--config", str(config))
+    status, body = call(base + "/v1/responses", {"model": "claude-x", "input": "hi", "max_output_tokens": 5})
+    assert (status, body["model"]) == (200, "backup")
+    status, body = call(base + "/v1/responses", {"model": "gpt-x", "input": "hi", "max_output_tokens": 5})
+    assert (status, body["model"]) == (200, "backup")

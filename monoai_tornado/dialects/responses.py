@@ -271,16 +271,23 @@ class ResponseBuilder:
         self.id = new_id("resp")
         self.created_at = int(time.time())
         self.message_id = new_id("msg")
+        #: The model the response names: the one requested, or under a gateway the model an alias
+        #: maps to (set by the front), then the one that answered (a fallback's own name).
+        self.model = request.model
+        #: Whether a result's own model (who answered) is named once it is known (under a gateway).
+        self.names_answering = False
 
     def response(self, status: str = "in_progress", output: Sequence[dict[str, Any]] = (),
                  result: RunResult | None = None, error: dict[str, Any] | None = None) -> dict[str, Any]:
         """The ``response`` object in ``status``, with ``output`` (and usage once ``result`` is known)."""
         request = self.request
+        if result is not None and result.model is not None and self.names_answering:
+            self.model = result.model.name
         answer: dict[str, Any] = {
             "id": self.id, "object": "response", "created_at": self.created_at, "status": status,
             "error": error, "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
             "instructions": request.instructions, "max_output_tokens": request.max_output_tokens,
-            "model": request.model, "output": list(output), "parallel_tool_calls": True,
+            "model": self.model, "output": list(output), "parallel_tool_calls": True,
             "previous_response_id": request.previous_response_id, "store": request.store,
             "temperature": request.temperature, "top_p": request.top_p,
             "tool_choice": _choice_of(request.tool_choice),

@@ -73,7 +73,10 @@ async def begin_turn(handler: tornado.web.RequestHandler, context: ServerContext
                              code="previous_response_not_found")
         history = previous.items
     items = parsed.items_after(history)
-    return Turn(parsed, owner, items, target, ResponseBuilder(parsed))
+    builder = ResponseBuilder(parsed)
+    if context.gateway is not None and isinstance(target, ModelTarget):  # an alias: the model it maps to
+        builder.model, builder.names_answering = target.name, True
+    return Turn(parsed, owner, items, target, builder)
 
 
 async def keep(context: ServerContext, turn: Turn, response: dict[str, Any]) -> StoredResponse:
