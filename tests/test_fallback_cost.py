@@ -2,6 +2,8 @@
 model whose priced fallback answered tells the fallback's cost. Real server process."""
 from __future__ import annotations
 
+import json
+import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -64,5 +66,11 @@ aliases = {{ "claude-*" = "backup", "gpt-*" = "chat" }}
     base = servers("--config", str(config))
     status, body = call(base + "/v1/responses", {"model": "claude-x", "input": "hi", "max_output_tokens": 5})
     assert (status, body["model"]) == (200, "backup")
+    streamed = urllib.request.urlopen(urllib.request.Request(  # chat fails first: the fallback answers
+        base + "/v1/responses", data=json.dumps({"model": "gpt-x", "input": "hi", "stream": True}).encode()),
+        timeout=10).read().decode()
+    models = [json.loads(line[6:])["response"]["model"] for line in streamed.splitlines()
+              if line.startswith("data: ") and '"response":' in line]
+    assert models and set(models) == {"backup"}
     status, body = call(base + "/v1/responses", {"model": "gpt-x", "input": "hi", "max_output_tokens": 5})
     assert (status, body["model"]) == (200, "backup")

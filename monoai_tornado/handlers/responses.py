@@ -141,6 +141,10 @@ class ResponsesHandler(OpenAIShapedErrors, PromptHandler):
     def shaped(self, result: RunResult) -> dict[str, Any]:
         return self.answered
 
+    def model_answering(self, model: str) -> None:
+        if self.streaming and not self.events.opened and self.turn.builder.names_answering:
+            self.turn.builder.model = model  # response.created not sent yet: it names who answers
+
     async def stream_started(self) -> None:
         await self.send_sse(sse(self.events.opening()))
 
