@@ -17,7 +17,7 @@ from .conversation import Message, Role, ToolCall, ToolChoice, ToolDefinition
 from .errors import InvalidJson, MissingPrompt
 from .fields import Const, Field, Flag, Number, Stops, Text
 from .prompt_request import PromptRequest, identity_field, load_json_object, max_tokens_field
-from .tool_fields import BadToolField, tool_definition, with_tools
+from .tool_fields import BadToolField, tool_definition, tool_entries, with_tools
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 #: Most stop sequences OpenAI accepts.
@@ -118,13 +118,8 @@ def _max_tokens(body: dict[str, Any]) -> int | None:
 
 
 def _tools(body: dict[str, Any]) -> tuple[ToolDefinition, ...]:
-    tools = body.get("tools")
-    if tools is None:
-        return ()
-    if not isinstance(tools, list):
-        raise InvalidJson("tools must be a list of function tools")
     definitions = []
-    for index, tool in enumerate(tools):
+    for index, tool in enumerate(tool_entries(body, "tools must be a list of function tools")):
         function = tool.get("function") if isinstance(tool, dict) else None
         try:
             if not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(function, dict) \

@@ -3,7 +3,7 @@ front names its own fields in its own error messages."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from .conversation import ToolChoice, ToolDefinition
 from .errors import InvalidJson
@@ -17,6 +17,16 @@ class BadToolField(Exception):
     def __init__(self, field: ToolField) -> None:
         super().__init__(field)
         self.field: ToolField = field
+
+
+def tool_entries(body: dict[str, Any], refusal: str) -> list[Any]:
+    """The body's ``tools`` list, empty when absent; ``refusal`` (an invalid_json) when it is no list."""
+    tools = body.get("tools")
+    if tools is None:
+        return []
+    if not isinstance(tools, list):
+        raise InvalidJson(refusal)
+    return tools
 
 
 def tool_definition(name: object, description: object, parameters: object) -> ToolDefinition:

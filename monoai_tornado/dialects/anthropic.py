@@ -26,7 +26,7 @@ from ..errors import InvalidJson, MissingPrompt
 from ..chat_request import STREAM, TOP_P
 from ..fields import Field, Integer, Number, Stops, Text
 from ..prompt_request import MAX_TOKENS_LIMIT, PromptRequest, identity_field, load_json_object
-from ..tool_fields import BadToolField, ToolField, tool_definition, with_tools
+from ..tool_fields import BadToolField, ToolField, tool_definition, tool_entries, with_tools
 
 #: The prefix of the tool-use ids this front hands out.
 TOOL_ID_PREFIX = "toolu_"
@@ -181,13 +181,8 @@ _TOOL_FIELD_ERRORS: dict[ToolField, str] = {
 
 
 def _tools(body: dict[str, Any]) -> tuple[ToolDefinition, ...]:
-    tools = body.get("tools")
-    if tools is None:
-        return ()
-    if not isinstance(tools, list):
-        raise InvalidJson("tools must be a list of tools")
     definitions = []
-    for index, tool in enumerate(tools):
+    for index, tool in enumerate(tool_entries(body, "tools must be a list of tools")):
         where = f"tools[{index}]"
         if not isinstance(tool, dict):
             raise InvalidJson(f"{where} must be {{\"name\", \"description\"?, \"input_schema\"}}")

@@ -25,7 +25,7 @@ from ..conversation import Message, RunResult, ToolCall, ToolChoice, ToolDefinit
 from ..errors import BadRequest, InvalidJson, MissingPrompt
 from ..fields import Field, Flag
 from ..prompt_request import PromptRequest, identity_field, load_json_object, max_tokens_field
-from ..tool_fields import BadToolField, tool_definition
+from ..tool_fields import BadToolField, tool_definition, tool_entries
 
 __all__ = ["ResponsesRequest", "ResponseBuilder", "parse_responses_object", "parse_responses_body",
            "MAX_CONVERSATION_ITEMS", "MAX_CONVERSATION_BYTES", "new_id"]
@@ -118,13 +118,8 @@ def _input_items(body: dict[str, Any]) -> tuple[dict[str, Any], ...]:
 
 
 def _tools(body: dict[str, Any]) -> tuple[ToolDefinition, ...]:
-    tools = body.get("tools")
-    if tools is None:
-        return ()
-    if not isinstance(tools, list):
-        raise InvalidJson("tools must be a list of function tools")
     checked = []
-    for index, tool in enumerate(tools):
+    for index, tool in enumerate(tool_entries(body, "tools must be a list of function tools")):
         if not isinstance(tool, dict):
             raise InvalidJson(f"tools[{index}] must be an object")
         if tool.get("type") != "function":
