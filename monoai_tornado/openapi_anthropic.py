@@ -7,16 +7,11 @@ from typing import Callable
 
 from .dialects.anthropic import MESSAGES_FIELDS, METADATA_USER_ID
 from .fields import object_schema
-from .openapi_parts import COUNT, JSON, SSE, STRING, Schema, json_post, rate_limited, sse_event
+from .openapi_parts import COUNT, JSON, SSE, STRING, Schema, json_post, json_response, rate_limited, sse_event
 from .openapi_parts import obj as _obj
-from .openapi_parts import ref as _component
-from .openapi_v1 import ERROR_TYPES, _or_null, _when
+from .openapi_v1 import ERROR_TYPES, _or_null, _ref, _when
 
 NAME: Schema = {"type": "string", "minLength": 1}
-
-
-def _ref(name: str) -> Schema:
-    return _component("schemas", name)
 
 
 def _block(kind: str, properties: dict[str, Schema], required: list[str]) -> Schema:
@@ -116,7 +111,7 @@ _EVENTS: dict[str, Schema] = {
 
 
 def _error(description: str) -> Schema:
-    return {"description": description, "content": {JSON: {"schema": _ref("AnthropicError")}}}
+    return json_response(_ref("AnthropicError"), description)
 
 
 def anthropic_operations(rate_headers: dict[str, Schema] | None,

@@ -10,15 +10,7 @@ from typing import Callable
 from .dialects.responses import RESPONSES_FIELDS
 from .openapi_parts import COUNT, JSON, SSE, STRING, Schema, json_post, rate_limited, sse_event
 from .openapi_parts import obj as _obj
-from .openapi_parts import ref as _component
-
-
-def _ref(name: str) -> Schema:
-    return _component("schemas", name)
-
-
-def _or_null(schema: Schema) -> Schema:
-    return {"oneOf": [schema, {"type": "null"}]}
+from .openapi_v1 import _error, _or_null, _ref
 
 
 _NAME = {"type": "string", "minLength": 1}
@@ -94,10 +86,6 @@ def responses_schemas() -> dict[str, Schema]:
         "ResponseDeleted": _obj({"id": STRING, "object": {"const": "response"}, "deleted": {"const": True}}),
         "ResponseEvent": _obj({"type": {"enum": EVENTS}, "sequence_number": COUNT}),
     }
-
-
-def _error(description: str) -> Schema:
-    return {"description": description, "content": {JSON: {"schema": _component("schemas", "OpenAIError")}}}
 
 
 def responses_operations(rate_headers: dict[str, Schema] | None,

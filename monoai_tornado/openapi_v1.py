@@ -9,7 +9,7 @@ from typing import Callable
 
 from .chat_request import CHAT_FIELDS, INCLUDE_USAGE
 from .fields import object_schema
-from .openapi_parts import COUNT, JSON, SSE, STRING, Schema, json_post, rate_limited, sse_event
+from .openapi_parts import COUNT, JSON, SSE, STRING, Schema, json_post, json_response, rate_limited, sse_event
 from .openapi_parts import obj as _obj
 from .openapi_parts import ref as _component
 
@@ -123,7 +123,7 @@ _STREAM_DESCRIPTION = (
 
 
 def _error(description: str) -> Schema:
-    return {"description": description, "content": {JSON: {"schema": _ref("OpenAIError")}}}
+    return json_response(_ref("OpenAIError"), description)
 
 
 def v1_operations(rate_headers: dict[str, Schema] | None,
