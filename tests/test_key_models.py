@@ -60,6 +60,12 @@ def test_a_key_naming_its_models_may_use_only_those(servers: Servers, tmp_path: 
     assert "other" in [entry["id"] for entry in call(base + "/v1/models")[1]["data"]]
     assert call(base + "/model", {"prompt": "hi", "model": "other"})[0] == 200
 
+    # The OpenAPI document tells these answers on every front.
+    paths = call(base + "/openapi.json")[1]["paths"]
+    for path in ("/model", "/v1/chat/completions", "/v1/responses", "/v1/messages"):
+        assert {"401", "403"} <= set(paths[path]["post"]["responses"]), path
+    assert "401" in paths["/v1/models"]["get"]["responses"] and "401" in paths["/agents"]["get"]["responses"]
+
     # The admin API takes "models" too, and shows it back.
     status, created = call(base + "/admin/keys", {"user": "bob", "models": ["other"]}, key=ADMIN)
     assert status == 201 and created["models"] == ["other"]

@@ -88,3 +88,25 @@ def add_key_docs(doc: Schema, *, required: bool) -> None:
             operation["responses"] = dict(sorted({**operation["responses"],
                                                   "401": {"$ref": "#/components/responses/Unauthorized"}}.items()))
             operation["security"] = [{"apiKey": []}] if required else [{"apiKey": []}, {}]
+            operation["responses"].setdefault("403", _json({"$ref": "#/components/schemas/Error"},
+                                                           "The key may not use the model (model_not_allowed)."))
+    agents = doc["paths"].get("/agents", {}).get("get")
+    if agents is not None:
+        agents["responses"].setdefault("401", {"$ref": "#/components/responses/Unauthorized"})
+    if "OpenAIError" in components["schemas"]:
+        _document_openai_routes(doc, required)
+
+
+def _document_openai_routes(doc: Schema, required: bool) -> None:
+    """401 (a wrong or missing key) and 403 (``model_not_allowed``) on the OpenAI-shaped routes."""
+    shape = {"$ref": "#/components/schemas/OpenAIError"}
+    answers = {"401": _json(shape, "The API key is wrong, revoked, expired or malformed (invalid_api_key)"
+                            + (", or missing (missing_api_key)." if required else ".")),
+               "403": _json(shape, "The key may not use the model (model_not_allowed).")}
+    for path, method in (("/v1/chat/completions", "post"), ("/v1/responses", "post"), ("/v1/models", "get")):
+        operation = doc["paths"].get(path, {}).get(method)
+        if operation is None:
+            continue
+        wanted = answers if method == "post" else {"401": answers["401"]}
+        operation["responses"] = dict(sorted({**wanted, **operation["responses"]}.items()))
+        operation["security"] = [{"apiKey": []}] if required else [{"apiKey": []}, {}]
