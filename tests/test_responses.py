@@ -65,6 +65,8 @@ async def test_bad_input_is_a_4xx_in_openais_shape(app_url: Any, fetch: Any, bod
     error = json_of(answer)["error"]
     assert 400 <= answer.code < 500 and error["code"] == code
     assert error["type"] in ("invalid_request_error", "not_found_error") and error["message"]
+    message = error["message"]
+    assert message.count("{") == message.count("}"), message  # the shape it names reads as JSON
 
 
 async def test_not_json_and_unknown_ids_are_refused_plainly(url: str, fetch: Any) -> None:

@@ -64,7 +64,7 @@ def _text_of(content: Any, where: str) -> str:
         for index, part in enumerate(content):
             if not isinstance(part, dict) or part.get("type") not in TEXT_PARTS or not isinstance(part.get("text"), str):
                 raise InvalidJson(f"{where}.content[{index}] must be {{\"type\": \"input_text\" or \"output_text\", "
-                                  "\"text\": \"...\"}} (only text is supported)")
+                                  "\"text\": \"...\"} (only text is supported)")
             texts.append(part["text"])
         return "".join(texts)
     raise InvalidJson(f"{where}.content must be a string or a list of input_text / output_text parts")
@@ -129,7 +129,7 @@ def _tools(body: dict[str, Any]) -> tuple[ToolDefinition, ...]:
             checked.append(tool_definition(tool.get("name"), tool.get("description"), tool.get("parameters")))
         except BadToolField:
             raise InvalidJson(f"tools[{index}] must be {{\"type\": \"function\", \"name\", \"description\"?, "
-                              "\"parameters\"?}}") from None
+                              "\"parameters\"?}") from None
     return tuple(checked)
 
 
