@@ -227,10 +227,11 @@ def _prompt_operation(summary: str, result: str, *, stream: bool, agent: bool, h
         "503": _ref("responses", "Unavailable"),
         "504": _ref("responses", "BackendTimeout"),
     }
-    if agent:
-        responses["404"] = _ref("responses", "NotFound")
+    responses["404"] = _ref("responses", "NotFound")  # an unknown agent, or model under --config
     if has_limiter:
         responses["429"] = _ref("responses", "RateLimited")
+        responses["403"] = _json(_error_schema(["model_not_priced", "model_not_allowed"]),
+                                 "The model has no prices and a spend limit applies, or the key may not use it.")
     operation: Schema = {
         "operationId": operation_id,
         "summary": summary,

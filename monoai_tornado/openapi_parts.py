@@ -50,6 +50,10 @@ def rate_limited(ok: Schema, answers: dict[str, Schema], too_many: Schema,
     if rate_headers is not None and retry_after is not None:
         ok["headers"] = rate_headers
         answers["429"] = {**too_many, "headers": {"Retry-After": retry_after, **rate_headers}}
+        if "content" in too_many:  # a spend limit refuses an unpriced model, in the same error shape
+            answers.setdefault("403", {"description": "The model has no prices and a spend limit applies "
+                                       "(model_not_priced), or the key may not use it (model_not_allowed).",
+                                       "content": too_many["content"]})
 
 
 def obj(properties: dict[str, Schema], required: Sequence[str] | None = None, **extra: Any) -> Schema:
