@@ -715,6 +715,10 @@ def main() -> None:
     names = [n.strip() for n in (args.lines or (QUICK_LINES if args.quick else DEFAULT_LINES)).split(",") if n.strip()]
     if "litellm" in names:
         ensure_litellm()
+    if "floor-aiohttp" in names and subprocess.run([PYTHON, "-c", "import aiohttp, uvloop"], capture_output=True,
+                                                    check=False).returncode:
+        raise SystemExit("gateway.py: the floor-aiohttp line needs aiohttp and uvloop: "
+                         ".venv/bin/pip install -q -e '.[bench]' (or leave it out with --lines)")
     started = time.monotonic()
     upstream = FastUpstream(Variant("upstream", pinned(
         args.load_cpus, PYTHON, os.path.join(BENCH_DIR, "fast_upstream.py"), "--port", "{port}",
