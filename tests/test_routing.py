@@ -260,3 +260,19 @@ async def test_a_streamed_fallback_names_itself_in_every_chunk(fetch: Any, app_u
               if line.startswith("data: {")]
     assert chunks and {chunk["model"] for chunk in chunks} == {"backup"}
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]) == "from backup"
+
+
+async def test_an_agent_under_a_gateway_is_named_as_asked_streamed_or_not(fetch: Any, app_url: Any,
+                                                                          gateway: Gateway) -> None:
+    from monoai_tornado.agents.agent import Agent
+
+    base = app_url(model=None, gateway=gateway, agents=[Agent("helper", DemoBackend(delay=0))])
+    body = {"model": "agent/helper", "messages": [{"role": "user", "content": "hi"}]}
+    whole = json_of(await fetch(base + "/v1/chat/completions", method="POST", body=body))
+    assert whole["model"] == "agent/helper"
+    streamed = await fetch(base + "/v1/chat/completions", method="POST", body={**body, "stream": True})
+    chunks = [json.loads(event[len("data: "):]) for event in streamed.body.decode().split("\n\n")
+              if event.startswith("data: {")]
+    assert chunks and {chunk["model"] for chunk in chunks} == {"agent/helper"}
+    message = json_of(await fetch(base + "/v1/messages", method="POST", body={**body, "max_tokens": 50}))
+    assert message["model"] == "agent/helper"

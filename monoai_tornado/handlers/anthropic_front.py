@@ -75,6 +75,7 @@ class MessagesHandler(AnthropicShapedErrors, PromptHandler):
     """``POST /v1/messages``: a ``message`` object, or with ``stream`` its events."""
 
     parsed: MessagesRequest
+    target: Target
     stream: MessageStream
     events: _BlockEvents
 
@@ -84,7 +85,7 @@ class MessagesHandler(AnthropicShapedErrors, PromptHandler):
     async def post(self, agent_name: str | None = None) -> None:
         await self.caller_key()  # 401 before the model is looked at: no key, no 404 either
         self.parsed = parsed = parse_messages_body(self.received_body())
-        target = _target(self, parsed)
+        self.target = target = _target(self, parsed)
         self.streaming = parsed.stream
         if parsed.stream:
             self.stream = MessageStream(shown_model(self, parsed.model, target))
@@ -103,7 +104,7 @@ class MessagesHandler(AnthropicShapedErrors, PromptHandler):
         return self.context.pipeline.counter.count_messages(messages) if small else 0
 
     def shaped(self, result: RunResult) -> dict[str, Any]:
-        return message_object(result, shown_model(self, self.parsed.model, result.model))
+        return message_object(result, shown_model(self, self.parsed.model, self.target, result))
 
     def model_answering(self, model: str) -> None:
         if self.parsed.stream and not self.events.started:  # message_start not sent yet: it names who answers

@@ -18,7 +18,8 @@ import tornado.web
 from ..chat_request import ChatRequest, parse_chat_body
 from ..errors import BadRequest, NotFound
 from ..calls import RunEvents
-from ..conversation import ModelInfo, RunResult
+from ..context import ServerContext
+from ..conversation import RunResult
 from ..targets import AgentTarget, ModelTarget, Target
 from .base import JsonHandler, dumps
 from .http import PromptHandler
@@ -80,10 +81,19 @@ def target_for(handler: JsonHandler, chat: ChatRequest) -> Target:
     return target
 
 
-def shown_model(handler: JsonHandler, requested: str, answering: Target | ModelInfo | None) -> str:
-    """The model an answer names: under a gateway the deployment that answers (an alias is
-    answered as the model it maps to, a fallback by its own name), else the one requested."""
-    return answering.name if handler.context.gateway is not None and answering is not None else requested
+def names_answering(context: ServerContext, target: Target) -> bool:
+    """Whether an answer names the model that answers rather than the one asked for: under a
+    gateway, a model's run does (an alias is answered as the model it maps to, a fallback by its
+    own name); an agent is always named as asked (``agent/NAME``)."""
+    return context.gateway is not None and not isinstance(target, AgentTarget)
+
+
+def shown_model(handler: JsonHandler, requested: str, target: Target, result: RunResult | None = None) -> str:
+    """The model an answer names: the one answering (``result``'s, else the target's) where
+    :func:`names_answering`, else the one requested."""
+    if not names_answering(handler.context, target):
+        return requested
+    return result.model.name if result is not None and result.model is not None else target.name
 
 
 class _Chunks:
@@ -184,6 +194,7 @@ class ChatCompletionsHandler(OpenAIShapedErrors, PromptHandler):
     """``POST /v1/chat/completions``: a ``chat.completion``, or with ``stream`` its chunks."""
 
     chat: ChatRequest
+    target: Target
     chunks: _Chunks
     events: _ChunkEvents
 
@@ -193,7 +204,7 @@ class ChatCompletionsHandler(OpenAIShapedErrors, PromptHandler):
     async def post(self, agent_name: str | None = None) -> None:
         await self.caller_key()  # 401 before the model is looked at: no key, no 404 either
         self.chat = chat = parse_chat_body(self.received_body())
-        target = target_for(self, chat)
+        self.target = target = target_for(self, chat)
         self.streaming = chat.stream
         if chat.stream:
             self.chunks = _Chunks(shown_model(self, chat.model, target))
@@ -202,7 +213,7 @@ class ChatCompletionsHandler(OpenAIShapedErrors, PromptHandler):
         await self.answer(chat.request, target, sse=chat.stream, events=events)
 
     def shaped(self, result: RunResult) -> dict[str, Any]:
-        return completion(result, shown_model(self, self.chat.model, result.model))
+        return completion(result, shown_model(self, self.chat.model, self.target, result))
 
     def model_answering(self, model: str) -> None:
         if self.chat.stream and not self.events.sent_role:  # no chunk went out yet: they name who answers

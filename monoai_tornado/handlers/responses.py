@@ -26,7 +26,7 @@ from ..pipeline import Ticket
 from ..targets import ModelTarget, Target
 from .base import dumps
 from .http import PromptHandler
-from .openai_front import OpenAIShapedErrors, target_for
+from .openai_front import OpenAIShapedErrors, names_answering, target_for
 
 log = logging.getLogger("monoai_tornado.responses")
 
@@ -74,7 +74,7 @@ async def begin_turn(handler: tornado.web.RequestHandler, context: ServerContext
         history = previous.items
     items = parsed.items_after(history)
     builder = ResponseBuilder(parsed)
-    if context.gateway is not None and isinstance(target, ModelTarget):  # an alias: the model it maps to
+    if names_answering(context, target):  # an alias: the model it maps to
         builder.model, builder.names_answering = target.name, True
     return Turn(parsed, owner, items, target, builder)
 
