@@ -43,10 +43,15 @@ class PromptRequest:
 
     def upstream_messages(self) -> list[UpstreamMessage]:
         """The conversation as OpenAI chat messages: what backends are given and tokens are
-        counted on; the prompt alone is one user turn."""
+        counted on; the prompt alone is one user turn. A new list each call (an agent extends
+        its own), of messages translated once per request (admission and the run both ask)."""
+        return list(self._upstream)
+
+    @functools.cached_property
+    def _upstream(self) -> tuple[UpstreamMessage, ...]:
         if self.messages is not None:
-            return [message.to_openai() for message in self.messages]
-        return [{"role": "user", "content": self.prompt}]
+            return tuple(message.to_openai() for message in self.messages)
+        return ({"role": "user", "content": self.prompt},)
 
     def tool_schemas(self) -> list[ToolSchema] | None:
         """The tools in OpenAI's shape, or None when the request offers none."""
