@@ -21,7 +21,8 @@ def servers() -> Iterator[Servers]:
     started.stop_all()
 
 
-def test_a_priced_fallback_that_answered_tells_its_cost(servers: Servers, tmp_path: Path) -> None:
+def dead_chat_with_a_demo_backup(tmp_path: Path, backup: str = "", routing: str = "") -> str:
+    """A config file: "chat" on a port nobody listens on, falling back to the demo "backup"."""
     config = tmp_path / "fallback.toml"
     config.write_text(f"""
 [[models]]
@@ -31,13 +32,16 @@ base_url = "http://127.0.0.1:{free_port()}/v1"
 [[models]]
 name = "backup"
 backend = "demo"
-price_input = 1.0
-price_output = 2.0
-
+{backup}
 [routing]
 fallbacks = {{ chat = ["backup"] }}
-""")
-    base = servers("--config", str(config))
+{routing}""")
+    return str(config)
+
+
+def test_a_priced_fallback_that_answered_tells_its_cost(servers: Servers, tmp_path: Path) -> None:
+    config = dead_chat_with_a_demo_backup(tmp_path, backup="price_input = 1.0\nprice_output = 2.0\n")
+    base = servers("--config", config)
     status, body = call(base + "/model", {"prompt": "hi", "model": "chat"})
     assert status == 200 and body["model"]["name"] == "backup"
     usage = body["usage"]
@@ -49,21 +53,8 @@ fallbacks = {{ chat = ["backup"] }}
 
 def test_the_responses_front_names_the_model_that_answered(servers: Servers, tmp_path: Path) -> None:
     """An alias is answered as the model it maps to, a fallback by its own name, as on every front."""
-    config = tmp_path / "alias.toml"
-    config.write_text(f"""
-[[models]]
-name = "chat"
-base_url = "http://127.0.0.1:{free_port()}/v1"
-
-[[models]]
-name = "backup"
-backend = "demo"
-
-[routing]
-fallbacks = {{ chat = ["backup"] }}
-aliases = {{ "claude-*" = "backup", "gpt-*" = "chat" }}
-""")
-    base = servers("--config", str(config))
+    config = dead_chat_with_a_demo_backup(tmp_path, routing='aliases = { "claude-*" = "backup", "gpt-*" = "chat" }\n')
+    base = servers("--config", config)
     status, body = call(base + "/v1/responses", {"model": "claude-x", "input": "hi", "max_output_tokens": 5})
     assert (status, body["model"]) == (200, "backup")
     streamed = urllib.request.urlopen(urllib.request.Request(  # chat fails first: the fallback answers
