@@ -63,6 +63,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("re-rendering (our events, JSON)", ("handlers/openai_front.py", "monoai_tornado/rendering.py")),
     ("our handler (set-up, headers, writes)", ("monoai_tornado/handlers/", "monoai_tornado/tornado_internals.py",
                                                "monoai_tornado/errors.py")),
+    ("our HTTP/1 server side (http1server, httptools)", ("monoai_tornado/http1server/", "httptools")),
     ("Tornado server side (HTTP/1, RequestHandler)", ("tornado/web.py", "tornado/http1connection.py",
                                                       "tornado/httpserver.py", "tornado/routing.py",
                                                       "tornado/tcpserver.py",

@@ -14,13 +14,13 @@ import ipaddress
 import logging
 from typing import Any, Iterable, Mapping, Sequence
 
-import tornado.httpserver
 import tornado.ioloop
 import tornado.web
 
 from .backends.base import Backend
 from .context import DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_WS_MESSAGE_SIZE, ServerContext
-from .deadlines import DeadlineHTTPServer
+from .deadlines import DeadlineHTTPServer, HTTPServerLike
+from . import http1server
 from .dialects.responses_store import MemoryResponseStore, ResponseStore
 from .extras import require
 from .handlers.base import NotFoundHandler, log_request
@@ -41,6 +41,9 @@ from .request_trace import Tracing
 from .usage import TokenCounter, shared_counter
 
 log = logging.getLogger("monoai_tornado")
+
+#: The choices of ``Application(http_parser=...)`` and ``--http-parser``.
+HTTP_PARSERS = ("auto", "httptools", "tornado")
 
 
 def _is_loopback(host: str) -> bool:
@@ -124,6 +127,9 @@ class Application:
             a :class:`~monoai_tornado.dialects.responses_store.RedisResponseStore` shares them.
         otel: OpenTelemetry traces of every prompt (``pip install 'monoai_tornado[otel]'``),
             exported as the standard ``OTEL_*`` variables say (see :mod:`monoai_tornado.otel`).
+        http_parser: the HTTP/1 server side of :meth:`http_server`: ``"httptools"``
+            (:mod:`monoai_tornado.http1server`, the ``fast`` extra), ``"tornado"`` (Tornado's
+            own ``HTTPServer``) or ``"auto"`` (httptools when it is installed).
     """
 
     def __init__(
@@ -155,7 +161,15 @@ class Application:
         usage_ledger: UsageLedger | None = None,
         responses_store: ResponseStore | None = None,
         otel: bool = False,
+        http_parser: str = "auto",
     ) -> None:
+        if http_parser not in HTTP_PARSERS:
+            raise ValueError(f"http_parser must be one of {HTTP_PARSERS}, not {http_parser!r}")
+        if http_parser == "httptools":
+            require("httptools", "fast", "http_parser='httptools'")
+        #: Which HTTP/1 server side :meth:`http_server` builds: ``"httptools"`` or ``"tornado"``.
+        self.http_parser = "httptools" if http_parser == "httptools" or (
+            http_parser == "auto" and http1server.available()) else "tornado"
         self.idle_timeout = idle_timeout
         self.body_timeout = body_timeout
         self.name = name
@@ -232,7 +246,7 @@ class Application:
                 backends.append(agent.model)
         return backends
 
-    async def aclose(self, timeout: float = 30.0, server: tornado.httpserver.HTTPServer | None = None) -> None:
+    async def aclose(self, timeout: float = 30.0, server: "HTTPServerLike | None" = None) -> None:
         """End the application's life: stop ``server`` (when given) accepting, let prompts in
         progress finish for up to ``timeout`` seconds, cancel the rest with a reason (their
         clients get ``shutting_down``), close WebSockets and connections, write the usage still
@@ -276,21 +290,28 @@ class Application:
         settings.setdefault("log_function", log_request)
         return tornado.web.Application(self.handlers(), **settings)
 
-    def http_server(self, **settings: Any) -> tornado.httpserver.HTTPServer:
-        """An ``HTTPServer`` for :meth:`make_app`, with a body cap above our own limit.
+    def http_server(self, **settings: Any) -> "HTTPServerLike":
+        """A server for :meth:`make_app` (``listen``/``add_sockets``, ``stop``, ``close_all_connections``),
+        with a body cap above our own limit: httptools' (:mod:`monoai_tornado.http1server`) or
+        Tornado's ``HTTPServer``, as ``http_parser`` says.
 
         Its idle, header and body timeouts are kept by one timer for all connections
         (:mod:`monoai_tornado.deadlines`) rather than by Tornado's timer per request.
 
-        Bodies over ``max_body_size`` get our JSON 413; Tornado's own cap (far above it) only
+        Bodies over ``max_body_size`` get our JSON 413; the server's own cap (far above it) only
         stops a client that sends without end.
         """
-        return DeadlineHTTPServer(
+        server_cls: Any = DeadlineHTTPServer
+        if self.http_parser == "httptools":
+            from .http1server.server import FastHTTPServer
+            server_cls = FastHTTPServer
+        server: HTTPServerLike = server_cls(
             self.make_app(**settings),
             max_body_size=max(self.context.max_body_size * 4, 16 * 1024 * 1024),
             idle_connection_timeout=self.idle_timeout,  # also bounds slow headers (slow-loris)
             body_timeout=self.body_timeout,
         )
+        return server
 
     def log_start(self, host: str, port: int) -> None:
         base = f"http://{host}:{port}"

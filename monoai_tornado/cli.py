@@ -241,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="completion cap of a request without max_tokens")
     g.add_argument("--event-loop", choices=["auto", "uvloop", "asyncio"], default="auto",
                    help="auto (default): uvloop when installed (pip install 'monoai_tornado[fast]'), else asyncio")
+    g.add_argument("--http-parser", choices=["auto", "httptools", "tornado"], default="auto",
+                   help="auto (default): the httptools server side when installed (pip install "
+                        "'monoai_tornado[fast]'), else Tornado's own HTTPServer")
     g.add_argument("--drain-timeout", type=_non_negative_float, default=30.0,
                    help="seconds in-flight runs get to finish on SIGTERM")
     g = p.add_argument_group("usage ledger")
@@ -408,6 +411,7 @@ def build_application(args: argparse.Namespace) -> Any:
         usage_ledger=build_ledger(args),
         responses_store=build_responses_store(args),
         otel=args.otel,
+        http_parser=args.http_parser,
     )
 
 
@@ -436,6 +440,8 @@ def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
             require("redis.asyncio", "redis", "--redis-url")
         if args.event_loop == "uvloop":
             require("uvloop", "fast", "--event-loop uvloop")
+        if args.http_parser == "httptools":
+            require("httptools", "fast", "--http-parser httptools")
         if args.otel:
             require("opentelemetry.sdk.trace", "otel", "--otel")
             require("opentelemetry.exporter.otlp.proto.http.trace_exporter", "otel", "--otel")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Callable, Protocol
 
 import tornado.httpserver
 import tornado.ioloop
@@ -29,15 +29,31 @@ from .wire import declared_length, json_errors, refuse_oversized
 log = logging.getLogger("monoai_tornado.http")
 
 
+class HTTPServerLike(Protocol):
+    """What serving an application needs of its HTTP server (Tornado's ``HTTPServer`` has it)."""
+
+    def listen(self, port: int, address: str | None = ...) -> None: ...
+
+    def add_sockets(self, sockets: Any) -> None: ...
+
+    def stop(self) -> None: ...
+
+    async def close_all_connections(self) -> None: ...
+
+
 class ConnectionDeadlines:
     """Which connections must have sent their headers or their body by when."""
 
-    def __init__(self, idle_timeout: float | None, body_timeout: float | None) -> None:
+    def __init__(self, idle_timeout: float | None, body_timeout: float | None,
+                 close: Callable[[Any], None] = lambda connection: connection.stream.close()) -> None:
+        """``close(connection)`` closes a connection past its deadline (by default Tornado's
+        ``HTTP1ServerConnection``: its stream)."""
         self.idle_timeout = idle_timeout
         self.body_timeout = body_timeout
         self._headers_due: dict[Any, float] = {}
         self._body_due: dict[Any, float] = {}
         self._timer: tornado.ioloop.PeriodicCallback | None = None
+        self._close = close
 
     @property
     def sweep_interval(self) -> float:
@@ -85,7 +101,7 @@ class ConnectionDeadlines:
                     break
                 del due[connection]
                 log.info("closing a connection that took too long to send its %s", what)
-                connection.stream.close()
+                self._close(connection)
 
 
 class _TimedRequest(httputil.HTTPMessageDelegate):

@@ -20,7 +20,7 @@ from tornado.concurrent import Future
 from tornado.iostream import IOStream
 
 __all__ = ["BARE_BAD_REQUEST", "FrameWriter", "body_cap", "frame_writer", "http_date", "http_stream", "is_finished",
-           "reason", "reset_response", "retype_stream", "set_safe_headers", "stop_request_timers",
+           "preload_stream", "reason", "reset_response", "retype_stream", "set_safe_headers", "stop_request_timers",
            "websocket_backed_up"]
 
 #: What Tornado writes for a request it cannot parse (``HTTP1Connection._read_message``) before
@@ -123,3 +123,10 @@ def retype_stream(stream: IOStream, cls: type[IOStream]) -> None:
     (``IOStream`` has no ``__slots__``, so its instances accept a subclass as their class)."""
     if type(stream) is IOStream:
         stream.__class__ = cls
+
+
+def preload_stream(stream: IOStream, data: bytes) -> None:
+    """Put ``data`` in ``stream``'s read buffer, as if read from its socket (``_read_buffer``,
+    ``_read_buffer_size``): the bytes a client sent right after its WebSocket handshake."""
+    stream._read_buffer += data
+    stream._read_buffer_size += len(data)

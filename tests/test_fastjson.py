@@ -58,3 +58,41 @@ def test_the_edges_msgspec_refuses_go_to_the_standard_library() -> None:
     for text in ("123456789012345678901234567890", "[NaN, Infinity]", '"\\ud800"', "1e400", "\ufeff{}", '"\ud800"', '{"a":1,"a":2}',
                  "[" * 5000 + "]" * 5000):
         assert same(outcome(loads, text), outcome(json.loads, text))
+
+
+def standard(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+finite_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(finite_values)
+def test_json_values_write_what_the_standard_library_reads_back_the_same(value: Any) -> None:
+    from monoai_tornado.fastjson import dumps, dumps_bytes
+
+    assert same(json.loads(dumps(value)), json.loads(standard(value)))
+    assert dumps_bytes(value) == dumps(value).encode("utf-8")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                    max_leaves=20))
+def test_without_floats_the_text_is_the_standard_librarys(value: Any) -> None:
+    from monoai_tornado.fastjson import dumps
+
+    assert dumps(value) == standard(value)
+
+
+def test_what_msgspec_cannot_write_goes_to_the_standard_library() -> None:
+    from monoai_tornado.fastjson import dumps
+
+    for value in ({1.5: "float key"}, {None: 1, True: 2}, 2 ** 200, {"n": -(2 ** 70)}):
+        assert dumps(value) == standard(value)
+    for odd in (float("nan"), float("inf")):  # json.dumps would write NaN or Infinity: not JSON
+        assert json.loads(dumps({"x": odd})) == {"x": None}

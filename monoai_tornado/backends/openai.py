@@ -26,7 +26,7 @@ from tornado.httputil import HTTPHeaders, ResponseStartLine
 from tornado.simple_httpclient import HTTPTimeoutError
 
 from ..errors import BackendError, BackendTimeout
-from ..fastjson import loads
+from ..fastjson import dumps_bytes, loads
 from ..request_trace import upstream_headers
 from .base import (Backend, BackendEvent, CallOptions, EventStream, FinishReason, Message, PromptTokens, ReportedUsage,
                    TextDelta, ToolCall, ToolCallsRequested, ToolSchema, exception_of)
@@ -314,7 +314,7 @@ class OpenAIBackend(Backend):
                  options: CallOptions | None = None) -> HTTPRequest:
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream", **self._auth(),
                    **upstream_headers()}  # the request id and trace context of the request served
-        body = json.dumps(self.payload(messages, tools, options), ensure_ascii=False).encode("utf-8")
+        body = dumps_bytes(self.payload(messages, tools, options))
         # The pool bounds the connect with connect_timeout; the first-token, idle and total
         # timeouts are ours (stream()), so that the error says which one it was.
         return HTTPRequest(self.url, method="POST", headers=headers, body=body, follow_redirects=False,

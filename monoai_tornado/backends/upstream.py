@@ -146,14 +146,11 @@ class UpstreamCall:
             raise StreamClosedError()
         request = self.request
         body = request.body or b""
-        headers = HTTPHeaders(request.headers)
-        headers["Host"] = host
-        headers["Content-Length"] = str(len(body))
         answer = self.answer
         exchange = Exchange(request.method, answer.headers_received, answer.data_received,
                             lambda reusable: self._ended(connection, target, reusable), MAX_HEADER_SIZE)
         try:
-            connection.send(exchange, request_head(request.method, path, headers) + body)
+            connection.send(exchange, request_head(request.method, path, request.headers, host, len(body)) + body)
             await exchange.done
         except BaseException:
             if self.connection is connection:  # not yet pooled (another call may hold it by now)

@@ -18,7 +18,7 @@ from typing import Awaitable, Callable, cast
 from tornado.httputil import HTTPHeaders, HTTPInputError, ResponseStartLine, parse_response_start_line
 from tornado.iostream import StreamClosedError
 
-from .http1 import NO_BODY, Dechunker
+from .http1 import NO_BODY, Dechunker, parse_headers
 
 #: The blank line that ends an answer's head (as Tornado's reader took it).
 HEAD_END = re.compile(rb"\r?\n\r?\n")
@@ -133,7 +133,7 @@ class UpstreamConnection(asyncio.Protocol):
                 del head[:match.end()]
                 first, _, rest = text.partition("\n")
                 start_line = parse_response_start_line(first.rstrip("\r"))
-                headers = HTTPHeaders.parse(rest)
+                headers = parse_headers(rest)
                 if not 100 <= start_line.code < 200 or start_line.code == 101:
                     break  # interim 1xx answers are skipped
             exchange.head_seen = True

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from typing import Any
 
@@ -11,6 +10,7 @@ import tornado.web
 from ..context import ServerContext
 from ..keys import ApiKey
 from ..errors import ApiError, Forbidden, NotFound
+from ..fastjson import dumps as fast_dumps, dumps_bytes
 from ..logs import log_access
 from ..pipeline import Ticket
 from ..ratelimit.headers import RATE_LIMIT_HEADERS, rate_limit_headers
@@ -25,8 +25,8 @@ EXPOSED_HEADERS = ", ".join(["Retry-After", REQUEST_ID_HEADER, *RATE_LIMIT_HEADE
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON with non-ASCII text kept as is."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON with non-ASCII text kept as is (:func:`monoai_tornado.fastjson.dumps`)."""
+    return fast_dumps(value)
 
 
 class JsonHandler(tornado.web.RequestHandler):
@@ -102,7 +102,7 @@ class JsonHandler(tornado.web.RequestHandler):
 
     def send_json(self, value: Any, status: int = 200) -> None:
         self.set_status(status)
-        self.finish(dumps(value))
+        self.finish(dumps_bytes(value))
 
     def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
         """An :class:`ApiError` is the client's problem, an answer: no traceback, and its one line
