@@ -26,6 +26,7 @@ from tornado.httputil import HTTPHeaders, ResponseStartLine
 from tornado.simple_httpclient import HTTPTimeoutError
 
 from ..errors import BackendError, BackendTimeout
+from ..futures import until_done
 from ..fastjson import dumps_bytes, loads
 from ..request_trace import upstream_headers
 from .base import (Backend, BackendEvent, CallOptions, EventStream, FinishReason, Message, PromptTokens, ReportedUsage,
@@ -129,7 +130,7 @@ class _Exchange:
             if not self.fetch.done() and not self.call.answered:  # (answered: its task ends by itself)
                 self.call.abort()  # the socket is closed here, synchronously
                 self._wake()
-                await asyncio.wait([self.fetch], timeout=ABORT_GRACE)
+                await until_done(self.fetch, ABORT_GRACE)
         finally:
             if self.fetch.done():
                 exception_of(self.fetch)  # an abort's exception, marked as seen

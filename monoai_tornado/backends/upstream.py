@@ -86,7 +86,18 @@ class UpstreamCall:
         #: The answer was read to its end (its connection pooled or closed); the future follows.
         self.answered = False
         self._connecting: asyncio.Future[UpstreamConnection] | None = None
-        self.future: asyncio.Future[HTTPResponse] = asyncio.ensure_future(self._run())
+        loop = asyncio.get_running_loop()
+        self._start = loop.time()
+        target, path, host = pool.target(request.url)
+        connection = pool.take(target)
+        self.future: asyncio.Future[HTTPResponse]
+        if connection is None:
+            self.future = asyncio.ensure_future(self._run(None))
+        else:  # sent now, on a kept connection: no task (the usual case under load)
+            self.future = loop.create_future()
+            self.future.add_done_callback(self._abort_if_cancelled)
+            exchange = self._send(connection, target, path, host)
+            exchange.done.add_done_callback(lambda done: self._sent(done, connection, target, path, host))
 
     def abort(self) -> None:
         """Close the connection now (the upstream sees it close); the call ends in an error."""
@@ -96,21 +107,42 @@ class UpstreamCall:
         if self.connection is not None:
             self.connection._fail(StreamClosedError())
 
-    async def _run(self) -> HTTPResponse:
-        start = asyncio.get_running_loop().time()
+    async def _run(self, connection: UpstreamConnection | None) -> HTTPResponse:
+        """Connect (when ``connection`` is None) and exchange; once more on a new connection when a
+        kept one had been closed by the upstream before our request reached it."""
         target, path, host = self.pool.target(self.request.url)
-        connection = self.pool.take(target)
         reused = connection is not None
         while True:
             if connection is None:
                 connection = await self._connect(target)
+            exchange = self._send(connection, target, path, host)
             try:
-                return await self._exchange(connection, target, path, host, start)
+                await exchange.done
+                return self._response()
             except StreamClosedError:
                 if not reused or self.aborted or self.answer.start_line is not None:
                     raise
-            # The upstream had closed this kept connection before our request reached it.
+            except BaseException:  # cancelled: the connection is closed, the upstream sees it
+                self._drop(connection)
+                raise
             connection, reused = None, False
+
+    def _sent(self, done: "asyncio.Future[bool]", connection: UpstreamConnection, target: Target, path: str,
+              host: str) -> None:
+        """The end of an exchange sent without a task: the response, or a retry, or the error."""
+        future = self.future
+        if future.done():  # (cancelled by its caller)
+            if not done.cancelled():
+                done.exception()
+            return
+        exc = done.exception() if not done.cancelled() else asyncio.CancelledError()
+        if exc is None:
+            future.set_result(self._response())
+        elif isinstance(exc, StreamClosedError) and not self.aborted and self.answer.start_line is None:
+            retry = asyncio.ensure_future(self._run(None))  # the kept connection was closed: a new one
+            retry.add_done_callback(lambda ended: _copy_outcome(ended, future))
+        else:
+            future.set_exception(exc)
 
     async def _connect(self, target: Target) -> UpstreamConnection:
         if self.aborted:
@@ -138,30 +170,58 @@ class UpstreamCall:
             connection.close()
         self.connection = None
 
-    async def _exchange(self, connection: UpstreamConnection, target: Target, path: str, host: str,
-                        start: float) -> HTTPResponse:
+    def _send(self, connection: UpstreamConnection, target: Target, path: str, host: str) -> Exchange:
+        """Send the request on ``connection``; its answer ends the returned exchange."""
         self.connection = connection
+        exchange = Exchange(self.request.method, self.answer.headers_received, self.answer.data_received,
+                            lambda reusable: self._ended(connection, target, reusable), MAX_HEADER_SIZE)
+        exchange.done.add_done_callback(lambda done: self._drop_if_failed(done, connection))
         if self.aborted:
-            connection.close()
-            raise StreamClosedError()
+            exchange.done.set_exception(StreamClosedError())
+            return exchange
         request = self.request
         body = request.body or b""
-        answer = self.answer
-        exchange = Exchange(request.method, answer.headers_received, answer.data_received,
-                            lambda reusable: self._ended(connection, target, reusable), MAX_HEADER_SIZE)
         try:
-            connection.send(exchange, request_head(request.method, path, request.headers, host, len(body)) + body)
-            await exchange.done
-        except BaseException:
-            if self.connection is connection:  # not yet pooled (another call may hold it by now)
-                connection.close()
-                self.connection = None
-            raise
+            head = request_head(request.method, path, request.headers, host, len(body))
+        except ValueError as exc:
+            exchange.done.set_exception(exc)
+            return exchange
+        connection.send(exchange, head + body)
+        return exchange
+
+    def _drop_if_failed(self, done: "asyncio.Future[bool]", connection: UpstreamConnection) -> None:
+        """An exchange that failed closes its connection (unless it went back to the pool meanwhile)."""
+        if done.cancelled() or done.exception() is not None:
+            self._drop(connection)
+
+    def _drop(self, connection: UpstreamConnection) -> None:
+        if self.connection is connection:
+            connection.close()
+            self.connection = None
+
+    def _abort_if_cancelled(self, future: "asyncio.Future[HTTPResponse]") -> None:
+        if future.cancelled():
+            self.abort()
+
+    def _response(self) -> HTTPResponse:
+        request, answer = self.request, self.answer
         start_line = answer.start_line
         assert start_line is not None
         buffer = None if request.streaming_callback is not None else io.BytesIO(b"".join(answer.body))
         return HTTPResponse(request, start_line.code, reason=start_line.reason, headers=answer.headers,
-                            effective_url=request.url, buffer=buffer, start_time=start)
+                            effective_url=request.url, buffer=buffer, start_time=self._start)
+
+
+def _copy_outcome(source: "asyncio.Future[HTTPResponse]", target: "asyncio.Future[HTTPResponse]") -> None:
+    if target.done():
+        if not source.cancelled():
+            source.exception()
+    elif source.cancelled():
+        target.cancel()
+    elif (exc := source.exception()) is not None:
+        target.set_exception(exc)
+    else:
+        target.set_result(source.result())
 
 
 class UpstreamPool:

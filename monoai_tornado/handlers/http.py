@@ -18,6 +18,7 @@ from ..calls import RunEvents, SilentEvents
 from ..context import ServerContext
 from ..conversation import RunResult
 from ..lifecycle import cancelled_for_shutdown
+from ..futures import until_done
 from ..errors import ApiError, ClientGone, PayloadTooLarge, ShuttingDown
 from ..rendering import render_error
 from ..pipeline import Ticket
@@ -175,7 +176,7 @@ class PromptHandler(JsonHandler):
         )
         run = self._start_run(ticket, target, events or _SseEvents(self))
         try:
-            await asyncio.wait([run], timeout=self.context.sse_header_hold)
+            await until_done(run, self.context.sse_header_hold)
             ended_badly = run.done() and (run.cancelled() or run.exception() is not None)
             if not self._headers_written and not ended_badly:  # else its error, below, has its own status
                 await self.stream_started()
