@@ -30,6 +30,8 @@ class Wire(Protocol):
 
     def send(self, data: bytes) -> "asyncio.Future[None]": ...
 
+    def flush(self) -> None: ...
+
     def written(self) -> "asyncio.Future[None]": ...
 
     def abort(self) -> None: ...
@@ -110,6 +112,8 @@ class RequestConnection(httputil.HTTPConnection):
         self.close_callback = None
         if not self.read_finished:  # the body is still coming: only closing stops it
             self.disconnect_on_finish = True
+        if self.held is None:
+            self.protocol.flush()  # a whole answer leaves now, in one write
         self.protocol.answer_finished(self)
 
     def detach(self) -> IOStream:

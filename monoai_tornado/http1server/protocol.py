@@ -119,6 +119,7 @@ class ServerProtocol(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._method = ""  # the name of a method llhttp does not know, parsed as a PUT
         self._begun = 0  # requests begun in the bytes being parsed
+        self._pending: list[bytes] | None = None  # written in this turn of the loop, sent at its end
         self._written: asyncio.Future[None] = self.loop.create_future()
         self._written.set_result(None)
         self._drained: asyncio.Future[None] | None = None  # while the transport's buffer is full
@@ -396,13 +397,26 @@ class ServerProtocol(asyncio.Protocol):
         return self._drained if self._drained is not None else self._written
 
     def send(self, data: bytes) -> "asyncio.Future[None]":
+        """Write ``data``: what is sent in one turn of the loop goes in one ``write`` (a stream's
+        head, its events and its end are one system call, not one each)."""
         if not self.closed and self.transport is not None:
-            self.transport.write(data)
+            if self._pending is None:
+                self._pending = [data]
+                self.loop.call_soon(self.flush)
+            else:
+                self._pending.append(data)
         return self.written()
+
+    def flush(self) -> None:
+        """Write what :meth:`send` holds now."""
+        pending, self._pending = self._pending, None
+        if pending and not self.closed and self.transport is not None:
+            self.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
     def close(self) -> None:
         """Close once what was written is sent."""
         if self.transport is not None and not self.closed:
+            self.flush()
             self.transport.close()
 
     def abort(self) -> None:
@@ -416,6 +430,7 @@ class ServerProtocol(asyncio.Protocol):
     def detach(self, answer: bytes) -> IOStream:
         """Hand the socket to a Tornado ``IOStream`` (a WebSocket's) with ``answer`` written on it."""
         assert self.transport is not None
+        self.flush()  # earlier answers first
         sock = self.transport.get_extra_info("socket")
         duplicate = socket.socket(fileno=os.dup(sock.fileno()))
         self.detached = True
@@ -437,6 +452,7 @@ class ServerProtocol(asyncio.Protocol):
         self.queue.clear()
         self.buffered = 0
         self.server.deadlines.done(self)
+        self.flush()
         self.transport.write(answer)
         if not linger:
             self.close()
