@@ -1,0 +1,90 @@
+"""A/B of our server's CPU per request: two copies side by side on one core, loaded at once.
+
+    python bench/ab_cpu.py --try-dir DIR [--rounds 6] [--seconds 4] [--connections 16] [--stream] [--server-args "..."]
+
+Our server from this checkout (A) and from ``--try-dir`` (B, a copy of the repository, its
+``monoai_tornado/`` measured) run in front of the same mock upstream (``fast_upstream.py``),
+both pinned to ``--server-cpus``; two wrk loads, one per server, run at the same time from
+``--load-cpus``. Whatever slows the machine (another tenant, the CPU's clock) slows both
+alike, so the ratio of their CPU time per request, round by round, is steadier than two runs
+one after the other (``gateway.py --lines ours-v1,try-v1``), which is what a change of 5 % needs.
+Prints each round's µs per request of A and B and A/B, then the median ratio.
+
+Only 127.0.0.1 is contacted; each load is bounded in time; the servers are stopped whatever happens.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import statistics
+import sys
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import BENCH_DIR, HOST, PYTHON, Variant  # noqa: E402
+from gateway import (  # noqa: E402
+    CHUNKS,
+    CHUNK_CHARS,
+    FastUpstream,
+    GatewayServer,
+    Setup,
+    openai_shape,
+    ours_server,
+    pinned,
+    run_wrk,
+    tree_cpu,
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--try-dir", required=True, help="the B copy of the repository")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--connections", type=int, default=16, help="per server")
+    parser.add_argument("--stream", action="store_true", help="streamed requests (default: non-streamed)")
+    parser.add_argument("--server-cpus", default="0")
+    parser.add_argument("--load-cpus", default="1")
+    parser.add_argument("--server-args", default="", help="more arguments for both servers")
+    args = parser.parse_args()
+    shape = openai_shape(args.stream)
+    upstream = FastUpstream(Variant("upstream", pinned(
+        args.load_cpus, PYTHON, os.path.join(BENCH_DIR, "fast_upstream.py"), "--port", "{port}",
+        "--chunks", str(CHUNKS), "--chunk-chars", str(CHUNK_CHARS))), ready_timeout=20.0)
+    ours_server("ours", *shlex.split(args.server_args))
+    ours_server("try", *shlex.split(args.server_args), tries=True)
+    ratios: list[float] = []
+    with upstream:
+        setup = Setup(upstream.port, args.server_cpus, args.load_cpus, try_dir=os.path.abspath(args.try_dir))
+        with GatewayServer(setup.variant("ours"), shape, None, 60.0) as a, \
+                GatewayServer(setup.variant("try"), shape, None, 60.0) as b:
+            for server in (a, b):  # warm-up
+                run_wrk(f"http://{HOST}:{server.port}{shape.path}", shape.body, shape.headers, 1, args.connections,
+                        prefix=pinned(args.load_cpus))
+            print(f"{'round':>5}  {'A us/req':>9}  {'B us/req':>9}  {'A/B':>6}  (A: this checkout, B: {args.try_dir}; "
+                  f"{'streamed' if args.stream else 'non-streamed'})", flush=True)
+            for number in range(1, args.rounds + 1):
+                results: dict[str, dict[str, float]] = {}
+                cpu0 = {name: tree_cpu(server.pid) for name, server in (("a", a), ("b", b))}
+
+                def load(name: str, port: int) -> None:
+                    results[name] = run_wrk(f"http://{HOST}:{port}{shape.path}", shape.body, shape.headers,
+                                            args.seconds, args.connections, prefix=pinned(args.load_cpus))
+
+                loads = [threading.Thread(target=load, args=(name, server.port)) for name, server in (("a", a), ("b", b))]
+                for thread in loads:
+                    thread.start()
+                for thread in loads:
+                    thread.join(args.seconds + 90)
+                per_request = {name: 1e6 * (tree_cpu(server.pid) - cpu0[name]) / max(1.0, results[name]["requests"])
+                               for name, server in (("a", a), ("b", b))}
+                ratio = per_request["a"] / per_request["b"]
+                ratios.append(ratio)
+                print(f"{number:>5}  {per_request['a']:>9.0f}  {per_request['b']:>9.0f}  {ratio:>6.3f}", flush=True)
+    print(f"median A/B CPU per request: {statistics.median(ratios):.3f} over {len(ratios)} rounds")
+
+
+if __name__ == "__main__":
+    main()
