@@ -69,7 +69,7 @@ def main() -> None:
                 results: dict[str, dict[str, float]] = {}
                 cpu0 = {name: tree_cpu(server.pid) for name, server in (("a", a), ("b", b))}
 
-                def load(name: str, port: int) -> None:
+                def load(name: str, port: int, results: dict[str, dict[str, float]] = results) -> None:
                     results[name] = run_wrk(f"http://{HOST}:{port}{shape.path}", shape.body, shape.headers,
                                             args.seconds, args.connections, prefix=pinned(args.load_cpus))
 

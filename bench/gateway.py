@@ -86,7 +86,7 @@ PROMPT = "Say something about benchmarks, please."
 CHUNKS, CHUNK_CHARS = 16, 4
 DEFAULT_LINES = "direct,floor-proxy,floor-proxy+ka,floor-aiohttp,ours-v1,ours /model,ours+asyncio,litellm"
 #: --quick measures the lines of the JSON summary only.
-QUICK_LINES = "direct,floor-proxy+ka,floor-aiohttp,ours-v1"
+QUICK_LINES = "direct,floor-proxy+ka,floor-aiohttp,ours-v1,ours-v1+as-client"
 
 
 # -- what is sent ------------------------------------------------------------------------------
@@ -258,7 +258,11 @@ for _try in (False, True):
     _who = "try" if _try else "ours"
     ours_server(_who, tries=_try)
     ours_server(_who + "+asyncio", "--event-loop", "asyncio", tries=_try)
+    ours_server(_who + "+tornado-http", "--http-parser", "tornado", tries=_try)
+    ours_server(_who + "+as-client", "--upstream-stream", "as-client", tries=_try)
     add_line(_who + "-v1", _who)
+    add_line(_who + "-v1+tornado-http", _who + "+tornado-http")  # Tornado's own HTTP/1 server side
+    add_line(_who + "-v1+as-client", _who + "+as-client")  # non-streamed requests sent upstream whole
     add_line(_who + " /model", _who, _model_plain, _model_stream)
     add_line(_who + "+asyncio", _who + "+asyncio")
 for _name in ("direct", "floor-proxy", "floor-proxy+ka", "floor-aiohttp", "litellm"):

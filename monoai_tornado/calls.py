@@ -290,6 +290,8 @@ async def _call_model(
             meter.skip_call()
             return CallOutcome("", (), Usage(), "length")
         options = _capped_options(options, cap)
+    if on_text is None:  # only the whole answer is used
+        options = dataclasses.replace(options, stream=False) if options is not None else CallOptions(stream=False)
     calls: list[ToolCall] = []
     reported: ReportedUsage | None = None
     counted: int | None = None

@@ -177,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to the first token, and of silence mid-stream, before 504")
     g.add_argument("--backend-total-timeout", type=_non_negative_float, default=0.0,
                    help="seconds a whole answer may take before 504 (default 0: no limit while it flows)")
+    g.add_argument("--upstream-stream", choices=["always", "as-client"], default="always",
+                   help="always (default): stream every upstream call; as-client: a non-streamed request is sent "
+                        "upstream non-streamed (less CPU; its whole answer must come within --backend-total-timeout, "
+                        "else --backend-timeout)")
     g.add_argument("--max-tokens", type=_positive_int, help="max_tokens sent upstream when a call sets none")
     g.add_argument("--temperature", type=_non_negative_float, help="temperature sent upstream when a call sets none")
     g.add_argument("--extra-body", type=_json_object, default={},
@@ -267,7 +271,7 @@ def build_backend(args: argparse.Namespace) -> Any:
         return OpenAIBackend(args.base_url, args.model, api_key=os.environ.get(args.api_key_env),
                              first_token_timeout=args.backend_timeout, idle_timeout=args.backend_timeout,
                              timeout=args.backend_total_timeout or None, defaults=defaults,
-                             prompt_tokens=args.prompt_tokens)
+                             prompt_tokens=args.prompt_tokens, upstream_stream=args.upstream_stream)
     from .backends.demo import DemoBackend
 
     return DemoBackend(delay=args.demo_delay, chunks=args.demo_chunks, chunk_chars=args.demo_chunk_chars)

@@ -134,6 +134,9 @@ class CallOptions:
     #: Top-k sampling (Anthropic clients send it; passed upstream as is).
     top_k: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: Whether the caller reads the answer as it comes; False: only the whole answer is used, and
+    #: a backend may ask for it whole (``OpenAIBackend(upstream_stream="as-client")``).
+    stream: bool = True
 
 
 class Backend(abc.ABC):

@@ -18,7 +18,7 @@ from .options import server_values
 TABLES = ("server", "models", "routing")
 _MODEL_KEYS = ("name", "id", "backend", "base_url", "upstream_model", "api_key_env", "object", "weight",
                "max_concurrent", "rpm", "tpm", "timeout", "total_timeout", "max_tokens", "temperature",
-               "extra_body", "prompt_tokens", "price_input", "price_output", "price_cached_input")
+               "extra_body", "prompt_tokens", "upstream_stream", "price_input", "price_output", "price_cached_input")
 _ROUTING_KEYS = ("default_model", "strategy", "retries", "cooldown", "queue_timeout", "fallbacks", "aliases")
 PROMPT_TOKEN_METHODS = ("estimate", "chat", "vllm", "llama-server")
 
@@ -135,6 +135,7 @@ def _deployments(entries: list[dict[str, Any]], path: str) -> tuple[DeploymentCo
             timeout=read.number("timeout", positive=True), total_timeout=read.number("total_timeout", positive=True),
             max_tokens=read.number("max_tokens", whole=True, positive=True), temperature=read.number("temperature"),
             extra_body=dict(extra_body), prompt_tokens=read.string("prompt_tokens", PROMPT_TOKEN_METHODS),
+            upstream_stream=read.string("upstream_stream", ("always", "as-client")),
             prices=_prices(read)))
     return tuple(deployments)
 

@@ -54,6 +54,7 @@ class DeploymentConfig:
     temperature: float | None = None
     extra_body: Mapping[str, Any] = field(default_factory=dict)
     prompt_tokens: str | None = None
+    upstream_stream: str | None = None
     #: None when the entry names no price (cost not tracked).
     prices: Prices | None = None
 

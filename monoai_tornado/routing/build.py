@@ -36,6 +36,7 @@ def backend_factory(args: argparse.Namespace) -> Any:
         key = os.environ.get(config.api_key_env) if config.api_key_env else None
         return OpenAIBackend(config.base_url, config.sent_model, api_key=key, first_token_timeout=timeout,
                              idle_timeout=timeout, timeout=total or None, defaults=defaults,
-                             prompt_tokens=config.prompt_tokens or args.prompt_tokens)
+                             prompt_tokens=config.prompt_tokens or args.prompt_tokens,
+                             upstream_stream=config.upstream_stream or args.upstream_stream)
 
     return build

@@ -76,6 +76,7 @@ class Reply:
     crlf: bool = False  # CRLF line endings
     comments: bool = False  # a ": keep-alive" comment and an empty delta before every piece
     json_answer: bool = False  # ignore "stream": answer one application/json completion
+    honour_stream: bool = False  # answer one application/json completion when the body asks "stream": false
     echo: bool = False  # answer "You said: <last user message>" word by word
     finish: bool = True  # False: no finish_reason before [DONE] (llama.cpp's dropped request)
     stop_reason: str | None = None  # vLLM's stop_reason beside finish_reason "stop": the stop sequence matched
@@ -249,7 +250,7 @@ class _ChatCompletions(RequestHandler):
             record.finished = True
             return
         pieces = self._pieces(reply, body)
-        if reply.json_answer:
+        if reply.json_answer or (reply.honour_stream and body.get("stream") is False):
             self.write(self._completion(reply, body))
             record.finished = True
             return
