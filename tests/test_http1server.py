@@ -207,3 +207,37 @@ def test_the_parser_is_chosen_by_http_parser():
     assert Application(model=None).http_parser == "httptools"  # auto, with httptools installed
     with pytest.raises(ValueError):
         Application(model=None, http_parser="h2")
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_a_server_process_hands_websockets_their_socket_and_leaks_no_descriptor(loop):
+    """Under the command line's own loop (uvloop with the fast extra): 40 WebSocket sessions, each
+    given its socket by ``detach()``, then plain requests on the same server; every descriptor
+    duplicated for a WebSocket is closed once its session ends."""
+    import os
+
+    from websockets.sync.client import connect
+
+    from tests.support.processes import post, start_server, stop_server
+
+    pytest.importorskip(loop)
+    base, proc = start_server("--event-loop", loop, "--demo-delay", "0", "--no-agents")
+    try:
+        def descriptors() -> int:
+            return len(os.listdir(f"/proc/{proc.pid}/fd"))
+
+        before = descriptors()
+        for number in range(40):
+            with connect(base.replace("http", "ws") + "/model/ws", open_timeout=5, close_timeout=2) as ws:
+                ws.send(json.dumps({"prompt": f"prompt {number}"}))
+                while (message := json.loads(ws.recv(timeout=5)))["type"] != "complete":
+                    assert message["type"] == "chunk"
+        status, answer = post(base + "/model", {"prompt": "after the sockets"})
+        assert status == 200 and answer["prompt"] == "after the sockets"
+        deadline = time.monotonic() + 5
+        while descriptors() > before + 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert descriptors() <= before + 2  # (the HTTP client's kept connection may still be open)
+    finally:
+        stop_server(proc)
