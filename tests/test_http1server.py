@@ -241,3 +241,24 @@ def test_a_server_process_hands_websockets_their_socket_and_leaks_no_descriptor(
         assert descriptors() <= before + 2  # (the HTTP client's kept connection may still be open)
     finally:
         stop_server(proc)
+
+
+async def test_pipelined_bodies_beyond_the_read_ahead_are_all_answered(port, io_loop):
+    """Three prompts of 700 kB in one write (2.1 MB, past what a connection buffers ahead, 1 MiB):
+    reading stops while they wait and goes on as they are taken; each is answered, in order, and
+    the connection reads the next request sent after them."""
+    bodies = [json.dumps({"prompt": f"{n} " + "x" * 700_000}).encode() for n in range(3)]
+    payload = b"".join(post("/model", body) for body in bodies)
+
+    def run() -> tuple[list[tuple[int, dict[str, str], bytes]], tuple[int, dict[str, str], bytes]]:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            reader = Reader(sock)
+            sock.sendall(payload)
+            answers = [reader.answer() for _ in range(3)]
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            return answers, reader.answer()
+
+    answers, later = await io_loop.run_in_executor(None, run)
+    assert [status for status, _, _ in answers] == [200, 200, 200]
+    assert [json.loads(body)["prompt"][:2] for _, _, body in answers] == ["0 ", "1 ", "2 "]
+    assert later[0] == 200

@@ -332,10 +332,10 @@ class ServerProtocol(asyncio.Protocol):
                     connection.read_finished = True
                     if not connection.write_finished:
                         delegate.finish()
+                    self._read_on()
                     return
                 else:
-                    if self.reading_paused and self.buffered <= READ_AHEAD_LIMIT // 2:
-                        self._resume_reading()
+                    self._read_on()
                     return
                 if waited is not None:
                     self._wait(incoming, waited)
@@ -376,6 +376,7 @@ class ServerProtocol(asyncio.Protocol):
             self.loop.call_soon(self._start, self.queue[0])
         elif not self.closed:
             self.server.deadlines.waiting_for_request(self)
+        self._read_on()
 
     def _after_upgrade(self, connection: RequestConnection) -> None:
         if connection.detached:
@@ -466,6 +467,11 @@ class ServerProtocol(asyncio.Protocol):
         if self.lingering <= 0:
             self.lingering = 1
             self.close()
+
+    def _read_on(self) -> None:
+        """Read again once what was buffered ahead has mostly been taken (not past an upgrade's head)."""
+        if self.reading_paused and self.upgrade_tail is None and self.buffered <= READ_AHEAD_LIMIT // 2:
+            self._resume_reading()
 
     def _pause_reading(self) -> None:
         if not self.reading_paused and self.transport is not None and not self.closed:
