@@ -1,6 +1,7 @@
 """A/B of our server's CPU per request: two copies side by side on one core, loaded at once.
 
     python bench/ab_cpu.py --try-dir DIR [--rounds 6] [--seconds 4] [--connections 16] [--stream] [--server-args "..."]
+    python bench/ab_cpu.py --try-dir . --try-args "--http-parser tornado"      # one option, A/B
 
 Our server from this checkout (A) and from ``--try-dir`` (B, a copy of the repository, its
 ``monoai_tornado/`` measured) run in front of the same mock upstream (``fast_upstream.py``),
@@ -48,13 +49,14 @@ def main() -> None:
     parser.add_argument("--server-cpus", default="0")
     parser.add_argument("--load-cpus", default="1")
     parser.add_argument("--server-args", default="", help="more arguments for both servers")
+    parser.add_argument("--try-args", default="", help="more arguments for B only")
     args = parser.parse_args()
     shape = openai_shape(args.stream)
     upstream = FastUpstream(Variant("upstream", pinned(
         args.load_cpus, PYTHON, os.path.join(BENCH_DIR, "fast_upstream.py"), "--port", "{port}",
         "--chunks", str(CHUNKS), "--chunk-chars", str(CHUNK_CHARS))), ready_timeout=20.0)
     ours_server("ours", *shlex.split(args.server_args))
-    ours_server("try", *shlex.split(args.server_args), tries=True)
+    ours_server("try", *shlex.split(args.server_args), *shlex.split(args.try_args), tries=True)
     ratios: list[float] = []
     with upstream:
         setup = Setup(upstream.port, args.server_cpus, args.load_cpus, try_dir=os.path.abspath(args.try_dir))
@@ -63,7 +65,8 @@ def main() -> None:
             for server in (a, b):  # warm-up
                 run_wrk(f"http://{HOST}:{server.port}{shape.path}", shape.body, shape.headers, 1, args.connections,
                         prefix=pinned(args.load_cpus))
-            print(f"{'round':>5}  {'A us/req':>9}  {'B us/req':>9}  {'A/B':>6}  (A: this checkout, B: {args.try_dir}; "
+            print(f"{'round':>5}  {'A us/req':>9}  {'B us/req':>9}  {'A/B':>6}  (A: this checkout, B: {args.try_dir} "
+                  f"{args.try_args}; "
                   f"{'streamed' if args.stream else 'non-streamed'})", flush=True)
             for number in range(1, args.rounds + 1):
                 results: dict[str, dict[str, float]] = {}
