@@ -262,3 +262,22 @@ async def test_pipelined_bodies_beyond_the_read_ahead_are_all_answered(port, io_
     assert [status for status, _, _ in answers] == [200, 200, 200]
     assert [json.loads(body)["prompt"][:2] for _, _, body in answers] == ["0 ", "1 ", "2 "]
     assert later[0] == 200
+
+
+async def test_a_flood_of_pipelined_requests_is_answered_in_order_and_the_connection_lives_on(port, io_loop):
+    """500 requests in 50 writes of 10 (a client pipelining without end): the connection stops
+    reading while too many wait (16 at most, past what one read brings), answers them all in order,
+    then reads on."""
+    batch = b"".join(f"GET /v1/models?n={n} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for n in range(10))
+
+    def run() -> tuple[list[int], int]:
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+            reader = Reader(sock)
+            for _ in range(50):
+                sock.sendall(batch)
+            statuses = [reader.answer()[0] for _ in range(500)]
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            return statuses, reader.answer()[0]
+
+    statuses, later = await io_loop.run_in_executor(None, run)
+    assert statuses == [200] * 500 and later == 200

@@ -39,6 +39,9 @@ log = logging.getLogger("monoai_tornado.http")
 #: Request bytes buffered ahead of the answer in progress (pipelined requests, a body not yet
 #: taken) before the connection stops reading until they are taken.
 READ_AHEAD_LIMIT = 1024 * 1024
+#: Requests parsed ahead of the one being answered before the connection stops reading (a
+#: client pipelining without end holds at most this many, plus what one read brings).
+PIPELINE_LIMIT = 16
 
 _HEAD, _BODY, _DONE = 0, 1, 2
 
@@ -148,7 +151,7 @@ class ServerProtocol(asyncio.Protocol):
             return
         if self.in_head and self.head_bytes > self.server.max_header_size:
             self._refuse_connection(HEADERS_TOO_LARGE)
-        elif self.buffered > READ_AHEAD_LIMIT:
+        elif self.buffered > READ_AHEAD_LIMIT or len(self.queue) > PIPELINE_LIMIT:
             self._pause_reading()
 
     def _feed(self, data: bytes, starts_a_head: bool, method: bytes = b"") -> bool:
@@ -470,7 +473,8 @@ class ServerProtocol(asyncio.Protocol):
 
     def _read_on(self) -> None:
         """Read again once what was buffered ahead has mostly been taken (not past an upgrade's head)."""
-        if self.reading_paused and self.upgrade_tail is None and self.buffered <= READ_AHEAD_LIMIT // 2:
+        if (self.reading_paused and self.upgrade_tail is None and self.buffered <= READ_AHEAD_LIMIT // 2
+                and len(self.queue) <= PIPELINE_LIMIT // 2):
             self._resume_reading()
 
     def _pause_reading(self) -> None:
