@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 from typing import Any
@@ -42,21 +41,6 @@ async def serve_forever(app: Any, sockets: list[Any], drain_timeout: float) -> N
     log.info("stopped")
 
 
-#: Allocations between two young-generation collections (Python's default: 700). A request
-#: allocates a few thousand short-lived objects; collecting every 700 scans them over and over.
-GC_YOUNG_THRESHOLD = 20_000
-
-
-def tune_gc() -> None:
-    """Fewer garbage collections for a server: what was built at start (modules, the app, the
-    tiktoken tables) is frozen out of every collection, and the young generation is collected
-    every :data:`GC_YOUNG_THRESHOLD` allocations. About 3 % less CPU per ``/v1`` request
-    (``bench/ab_cpu.py``); the command line does it, an application embedding ours decides for itself."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, 50, 100)
-
-
 def run(app_factory: Any, host: str, port: int, *, processes: int = 1, drain_timeout: float = 30.0,
         banner: bool = True, event_loop: str = "auto") -> None:
     """Bind ``host:port``, fork ``processes`` workers if asked, and serve each until stopped.
@@ -80,6 +64,5 @@ def run(app_factory: Any, host: str, port: int, *, processes: int = 1, drain_tim
                 print(f"  {line}", flush=True)
         app.log_start(host, actual_port)
         log.info("event loop: %s", loop_name)
-    tune_gc()
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(serve_forever(app, sockets, drain_timeout))

@@ -55,15 +55,3 @@ def test_serve_greets_and_logs_as_the_command_line():
     assert log_lines and all(TIMESTAMP.match(line) for line in log_lines), served
     assert len([line for line in served.splitlines() if "429" in line]) == 1, served  # logged once
     assert normalized(served, port) == normalized(from_cli, cli_port)
-
-
-def test_the_command_line_collects_garbage_less_often_and_never_what_start_built() -> None:
-    """``server.tune_gc`` (run by ``run()`` before serving), in a process of its own: its young
-    generation is collected every 20,000 allocations, and what was built before is frozen."""
-    import subprocess
-    import sys
-
-    code = ("import gc; from monoai_tornado.server import tune_gc; tune_gc(); "
-            "print(gc.get_threshold()[0], gc.get_freeze_count() > 1000)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert out.stdout.split() == ["20000", "True"]
