@@ -293,6 +293,8 @@ class ServerProtocol(asyncio.Protocol):
 
     def _start(self, incoming: _Incoming) -> None:
         """Begin answering ``incoming``, now first in line."""
+        if self.closed:
+            return
         if incoming.refused is not None:
             self._refuse_connection(incoming.refused, linger=incoming.refused is not HEADERS_TOO_LARGE)
             return
