@@ -65,6 +65,9 @@ def make_app(counter: TokenCounter) -> MakeApp:
     def build(name: str = "T", **kwargs: Any) -> Application:
         kwargs.setdefault("model", DemoBackend(delay=0))
         kwargs.setdefault("token_counter", counter)
+        # MONOAI_HTTP_PARSER=tornado runs the suite on Tornado's own HTTPServer (the server
+        # processes read the same variable as --http-parser)
+        kwargs.setdefault("http_parser", os.environ.get("MONOAI_HTTP_PARSER", "auto"))
         return Application(name, **kwargs)
 
     return build
