@@ -54,7 +54,9 @@ async def test_closing_the_websocket_aborts_the_upstream_request(server_for):
 
 async def test_upstream_failures_become_documented_errors(server_for, fetch):
     async with FakeOpenAI(status=500, error_message="model crashed") as upstream:
-        base = server_for(upstream.base_url, "--backend-timeout", "0.5")
+        # 1.5 s: time for a server that just started to reach the upstream on a loaded machine
+        # (0.5 s once timed out in CI), and still half the delay that must time out below
+        base = server_for(upstream.base_url, "--backend-timeout", "1.5")
         response = await fetch(base + "/model", "POST", {"prompt": "x"})
         assert response.code == 502 and json_of(response)["code"] == "backend_error"
         assert "500" in json_of(response)["error"]
