@@ -281,3 +281,25 @@ async def test_a_flood_of_pipelined_requests_is_answered_in_order_and_the_connec
 
     statuses, later = await io_loop.run_in_executor(None, run)
     assert statuses == [200] * 500 and later == 200
+
+
+async def test_an_open_websocket_keeps_nothing_of_the_http_connection_it_came_from(serve, make_app):
+    """Once a WebSocket has its socket, the HTTP/1 connection object (its parser, buffers and
+    transport) is let go: 20 open WebSockets hold no ``ServerProtocol`` (an idle WebSocket costs
+    what it costs on Tornado's own server)."""
+    import gc
+
+    from tornado.websocket import websocket_connect
+
+    from monoai_tornado.http1server.protocol import ServerProtocol
+
+    url = serve(make_app(http_parser="httptools", websocket_ping_interval=None))
+    sockets = [await websocket_connect(url.replace("http", "ws") + "/model/ws") for _ in range(20)]
+    try:
+        await sockets[0].write_message(json.dumps({"prompt": "still served"}))
+        assert json.loads(await sockets[0].read_message())["type"] == "chunk"
+        gc.collect()
+        assert [o for o in gc.get_objects() if isinstance(o, ServerProtocol)] == []
+    finally:
+        for ws in sockets:
+            ws.close()

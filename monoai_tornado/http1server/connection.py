@@ -14,9 +14,9 @@ import asyncio
 from typing import Any, Callable, Protocol
 
 from tornado import httputil
-from tornado.iostream import IOStream
+from tornado.iostream import IOStream, StreamClosedError
 
-__all__ = ["RequestConnection", "Wire"]
+__all__ = ["Detached", "RequestConnection", "Wire"]
 
 #: What a client that sent ``Expect: 100-continue`` is told before it sends its body (as Tornado).
 CONTINUE = b"HTTP/1.1 100 (Continue)\r\n\r\n"
@@ -39,6 +39,36 @@ class Wire(Protocol):
     def answer_finished(self, connection: "RequestConnection") -> None: ...
 
     def detach(self, answer: bytes) -> IOStream: ...
+
+
+class Detached:
+    """The wire of an answer whose socket was handed over: nothing more goes through it."""
+
+    closed = True
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
+
+    def send(self, data: bytes) -> "asyncio.Future[None]":
+        return self.written()
+
+    def flush(self) -> None:
+        pass
+
+    def written(self) -> "asyncio.Future[None]":
+        failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        failed.set_exception(StreamClosedError())
+        failed.exception()
+        return failed
+
+    def abort(self) -> None:
+        pass
+
+    def answer_finished(self, connection: "RequestConnection") -> None:
+        pass
+
+    def detach(self, answer: bytes) -> IOStream:
+        raise StreamClosedError()
 
 
 class RequestConnection(httputil.HTTPConnection):
@@ -117,11 +147,17 @@ class RequestConnection(httputil.HTTPConnection):
         self.protocol.answer_finished(self)
 
     def detach(self) -> IOStream:
-        """The connection's socket as a Tornado ``IOStream`` (a WebSocket's), the held answer written on it."""
+        """The connection's socket as a Tornado ``IOStream`` (a WebSocket's), the held answer written on it.
+
+        The protocol (its parser and buffers) is let go: the handler keeps this object, its
+        ``request.connection``, for the WebSocket's whole life.
+        """
         self.detached = True
         self.close_callback = None
         held, self.held = self.held or [], None
-        return self.protocol.detach(b"".join(held))
+        stream = self.protocol.detach(b"".join(held))
+        self.protocol = Detached(self.context)
+        return stream
 
     # -- writing
 

@@ -302,7 +302,7 @@ class ServerProtocol(asyncio.Protocol):
             self.server.deadlines.done(self)
         else:
             self.server.deadlines.reading_body(self)
-        incoming.delegate = self.server.delegate.start_request(self, incoming.connection)
+        incoming.delegate = self.server.delegate.start_request(self.context, incoming.connection)  # (opaque to Tornado: the request keeps it)
         self._pump()
 
     def _pump(self) -> None:
