@@ -293,13 +293,17 @@ async def test_an_open_websocket_keeps_nothing_of_the_http_connection_it_came_fr
 
     from monoai_tornado.http1server.protocol import ServerProtocol
 
+    def protocols() -> int:  # (other tests' connections may still be around: the count may only not grow)
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if isinstance(o, ServerProtocol))
+
     url = serve(make_app(http_parser="httptools", websocket_ping_interval=None))
+    before = protocols()
     sockets = [await websocket_connect(url.replace("http", "ws") + "/model/ws") for _ in range(20)]
     try:
         await sockets[0].write_message(json.dumps({"prompt": "still served"}))
         assert json.loads(await sockets[0].read_message())["type"] == "chunk"
-        gc.collect()
-        assert [o for o in gc.get_objects() if isinstance(o, ServerProtocol)] == []
+        assert protocols() <= before
     finally:
         for ws in sockets:
             ws.close()
