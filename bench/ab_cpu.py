@@ -24,13 +24,11 @@ import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import BENCH_DIR, HOST, PYTHON, Variant  # noqa: E402
+from common import HOST  # noqa: E402
 from gateway import (  # noqa: E402
-    CHUNKS,
-    CHUNK_CHARS,
-    FastUpstream,
     GatewayServer,
     Setup,
+    fast_upstream,
     openai_shape,
     ours_server,
     pinned,
@@ -52,9 +50,7 @@ def main() -> None:
     parser.add_argument("--try-args", default="", help="more arguments for B only")
     args = parser.parse_args()
     shape = openai_shape(args.stream)
-    upstream = FastUpstream(Variant("upstream", pinned(
-        args.load_cpus, PYTHON, os.path.join(BENCH_DIR, "fast_upstream.py"), "--port", "{port}",
-        "--chunks", str(CHUNKS), "--chunk-chars", str(CHUNK_CHARS))), ready_timeout=20.0)
+    upstream = fast_upstream(args.load_cpus)
     ours_server("ours", *shlex.split(args.server_args))
     ours_server("try", *shlex.split(args.server_args), *shlex.split(args.try_args), tries=True)
     ratios: list[float] = []

@@ -338,6 +338,13 @@ class FastUpstream(Server):
             return True
 
 
+def fast_upstream(load_cpus: str) -> FastUpstream:
+    """The mock upstream every line is measured in front of, pinned to ``load_cpus``."""
+    return FastUpstream(Variant("upstream", pinned(
+        load_cpus, PYTHON, os.path.join(BENCH_DIR, "fast_upstream.py"), "--port", "{port}",
+        "--chunks", str(CHUNKS), "--chunk-chars", str(CHUNK_CHARS))), ready_timeout=20.0)
+
+
 def process_tree(pid: int) -> list[int]:
     """``pid`` and its descendants (LiteLLM may start a worker process)."""
     children: dict[int, list[int]] = {}
@@ -724,9 +731,7 @@ def main() -> None:
         raise SystemExit("gateway.py: the floor-aiohttp line needs aiohttp and uvloop: "
                          ".venv/bin/pip install -q -e '.[bench]' (or leave it out with --lines)")
     started = time.monotonic()
-    upstream = FastUpstream(Variant("upstream", pinned(
-        args.load_cpus, PYTHON, os.path.join(BENCH_DIR, "fast_upstream.py"), "--port", "{port}",
-        "--chunks", str(CHUNKS), "--chunk-chars", str(CHUNK_CHARS))), ready_timeout=20.0)
+    upstream = fast_upstream(args.load_cpus)
     machine = machine_line()
     print(machine)
     with upstream:

@@ -29,13 +29,11 @@ import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import BENCH_DIR, HOST, PYTHON, Variant, print_table  # noqa: E402
+from common import HOST, PYTHON, print_table  # noqa: E402
 from gateway import (  # noqa: E402
-    CHUNKS,
-    CHUNK_CHARS,
-    FastUpstream,
     GatewayServer,
     Setup,
+    fast_upstream,
     openai_shape,
     ours_server,
     pinned,
@@ -133,9 +131,7 @@ def main() -> None:
     args = parser.parse_args()
     if not os.path.exists(PY_SPY):
         raise SystemExit(f"{PY_SPY} not found: .venv/bin/pip install py-spy")
-    upstream = FastUpstream(Variant("upstream", pinned(
-        args.load_cpus, PYTHON, os.path.join(BENCH_DIR, "fast_upstream.py"), "--port", "{port}",
-        "--chunks", str(CHUNKS), "--chunk-chars", str(CHUNK_CHARS))), ready_timeout=20.0)
+    upstream = fast_upstream(args.load_cpus)
     server = "try" if args.try_dir else "ours"
     ours_server(server, *shlex.split(args.server_args), tries=bool(args.try_dir))
     tables = {}

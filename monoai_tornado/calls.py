@@ -273,6 +273,10 @@ def call_model(
     return call if trace is None else trace.traced_call(backend, options, call)
 
 
+
+#: The options of a call whose caller reads only the whole answer and sets nothing else.
+WHOLE_ANSWER = CallOptions(stream=False)
+
 async def _call_model(
     backend: Backend,
     messages: list[Message],
@@ -291,7 +295,7 @@ async def _call_model(
             return CallOutcome("", (), Usage(), "length")
         options = _capped_options(options, cap)
     if on_text is None:  # only the whole answer is used
-        options = dataclasses.replace(options, stream=False) if options is not None else CallOptions(stream=False)
+        options = dataclasses.replace(options, stream=False) if options is not None else WHOLE_ANSWER
     calls: list[ToolCall] = []
     reported: ReportedUsage | None = None
     counted: int | None = None

@@ -28,6 +28,9 @@ from .wire import declared_length, json_errors, refuse_oversized
 
 log = logging.getLogger("monoai_tornado.http")
 
+#: Seconds a connection may idle when no timeout is given (Tornado's ``idle_connection_timeout``).
+DEFAULT_IDLE_TIMEOUT = 3600.0
+
 
 class HTTPServerLike(Protocol):
     """What serving an application needs of its HTTP server (Tornado's ``HTTPServer`` has it)."""
@@ -150,7 +153,7 @@ class DeadlineHTTPServer(tornado.httpserver.HTTPServer):
     """
 
     def initialize(self, *args: Any, **kwargs: Any) -> None:
-        idle_timeout = kwargs.get("idle_connection_timeout") or 3600.0  # Tornado's default
+        idle_timeout = kwargs.get("idle_connection_timeout") or DEFAULT_IDLE_TIMEOUT
         body_timeout = kwargs.pop("body_timeout", None)
         super().initialize(*args, **kwargs)
         self.deadlines = ConnectionDeadlines(idle_timeout, body_timeout)

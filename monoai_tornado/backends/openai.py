@@ -306,10 +306,11 @@ class OpenAIBackend(Backend):
         cannot choose, and llama-cpp-python streams nothing for ``"auto"``). Forced on every call,
         an agent would call the tool until its last iteration. A call's own choice stands.
         """
-        body: dict[str, Any] = {"model": self.name, "messages": messages, "stream": True,
-                                "stream_options": {"include_usage": True}}
+        body: dict[str, Any] = {"model": self.name, "messages": messages}
         if self._whole(options):
-            body = {"model": self.name, "messages": messages, "stream": False}
+            body["stream"] = False
+        else:
+            body.update(stream=True, stream_options={"include_usage": True})
         if tools:
             body["tools"] = tools
         body.update(self.defaults.extra)

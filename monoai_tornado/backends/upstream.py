@@ -88,16 +88,16 @@ class UpstreamCall:
         self._connecting: asyncio.Future[UpstreamConnection] | None = None
         loop = asyncio.get_running_loop()
         self._start = loop.time()
-        target, path, host = pool.target(request.url)
-        connection = pool.take(target)
+        #: ``(target, path, Host header)`` of the request's URL.
+        self._where = pool.target(request.url)
+        connection = pool.take(self._where[0])
         self.future: asyncio.Future[HTTPResponse]
         if connection is None:
-            self.future = asyncio.ensure_future(self._run(None))
+            self.future = asyncio.ensure_future(self._run())
         else:  # sent now, on a kept connection: no task (the usual case under load)
             self.future = loop.create_future()
             self.future.add_done_callback(self._abort_if_cancelled)
-            exchange = self._send(connection, target, path, host)
-            exchange.done.add_done_callback(lambda done: self._sent(done, connection, target, path, host))
+            self._send(connection).done.add_done_callback(self._sent)
 
     def abort(self) -> None:
         """Close the connection now (the upstream sees it close); the call ends in an error."""
@@ -107,29 +107,21 @@ class UpstreamCall:
         if self.connection is not None:
             self.connection._fail(StreamClosedError())
 
-    async def _run(self, connection: UpstreamConnection | None) -> HTTPResponse:
-        """Connect (when ``connection`` is None) and exchange; once more on a new connection when a
-        kept one had been closed by the upstream before our request reached it."""
-        target, path, host = self.pool.target(self.request.url)
-        reused = connection is not None
-        while True:
-            if connection is None:
-                connection = await self._connect(target)
-            exchange = self._send(connection, target, path, host)
-            try:
-                await exchange.done
-                return self._response()
-            except StreamClosedError:
-                if not reused or self.aborted or self.answer.start_line is not None:
-                    raise
-            except BaseException:  # cancelled: the connection is closed, the upstream sees it
-                self._drop(connection)
-                raise
-            connection, reused = None, False
+    async def _run(self) -> HTTPResponse:
+        """Connect, then exchange (a task: the call made when no kept connection was there, or
+        again when the kept one had been closed by the upstream before our request reached it)."""
+        connection = await self._connect(self._where[0])
+        exchange = self._send(connection)
+        try:
+            await exchange.done
+        except BaseException:  # cancelled: the connection is closed, the upstream sees it
+            self._drop(connection)
+            raise
+        return self._response()
 
-    def _sent(self, done: "asyncio.Future[bool]", connection: UpstreamConnection, target: Target, path: str,
-              host: str) -> None:
-        """The end of an exchange sent without a task: the response, or a retry, or the error."""
+    def _sent(self, done: "asyncio.Future[bool]") -> None:
+        """The end of an exchange sent on a kept connection without a task: the response, or
+        the call again on a new connection when the kept one was closed before any answer, or the error."""
         future = self.future
         if future.done():  # (cancelled by its caller)
             if not done.cancelled():
@@ -139,7 +131,7 @@ class UpstreamCall:
         if exc is None:
             future.set_result(self._response())
         elif isinstance(exc, StreamClosedError) and not self.aborted and self.answer.start_line is None:
-            retry = asyncio.ensure_future(self._run(None))  # the kept connection was closed: a new one
+            retry = asyncio.ensure_future(self._run())
             retry.add_done_callback(lambda ended: _copy_outcome(ended, future))
         else:
             future.set_exception(exc)
@@ -170,8 +162,9 @@ class UpstreamCall:
             connection.close()
         self.connection = None
 
-    def _send(self, connection: UpstreamConnection, target: Target, path: str, host: str) -> Exchange:
+    def _send(self, connection: UpstreamConnection) -> Exchange:
         """Send the request on ``connection``; its answer ends the returned exchange."""
+        target, path, host = self._where
         self.connection = connection
         exchange = Exchange(self.request.method, self.answer.headers_received, self.answer.data_received,
                             lambda reusable: self._ended(connection, target, reusable), MAX_HEADER_SIZE)

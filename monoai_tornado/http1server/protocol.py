@@ -81,17 +81,14 @@ class PeerContext:
 
 
 class _Incoming:
-    """One request as parsed: its head, the body pieces not yet given to the delegate, whether it ended."""
+    """One request as parsed: its answer's connection (which holds its head), the body pieces not
+    yet given to the delegate, whether it ended."""
 
-    __slots__ = ("connection", "delegate", "start_line", "headers", "chunks", "complete", "stage", "waiting",
-                 "refused", "body_size")
+    __slots__ = ("connection", "delegate", "chunks", "complete", "stage", "waiting", "refused", "body_size")
 
-    def __init__(self, connection: RequestConnection, start_line: httputil.RequestStartLine,
-                 headers: httputil.HTTPHeaders) -> None:
+    def __init__(self, connection: RequestConnection) -> None:
         self.connection = connection
         self.delegate: httputil.HTTPMessageDelegate | None = None
-        self.start_line = start_line
-        self.headers = headers
         self.chunks: collections.deque[bytes] = collections.deque()
         self.complete = False
         self.stage = _HEAD
@@ -251,7 +248,7 @@ class ServerProtocol(asyncio.Protocol):
                 headers[name] = value
         connection = RequestConnection(self, start_line, headers, _can_keep_alive(start_line, headers),
                                        parser.should_upgrade())
-        incoming = _Incoming(connection, start_line, headers)
+        incoming = _Incoming(connection)
         if size > self.server.max_header_size:
             incoming.refused = HEADERS_TOO_LARGE
         else:
@@ -302,7 +299,8 @@ class ServerProtocol(asyncio.Protocol):
             self.server.deadlines.done(self)
         else:
             self.server.deadlines.reading_body(self)
-        incoming.delegate = self.server.delegate.start_request(self.context, incoming.connection)  # (opaque to Tornado: the request keeps it)
+        # The connection is opaque to Tornado; the request keeps it for its life: the peer, not this protocol.
+        incoming.delegate = self.server.delegate.start_request(self.context, incoming.connection)
         self._pump()
 
     def _pump(self) -> None:
@@ -319,10 +317,10 @@ class ServerProtocol(asyncio.Protocol):
                 waited: Awaitable[None] | None = None
                 if incoming.stage == _HEAD:
                     incoming.stage = _BODY
-                    waited = delegate.headers_received(incoming.start_line, incoming.headers)
+                    waited = delegate.headers_received(connection.start_line, connection.request_headers)
                     if connection.detached or self.closed:
                         return
-                    if incoming.headers.get("Expect") == "100-continue":
+                    if connection.request_headers.get("Expect") == "100-continue":
                         if waited is not None:
                             self._wait(incoming, waited, then_continue=True)
                             return

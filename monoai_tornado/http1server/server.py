@@ -9,7 +9,7 @@ import socket
 import tornado.netutil
 from tornado import httputil
 
-from ..deadlines import ConnectionDeadlines
+from ..deadlines import DEFAULT_IDLE_TIMEOUT, ConnectionDeadlines
 from .protocol import ServerProtocol
 
 __all__ = ["FastHTTPServer"]
@@ -34,7 +34,7 @@ class FastHTTPServer:
         self.delegate = delegate
         self.max_body_size = max_body_size
         self.max_header_size = max_header_size
-        self.deadlines = ConnectionDeadlines(idle_connection_timeout or 3600.0, body_timeout,
+        self.deadlines = ConnectionDeadlines(idle_connection_timeout or DEFAULT_IDLE_TIMEOUT, body_timeout,
                                              close=ServerProtocol.abort)
         self.connections: set[ServerProtocol] = set()
         self._servers: list[asyncio.AbstractServer] = []
