@@ -2,6 +2,7 @@
 
     python bench/ab_cpu.py --try-dir DIR [--rounds 6] [--seconds 4] [--connections 16] [--stream] [--server-args "..."]
     python bench/ab_cpu.py --try-dir . --try-args "--http-parser tornado"      # one option, A/B
+    python bench/ab_cpu.py --try-dir . --try-server try+features               # every feature on, A/B
 
 Our server from this checkout (A) and from ``--try-dir`` (B, a copy of the repository, its
 ``monoai_tornado/`` measured) run in front of the same mock upstream (``fast_upstream.py``),
@@ -29,6 +30,7 @@ from gateway import (  # noqa: E402
     GatewayServer,
     Setup,
     fast_upstream,
+    features_shape,
     openai_shape,
     ours_server,
     pinned,
@@ -48,21 +50,25 @@ def main() -> None:
     parser.add_argument("--load-cpus", default="1")
     parser.add_argument("--server-args", default="", help="more arguments for both servers")
     parser.add_argument("--try-args", default="", help="more arguments for B only")
+    parser.add_argument("--try-server", default="try",
+                        help="B's server of gateway.py (default: try, ours with --try-args; try+features: every "
+                             "feature on, with an API key the A server ignores)")
     args = parser.parse_args()
-    shape = openai_shape(args.stream)
     upstream = fast_upstream(args.load_cpus)
     ours_server("ours", *shlex.split(args.server_args))
     ours_server("try", *shlex.split(args.server_args), *shlex.split(args.try_args), tries=True)
     ratios: list[float] = []
     with upstream:
         setup = Setup(upstream.port, args.server_cpus, args.load_cpus, try_dir=os.path.abspath(args.try_dir))
+        variant_b = setup.variant(args.try_server)
+        shape = features_shape(args.stream) if args.try_server.endswith("+features") else openai_shape(args.stream)
         with GatewayServer(setup.variant("ours"), shape, None, 60.0) as a, \
-                GatewayServer(setup.variant("try"), shape, None, 60.0) as b:
+                GatewayServer(variant_b, shape, None, 60.0) as b:
             for server in (a, b):  # warm-up
                 run_wrk(f"http://{HOST}:{server.port}{shape.path}", shape.body, shape.headers, 1, args.connections,
                         prefix=pinned(args.load_cpus))
             print(f"{'round':>5}  {'A us/req':>9}  {'B us/req':>9}  {'A/B':>6}  (A: this checkout, B: {args.try_dir} "
-                  f"{args.try_args}; "
+                  f"{args.try_server} {args.try_args}; "
                   f"{'streamed' if args.stream else 'non-streamed'})", flush=True)
             for number in range(1, args.rounds + 1):
                 results: dict[str, dict[str, float]] = {}

@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import socket
@@ -165,7 +166,8 @@ class Setup:
             raise SystemExit(f"unknown server {server!r}")
         if spec.env:
             self.env[server] = {k: v.format(upstream=self.upstream) for k, v in spec.env.items()}
-        return Variant(server, pinned(self.server_cpus, *spec.argv(self)), cwd=spec.cwd(self))
+        argv = pinned(self.server_cpus, *spec.argv(self))
+        return Variant(server, argv, cwd=spec.cwd(self), headers=spec.headers() if spec.headers else ())
 
 
 # -- the lines: a registry; a new line is one call ----------------------------------------------
@@ -186,6 +188,8 @@ class ServerSpec:
     ours: bool = False
     tries: bool = False
     env: dict[str, str] = field(default_factory=dict)
+    #: Headers every request to it carries, read once its command line is built (an API key).
+    headers: Callable[[], tuple[tuple[str, str], ...]] | None = None
 
     def argv(self, setup: Setup) -> tuple[str, ...]:
         args = self.args(setup) if callable(self.args) else self.args
@@ -282,6 +286,55 @@ def _routed_args(setup: Setup) -> tuple[str, ...]:
 
 add_server("ours-routed", ServerSpec(_routed_args, ours=True))
 add_line("ours-routed", "ours-routed")  # two replicas behind one model: compare with ours-v1
+
+
+def _features_keys_file() -> str:
+    return os.path.join(tempfile.gettempdir(), f"monoai-bench-features-keys-{os.getpid()}.json")
+
+
+@functools.cache
+def features_key() -> str:
+    """The API key the ``+features`` servers require, made (``keys create``) on first use."""
+    keys = _features_keys_file()
+    if os.path.exists(keys):
+        os.unlink(keys)
+    made = subprocess.run([PYTHON, "-m", "monoai_tornado", "keys", "create", "--user", "bench", "--name", "wrk",
+                           "--keys-file", keys], check=True, capture_output=True, text=True, timeout=60, cwd=OURS_DIR)
+    return made.stdout.strip()
+
+
+def _features_args(setup: Setup) -> tuple[str, ...]:
+    """Ours with every feature of issue 34's last target on: an API key required (file store),
+    request, token, spend and concurrency limits (memory store, never tripping), a priced model
+    routed over two deployments, the access log written (to the bench's log file) and a usage
+    log; metrics are always on. Compare with ``ours-v1``, the same server with them off."""
+    tmp = tempfile.gettempdir()
+    config = os.path.join(tmp, f"monoai-bench-features-{os.getpid()}.toml")
+    entry = (f'[[models]]\nname = "{MODEL}"\nbase_url = "{setup.upstream}/v1"\n'
+             'price_input = 0.15\nprice_output = 0.60\n')
+    with open(config, "w", encoding="utf-8") as file:
+        file.write(entry + entry + '[routing]\nstrategy = "least-busy"\n')
+    features_key()
+    return (PYTHON, "-m", "monoai_tornado", "--config", config, "--no-agents", "--log-level", "info",
+            "--access-log", "on", "--port", "{port}", *NEVER_TRIPPING, "--spend-limit", "1000000/day",
+            "--concurrency-limit", "100000", "--keys-file", _features_keys_file(), "--require-api-key",
+            "--usage-log", os.path.join(tmp, f"monoai-bench-features-usage-{os.getpid()}.jsonl"))
+
+
+def _features_headers() -> tuple[tuple[str, str], ...]:
+    return (("Authorization", f"Bearer {features_key()}"),)
+
+
+def features_shape(stream: bool) -> Shape:
+    """``openai_shape`` with the key of the ``+features`` servers (a server without keys ignores it)."""
+    shape = openai_shape(stream)
+    return Shape(shape.path, shape.body, (*shape.headers, *_features_headers()), shape.marker)
+
+
+add_server("ours+features", ServerSpec(_features_args, ours=True, headers=_features_headers))
+add_server("try+features", ServerSpec(_features_args, ours=True, tries=True, headers=_features_headers))
+for _who in ("ours", "try"):  # every feature on: compare with ours-v1 (issue 34: within 10 %)
+    add_line(_who + "-v1+features", _who + "+features", lambda: features_shape(False), lambda: features_shape(True))
 
 
 def _otel_lines() -> None:

@@ -1,7 +1,7 @@
 """Where the time of one ``/v1/chat/completions`` request goes: py-spy over a wrk load, by stage.
 
     python bench/profile_v1.py [--seconds 8] [--rate 400] [--connections 16] [--save DIR] [--try-dir DIR]
-                               [--server-args "..."]
+                               [--server-args "..."] [--server ours+features]
 
 The mock upstream of ``gateway.py`` and our server (the ``ours`` line: OpenAI backend, memory
 limiter that never trips) are started, ours pinned to ``--server-cpus``, wrk and the upstream to
@@ -34,6 +34,7 @@ from gateway import (  # noqa: E402
     GatewayServer,
     Setup,
     fast_upstream,
+    features_shape,
     openai_shape,
     ours_server,
     pinned,
@@ -51,6 +52,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("token counting", ("tiktoken", "monoai_tornado/usage.py", "prompt_count.py")),
     ("admission (limiter, headers)", ("monoai_tornado/ratelimit/",)),
     ("identity", ("monoai_tornado/identity.py", "monoai_tornado/keys/")),
+    ("money, routing, usage log", ("monoai_tornado/money/", "monoai_tornado/routing/", "monoai_tornado/run_facts.py")),
     ("parsing, validation", ("chat_request.py", "prompt_request.py", "conversation.py", "monoai_tornado/wire.py")),
     ("SSE parsing (upstream events)", ("backends/sse.py",)),
     ("upstream request and answer", ("backends/http1.py", "backends/upstream.py", "backends/upstream_conn.py", "backends/openai.py",
@@ -93,7 +95,7 @@ def classify(raw: str) -> collections.Counter[str]:
 
 def profile(srv: GatewayServer, stream: bool, args: argparse.Namespace) -> tuple[collections.Counter[str], float, str]:
     """(samples by stage, server CPU ms per request, raw stacks) of one load."""
-    shape = openai_shape(stream)
+    shape = features_shape(stream) if args.server.endswith("+features") else openai_shape(stream)
     run_wrk(f"http://{HOST}:{srv.port}{shape.path}", shape.body, shape.headers, 1, args.connections,
             prefix=pinned(args.load_cpus))  # warm-up
     result: dict[str, float] = {}
@@ -127,18 +129,24 @@ def main() -> None:
     parser.add_argument("--load-cpus", default="1")
     parser.add_argument("--try-dir", help="profile the copy of the package in this directory instead")
     parser.add_argument("--server-args", default="", help="more arguments for our server")
+    parser.add_argument("--server", help="a server of gateway.py instead of ours (or try): ours+features has "
+                                            "every feature on")
     parser.add_argument("--save", help="directory for py-spy's raw stacks (plain.txt, stream.txt)")
     args = parser.parse_args()
     if not os.path.exists(PY_SPY):
         raise SystemExit(f"{PY_SPY} not found: .venv/bin/pip install py-spy")
     upstream = fast_upstream(args.load_cpus)
-    server = "try" if args.try_dir else "ours"
-    ours_server(server, *shlex.split(args.server_args), tries=bool(args.try_dir))
+    if not args.server:
+        args.server = "try" if args.try_dir else "ours"
+        ours_server(args.server, *shlex.split(args.server_args), tries=bool(args.try_dir))
+    server = args.server
     tables = {}
     with upstream:
         setup = Setup(upstream.port, args.server_cpus, args.load_cpus,
                       try_dir=os.path.abspath(args.try_dir) if args.try_dir else None)
-        with GatewayServer(setup.variant(server), openai_shape(True), None, 60.0) as srv:
+        variant = setup.variant(server)
+        with GatewayServer(variant, features_shape(True) if server.endswith("+features") else openai_shape(True),
+                           None, 60.0) as srv:
             for label, stream in (("plain", False), ("stream", True)):
                 counts, cpu_ms, raw = profile(srv, stream, args)
                 tables[label] = (counts, cpu_ms)

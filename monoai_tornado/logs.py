@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import time
 from typing import Any
 
 from .log_safety import SafeFormatter, escape_controls
@@ -33,6 +34,17 @@ class TextFormatter(SafeFormatter):
 
     def __init__(self) -> None:
         super().__init__(LOG_FORMAT)
+        self._second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        """``logging.Formatter``'s time, the date and time of a second formatted once for every
+        line of that second."""
+        if datefmt is not None or self.default_msec_format is None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        if second != self._second[0]:
+            self._second = (second, time.strftime(self.default_time_format, self.converter(second)))
+        return self.default_msec_format % (self._second[1], record.msecs)
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         line = super().formatMessage(record)
@@ -73,6 +85,12 @@ def configure_logging(level: str = "info", fmt: str = "text", access_log: bool =
         handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
         root.addHandler(handler)
         root.setLevel(level.upper())
+        # Our formats name no thread, process nor caller: a record need not look them up (the
+        # logging HOWTO's "Optimization"; ~2 us of every access line).
+        logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+        logging._srcfile = None
+        if hasattr(logging, "logAsyncioTasks"):  # Python 3.12+
+            setattr(logging, "logAsyncioTasks", False)
     if not access_log:
         logging.getLogger(ACCESS_LOGGER).setLevel(logging.CRITICAL + 10)
 

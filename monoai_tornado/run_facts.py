@@ -6,14 +6,12 @@ yet is None rather than an error.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["RunFacts", "facts_of", "field_of"]
 
 
-@dataclass(frozen=True)
-class RunFacts:
+class RunFacts(NamedTuple):
     """One request's facts; None where not known (refused before running, or not measured)."""
 
     request_id: str | None = None

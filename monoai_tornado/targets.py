@@ -6,7 +6,7 @@ from typing import Protocol
 
 from .agents.base import NativeAgent
 from .backends.base import Backend
-from .calls import RunEvents, SilentEvents, UsageMeter, call_model
+from .calls import CallOutcome, RunEvents, SilentEvents, UsageMeter, call_model
 from .conversation import ModelInfo, RunResult
 from .money.prices import Prices
 from .prompt_request import PromptRequest
@@ -63,12 +63,22 @@ class ModelTarget:
         return self._prices
 
     async def run(self, request: PromptRequest, /, *, meter: UsageMeter, events: RunEvents) -> RunResult:
+        outcome = await self.call(request, meter=meter, events=events)
+        return self.result(request, outcome, self.info)
+
+    async def call(self, request: PromptRequest, /, *, meter: UsageMeter, events: RunEvents) -> CallOutcome:
+        """The backend's answer to ``request``, metered by ``meter``."""
         on_text = None if isinstance(events, SilentEvents) else events.on_text
-        outcome = await call_model(self.backend, request.upstream_messages(), meter=meter, on_text=on_text,
-                                   tools=request.tool_schemas(), options=request.call_options(),
-                                   prompt_tokens=meter.admitted_prompt_tokens)
-        return RunResult(request.prompt, outcome.text, outcome.usage, outcome.finish_reason, self.info,
-                         tool_calls=outcome.tool_calls, stop_sequence=outcome.stop_sequence)
+        return await call_model(self.backend, request.upstream_messages(), meter=meter, on_text=on_text,
+                                tools=request.tool_schemas(), options=request.call_options(),
+                                prompt_tokens=meter.admitted_prompt_tokens)
+
+    @staticmethod
+    def result(request: PromptRequest, outcome: CallOutcome, model: ModelInfo,
+               deployment: str | None = None) -> RunResult:
+        """The run's result: ``outcome`` as answered by ``model`` (on ``deployment``)."""
+        return RunResult(request.prompt, outcome.text, outcome.usage, outcome.finish_reason, model,
+                         tool_calls=outcome.tool_calls, deployment=deployment, stop_sequence=outcome.stop_sequence)
 
 
 class AgentTarget:

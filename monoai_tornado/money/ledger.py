@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import json
 import logging
+import math
 import os
 import time
 from typing import TYPE_CHECKING, Any, Mapping, Protocol, runtime_checkable
+
+from .. import fastjson
 
 if TYPE_CHECKING:
     from ..usage import Usage
@@ -36,10 +38,20 @@ FIELDS = ("ts", "request_id", "user", "key_id", "model", "deployment", "route", 
 DEFAULT_MAX_ENTRIES = 1_000_000
 
 
+#: The last whole second :func:`timestamp` wrote, and its text up to the seconds.
+_second: tuple[int, str] = (-1, "")
+
+
 def timestamp(epoch: float) -> str:
-    """ISO-8601 UTC with milliseconds: ``2026-12-06T16:20:00.123Z``."""
-    moment = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """ISO-8601 UTC with milliseconds: ``2026-12-06T16:20:00.123Z`` (the date and time of a
+    second are formatted once, for every line of that second)."""
+    global _second
+    fraction, whole = math.modf(epoch)
+    seconds, micro = divmod(int(whole) * 1_000_000 + round(fraction * 1e6), 1_000_000)  # as datetime rounds
+    if seconds != _second[0]:
+        moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+        _second = (seconds, moment.strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{_second[1]}.{micro // 1000:03d}Z"
 
 
 def ledger_entry(*, request_id: str, user: str, key_id: str | None, model: str, deployment: str | None, route: str,
@@ -57,8 +69,7 @@ def ledger_entry(*, request_id: str, user: str, key_id: str | None, model: str, 
 
 
 def _line(entry: Mapping[str, Any]) -> bytes:
-    return (json.dumps({name: entry.get(name) for name in FIELDS}, ensure_ascii=False, separators=(",", ":"))
-            + "\n").encode("utf-8")
+    return fastjson.dumps_bytes({name: entry.get(name) for name in FIELDS}) + b"\n"
 
 
 @runtime_checkable

@@ -1,8 +1,6 @@
 """A routed model as a prompt target: the model result names the model and deployment that answered."""
 from __future__ import annotations
 
-import dataclasses
-
 from ..calls import RunEvents, UsageMeter
 from ..conversation import ModelInfo, RunResult
 from ..money.prices import Prices
@@ -36,13 +34,13 @@ class RoutedModel(ModelTarget):
                          on_answer=outer.on_answer if outer is not None else None)
         token = ROUTE_NOTE.set(note)
         try:
-            result = await super().run(request, meter=meter, events=events)
+            outcome = await self.call(request, meter=meter, events=events)
         finally:
             ROUTE_NOTE.reset(token)
             meter.deployment, meter.attempts = note.deployment, max(1, note.attempts)
             if outer is not None:
                 outer.deployment, outer.model, outer.provider = note.deployment, note.model, note.provider
         if note.model is None:
-            return result
-        return dataclasses.replace(result, model=ModelInfo(note.provider or self.backend.provider, note.model),
-                                   deployment=note.deployment)
+            return self.result(request, outcome, self.info)
+        return self.result(request, outcome, ModelInfo(note.provider or self.backend.provider, note.model),
+                           note.deployment)
