@@ -285,6 +285,7 @@ def _routed_args(setup: Setup) -> tuple[str, ...]:
 
 
 add_server("ours-routed", ServerSpec(_routed_args, ours=True))
+add_server("try-routed", ServerSpec(_routed_args, ours=True, tries=True))  # ab_cpu.py --try-server try-routed
 add_line("ours-routed", "ours-routed")  # two replicas behind one model: compare with ours-v1
 
 

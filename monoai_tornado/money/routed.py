@@ -53,7 +53,5 @@ def chain_prices(router: Router, name: str) -> Prices | None:
 
 def deployment_prices(router: Router, deployment_id: str) -> Prices | None:
     """The prices of the deployment ``deployment_id`` (None: unknown or unpriced)."""
-    for deployment in router.deployments:
-        if deployment.id == deployment_id:
-            return prices_of_config(deployment.config)
-    return None
+    deployment = router.deployment(deployment_id)
+    return None if deployment is None else prices_of_config(deployment.config)

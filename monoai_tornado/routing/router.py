@@ -51,6 +51,10 @@ class Router:
         self.default_model: str = default
         self.aliases = tuple(routing.aliases.items())
         self._resolved: dict[str, str | None] = {}
+        self._chains = {name: tuple(self._chain_of(name)) for name in self.models}
+        self._by_id: dict[str, Deployment] = {}
+        for deployment in self.deployments:
+            self._by_id.setdefault(deployment.id, deployment)
 
     def resolve(self, name: str | None) -> str | None:
         """The model a client's ``model`` names (None: the default): itself, else the first
@@ -68,8 +72,15 @@ class Router:
         self._resolved[name] = found
         return found
 
-    def chain(self, name: str) -> Iterator[ModelRoute]:
+    def deployment(self, deployment_id: str) -> Deployment | None:
+        """The deployment of that id (None: none has it)."""
+        return self._by_id.get(deployment_id)
+
+    def chain(self, name: str) -> tuple[ModelRoute, ...]:
         """The model ``name``, then its fallbacks (each once, a fallback's own fallbacks not followed)."""
+        return self._chains[name]
+
+    def _chain_of(self, name: str) -> Iterator[ModelRoute]:
         route = self.models[name]
         yield route
         for fallback in route.fallbacks:

@@ -9,6 +9,7 @@ from ..targets import ModelTarget
 from ..prompt_request import PromptRequest
 from .backend import RoutedBackend, RouterHolder
 from .note import ROUTE_NOTE, RouteNote
+from .router import Router
 
 
 class RoutedModel(ModelTarget):
@@ -18,11 +19,16 @@ class RoutedModel(ModelTarget):
         super().__init__(RoutedBackend(holder, name))
         self.name = name
         self.holder = holder
+        self._chain_prices: tuple[Router, Prices | None] | None = None
 
     @property  # read from the current router: a reload may change prices
     def prices(self) -> Prices | None:
         """What admission reserves with: the highest prices this model's chain may bill."""
-        return chain_prices(self.holder.router, self.name)
+        router = self.holder.router
+        known = self._chain_prices
+        if known is None or known[0] is not router:  # a router never changes: its prices are kept
+            known = self._chain_prices = (router, chain_prices(router, self.name))
+        return known[1]
 
     def deployment_prices(self, deployment: str) -> Prices | None:
         """What the deployment that answered bills."""
