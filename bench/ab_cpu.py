@@ -3,6 +3,7 @@
     python bench/ab_cpu.py --try-dir DIR [--rounds 6] [--seconds 4] [--connections 16] [--stream] [--server-args "..."]
     python bench/ab_cpu.py --try-dir . --try-args "--http-parser tornado"      # one option, A/B
     python bench/ab_cpu.py --try-dir . --try-server try+features               # every feature on, A/B
+    python bench/ab_cpu.py --try-dir /tmp/before --server ours-routed --try-server try-routed
 
 Our server from this checkout (A) and from ``--try-dir`` (B, a copy of the repository, its
 ``monoai_tornado/`` measured) run in front of the same mock upstream (``fast_upstream.py``),
@@ -50,6 +51,9 @@ def main() -> None:
     parser.add_argument("--load-cpus", default="1")
     parser.add_argument("--server-args", default="", help="more arguments for both servers")
     parser.add_argument("--try-args", default="", help="more arguments for B only")
+    parser.add_argument("--server", default="ours",
+                        help="A's server of gateway.py (default: ours; ours-routed: two deployments, for an A/B "
+                             "of routing with --try-server try-routed)")
     parser.add_argument("--try-server", default="try",
                         help="B's server of gateway.py (default: try, ours with --try-args; try+features: every "
                              "feature on, with an API key the A server ignores)")
@@ -62,7 +66,7 @@ def main() -> None:
         setup = Setup(upstream.port, args.server_cpus, args.load_cpus, try_dir=os.path.abspath(args.try_dir))
         variant_b = setup.variant(args.try_server)
         shape = features_shape(args.stream) if args.try_server.endswith("+features") else openai_shape(args.stream)
-        with GatewayServer(setup.variant("ours"), shape, None, 60.0) as a, \
+        with GatewayServer(setup.variant(args.server), shape, None, 60.0) as a, \
                 GatewayServer(variant_b, shape, None, 60.0) as b:
             for server in (a, b):  # warm-up
                 run_wrk(f"http://{HOST}:{server.port}{shape.path}", shape.body, shape.headers, 1, args.connections,
