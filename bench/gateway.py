@@ -273,19 +273,21 @@ for _name in ("direct", "floor-proxy", "floor-proxy+ka", "floor-aiohttp", "litel
     add_line(_name, _name)
 
 
-def _routed_args(setup: Setup) -> tuple[str, ...]:
+def _routed_args(setup: Setup, replicas: int = 2) -> tuple[str, ...]:
     """Ours with ``--config``: two deployments of the mock upstream behind the one model, so the
     line costs what routing adds (choice, slot, retry bookkeeping) over ``ours-v1``."""
-    path = os.path.join(tempfile.gettempdir(), f"monoai-bench-routed-{os.getpid()}.toml")
+    path = os.path.join(tempfile.gettempdir(), f"monoai-bench-routed{replicas}-{os.getpid()}.toml")
     entry = f'[[models]]\nname = "{MODEL}"\nbase_url = "{setup.upstream}/v1"\n'
     with open(path, "w", encoding="utf-8") as file:
-        file.write(entry + entry + '[routing]\nstrategy = "least-busy"\n')
+        file.write(entry * replicas + '[routing]\nstrategy = "least-busy"\n')
     return (PYTHON, "-m", "monoai_tornado", "--config", path, "--no-agents", "--log-level", "error",
             "--port", "{port}", *NEVER_TRIPPING)
 
 
 add_server("ours-routed", ServerSpec(_routed_args, ours=True))
 add_server("try-routed", ServerSpec(_routed_args, ours=True, tries=True))  # ab_cpu.py --try-server try-routed
+add_server("ours-config", ServerSpec(lambda setup: _routed_args(setup, 1), ours=True))  # one deployment
+add_server("try-config", ServerSpec(lambda setup: _routed_args(setup, 1), ours=True, tries=True))
 add_line("ours-routed", "ours-routed")  # two replicas behind one model: compare with ours-v1
 
 

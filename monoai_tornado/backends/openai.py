@@ -134,8 +134,17 @@ class _Exchange:
         finally:
             if self.fetch.done():
                 exception_of(self.fetch)  # an abort's exception, marked as seen
+                self._let_go()
             else:
                 self.fetch.add_done_callback(exception_of)
+                self.fetch.add_done_callback(self._let_go)
+
+    def _let_go(self, _: object = None) -> None:
+        """Drop the request's callbacks into this exchange once the call is over: they close a
+        cycle (exchange, call, answer, request, callback) that refcounting alone cannot free, so
+        each call would otherwise wait for the cyclic garbage collector."""
+        self.call.request.streaming_callback = None
+        self.call.answer.on_headers = None
 
 
 class _Assembler:

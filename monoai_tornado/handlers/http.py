@@ -111,8 +111,10 @@ class PromptHandler(JsonHandler):
                                                    trace=self.trace)
         ticket.route = self.request.path
         self.ticket = ticket
+        note = None
         if self.context.gateway is not None:  # the run names its deployment before its first byte
-            ROUTE_NOTE.set(RouteNote(on_chosen=self._deployment_chosen, on_answer=self.model_answering))
+            note = RouteNote(on_chosen=self._deployment_chosen, on_answer=self.model_answering)
+            ROUTE_NOTE.set(note)
         try:
             self.set_limit_headers(ticket)
             if sse:
@@ -123,6 +125,8 @@ class PromptHandler(JsonHandler):
                     self.send_json(self.shaped(result))
         finally:
             self.context.pipeline.finish(ticket)
+            if note is not None:  # the run's context holds the note: no cycle back to this handler
+                note.on_chosen = note.on_answer = None
 
     def model_answering(self, model: str) -> None:
         """Hook: the model that answers (a fallback's name when a fallback does), before its first event."""
@@ -266,6 +270,9 @@ class PromptHandler(JsonHandler):
 
     def on_finish(self) -> None:
         self.context.lifecycle.busy.discard(self)
+        # A front's event writer (``self.events``) points back to this handler: without it the
+        # request is freed by refcounting at once, not left to the cyclic garbage collector.
+        self.__dict__.pop("events", None)
         super().on_finish()
 
     def on_connection_close(self) -> None:

@@ -103,7 +103,8 @@ class ServerProtocol(asyncio.Protocol):
     def __init__(self, server: Serving) -> None:
         self.server = server
         self.loop = asyncio.get_running_loop()
-        self.parser = httptools.HttpRequestParser(self)
+        #: None once the connection is lost (the parser holds this protocol: a cycle otherwise).
+        self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.context = PeerContext(None)
         self.queue: collections.deque[_Incoming] = collections.deque()  # the first is being answered
@@ -159,6 +160,8 @@ class ServerProtocol(asyncio.Protocol):
         own name, which answers it (405) as Tornado's server would.
         """
         self._begun = 0
+        if self.parser is None:  # lost
+            return False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -186,6 +189,7 @@ class ServerProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.parser = None
         self.server.connections.discard(self)
         self.server.deadlines.done(self)
         if not self._lost.done():
@@ -233,6 +237,7 @@ class ServerProtocol(asyncio.Protocol):
         if self.lingering or self.closed:
             return
         parser = self.parser
+        assert parser is not None  # called by the parser itself
         size = len(self._url) + sum(len(n) + len(v) + 4 for n, v in self._headers)
         self.in_head = False
         self.head_bytes = 0

@@ -1,0 +1,89 @@
+"""Two servers side by side on one core, loaded at once, each sampled by py-spy over the same window.
+
+    python bench/ab_profile.py --try-dir . --server ours --try-server try-config --save /tmp/ab
+
+Whatever slows the machine slows both alike, so the difference between the two profiles (and
+their CPU per request) is the difference of the servers, not of the minute they ran in (what
+two runs of ``profile_v1.py`` one after the other cannot tell apart). Writes py-spy's raw
+stacks of A and B (``a.txt``, ``b.txt``) to ``--save`` and prints each one's CPU per request.
+
+Only 127.0.0.1 is contacted; the load and the sampling are bounded in time; every process is
+stopped whatever happens.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import HOST, PYTHON  # noqa: E402
+from gateway import (  # noqa: E402
+    GatewayServer,
+    Setup,
+    fast_upstream,
+    features_shape,
+    openai_shape,
+    pinned,
+    run_wrk,
+    tree_cpu,
+)
+
+PY_SPY = os.path.join(os.path.dirname(PYTHON), "py-spy")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--try-dir", required=True, help="the B copy of the repository")
+    parser.add_argument("--server", default="ours", help="A's server of gateway.py")
+    parser.add_argument("--try-server", default="try", help="B's server of gateway.py")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
+    parser.add_argument("--connections", type=int, default=16, help="per server")
+    parser.add_argument("--stream", action="store_true")
+    parser.add_argument("--server-cpus", default="0")
+    parser.add_argument("--load-cpus", default="1")
+    parser.add_argument("--save", required=True, help="directory for a.txt and b.txt")
+    args = parser.parse_args()
+    os.makedirs(args.save, exist_ok=True)
+    features = args.server.endswith("+features") or args.try_server.endswith("+features")
+    shape = features_shape(args.stream) if features else openai_shape(args.stream)
+    with fast_upstream(args.load_cpus) as upstream:
+        setup = Setup(upstream.port, args.server_cpus, args.load_cpus, try_dir=os.path.abspath(args.try_dir))
+        with GatewayServer(setup.variant(args.server), shape, None, 60.0) as a, \
+                GatewayServer(setup.variant(args.try_server), shape, None, 60.0) as b:
+            servers = {"a": a, "b": b}
+            for server in servers.values():  # warm-up
+                run_wrk(f"http://{HOST}:{server.port}{shape.path}", shape.body, shape.headers, 1, args.connections,
+                        prefix=pinned(args.load_cpus))
+            results: dict[str, dict[str, float]] = {}
+            cpu0 = {name: tree_cpu(server.pid) for name, server in servers.items()}
+
+            def load(name: str, port: int) -> None:
+                results[name] = run_wrk(f"http://{HOST}:{port}{shape.path}", shape.body, shape.headers,
+                                        args.seconds + 1, args.connections, prefix=pinned(args.load_cpus))
+
+            def spy(name: str, pid: int) -> None:
+                subprocess.run([PY_SPY, "record", "--pid", str(pid), "--duration", str(args.seconds), "--rate",
+                                str(args.rate), "--gil", "--format", "raw", "--full-filenames",
+                                "-o", os.path.join(args.save, f"{name}.txt")],
+                               capture_output=True, timeout=args.seconds + 60, check=False)
+
+            threads = [threading.Thread(target=load, args=(n, s.port)) for n, s in servers.items()]
+            threads += [threading.Thread(target=spy, args=(n, s.pid)) for n, s in servers.items()]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(args.seconds + 90)
+            for name, server in servers.items():
+                cpu = tree_cpu(server.pid) - cpu0[name]
+                requests = results.get(name, {}).get("requests", 0.0)
+                print(f"{name} ({server.variant.name}): {1e6 * cpu / max(1.0, requests):.0f} us of CPU per request, "
+                      f"{requests:.0f} requests; stacks in {os.path.join(args.save, name + '.txt')}")
+
+
+if __name__ == "__main__":
+    main()
