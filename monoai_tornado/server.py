@@ -8,6 +8,7 @@ from typing import Any
 
 import tornado.netutil
 
+from .collector import tune_for_serving
 from .logs import LOG_FORMAT as LOG_FORMAT, configure_logging as configure_logging  # callers import them from here
 from .loops import loop_factory
 from .workers import fork_workers
@@ -55,6 +56,7 @@ def run(app_factory: Any, host: str, port: int, *, processes: int = 1, drain_tim
     actual_port = sockets[0].getsockname()[1]
     worker = fork_workers(processes) if processes > 1 else 0
     app = app_factory()
+    tune_for_serving()
     if worker == 0:
         if banner:  # the endpoint list on stdout, for people (not with --log-format json)
             base = f"http://{host if ':' not in host else '[' + host + ']'}:{actual_port}"
