@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import sys
 import time
 from typing import Any
 
@@ -89,8 +90,8 @@ def configure_logging(level: str = "info", fmt: str = "text", access_log: bool =
         # logging HOWTO's "Optimization"; ~2 us of every access line).
         logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
         logging._srcfile = None
-        if hasattr(logging, "logAsyncioTasks"):  # Python 3.12+
-            setattr(logging, "logAsyncioTasks", False)
+        if sys.version_info >= (3, 12):
+            logging.logAsyncioTasks = False
     if not access_log:
         logging.getLogger(ACCESS_LOGGER).setLevel(logging.CRITICAL + 10)
 
