@@ -32,6 +32,12 @@ from ..request_trace import upstream_headers
 from .base import (Backend, BackendEvent, CallOptions, EventStream, FinishReason, Message, PromptTokens, ReportedUsage,
                    TextDelta, ToolCall, ToolCallsRequested, ToolSchema, exception_of)
 from .prompt_count import UpstreamPromptCounter
+
+try:
+    from .chunks import Chunk, decode_chunks
+except ImportError:  # pragma: no cover - without msgspec (the fast extra): events are read one by one
+    decode_chunks = None  # type: ignore[assignment]
+
 from .reachability import Reachability, describe_failure
 from .sse import ServerSentEvent, SSEError, SSEParser
 from .upstream import shared_pool
@@ -196,6 +202,26 @@ class _Assembler:
             for position, call in enumerate(calls if isinstance(calls, list) else ()):
                 if isinstance(call, dict):
                     self._add_call(call, position)
+        return events
+
+    def on_chunks(self, chunks: list[Chunk]) -> list[BackendEvent]:
+        """The events of chunks decoded by :func:`~.chunks.decode_chunks`: what :meth:`on_object`
+        makes of the same objects (which have no error, tool calls nor ``message``)."""
+        self.seen_data = True
+        events: list[BackendEvent] = []
+        for chunk in chunks:
+            if chunk.usage is not None:
+                self.usage = ReportedUsage.of(chunk.usage) or self.usage
+            for choice in chunk.choices or ():
+                if choice.index != 0:
+                    continue
+                if choice.finish_reason:
+                    self.finish_reason = choice.finish_reason
+                    if isinstance(choice.stop_reason, str) and choice.stop_reason:
+                        self.stop_sequence = choice.stop_reason
+                delta = choice.delta
+                if delta is not None and delta.content:
+                    events.append(TextDelta(delta.content))
         return events
 
     def _add_call(self, delta: dict[str, Any], position: int) -> None:
@@ -391,11 +417,16 @@ class OpenAIBackend(Backend):
                         body += chunk[: MAX_BODY - len(body)]
                     continue
                 sses = self._sse_events(parser, chunk)
-                for sse in sses:
-                    for event in self._on_sse(sse, assembler):
+                events = _decoded_at_once(sses, assembler)
+                if events is not None:
+                    for event in events:
                         yield event
-                    if assembler.done:
-                        break
+                else:  # one by one: what came before a malformed event still goes out first
+                    for sse in sses:
+                        for event in self._on_sse(sse, assembler):
+                            yield event
+                        if assembler.done:
+                            break
                 if assembler.done:
                     for event in self._final_events(assembler):
                         yield event
@@ -470,6 +501,30 @@ class OpenAIBackend(Backend):
             message = f"upstream {self._where} stalled for {self.idle_timeout:g} s mid-stream"
         log.info("%s", message)
         return BackendTimeout(message)
+
+
+def _decoded_at_once(sses: list[ServerSentEvent], assembler: _Assembler) -> list[BackendEvent] | None:
+    """The events of a read's data events, their JSON decoded in one step (:mod:`.chunks`, with
+    msgspec), up to ``[DONE]``; None when they must be read one by one (no msgspec, an ``error``
+    event, anything :func:`~.chunks.decode_chunks` leaves to the general way)."""
+    if decode_chunks is None or not sses:
+        return None
+    datas = []
+    done = False
+    for sse in sses:
+        if sse.event == "error":
+            return None
+        if sse.data.strip() == "[DONE]":
+            done = True
+            break
+        datas.append(sse.data)
+    chunks = decode_chunks(datas) if datas else []
+    if chunks is None:
+        return None
+    events = assembler.on_chunks(chunks)
+    assembler.seen_data = True
+    assembler.done = done
+    return events
 
 
 #: The choices of ``upstream_stream``.

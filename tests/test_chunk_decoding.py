@@ -1,0 +1,105 @@
+"""The data events of one read decoded at once (``backends/chunks.py``, msgspec) give what
+reading them one by one gives: the same backend events, usage, finish and stop reasons, and the
+same error, over streams of well-formed, odd and broken chunks."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monoai_tornado.backends.base import BackendEvent
+from monoai_tornado.backends.openai import OpenAIBackend, _Assembler, _decoded_at_once
+from monoai_tornado.backends.sse import ServerSentEvent
+from monoai_tornado.errors import BackendError
+
+pytest.importorskip("msgspec")
+
+BACKEND = OpenAIBackend("http://127.0.0.1:9/v1", "m")
+
+texts = st.text(max_size=6)
+#: A choice as upstreams send them (the fast way takes it).
+good_choice = st.fixed_dictionaries(
+    {"index": st.sampled_from([0, 0, 0, 1])},
+    optional={
+        "delta": st.fixed_dictionaries({}, optional={"content": st.one_of(texts, st.none()),
+                                                     "role": st.just("assistant"), "tool_calls": st.none()}),
+        "finish_reason": st.sampled_from([None, "stop", "length", ""]),
+        "stop_reason": st.sampled_from([None, "END", 128009, ""]),
+        "logprobs": st.none(),
+    })
+#: A choice no upstream should send (the one-by-one way reads it, or refuses it).
+odd_choice = st.fixed_dictionaries(
+    {"index": st.sampled_from(["0", None, 0])},
+    optional={
+        "delta": st.one_of(st.just("text"), st.none(), st.just({"content": 3}), st.just({"tool_calls": []})),
+        "message": st.sampled_from([None, {"content": "whole"}]),
+        "finish_reason": st.sampled_from([None, "stop", 7]),
+    })
+good_chunk = st.fixed_dictionaries(
+    {"id": st.just("chatcmpl-1"), "object": st.just("chat.completion.chunk"), "created": st.just(1),
+     "model": st.just("m"), "choices": st.lists(good_choice, max_size=2)},
+    optional={"usage": st.one_of(st.none(), st.just({"prompt_tokens": 3, "completion_tokens": 2}),
+                                 st.just({"prompt_tokens": 4, "completion_tokens": 1, "total_tokens": 5}))})
+odd_chunk = st.fixed_dictionaries(
+    {},
+    optional={
+        "choices": st.one_of(st.lists(st.one_of(good_choice, odd_choice), max_size=2), st.none(), st.just("no")),
+        "usage": st.one_of(st.none(), st.just([1]), st.just({"prompt_tokens": "x"})),
+        "error": st.sampled_from([None, {"message": "boom"}, ""]),
+    })
+data = st.one_of(
+    good_chunk.map(json.dumps), good_chunk.map(json.dumps), good_chunk.map(json.dumps), st.just("[DONE]"),
+    odd_chunk.map(json.dumps),
+    good_chunk.map(lambda c: json.dumps(c, indent=1)),  # over several lines
+    st.sampled_from([" [DONE] ", "", "{", "3", "null", '{"choices": []} {"choices": []}', "NaN",
+                     '{"choices":[{"delta":{"content":"\\ud800"}}]}']),
+)
+event = st.one_of(data.map(ServerSentEvent), data.map(ServerSentEvent), data.map(ServerSentEvent),
+                  st.just(ServerSentEvent('{"message":"x"}', "error")))
+
+
+def one_by_one(sses: list[ServerSentEvent], assembler: _Assembler) -> list[BackendEvent]:
+    events: list[BackendEvent] = []
+    for sse in sses:
+        events += BACKEND._on_sse(sse, assembler)
+        if assembler.done:
+            break
+    return events
+
+
+def outcome(read: Any, sses: list[ServerSentEvent]) -> tuple[Any, ...]:
+    assembler = _Assembler()
+    try:
+        events = read(sses, assembler)
+    except BackendError as exc:
+        return ("error", str(exc))
+    return (events, assembler.usage, assembler.finish_reason, assembler.stop_sequence, assembler.done,
+            assembler.seen_data)
+
+
+def at_once_or_one_by_one(sses: list[ServerSentEvent], assembler: _Assembler) -> list[BackendEvent]:
+    events = _decoded_at_once(sses, assembler)
+    return one_by_one(sses, assembler) if events is None else events
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(event, max_size=6))
+def test_at_once_and_one_by_one_agree(sses: list[ServerSentEvent]) -> None:
+    assert outcome(at_once_or_one_by_one, sses) == outcome(one_by_one, sses)
+
+
+def test_the_common_stream_is_decoded_at_once() -> None:
+    """A usual read (content chunks, a finish, usage, [DONE]) takes the fast way."""
+    chunks = [{"id": "c", "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+              for text in ("Hel", "lo")]
+    chunks.append({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                   "usage": {"prompt_tokens": 5, "completion_tokens": 2}})
+    sses = [ServerSentEvent(json.dumps(c)) for c in chunks] + [ServerSentEvent("[DONE]")]
+    assembler = _Assembler()
+    events = _decoded_at_once(sses, assembler)
+    assert events is not None and [e.text for e in events] == ["Hel", "lo"]  # type: ignore[union-attr]
+    assert assembler.done and assembler.finish_reason == "stop"
+    assert assembler.usage is not None and assembler.usage.completion_tokens == 2
