@@ -69,7 +69,9 @@ def ledger_entry(*, request_id: str, user: str, key_id: str | None, model: str, 
 
 
 def _line(entry: Mapping[str, Any]) -> bytes:
-    return fastjson.dumps_bytes({name: entry.get(name) for name in FIELDS}) + b"\n"
+    if type(entry) is not dict or tuple(entry) != FIELDS:  # (ledger_entry's are already in order)
+        entry = {name: entry.get(name) for name in FIELDS}
+    return fastjson.dumps_bytes(entry) + b"\n"
 
 
 @runtime_checkable

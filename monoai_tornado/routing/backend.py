@@ -82,7 +82,7 @@ class RoutedBackend(Backend):
         for route in router.chain(self.name):
             tried: set[str] = set()
             for _ in range(router.retries + 1):
-                slot = await route.acquire(tried, prompt_tokens)
+                slot = route.take(tried) or await route.acquire(tried, prompt_tokens)
                 if slot is None:
                     break
                 deployment = slot.deployment

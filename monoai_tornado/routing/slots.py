@@ -42,6 +42,8 @@ class ModelRoute:
         self._turn = 0
         self._random = random.random
         self._waiters: collections.deque[asyncio.Future[Deployment]] = collections.deque()
+        #: No deployment has ``rpm`` / ``tpm``: a free one is taken without asking a limiter.
+        self._unlimited = all(deployment.limiter is None for deployment in self.deployments)
 
     def able(self, now: float) -> bool:
         """Whether some deployment may serve (usable, whatever its load)."""
@@ -66,6 +68,17 @@ class ModelRoute:
         if len(free) == 1:
             return free[0]
         return self._choose(free, turn, self._random())
+
+    def take(self, exclude: set[str]) -> Slot | None:
+        """A slot at once on a deployment not in ``exclude`` that has room and neither ``rpm``
+        nor ``tpm`` (the usual case, without a coroutine); None: ask :meth:`acquire`."""
+        if self._waiters or not self._unlimited:
+            return None
+        chosen = self.select(exclude, time.monotonic())
+        if not isinstance(chosen, Deployment):
+            return None
+        chosen.in_flight += 1
+        return Slot(chosen)
 
     async def acquire(self, exclude: set[str], prompt_tokens: Callable[[], int]) -> Slot | None:
         """A slot on a deployment not in ``exclude``; None when none can take the call (all
