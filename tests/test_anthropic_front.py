@@ -143,7 +143,7 @@ async def test_count_tokens_is_what_admission_reserves(server_for):
 
 async def test_each_error_class_of_the_sdk(server_for):
     async with FakeOpenAI(stall_after=0, stall=None) as upstream:
-        base = server_for(upstream.base_url, "--limit", "2/minute", "--max-concurrent-runs", "1",
+        base = server_for(upstream.base_url, "--limit", "2/hour", "--max-concurrent-runs", "1",  # (a minute window may end mid-test)
                           "--user-validator", "operator:not_", "--reject-invalid-users")
         sdk = client(base)
         with pytest.raises(anthropic.BadRequestError) as bad:

@@ -17,6 +17,7 @@ from monoai_tornado.calls import UsageMeter, call_model
 from monoai_tornado.errors import ApiError, BackendError, BackendTimeout
 from monoai_tornado.usage import TokenCounter
 
+from tests.support.events import pieces
 from tests.support.fake_openai import FakeOpenAI, Reply
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]
@@ -28,11 +29,11 @@ async def collect(backend: OpenAIBackend, messages: Any = MESSAGES, **kwargs: An
     async with contextlib.aclosing(backend.stream(messages, **kwargs)) as stream:
         async for event in stream:
             events.append(event)
-    return events
+    return pieces(events)
 
 
 def text_of(events: list[BackendEvent]) -> str:
-    return "".join(e.text for e in events if isinstance(e, TextDelta))
+    return "".join(e.text for e in pieces(events) if isinstance(e, TextDelta))
 
 
 async def no_new_tasks(before: set[asyncio.Task[Any]], timeout: float = 2.0) -> None:
@@ -127,8 +128,7 @@ async def test_a_slow_consumer_pauses_reading_and_loses_nothing() -> None:
             async for event in stream:
                 if not texts:
                     await asyncio.sleep(0.3)  # the upstream sends everything it can meanwhile
-                if isinstance(event, TextDelta):
-                    texts.append(event.text)
+                texts += [e.text for e in pieces([event]) if isinstance(e, TextDelta)]
     assert texts == chunks and upstream.requests[0].finished
 
 

@@ -10,10 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monoai_tornado.backends.base import BackendEvent
+from monoai_tornado.backends.base import BackendEvent, TextDeltas
 from monoai_tornado.backends.openai import OpenAIBackend, _Assembler, _decoded_at_once
 from monoai_tornado.backends.sse import ServerSentEvent
 from monoai_tornado.errors import BackendError
+from tests.support.events import pieces
 
 pytest.importorskip("msgspec")
 
@@ -76,7 +77,7 @@ def outcome(read: Any, sses: list[ServerSentEvent]) -> tuple[Any, ...]:
         events = read(sses, assembler)
     except BackendError as exc:
         return ("error", str(exc))
-    return (events, assembler.usage, assembler.finish_reason, assembler.stop_sequence, assembler.done,
+    return (pieces(events), assembler.usage, assembler.finish_reason, assembler.stop_sequence, assembler.done,
             assembler.seen_data)
 
 
@@ -100,6 +101,6 @@ def test_the_common_stream_is_decoded_at_once() -> None:
     sses = [ServerSentEvent(json.dumps(c)) for c in chunks] + [ServerSentEvent("[DONE]")]
     assembler = _Assembler()
     events = _decoded_at_once(sses, assembler)
-    assert events is not None and [e.text for e in events] == ["Hel", "lo"]  # type: ignore[union-attr]
+    assert events == [TextDeltas(("Hel", "lo"))]  # one step for the read's pieces
     assert assembler.done and assembler.finish_reason == "stop"
     assert assembler.usage is not None and assembler.usage.completion_tokens == 2

@@ -1,7 +1,6 @@
 """A serving process freezes what start-up made and collects cycles less often."""
 from __future__ import annotations
 
-import gc
 import subprocess
 import sys
 

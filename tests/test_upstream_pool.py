@@ -13,6 +13,7 @@ from typing import Any
 from monoai_tornado.backends.base import ReportedUsage, TextDelta
 from monoai_tornado.backends.openai import OpenAIBackend
 from monoai_tornado.backends.upstream import shared_pool
+from tests.support.events import pieces
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 EVENTS = (b'data: {"choices":[{"index":0,"delta":{"content":"Hel"}}]}\n\n'
@@ -71,7 +72,7 @@ class CountingUpstream:
 
 async def answer(backend: OpenAIBackend) -> list[Any]:
     async with contextlib.aclosing(backend.stream(MESSAGES)) as stream:
-        return [event async for event in stream]
+        return pieces([event async for event in stream])
 
 
 EXPECTED = [TextDelta("Hel"), TextDelta("lo"), ReportedUsage(3, 2)]

@@ -14,6 +14,7 @@ from monoai_tornado.backends.base import BackendEvent, CallOptions, ReportedUsag
 from monoai_tornado.backends.openai import OpenAIBackend
 from monoai_tornado.config.file import ConfigError, load_config
 from monoai_tornado.errors import BackendTimeout
+from tests.support.events import pieces
 from tests.support.fake_openai import FakeOpenAI, Reply
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]
@@ -28,7 +29,7 @@ async def collect(backend: OpenAIBackend, options: CallOptions | None) -> list[B
 
 
 def text_of(events: list[BackendEvent]) -> str:
-    return "".join(e.text for e in events if isinstance(e, TextDelta))
+    return "".join(e.text for e in pieces(events) if isinstance(e, TextDelta))
 
 
 @pytest.mark.parametrize("mode, stream, sent_streamed", [

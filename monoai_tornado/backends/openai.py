@@ -30,7 +30,7 @@ from ..futures import until_done
 from ..fastjson import dumps_bytes, loads
 from ..request_trace import upstream_headers
 from .base import (Backend, BackendEvent, CallOptions, EventStream, FinishReason, Message, PromptTokens, ReportedUsage,
-                   TextDelta, ToolCall, ToolCallsRequested, ToolSchema, exception_of)
+                   TextDelta, TextDeltas, ToolCall, ToolCallsRequested, ToolSchema, exception_of)
 from .prompt_count import UpstreamPromptCounter
 
 try:
@@ -205,10 +205,12 @@ class _Assembler:
         return events
 
     def on_chunks(self, chunks: list[Chunk]) -> list[BackendEvent]:
-        """The events of chunks decoded by :func:`~.chunks.decode_chunks`: what :meth:`on_object`
-        makes of the same objects (which have no error, tool calls nor ``message``)."""
+        """The events of chunks decoded by :func:`~.chunks.decode_chunks`: the texts
+        :meth:`on_object` finds in the same objects (which have no error, tool calls nor
+        ``message``), several as one :class:`TextDeltas` (each still its own chunk for a
+        streaming client: they cross the layers above in one step)."""
         self.seen_data = True
-        events: list[BackendEvent] = []
+        texts: list[str] = []
         for chunk in chunks:
             if chunk.usage is not None:
                 self.usage = ReportedUsage.of(chunk.usage) or self.usage
@@ -221,8 +223,10 @@ class _Assembler:
                         self.stop_sequence = choice.stop_reason
                 delta = choice.delta
                 if delta is not None and delta.content:
-                    events.append(TextDelta(delta.content))
-        return events
+                    texts.append(delta.content)
+        if len(texts) > 1:
+            return [TextDeltas(tuple(texts))]
+        return [TextDelta(texts[0])] if texts else []
 
     def _add_call(self, delta: dict[str, Any], position: int) -> None:
         index = delta.get("index", position)
