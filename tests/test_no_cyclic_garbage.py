@@ -24,6 +24,7 @@ from monoai_tornado.config import DeploymentConfig, load_config
 from monoai_tornado.backends.openai import OpenAIBackend
 from monoai_tornado.routing import Gateway
 from tests.support.fake_openai import FakeOpenAI, Reply
+from tests.support.ws_helpers import connect, read_until_end, send
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 #: (path, body) of every front, streamed and not.
@@ -45,8 +46,9 @@ def ours(garbage: list[Any]) -> Counter[str]:
     return Counter(type(o).__qualname__ for o in garbage if type(o).__module__.startswith("monoai_tornado"))
 
 
-async def left_in_cycles(fetch: Any, url: str, rounds: int) -> Counter[str]:
-    """What ``rounds`` passes over every front leave to the cyclic collector."""
+async def left_in_cycles(fetch: Any, url: str, socket: Any, rounds: int) -> Counter[str]:
+    """What ``rounds`` passes over every front (and prompts on an open WebSocket) leave to the
+    cyclic collector."""
     gc.collect()
     gc.set_debug(gc.DEBUG_SAVEALL)
     try:
@@ -54,6 +56,8 @@ async def left_in_cycles(fetch: Any, url: str, rounds: int) -> Counter[str]:
             for path, body in REQUESTS:
                 answer = await fetch(url + path, "POST", body)
                 assert answer.code == 200, (path, answer.code, answer.body[:300])
+            await send(socket, {"prompt": "Say hello"})
+            assert (await read_until_end(socket))[-1]["type"] == "complete"
         gc.collect()
         return ours(gc.garbage)
     finally:
@@ -64,7 +68,7 @@ async def left_in_cycles(fetch: Any, url: str, rounds: int) -> Counter[str]:
 @pytest.mark.parametrize("routed", [False, True], ids=["one-model", "routed"])
 async def test_a_finished_request_leaves_no_cycle(routed: bool, serve: Any, counter: Any, fetch: Any,
                                                    tmp_path: Path) -> None:
-    replies = [Reply(chunks=["Hel", "lo"], usage=(9, 2))] * (3 * len(REQUESTS))
+    replies = [Reply(chunks=["Hel", "lo"], usage=(9, 2))] * (3 * (len(REQUESTS) + 1))
     async with FakeOpenAI(replies=replies) as upstream:
         if routed:
             path = tmp_path / "gateway.toml"
@@ -80,7 +84,9 @@ async def test_a_finished_request_leaves_no_cycle(routed: bool, serve: Any, coun
         else:
             app = Application("T", model=OpenAIBackend(upstream.base_url, "m"), token_counter=counter)
         url = serve(app)
-        await left_in_cycles(fetch, url, 1)  # warm-up: what is made once (caches, pools) is not the request's
-        assert await left_in_cycles(fetch, url, 2) == Counter()
-    assert len(upstream.requests) == 3 * len(REQUESTS)
+        socket = await connect(url, "/model/ws")
+        await left_in_cycles(fetch, url, socket, 1)  # warm-up: what is made once (caches, pools) is not the request's
+        assert await left_in_cycles(fetch, url, socket, 2) == Counter()
+        socket.close()
+    assert len(upstream.requests) == 3 * (len(REQUESTS) + 1)
     assert all(json.dumps(r.body) for r in upstream.requests)
