@@ -85,9 +85,10 @@ LITELLM_CONFIG = os.path.join(BENCH_DIR, "litellm_config.yaml")
 MODEL = "bench-model"
 PROMPT = "Say something about benchmarks, please."
 CHUNKS, CHUNK_CHARS = 16, 4
-DEFAULT_LINES = "direct,floor-proxy,floor-proxy+ka,floor-aiohttp,ours-v1,ours /model,ours+asyncio,litellm"
+DEFAULT_LINES = ("direct,floor-proxy,floor-proxy+ka,floor-aiohttp,ours-v1,ours-v1+as-client,ours-v1+features,"
+                 "ours-routed,ours /model,litellm")
 #: --quick measures the lines of the JSON summary only.
-QUICK_LINES = "direct,floor-proxy+ka,floor-aiohttp,ours-v1,ours-v1+as-client"
+QUICK_LINES = "direct,floor-proxy+ka,floor-aiohttp,ours-v1,ours-v1+as-client,ours-v1+features"
 
 
 # -- what is sent ------------------------------------------------------------------------------
