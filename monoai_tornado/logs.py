@@ -9,6 +9,7 @@ forge or break a line. ``--log-format json`` writes one JSON object per line:
 """
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import logging
@@ -77,12 +78,54 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+class TurnBufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A ``StreamHandler`` whose lines of one turn of the event loop leave in one write: under
+    load, one system call for the access lines of many requests instead of one each. Lines
+    logged outside the loop's thread, or with no loop running, are written at once; the
+    buffer is flushed at the end of the turn and by ``logging.shutdown`` (so at most the
+    lines of the current turn are lost if the process is killed)."""
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self._lines: list[str] = []
+        self._scheduled = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        loop = asyncio._get_running_loop()
+        if loop is None:
+            self._lines.append(line)
+            self.flush()
+            return
+        self._lines.append(line)
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            self._scheduled = False
+            lines, self._lines = self._lines, []
+            if lines and self.stream is not None:
+                self.stream.write("".join(lines))
+            super().flush()
+        except Exception:
+            pass
+        finally:
+            self.release()
+
+
 def configure_logging(level: str = "info", fmt: str = "text", access_log: bool = True) -> None:
     """Lines on stderr at ``level`` in ``fmt`` (``text`` or ``json``), unless logging is configured
     already; ``access_log`` False silences the access lines."""
     root = logging.getLogger()
     if not root.handlers:
-        handler = logging.StreamHandler()
+        handler = TurnBufferedHandler()
         handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
         root.addHandler(handler)
         root.setLevel(level.upper())

@@ -168,3 +168,55 @@ async def test_a_failed_runs_error_line_names_its_request(app_url, fetch, captur
         assert record["request_id"] == "rid-crash" and "ZeroDivisionError" in record["exception"]
     else:
         assert errors[0].endswith(" request_id=rid-crash")
+
+
+class _Writes:
+    """A stream that remembers each write."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.writes.append(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_the_lines_of_one_loop_turn_leave_in_one_write_and_others_at_once() -> None:
+    import asyncio
+
+    from monoai_tornado.logs import TextFormatter, TurnBufferedHandler
+
+    stream = _Writes()
+    handler = TurnBufferedHandler(stream)
+    handler.setFormatter(TextFormatter())
+    logger = logging.getLogger("monoai_tornado.test_turns")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("outside the loop")
+        assert len(stream.writes) == 1 and stream.writes[0].endswith("outside the loop\n")
+
+        async def one_turn() -> list[str]:
+            for number in range(3):
+                logger.warning("line %d", number)
+            held = list(stream.writes)
+            await asyncio.sleep(0)  # the turn ends: the lines go out
+            await asyncio.sleep(0)
+            return held
+
+        held = asyncio.run(one_turn())
+        assert held == stream.writes[:1]  # nothing written while the turn ran
+        assert len(stream.writes) == 2 and stream.writes[1].count("\n") == 3
+        assert [line.split(": ")[-1] for line in stream.writes[1].splitlines()] == ["line 0", "line 1", "line 2"]
+        logger.warning("held until the end")
+
+        async def lines_left_at_exit() -> None:
+            logger.warning("in a turn that never ends")
+
+        asyncio.run(lines_left_at_exit())
+        handler.flush()  # logging.shutdown flushes every handler at exit
+        assert stream.writes[-1].endswith("in a turn that never ends\n")
+    finally:
+        logger.removeHandler(handler)
