@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monoai_tornado.backends.base import BackendEvent, TextDeltas
-from monoai_tornado.backends.openai import OpenAIBackend, _Assembler, _decoded_at_once
+from monoai_tornado.backends.openai import OpenAIBackend, _Assembler, _decoded_at_once, _plain_datas
 from monoai_tornado.backends.sse import ServerSentEvent
 from monoai_tornado.errors import BackendError
 from tests.support.events import pieces
@@ -82,7 +82,7 @@ def outcome(read: Any, sses: list[ServerSentEvent]) -> tuple[Any, ...]:
 
 
 def at_once_or_one_by_one(sses: list[ServerSentEvent], assembler: _Assembler) -> list[BackendEvent]:
-    events = _decoded_at_once(sses, assembler)
+    events = _decoded_at_once(_plain_datas(sses), assembler)
     return one_by_one(sses, assembler) if events is None else events
 
 
@@ -100,7 +100,7 @@ def test_the_common_stream_is_decoded_at_once() -> None:
                    "usage": {"prompt_tokens": 5, "completion_tokens": 2}})
     sses = [ServerSentEvent(json.dumps(c)) for c in chunks] + [ServerSentEvent("[DONE]")]
     assembler = _Assembler()
-    events = _decoded_at_once(sses, assembler)
+    events = _decoded_at_once(_plain_datas(sses), assembler)
     assert events == [TextDeltas(("Hel", "lo"))]  # one step for the read's pieces
     assert assembler.done and assembler.finish_reason == "stop"
     assert assembler.usage is not None and assembler.usage.completion_tokens == 2

@@ -143,3 +143,40 @@ def test_the_fast_path_for_whole_events_gives_what_the_line_by_line_parser_gives
             except SSEError as exc:
                 outcomes.append(str(exc))
         assert outcomes[0] == outcomes[1], stream
+
+
+class PlainFirst(SSEParser):
+    """Every chunk offered to ``feed_plain`` first, as the OpenAI backend does, then to ``feed``."""
+
+    plain_reads = 0
+
+    def feed(self, chunk: bytes | str) -> list[ServerSentEvent]:
+        if isinstance(chunk, bytes):
+            datas = self.feed_plain(chunk)
+            if datas is not None:
+                PlainFirst.plain_reads += 1
+                return self.events_of(datas)
+        return super().feed(chunk)
+
+
+def test_the_plain_stream_shortcut_gives_what_the_line_by_line_parser_gives() -> None:
+    """``feed_plain`` (data of whole one-line events, no event objects) agrees with the parser,
+    or declines and consumes nothing; with multi-byte characters cut between reads too."""
+    import random
+    rng = random.Random(12)
+    plain = ["data: {\"a\": 1}\n\n", "data:{}\n\n", "data: caf\u00e9\n\n", "data: [DONE]\n\n", "data:\n\n"]
+    for _ in range(400):
+        pieces_of = plain if rng.random() < 0.6 else PIECES
+        stream = "".join(rng.choice(pieces_of) for _ in range(rng.randint(1, 12))).encode()
+        if rng.random() < 0.2:
+            stream = "\ufeff".encode() + stream  # a byte order mark: feed's to drop
+        cuts = sorted(rng.sample(range(1, len(stream)), min(len(stream) - 1, rng.randint(0, 3))))
+        pieces = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)])]
+        outcomes = []
+        for parser in (PlainFirst(max_event_size=44), LineByLine(max_event_size=44)):
+            try:
+                outcomes.append(feed_all(parser, pieces))
+            except SSEError as exc:
+                outcomes.append(str(exc))
+        assert outcomes[0] == outcomes[1], stream
+    assert PlainFirst.plain_reads > 50  # the shortcut was taken, not only declined

@@ -420,8 +420,13 @@ class OpenAIBackend(Backend):
                     if len(body) < MAX_BODY:
                         body += chunk[: MAX_BODY - len(body)]
                     continue
-                sses = self._sse_events(parser, chunk)
-                events = _decoded_at_once(sses, assembler)
+                datas = parser.feed_plain(chunk) if decode_chunks is not None else None
+                if datas is not None:  # the common stream: no event objects unless needed
+                    events = _decoded_at_once(datas, assembler)
+                    sses = parser.events_of(datas) if events is None else []
+                else:
+                    sses = self._sse_events(parser, chunk)
+                    events = _decoded_at_once(_plain_datas(sses), assembler)
                 if events is not None:
                     for event in events:
                         yield event
@@ -507,21 +512,27 @@ class OpenAIBackend(Backend):
         return BackendTimeout(message)
 
 
-def _decoded_at_once(sses: list[ServerSentEvent], assembler: _Assembler) -> list[BackendEvent] | None:
-    """The events of a read's data events, their JSON decoded in one step (:mod:`.chunks`, with
-    msgspec), up to ``[DONE]``; None when they must be read one by one (no msgspec, an ``error``
-    event, anything :func:`~.chunks.decode_chunks` leaves to the general way)."""
-    if decode_chunks is None or not sses:
-        return None
+def _plain_datas(sses: list[ServerSentEvent]) -> list[str] | None:
+    """The data of ``sses`` when none is an ``error`` event (else None: read them one by one)."""
     datas = []
-    done = False
     for sse in sses:
         if sse.event == "error":
             return None
-        if sse.data.strip() == "[DONE]":
-            done = True
-            break
         datas.append(sse.data)
+    return datas
+
+
+def _decoded_at_once(datas: list[str] | None, assembler: _Assembler) -> list[BackendEvent] | None:
+    """The events of a read's data events, their JSON decoded in one step (:mod:`.chunks`, with
+    msgspec), up to ``[DONE]``; None when they must be read one by one (no msgspec, an ``error``
+    event, anything :func:`~.chunks.decode_chunks` leaves to the general way)."""
+    if decode_chunks is None or not datas:
+        return None
+    done = False
+    for index, data in enumerate(datas):
+        if "[DONE]" in data and data.strip() == "[DONE]":
+            datas, done = datas[:index], True
+            break
     chunks = decode_chunks(datas) if datas else []
     if chunks is None:
         return None
