@@ -96,13 +96,11 @@ class TurnBufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
         except Exception:
             self.handleError(record)
             return
-        loop = asyncio._get_running_loop()
-        if loop is None:
-            self._lines.append(line)
-            self.flush()
-            return
         self._lines.append(line)
-        if not self._scheduled:
+        loop = asyncio._get_running_loop()  # this thread's loop, if one runs
+        if loop is None:
+            self.flush()
+        elif not self._scheduled:
             self._scheduled = True
             loop.call_soon(self.flush)
 
@@ -114,7 +112,7 @@ class TurnBufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
             if lines and self.stream is not None:
                 self.stream.write("".join(lines))
             super().flush()
-        except Exception:
+        except Exception:  # a closed or broken stream: the lines are lost, the server goes on
             pass
         finally:
             self.release()

@@ -1,6 +1,8 @@
 """The incremental server-sent events parser: splits anywhere, line endings, comments, fields."""
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from monoai_tornado.backends.sse import ServerSentEvent, SSEError, SSEParser
@@ -129,20 +131,27 @@ PIECES = ["data: {\"a\": 1}\n\n", "data:{}\n\n", "data:  two spaces\n\n", "data\
           "data: " + "z" * 40 + "\n\n"]
 
 
+def outcome(parser: SSEParser, pieces: list[bytes]) -> list[ServerSentEvent] | str:
+    """The events of ``pieces`` fed in turn, or the error."""
+    try:
+        return feed_all(parser, pieces)
+    except SSEError as exc:
+        return str(exc)
+
+
+def cut(stream: bytes, rng: Any, most: int) -> list[bytes]:
+    """``stream`` cut at up to ``most`` random places."""
+    cuts = sorted(rng.sample(range(1, len(stream)), min(len(stream) - 1, rng.randint(0, most))))
+    return [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)])]
+
+
 def test_the_fast_path_for_whole_events_gives_what_the_line_by_line_parser_gives() -> None:
     import random
     rng = random.Random(11)
     for _ in range(300):
         stream = "".join(rng.choice(PIECES) for _ in range(rng.randint(1, 12))).encode()
-        cuts = sorted(rng.sample(range(1, len(stream)), min(len(stream) - 1, rng.randint(0, 4))))
-        pieces = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)])]
-        outcomes = []
-        for parser in (SSEParser(max_event_size=44), LineByLine(max_event_size=44)):
-            try:
-                outcomes.append(feed_all(parser, pieces))
-            except SSEError as exc:
-                outcomes.append(str(exc))
-        assert outcomes[0] == outcomes[1], stream
+        pieces = cut(stream, rng, 4)
+        assert outcome(SSEParser(max_event_size=44), pieces) == outcome(LineByLine(max_event_size=44), pieces), stream
 
 
 class PlainFirst(SSEParser):
@@ -170,13 +179,6 @@ def test_the_plain_stream_shortcut_gives_what_the_line_by_line_parser_gives() ->
         stream = "".join(rng.choice(pieces_of) for _ in range(rng.randint(1, 12))).encode()
         if rng.random() < 0.2:
             stream = "\ufeff".encode() + stream  # a byte order mark: feed's to drop
-        cuts = sorted(rng.sample(range(1, len(stream)), min(len(stream) - 1, rng.randint(0, 3))))
-        pieces = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)])]
-        outcomes = []
-        for parser in (PlainFirst(max_event_size=44), LineByLine(max_event_size=44)):
-            try:
-                outcomes.append(feed_all(parser, pieces))
-            except SSEError as exc:
-                outcomes.append(str(exc))
-        assert outcomes[0] == outcomes[1], stream
+        pieces = cut(stream, rng, 3)
+        assert outcome(PlainFirst(max_event_size=44), pieces) == outcome(LineByLine(max_event_size=44), pieces), stream
     assert PlainFirst.plain_reads > 50  # the shortcut was taken, not only declined

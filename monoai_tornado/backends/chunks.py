@@ -9,7 +9,7 @@ the rest without building it. It answers None for anything off that path: an eve
 not one JSON object on one line, a field of an unexpected type, an ``error`` object, tool
 calls, a ``message`` instead of a ``delta``. The caller then reads those events one by one the
 general way (``openai._Assembler.on_object``), so the events and errors are the same either way
-(``tests/test_backend_openai.py`` holds both ways to the same events over random streams).
+(``tests/test_chunk_decoding.py`` holds both ways to the same events over random streams).
 """
 from __future__ import annotations
 

@@ -537,7 +537,6 @@ def _decoded_at_once(datas: list[str] | None, assembler: _Assembler) -> list[Bac
     if chunks is None:
         return None
     events = assembler.on_chunks(chunks)
-    assembler.seen_data = True
     assembler.done = done
     return events
 
