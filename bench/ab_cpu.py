@@ -22,22 +22,11 @@ import os
 import shlex
 import statistics
 import sys
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import HOST  # noqa: E402
-from gateway import (  # noqa: E402
-    GatewayServer,
-    Setup,
-    fast_upstream,
-    features_shape,
-    openai_shape,
-    ours_server,
-    pinned,
-    run_wrk,
-    tree_cpu,
-)
+from gateway import Setup, fast_upstream, ours_server, shape_for  # noqa: E402
+from side_by_side import load_at_once, two_servers  # noqa: E402
 
 
 def main() -> None:
@@ -62,36 +51,18 @@ def main() -> None:
     ours_server("ours", *shlex.split(args.server_args))
     ours_server("try", *shlex.split(args.server_args), *shlex.split(args.try_args), tries=True)
     ratios: list[float] = []
+    shape = shape_for(args.stream, args.server, args.try_server)
     with upstream:
         setup = Setup(upstream.port, args.server_cpus, args.load_cpus, try_dir=os.path.abspath(args.try_dir))
-        variant_b = setup.variant(args.try_server)
-        shape = features_shape(args.stream) if args.try_server.endswith("+features") else openai_shape(args.stream)
-        with GatewayServer(setup.variant(args.server), shape, None, 60.0) as a, \
-                GatewayServer(variant_b, shape, None, 60.0) as b:
-            for server in (a, b):  # warm-up
-                run_wrk(f"http://{HOST}:{server.port}{shape.path}", shape.body, shape.headers, 1, args.connections,
-                        prefix=pinned(args.load_cpus))
+        with two_servers(setup, args.server, args.try_server, shape, args.connections) as servers:
             print(f"{'round':>5}  {'A us/req':>9}  {'B us/req':>9}  {'A/B':>6}  (A: this checkout, B: {args.try_dir} "
                   f"{args.try_server} {args.try_args}; "
                   f"{'streamed' if args.stream else 'non-streamed'})", flush=True)
             for number in range(1, args.rounds + 1):
-                results: dict[str, dict[str, float]] = {}
-                cpu0 = {name: tree_cpu(server.pid) for name, server in (("a", a), ("b", b))}
-
-                def load(name: str, port: int, results: dict[str, dict[str, float]] = results) -> None:
-                    results[name] = run_wrk(f"http://{HOST}:{port}{shape.path}", shape.body, shape.headers,
-                                            args.seconds, args.connections, prefix=pinned(args.load_cpus))
-
-                loads = [threading.Thread(target=load, args=(name, server.port)) for name, server in (("a", a), ("b", b))]
-                for thread in loads:
-                    thread.start()
-                for thread in loads:
-                    thread.join(args.seconds + 90)
-                per_request = {name: 1e6 * (tree_cpu(server.pid) - cpu0[name]) / max(1.0, results[name]["requests"])
-                               for name, server in (("a", a), ("b", b))}
-                ratio = per_request["a"] / per_request["b"]
-                ratios.append(ratio)
-                print(f"{number:>5}  {per_request['a']:>9.0f}  {per_request['b']:>9.0f}  {ratio:>6.3f}", flush=True)
+                figures = load_at_once(servers, shape, args.seconds, args.connections, args.load_cpus)
+                a, b = figures["a"][1], figures["b"][1]
+                ratios.append(a / b)
+                print(f"{number:>5}  {a:>9.0f}  {b:>9.0f}  {a / b:>6.3f}", flush=True)
     print(f"median A/B CPU per request: {statistics.median(ratios):.3f} over {len(ratios)} rounds")
 
 

@@ -16,21 +16,12 @@ import argparse
 import os
 import subprocess
 import sys
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import HOST, PYTHON  # noqa: E402
-from gateway import (  # noqa: E402
-    GatewayServer,
-    Setup,
-    fast_upstream,
-    features_shape,
-    openai_shape,
-    pinned,
-    run_wrk,
-    tree_cpu,
-)
+from common import PYTHON  # noqa: E402
+from gateway import GatewayServer, Setup, fast_upstream, shape_for  # noqa: E402
+from side_by_side import load_at_once, two_servers  # noqa: E402
 
 PY_SPY = os.path.join(os.path.dirname(PYTHON), "py-spy")
 
@@ -49,41 +40,22 @@ def main() -> None:
     parser.add_argument("--save", required=True, help="directory for a.txt and b.txt")
     args = parser.parse_args()
     os.makedirs(args.save, exist_ok=True)
-    features = args.server.endswith("+features") or args.try_server.endswith("+features")
-    shape = features_shape(args.stream) if features else openai_shape(args.stream)
+    shape = shape_for(args.stream, args.server, args.try_server)
+
+    def spy(name: str, server: GatewayServer) -> None:
+        subprocess.run([PY_SPY, "record", "--pid", str(server.pid), "--duration", str(args.seconds), "--rate",
+                        str(args.rate), "--gil", "--format", "raw", "--full-filenames",
+                        "-o", os.path.join(args.save, f"{name}.txt")],
+                       capture_output=True, timeout=args.seconds + 60, check=False)
+
     with fast_upstream(args.load_cpus) as upstream:
         setup = Setup(upstream.port, args.server_cpus, args.load_cpus, try_dir=os.path.abspath(args.try_dir))
-        with GatewayServer(setup.variant(args.server), shape, None, 60.0) as a, \
-                GatewayServer(setup.variant(args.try_server), shape, None, 60.0) as b:
-            servers = {"a": a, "b": b}
-            for server in servers.values():  # warm-up
-                run_wrk(f"http://{HOST}:{server.port}{shape.path}", shape.body, shape.headers, 1, args.connections,
-                        prefix=pinned(args.load_cpus))
-            results: dict[str, dict[str, float]] = {}
-            cpu0 = {name: tree_cpu(server.pid) for name, server in servers.items()}
-
-            def load(name: str, port: int) -> None:
-                results[name] = run_wrk(f"http://{HOST}:{port}{shape.path}", shape.body, shape.headers,
-                                        args.seconds + 1, args.connections, prefix=pinned(args.load_cpus))
-
-            def spy(name: str, pid: int) -> None:
-                subprocess.run([PY_SPY, "record", "--pid", str(pid), "--duration", str(args.seconds), "--rate",
-                                str(args.rate), "--gil", "--format", "raw", "--full-filenames",
-                                "-o", os.path.join(args.save, f"{name}.txt")],
-                               capture_output=True, timeout=args.seconds + 60, check=False)
-
-            threads = [threading.Thread(target=load, args=(n, s.port)) for n, s in servers.items()]
-            threads += [threading.Thread(target=spy, args=(n, s.pid)) for n, s in servers.items()]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(args.seconds + 90)
+        with two_servers(setup, args.server, args.try_server, shape, args.connections) as servers:
+            figures = load_at_once(servers, shape, args.seconds + 1, args.connections, args.load_cpus, during=spy)
             for name, server in servers.items():
-                cpu = tree_cpu(server.pid) - cpu0[name]
-                requests = results.get(name, {}).get("requests", 0.0)
-                print(f"{name} ({server.variant.name}): {1e6 * cpu / max(1.0, requests):.0f} us of CPU per request, "
+                requests, per_request = figures[name]
+                print(f"{name} ({server.variant.name}): {per_request:.0f} us of CPU per request, "
                       f"{requests:.0f} requests; stacks in {os.path.join(args.save, name + '.txt')}")
-
 
 if __name__ == "__main__":
     main()

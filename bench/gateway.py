@@ -335,6 +335,14 @@ def features_shape(stream: bool) -> Shape:
     return Shape(shape.path, shape.body, (*shape.headers, *_features_headers()), shape.marker)
 
 
+def shape_for(stream: bool, *servers: str) -> Shape:
+    """The ``/v1`` request to send ``servers``: ``features_shape`` when one of them is a
+    ``+features`` server (the others ignore its key), else ``openai_shape``."""
+    if any(server.endswith("+features") for server in servers):
+        return features_shape(stream)
+    return openai_shape(stream)
+
+
 add_server("ours+features", ServerSpec(_features_args, ours=True, headers=_features_headers))
 add_server("try+features", ServerSpec(_features_args, ours=True, tries=True, headers=_features_headers))
 for _who in ("ours", "try"):  # every feature on: compare with ours-v1 (issue 34: within 10 %)

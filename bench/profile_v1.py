@@ -34,11 +34,10 @@ from gateway import (  # noqa: E402
     GatewayServer,
     Setup,
     fast_upstream,
-    features_shape,
-    openai_shape,
     ours_server,
     pinned,
     run_wrk,
+    shape_for,
     tree_cpu,
 )
 
@@ -95,7 +94,7 @@ def classify(raw: str) -> collections.Counter[str]:
 
 def profile(srv: GatewayServer, stream: bool, args: argparse.Namespace) -> tuple[collections.Counter[str], float, str]:
     """(samples by stage, server CPU ms per request, raw stacks) of one load."""
-    shape = features_shape(stream) if args.server.endswith("+features") else openai_shape(stream)
+    shape = shape_for(stream, args.server)
     run_wrk(f"http://{HOST}:{srv.port}{shape.path}", shape.body, shape.headers, 1, args.connections,
             prefix=pinned(args.load_cpus))  # warm-up
     result: dict[str, float] = {}
@@ -145,8 +144,7 @@ def main() -> None:
         setup = Setup(upstream.port, args.server_cpus, args.load_cpus,
                       try_dir=os.path.abspath(args.try_dir) if args.try_dir else None)
         variant = setup.variant(server)
-        with GatewayServer(variant, features_shape(True) if server.endswith("+features") else openai_shape(True),
-                           None, 60.0) as srv:
+        with GatewayServer(variant, shape_for(True, server), None, 60.0) as srv:
             for label, stream in (("plain", False), ("stream", True)):
                 counts, cpu_ms, raw = profile(srv, stream, args)
                 tables[label] = (counts, cpu_ms)

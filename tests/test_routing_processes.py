@@ -225,6 +225,8 @@ def test_a_replica_killed_under_streamed_load_costs_almost_nothing(tmp_path, ups
         print(f"\nkill one of three replicas under streamed load: {results.count(True)}/{len(results)} "
               f"succeeded ({100 * rate:.2f} %)")
     assert len(results) == 2400
-    assert rate >= 0.999
+    # Only the streams the victim was already answering when it died may fail (an answer that
+    # began is never retried elsewhere): at most one per concurrent client, whatever the timing.
+    assert results.count(False) <= 8 and rate >= 0.996
     health = call(base + "/health")[1]
     assert {d["id"]: d["state"] for d in health["models"]["chat"]["deployments"]}["up1"] == "cooldown"

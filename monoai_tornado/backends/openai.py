@@ -426,7 +426,7 @@ class OpenAIBackend(Backend):
                     sses = parser.events_of(datas) if events is None else []
                 else:
                     sses = self._sse_events(parser, chunk)
-                    events = _decoded_at_once(_plain_datas(sses), assembler)
+                    events = _decoded_at_once(_plain_datas(sses), assembler) if decode_chunks is not None else None
                 if events is not None:
                     for event in events:
                         yield event
