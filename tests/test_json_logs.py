@@ -220,3 +220,46 @@ def test_the_lines_of_one_loop_turn_leave_in_one_write_and_others_at_once() -> N
         assert stream.writes[-1].endswith("in a turn that never ends\n")
     finally:
         logger.removeHandler(handler)
+
+
+@pytest.mark.parametrize("formatter", [TextFormatter, JsonFormatter])
+def test_an_access_line_written_without_a_record_is_the_line_logging_writes(monkeypatch, formatter) -> None:
+    """With the server's own handler alone (what the command line installs), an access line skips
+    the logging machinery; anything a user adds (here a filter) puts it back on logging's way,
+    and both ways write the same line."""
+    from monoai_tornado import logs
+    from monoai_tornado.identity import Identity
+    from monoai_tornado.request_trace import RequestTrace
+
+    stream = _Writes()
+    handler = logs.TurnBufferedHandler(stream)
+    handler.setFormatter(formatter())
+    monkeypatch.setattr(logging.root, "handlers", [handler])
+    monkeypatch.setattr(logs, "_installed", handler)
+    access = logging.getLogger(logs.ACCESS_LOGGER)
+    monkeypatch.setattr(access, "level", logging.INFO)
+    access.manager._clear_cache()
+    trace = RequestTrace("rid-direct")
+    trace.identity = Identity("eve\n", "user", "127.0.0.1")
+
+    def line() -> str:
+        logs.log_access(logging.WARNING, method="PO\x00ST", path="/v1/x\u2028y", route="openai_chat", status=404,
+                        ticket=None, trace=trace, remote_ip="127.0.0.1", seconds=0.0123)
+        handler.flush()
+        return stream.writes[-1]
+
+    assert logs._sole_handler(logging.WARNING) is handler
+    direct = line()
+    seen: list[logging.LogRecord] = []
+    handler.addFilter(lambda record: seen.append(record) or True)
+    assert logs._sole_handler(logging.WARNING) is None
+    logged = line()
+    assert len(seen) == 1 and direct.count("\n") == logged.count("\n") == 1
+    if formatter is JsonFormatter:
+        direct_record, logged_record = json.loads(direct), json.loads(logged)
+        assert direct_record.pop("time").endswith("Z") and logged_record.pop("time").endswith("Z")
+        assert direct_record == logged_record and direct_record["user"] == "eve\n"
+        assert direct_record["path"] == "/v1/x\u2028y" and direct_record["level"] == "warning"
+    else:
+        assert direct[23:] == logged[23:] and direct[:4].isdigit() and direct[19] == ","
+        assert " WARNING monoai_tornado.access: 404 PO\\x00ST /v1/x\\u2028y user=eve\\n tokens=- id=rid-direct 12.30ms" in direct
