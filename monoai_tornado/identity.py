@@ -7,11 +7,12 @@ their limits (the rule: :meth:`IdentityResolver.client_ip`).
 """
 from __future__ import annotations
 
+import enum
 import inspect
 import ipaddress
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Mapping, Union
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Final, Iterable, Mapping, Union
 
 from .errors import Forbidden
 
@@ -25,6 +26,18 @@ ValidatorResult = Union[bool, str, None]
 IP_PREFIX = "ip:"
 
 UserValidator = Callable[[str], Union[ValidatorResult, Awaitable[ValidatorResult]]]
+
+
+class Unchecked(enum.Enum):
+    """The type of :data:`UNCHECKED`."""
+
+    UNCHECKED = "unchecked"
+
+
+#: An API key not checked yet: :meth:`IdentityResolver.resolve` reads it from the headers.
+#: A handler that checked it already (its 401 comes first) passes what it found instead, so
+#: that a request is authenticated once.
+UNCHECKED: Final = Unchecked.UNCHECKED
 
 
 @dataclass(frozen=True)
@@ -117,11 +130,14 @@ class IdentityResolver:
             return hops[0] if hops else peer
         return peer
 
-    async def resolve(self, user_id: str | None, peer: str, headers: Mapping[str, str]) -> Identity:
-        """The identity to limit a request under (401 for a bad or, when required, missing key)."""
+    async def resolve(self, user_id: str | None, peer: str, headers: Mapping[str, str],
+                      api_key: ApiKey | None | Unchecked = UNCHECKED) -> Identity:
+        """The identity to limit a request under (401 for a bad or, when required, missing key);
+        ``api_key``: the key the headers carry, when the caller checked it already."""
         ip = self.client_ip(peer, headers)
         if self.keys is not None:
-            api_key = await self.keys.from_headers(headers)
+            if api_key is UNCHECKED:
+                api_key = await self.keys.from_headers(headers)
             if api_key is not None:
                 return Identity(api_key.user, "key", ip, api_key)
         if user_id is not None:

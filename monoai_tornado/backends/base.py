@@ -82,13 +82,13 @@ class ReportedUsage:
         >>> ReportedUsage.of({"prompt_tokens": 9, "completion_tokens": 1, "prompt_tokens_details": {"cached_tokens": 8}})
         ReportedUsage(prompt_tokens=9, completion_tokens=1, cached_tokens=8)
         """
-        if not isinstance(usage, Mapping):
+        if type(usage) is not dict and not isinstance(usage, Mapping):  # (a dict's check without typing's)
             return None
         for prompt_key, completion_key in cls.FIELDS:
             prompt, completion = usage.get(prompt_key), usage.get(completion_key)
             if isinstance(prompt, int) and isinstance(completion, int) and prompt >= 0 and completion >= 0:
                 details = usage.get("prompt_tokens_details")
-                cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
+                cached = details.get("cached_tokens") if type(details) is dict or isinstance(details, Mapping) else None
                 if not isinstance(cached, int) or isinstance(cached, bool):
                     cached = 0
                 return cls(prompt, completion, min(max(0, cached), prompt))

@@ -134,5 +134,5 @@ class CountTokensHandler(AnthropicShapedErrors, PromptHandler):
         if key is not None:
             allowed_model(key, target)  # a key's models hold here too
         pipeline = self.context.pipeline
-        await pipeline.identity.resolve(parsed.request.user_id, self.peer_ip, self.request.headers)  # keys hold here too
+        await pipeline.identity.resolve(parsed.request.user_id, self.peer_ip, self.request.headers, key)
         self.send_json({"input_tokens": await pipeline.prompt_counter.count(parsed.request.upstream_messages())})

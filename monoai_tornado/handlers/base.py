@@ -8,6 +8,7 @@ from typing import Any
 import tornado.web
 
 from ..context import ServerContext
+from ..identity import UNCHECKED, Unchecked
 from ..keys import ApiKey
 from ..errors import ApiError, Forbidden, NotFound
 from ..fastjson import dumps as fast_dumps, dumps_bytes
@@ -40,6 +41,8 @@ class JsonHandler(tornado.web.RequestHandler):
     #: The shape of error bodies: ours, or OpenAI's on ``/v1``.
     error_shape: Shape = "json"
     _trace: RequestTrace | None = None
+    #: The API key the request carries, once :meth:`caller_key` checked it.
+    checked_key: ApiKey | None | Unchecked = UNCHECKED
 
     @property
     def trace(self) -> RequestTrace:
@@ -137,7 +140,11 @@ class JsonHandler(tornado.web.RequestHandler):
         """The API key the request carries (None without a key store or a key); 401 for a wrong
         key, or a missing one under ``--require-api-key``: every route that needs a key needs it."""
         keys = self.context.keys
-        return None if keys is None else await keys.from_headers(self.request.headers)
+        if keys is None:
+            return None
+        if self.checked_key is UNCHECKED:  # checked once: admission reads it from here
+            self.checked_key = await keys.from_headers(self.request.headers)
+        return self.checked_key
 
     def require_admin(self) -> None:
         """403 unless the configured admin token is presented as a Bearer token."""

@@ -108,7 +108,7 @@ class PromptHandler(JsonHandler):
         pipeline's own ``finally``.
         """
         ticket = await self.context.pipeline.admit(request, self.peer_ip, self.request.headers, target,
-                                                   trace=self.trace)
+                                                   trace=self.trace, api_key=self.checked_key)
         ticket.route = self.request.path
         self.ticket = ticket
         note = None

@@ -22,6 +22,8 @@ from ..dialects.responses import ResponseBuilder, ResponsesRequest, parse_respon
 from ..dialects.responses_events import Event, ResponseEvents
 from ..dialects.responses_store import StoredResponse
 from ..errors import ApiError, BadRequest, NotFound
+from ..identity import UNCHECKED, Unchecked
+from ..keys import ApiKey
 from ..pipeline import Ticket
 from ..targets import ModelTarget, Target
 from .base import dumps
@@ -52,9 +54,11 @@ class Turn:
         return StoredResponse(self.builder.id, self.owner, self.builder.created_at, response, items)
 
 
-async def owner_of(context: ServerContext, user_id: str | None, peer: str, headers: Mapping[str, str]) -> str:
-    """The identity stored responses belong to: the key's user, else the validated user, else the IP."""
-    identity = await context.pipeline.identity.resolve(user_id, peer, headers)
+async def owner_of(context: ServerContext, user_id: str | None, peer: str, headers: Mapping[str, str],
+                   api_key: ApiKey | None | Unchecked = UNCHECKED) -> str:
+    """The identity stored responses belong to: the key's user, else the validated user, else the IP
+    (``api_key``: the key ``headers`` carry, when the caller checked it already)."""
+    identity = await context.pipeline.identity.resolve(user_id, peer, headers, api_key)
     return identity.key
 
 
@@ -124,7 +128,7 @@ class ResponsesHandler(OpenAIShapedErrors, PromptHandler):
 
     async def post(self, agent_name: str | None = None) -> None:
         parsed = parse_responses_body(self.received_body())
-        owner = await owner_of(self.context, parsed.user_id, self.peer_ip, self.request.headers)
+        owner = await owner_of(self.context, parsed.user_id, self.peer_ip, self.request.headers, await self.caller_key())
         self.turn = turn = await begin_turn(self, self.context, parsed, owner)
         self.streaming = parsed.stream
         self.events = ResponseEvents(turn.builder)
@@ -168,7 +172,7 @@ class ResponseHandler(OpenAIShapedErrors):
 
     async def _owner(self) -> str:
         user = self.get_query_argument("user", None)
-        return await owner_of(self.context, user or None, self.peer_ip, self.request.headers)
+        return await owner_of(self.context, user or None, self.peer_ip, self.request.headers, await self.caller_key())
 
     async def _find(self, response_id: str) -> StoredResponse:
         record = await self.context.responses.get(await self._owner(), response_id)
