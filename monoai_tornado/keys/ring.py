@@ -82,6 +82,10 @@ class KeyRing:
                 raise MissingApiKey("This server requires an API key: send 'Authorization: Bearer KEY' "
                                     "(or 'x-api-key: KEY')")
             return None
+        if looks_like_key(secret) and self._clock() - self._checked < self.refresh_interval:
+            key_hash = hash_key(secret)
+            if key_hash in self._cache:  # the usual case, without a second coroutine
+                return self._usable(key_hash, self._cache[key_hash])
         return await self.authenticate(secret)
 
     async def authenticate(self, secret: str) -> ApiKey:
@@ -98,6 +102,11 @@ class KeyRing:
             if len(self._cache) >= self.max_cached:
                 self._cache.clear()
             self._cache[key_hash] = record
+        return self._usable(key_hash, record)
+
+    @staticmethod
+    def _usable(key_hash: str, record: ApiKey | None) -> ApiKey:
+        """``record`` when it is the key of ``key_hash`` and usable now; else the refusal."""
         if record is None or not hmac.compare_digest(record.hash, key_hash):
             raise InvalidApiKey("Invalid API key")
         if record.revoked:
