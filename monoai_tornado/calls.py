@@ -7,7 +7,6 @@ the usage of every call of a run, including the one still streaming, so that a r
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import inspect
 import time
@@ -240,13 +239,19 @@ def _takes_options(backend: Backend) -> bool:
     return known
 
 
-def _capped_options(options: CallOptions | None, cap: int) -> CallOptions:
-    """``options`` with ``max_tokens`` no larger than ``cap``."""
+def _call_options(options: CallOptions | None, cap: int | None, stream: bool) -> CallOptions | None:
+    """``options`` with ``max_tokens`` no larger than ``cap`` (None: no cap), and ``stream``
+    False when only the whole answer is used; changed in one copy at most."""
     if options is None:
-        return CallOptions(max_tokens=cap)
-    if options.max_tokens is not None and options.max_tokens <= cap:
-        return options
-    return dataclasses.replace(options, max_tokens=cap)
+        if cap is None:
+            return None if stream else WHOLE_ANSWER
+        return CallOptions(max_tokens=cap, stream=stream)
+    changes: dict[str, Any] = {}
+    if cap is not None and (options.max_tokens is None or options.max_tokens > cap):
+        changes["max_tokens"] = cap
+    if not stream and options.stream:
+        changes["stream"] = False
+    return dataclasses.replace(options, **changes) if changes else options
 
 
 def call_model(
@@ -289,13 +294,10 @@ async def _call_model(
 ) -> CallOutcome:
     parts = meter.begin(messages, prompt_tokens)
     cap = meter.call_cap
-    if cap is not None:
-        if cap == 0:  # the run has nothing left for another call
-            meter.skip_call()
-            return CallOutcome("", (), Usage(), "length")
-        options = _capped_options(options, cap)
-    if on_text is None:  # only the whole answer is used
-        options = dataclasses.replace(options, stream=False) if options is not None else WHOLE_ANSWER
+    if cap == 0:  # the run has nothing left for another call
+        meter.skip_call()
+        return CallOutcome("", (), Usage(), "length")
+    options = _call_options(options, cap, on_text is not None)
     calls: list[ToolCall] = []
     reported: ReportedUsage | None = None
     counted: int | None = None
@@ -307,42 +309,43 @@ async def _call_model(
     finish_reason: str | None = None
     stop_sequence: str | None = None
     try:
-        async with contextlib.aclosing(stream):
-            async for event in stream:
-                if type(event) is TextDelta or isinstance(event, TextDelta):  # the common case first
-                    texts: tuple[str, ...] = (event.text,)
-                elif isinstance(event, TextDeltas):
-                    texts = event.texts
-                elif isinstance(event, ToolCallsRequested):
-                    calls.extend(event.calls)
-                    continue
-                elif isinstance(event, ReportedUsage):
-                    reported = event
-                    continue
-                elif isinstance(event, PromptTokens):
-                    counted = event.tokens
-                    continue
-                elif isinstance(event, FinishReason):
-                    finish_reason, stop_sequence = event.reason, event.stop_sequence
-                    continue
-                else:
-                    raise BackendError(f"backend {backend.name!r} yielded an unknown event {type(event).__name__}")
-                if on_text is None:  # a whole-JSON answer: nothing to do per piece
-                    if meter.add_texts(texts):
-                        break
-                    continue
-                for text in texts:
-                    if text:
-                        capped = meter.add_text(text)
-                        await on_text(text)
-                        if capped:
-                            break
-                if capped:
+        async for event in stream:
+            if type(event) is TextDelta or isinstance(event, TextDelta):  # the common case first
+                texts: tuple[str, ...] = (event.text,)
+            elif isinstance(event, TextDeltas):
+                texts = event.texts
+            elif isinstance(event, ToolCallsRequested):
+                calls.extend(event.calls)
+                continue
+            elif isinstance(event, ReportedUsage):
+                reported = event
+                continue
+            elif isinstance(event, PromptTokens):
+                counted = event.tokens
+                continue
+            elif isinstance(event, FinishReason):
+                finish_reason, stop_sequence = event.reason, event.stop_sequence
+                continue
+            else:
+                raise BackendError(f"backend {backend.name!r} yielded an unknown event {type(event).__name__}")
+            if on_text is None:  # a whole-JSON answer: nothing to do per piece
+                if meter.add_texts(texts):
                     break
+                continue
+            for text in texts:
+                if text:
+                    capped = meter.add_text(text)
+                    await on_text(text)
+                    if capped:
+                        break
+            if capped:
+                break
     except BackendError:
         if not parts and not calls:  # the call got no answer (upstream unreachable...): it costs nothing
             meter.abandon_call()
         raise
+    finally:  # (contextlib.aclosing's work, without its two coroutines)
+        await stream.aclose()
     text = "".join(parts)
     if finish_reason == "length":
         meter.capped = True  # the model stopped at the cap by its own count (higher than ours)

@@ -8,7 +8,6 @@ and :meth:`Pipeline.run` and only translate the results to their wire format.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import math
 import secrets
@@ -300,7 +299,7 @@ class Pipeline:
             await asyncio.shield(settlement)
         assert result is not None
         if usage.cost_nanos is not None:  # every dialect renders cost_usd from the result's usage
-            result.usage = dataclasses.replace(result.usage, cost_nanos=usage.cost_nanos)
+            result.usage = result.usage.costing(usage.cost_nanos)
         return result
 
     def finish(self, ticket: Ticket, total_tokens: int = 0, cost_nanos: int = 0) -> asyncio.Task[None] | None:

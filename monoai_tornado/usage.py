@@ -56,6 +56,10 @@ class Usage:
         """The cost in USD rounded to 1e-9 (None when the model has no prices)."""
         return None if self.cost_nanos is None else usd(self.cost_nanos)
 
+    def costing(self, cost_nanos: int | None) -> "Usage":
+        """These counts at ``cost_nanos`` (a new usage; ``dataclasses.replace`` at a fifth of the cost)."""
+        return Usage(self.prompt_tokens, self.completion_tokens, self.estimated, self.cached_tokens, cost_nanos)
+
     def __add__(self, other: "Usage") -> "Usage":
         costs = (self.cost_nanos, other.cost_nanos)
         return Usage(

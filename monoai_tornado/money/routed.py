@@ -47,11 +47,10 @@ def chain_prices(router: Router, name: str) -> Prices | None:
     """The highest prices among the deployments of ``name`` and its fallbacks (None: one is unpriced)."""
     if name not in router.models:
         return None
-    return _highest(prices_of_config(deployment.config)
-                    for route in router.chain(name) for deployment in route.deployments)
+    return _highest(deployment.prices for route in router.chain(name) for deployment in route.deployments)
 
 
 def deployment_prices(router: Router, deployment_id: str) -> Prices | None:
     """The prices of the deployment ``deployment_id`` (None: unknown or unpriced)."""
     deployment = router.deployment(deployment_id)
-    return None if deployment is None else prices_of_config(deployment.config)
+    return None if deployment is None else deployment.prices

@@ -10,7 +10,6 @@ attempt is never metered nor billed.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from typing import Any, Protocol
@@ -93,7 +92,7 @@ class RoutedBackend(Backend):
                 attempt = _Attempt(route, slot, self.holder.counter, messages)
                 try:
                     stream = _call(deployment.backend, messages, tools, options)
-                    async with contextlib.aclosing(stream):
+                    try:
                         async for event in stream:
                             if not started:
                                 started = True
@@ -102,6 +101,8 @@ class RoutedBackend(Backend):
                                     note.answering(deployment.id, route.name, deployment.backend.provider)
                             attempt.saw(event)
                             yield event
+                    finally:  # (contextlib.aclosing's work, without its two coroutines)
+                        await stream.aclose()
                     attempt.end("ok")
                     return
                 except UpstreamRejected:

@@ -14,6 +14,7 @@ from typing import Literal
 from ..backends.base import Backend
 from ..config import DeploymentConfig
 from ..metrics import LATENCY_BUCKETS
+from ..money.routed import prices_of_config
 from ..ratelimit import RateLimiter
 
 #: Weight of the newest sample in the latency average (EWMA).
@@ -53,7 +54,7 @@ class Deployment:
     """One replica of a model: where calls go, and whether it may take one now."""
 
     __slots__ = ("config", "id", "name", "backend", "weight", "max_concurrent", "limiter", "in_flight",
-                 "cooling_until", "cooled_by_failure", "disabled", "latency", "next_probe", "stats")
+                 "cooling_until", "cooled_by_failure", "disabled", "latency", "next_probe", "stats", "prices")
 
     def __init__(self, config: DeploymentConfig, backend: Backend, limiter: RateLimiter | None = None) -> None:
         self.config = config
@@ -75,6 +76,8 @@ class Deployment:
         self.latency = 0.0
         self.next_probe = 0.0
         self.stats = DeploymentStats()
+        #: What a call answered here bills (None: unpriced), converted once.
+        self.prices = prices_of_config(config)
 
     def __repr__(self) -> str:
         return f"Deployment({self.id!r}, in_flight={self.in_flight}, state={self.state()!r})"
