@@ -114,7 +114,11 @@ class TurnBufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def write_line(self, line: str) -> None:
         """Write a formatted line (with this turn's others, as :meth:`emit` does)."""
-        self._lines.append(line + self.terminator)
+        self.acquire()  # (held already when logging calls emit: the lock is reentrant)
+        try:
+            self._lines.append(line + self.terminator)
+        finally:
+            self.release()
         loop = asyncio._get_running_loop()  # this thread's loop, if one runs
         if loop is None:
             self.flush()
