@@ -1,6 +1,7 @@
 """Two servers side by side on one core, loaded at once, each sampled by py-spy over the same window.
 
     python bench/ab_profile.py --try-dir . --server ours --try-server try-config --save /tmp/ab
+    python bench/ab_profile.py --try-dir . --try-args "--usage-log /tmp/u.jsonl" --save /tmp/ab   # one option
 
 Whatever slows the machine slows both alike, so the difference between the two profiles (and
 their CPU per request) is the difference of the servers, not of the minute they ran in (what
@@ -14,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import PYTHON  # noqa: E402
-from gateway import GatewayServer, Setup, fast_upstream, shape_for  # noqa: E402
+from gateway import GatewayServer, Setup, fast_upstream, ours_server, shape_for  # noqa: E402
 from side_by_side import load_at_once, two_servers  # noqa: E402
 
 PY_SPY = os.path.join(os.path.dirname(PYTHON), "py-spy")
@@ -38,7 +40,9 @@ def main() -> None:
     parser.add_argument("--server-cpus", default="0")
     parser.add_argument("--load-cpus", default="1")
     parser.add_argument("--save", required=True, help="directory for a.txt and b.txt")
+    parser.add_argument("--try-args", default="", help="more arguments for B (the try server) only")
     args = parser.parse_args()
+    ours_server("try", *shlex.split(args.try_args), tries=True)
     os.makedirs(args.save, exist_ok=True)
     shape = shape_for(args.stream, args.server, args.try_server)
 
