@@ -4,6 +4,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tornado.httputil import HTTPInputError
 
 from monoai_tornado.backends.http1 import Dechunker
@@ -68,3 +70,33 @@ def test_a_malformed_body_is_an_input_error_not_a_crash(body: bytes) -> None:
         return
     with pytest.raises(HTTPInputError):
         dechunker.feed(body)
+
+
+def _outcome(body: bytes, cuts: list[int]) -> tuple[bytes, bool, bool] | str:
+    try:
+        payload, dechunker = feed_in_pieces(body, cuts)
+    except HTTPInputError:
+        return "error"
+    return payload, dechunker.done, dechunker.extra
+
+
+#: A chunk: its data, how its size is written, what ends it; mostly well formed (so that a read
+#: often holds many whole chunks), sometimes not.
+_CHUNK = st.tuples(
+    st.binary(min_size=1, max_size=40) | st.sampled_from([b"data: {}\n\n"] * 6 + [b"a\r\nb", b"\r\n", b"x\r"]),
+    st.sampled_from(["%x"] * 8 + ["%X", "%04x", "%x;ext=1", "0x%x", "+%x", "%x ", "%d"]),
+    st.sampled_from([b"\r\n"] * 12 + [b"\n", b"xx"]),
+)
+
+
+@given(chunks=st.lists(_CHUNK, max_size=12), end=st.sampled_from([b"0\r\n\r\n", b"0\r\nT: 1\r\n\r\n", b"", b"0\r\n"]),
+       extra=st.sampled_from([b"", b"HTTP/1.1"]), data=st.data())
+@settings(max_examples=400, deadline=None)
+def test_many_chunks_in_one_read_give_what_one_byte_at_a_time_gives(chunks, end, extra, data) -> None:
+    """A read of many whole chunks takes each in one step (size, data and CRLF at once); fed a
+    byte at a time, the same body goes line by line: both ways agree on the payload, the end,
+    the bytes after it and every malformed size or data (sizes in any case, with leading zeros,
+    extensions, ``0x`` and signs; data holding CRLFs; a chunk's end not a CRLF)."""
+    body = b"".join((form % len(chunk)).encode() + b"\r\n" + chunk + crlf for chunk, form, crlf in chunks) + end + extra
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, max(1, len(body) - 1)), max_size=4)))) if len(body) > 1 else []
+    assert _outcome(body, cuts) == _outcome(body, list(range(1, len(body))))
