@@ -88,7 +88,8 @@ class ReportedUsage:
             prompt, completion = usage.get(prompt_key), usage.get(completion_key)
             if isinstance(prompt, int) and isinstance(completion, int) and prompt >= 0 and completion >= 0:
                 details = usage.get("prompt_tokens_details")
-                cached = details.get("cached_tokens") if type(details) is dict or isinstance(details, Mapping) else None
+                cached = None if details is None else details.get("cached_tokens") \
+                    if type(details) is dict or isinstance(details, Mapping) else None
                 if not isinstance(cached, int) or isinstance(cached, bool):
                     cached = 0
                 return cls(prompt, completion, min(max(0, cached), prompt))
