@@ -16,10 +16,15 @@ count and what ``cost_usd`` shows.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING
 
-__all__ = ["NANOS_PER_USD", "Prices", "Quote", "affordable", "nanos_of", "parse_usd", "usd"]
+if TYPE_CHECKING:
+    from ..config import model as config_model
+
+__all__ = ["NANOS_PER_USD", "Prices", "Quote", "affordable", "nanos_of", "parse_usd", "prices_of_config", "usd"]
 
 #: Nano-dollars in a dollar.
 NANOS_PER_USD = 1_000_000_000
@@ -123,3 +128,15 @@ class Prices:
         scale = _UNITS_PER_USD_PER_MILLION
         return {"price_input": self.input / scale, "price_output": self.output / scale,
                 "price_cached_input": self.cached_input / scale}
+
+
+def prices_of_config(config: config_model.DeploymentConfig) -> Prices | None:
+    """A ``[[models]]`` entry's prices (USD per million tokens) as integers, or None."""
+    given = config.prices
+    return None if given is None else _converted(given)
+
+
+@functools.lru_cache(maxsize=1024)
+def _converted(given: config_model.Prices) -> Prices:
+    """The integer prices of a file's (frozen, so hashable) prices: converted once per entry."""
+    return Prices.per_million(given.input, given.output, given.cached_input)

@@ -8,29 +8,14 @@ unpriced deployment anywhere in that chain is unpriced: under a spend limit it i
 """
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING, Iterable
 
 from .prices import Prices
 
 if TYPE_CHECKING:
-    from ..config import model as config_model
-    from ..config.model import DeploymentConfig
     from ..routing.router import Router
 
-__all__ = ["chain_prices", "deployment_prices", "prices_of_config"]
-
-
-def prices_of_config(config: DeploymentConfig) -> Prices | None:
-    """A ``[[models]]`` entry's prices (USD per million tokens) as integers, or None."""
-    given = config.prices
-    return None if given is None else _converted(given)
-
-
-@functools.lru_cache(maxsize=1024)
-def _converted(given: config_model.Prices) -> Prices:
-    """The integer prices of a file's (frozen, so hashable) prices: converted once, not per request."""
-    return Prices.per_million(given.input, given.output, given.cached_input)
+__all__ = ["chain_prices", "deployment_prices"]
 
 
 def _highest(prices: Iterable[Prices | None]) -> Prices | None:

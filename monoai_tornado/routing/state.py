@@ -14,7 +14,7 @@ from typing import Literal
 from ..backends.base import Backend
 from ..config import DeploymentConfig
 from ..metrics import LATENCY_BUCKETS
-from ..money.routed import prices_of_config
+from ..money.prices import prices_of_config
 from ..ratelimit import RateLimiter
 
 #: Weight of the newest sample in the latency average (EWMA).
