@@ -166,22 +166,25 @@ _installed: TurnBufferedHandler | None = None
 _LEVEL_NAMES = {logging.INFO: "INFO", logging.WARNING: "WARNING", logging.ERROR: "ERROR"}
 
 
-def _sole_handler(level: int) -> TurnBufferedHandler | None:
-    """The handler an access line of ``level`` reaches, when it is the only one, with none of
-    the user's filters or formatters in the way: the handler :func:`configure_logging`
-    installed, with its formatter. The line may then skip the logging machinery (a record,
-    its handling, ~40 % of an access line's cost) and be written to it directly, the same
-    line. None whenever anything else is configured, so that whatever a user adds sees every line."""
+def _sole_handler(level: int) -> tuple[TurnBufferedHandler, TextFormatter | JsonFormatter] | None:
+    """The handler an access line of ``level`` reaches and its formatter, when it is the only
+    one, with none of the user's filters or formatters in the way: the handler
+    :func:`configure_logging` installed, with its formatter. The line may then skip the
+    logging machinery (a record, its handling, ~40 % of an access line's cost) and be written
+    to it directly, the same line. None whenever anything else is configured, so that
+    whatever a user adds sees every line."""
     handler = _installed
-    if (handler is None or handler.filters or level < handler.level or _access.filters
-            or type(handler.formatter) not in (TextFormatter, JsonFormatter)):
+    if handler is None or handler.filters or level < handler.level or _access.filters:
+        return None
+    formatter = handler.formatter
+    if type(formatter) is not TextFormatter and type(formatter) is not JsonFormatter:
         return None
     logger: logging.Logger | None = _access
     while logger is not None and logger is not logging.root:
         if logger.handlers or not logger.propagate:
             return None
         logger = logger.parent
-    return handler if logging.root.handlers == [handler] else None
+    return (handler, formatter) if logging.root.handlers == [handler] else None
 
 
 def log_access(level: int, *, method: str, path: str, route: str, status: int | str, ticket: Any,
@@ -195,17 +198,17 @@ def log_access(level: int, *, method: str, path: str, route: str, status: int | 
     shown = escape_controls(user)
     shown = shown if facts.key_id is None else f"{shown} key={facts.key_id}"  # a key by its id, never the key
     tokens = "-" if facts.total_tokens is None else str(facts.total_tokens)
-    handler = _sole_handler(level)
-    formatter = None if handler is None else handler.formatter
+    sole = _sole_handler(level)
     fields = None
-    if type(formatter) is not TextFormatter:  # the fields of a JSON line (and of a record: a user's formatter may read them)
+    if sole is None or type(sole[1]) is not TextFormatter:  # a JSON line's fields (a record's: a user's formatter may read them)
         ttft = facts.ttft_seconds
         fields = {"request_id": request_id, "method": method, "path": path, "route": route, "status": status,
                   "user": user, "key_id": facts.key_id, "model": facts.model, "deployment": facts.deployment,
                   "prompt_tokens": facts.prompt_tokens, "completion_tokens": facts.completion_tokens,
                   "tokens": facts.total_tokens, "cost_usd": facts.cost_usd,
                   "duration_ms": round(1000.0 * seconds, 3), "ttft_ms": None if ttft is None else round(1000.0 * ttft, 3)}
-    if handler is not None and isinstance(formatter, (TextFormatter, JsonFormatter)):
+    if sole is not None:
+        handler, formatter = sole
         message = (f"{status} {escape_controls(method)} {escape_controls(path)} user={shown} tokens={tokens} "
                    f"id={request_id} {1000.0 * seconds:.2f}ms")
         try:

@@ -248,7 +248,7 @@ def test_an_access_line_written_without_a_record_is_the_line_logging_writes(monk
         handler.flush()
         return stream.writes[-1]
 
-    assert logs._sole_handler(logging.WARNING) is handler
+    assert logs._sole_handler(logging.WARNING) == (handler, handler.formatter)
     direct = line()
     seen: list[logging.LogRecord] = []
     handler.addFilter(lambda record: seen.append(record) or True)

@@ -82,18 +82,22 @@ class ReportedUsage:
         >>> ReportedUsage.of({"prompt_tokens": 9, "completion_tokens": 1, "prompt_tokens_details": {"cached_tokens": 8}})
         ReportedUsage(prompt_tokens=9, completion_tokens=1, cached_tokens=8)
         """
-        if type(usage) is not dict and not isinstance(usage, Mapping):  # (a dict's check without typing's)
+        if not _is_mapping(usage):
             return None
         for prompt_key, completion_key in cls.FIELDS:
             prompt, completion = usage.get(prompt_key), usage.get(completion_key)
             if isinstance(prompt, int) and isinstance(completion, int) and prompt >= 0 and completion >= 0:
                 details = usage.get("prompt_tokens_details")
-                cached = None if details is None else details.get("cached_tokens") \
-                    if type(details) is dict or isinstance(details, Mapping) else None
+                cached = details.get("cached_tokens") if _is_mapping(details) else None
                 if not isinstance(cached, int) or isinstance(cached, bool):
                     cached = 0
                 return cls(prompt, completion, min(max(0, cached), prompt))
         return None
+
+
+def _is_mapping(value: Any) -> bool:
+    """``isinstance(value, Mapping)``, a dict or None answered without typing's slow check."""
+    return type(value) is dict or (value is not None and isinstance(value, Mapping))
 
 
 @dataclass(frozen=True)

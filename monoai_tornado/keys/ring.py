@@ -82,19 +82,19 @@ class KeyRing:
                 raise MissingApiKey("This server requires an API key: send 'Authorization: Bearer KEY' "
                                     "(or 'x-api-key: KEY')")
             return None
-        if looks_like_key(secret) and self._clock() - self._checked < self.refresh_interval:
-            key_hash = hash_key(secret)
-            if key_hash in self._cache:  # the usual case, without a second coroutine
-                return self._usable(key_hash, self._cache[key_hash])
-        return await self.authenticate(secret)
+        key_hash = _hash_of(secret)
+        if key_hash in self._cache and self._clock() - self._checked < self.refresh_interval:
+            return self._usable(key_hash, self._cache[key_hash])  # the usual case, without a second coroutine
+        return await self._look_up(key_hash)
 
     async def authenticate(self, secret: str) -> ApiKey:
         """The usable key ``secret`` is; :class:`InvalidApiKey` for anything else."""
-        if not looks_like_key(secret):
-            raise InvalidApiKey("Invalid API key")
+        return await self._look_up(_hash_of(secret))
+
+    async def _look_up(self, key_hash: str) -> ApiKey:
+        """The usable key of ``key_hash``: from the cache (refreshed when due), else the store."""
         if self._clock() - self._checked >= self.refresh_interval:
             await self._refresh()
-        key_hash = hash_key(secret)
         try:
             record = self._cache[key_hash]
         except KeyError:
@@ -153,3 +153,11 @@ class KeyRing:
 
     async def aclose(self) -> None:
         await self.store.aclose()
+
+
+def _hash_of(secret: str) -> str:
+    """The hash a key of our format is kept by; :class:`InvalidApiKey` for anything else
+    (checked before any store is asked)."""
+    if not looks_like_key(secret):
+        raise InvalidApiKey("Invalid API key")
+    return hash_key(secret)

@@ -16,7 +16,6 @@ count and what ``cost_usd`` shows.
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
@@ -131,12 +130,7 @@ class Prices:
 
 
 def prices_of_config(config: config_model.DeploymentConfig) -> Prices | None:
-    """A ``[[models]]`` entry's prices (USD per million tokens) as integers, or None."""
+    """A ``[[models]]`` entry's prices (USD per million tokens) as integers, or None (a
+    deployment converts its own once, when the router is built)."""
     given = config.prices
-    return None if given is None else _converted(given)
-
-
-@functools.lru_cache(maxsize=1024)
-def _converted(given: config_model.Prices) -> Prices:
-    """The integer prices of a file's (frozen, so hashable) prices: converted once per entry."""
-    return Prices.per_million(given.input, given.output, given.cached_input)
+    return None if given is None else Prices.per_million(given.input, given.output, given.cached_input)
