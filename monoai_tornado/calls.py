@@ -21,6 +21,8 @@ from .request_trace import current_trace
 from .usage import TokenCounter, Usage
 
 TextCallback = Callable[[str], Awaitable[None]]
+#: Several pieces of text that came together (one upstream read), in order, in one call.
+TextsCallback = Callable[[tuple[str, ...]], Awaitable[None]]
 
 
 class RunEvents(Protocol):
@@ -34,6 +36,14 @@ class RunEvents(Protocol):
 
     async def on_step(self, step: dict[str, Any]) -> None:
         """An agent step (an ``iterations`` entry, or a ``tool_started`` announcement)."""
+
+
+def texts_callback(events: RunEvents) -> TextsCallback | None:
+    """``events.on_texts`` when the transport has one: the pieces of one upstream read written in
+    one step, each still its own event for the client (the same bytes ``on_text`` would write,
+    one call instead of one per piece). A transport without it gets ``on_text`` per piece."""
+    on_texts: TextsCallback | None = getattr(events, "on_texts", None)
+    return on_texts
 
 
 class SilentEvents:
@@ -129,17 +139,25 @@ class UsageMeter:
     def add_texts(self, texts: tuple[str, ...]) -> bool:
         """Several pieces at once, in order (empty ones skipped); True when they reached the cap
         (the pieces after the one that reached it are dropped)."""
-        if self._room is not None:
+        if self.add_below_cap(texts):
+            return False
+        return any(self.add_text(text) for text in texts if text)
+
+    def add_below_cap(self, texts: tuple[str, ...]) -> bool:
+        """Add all of ``texts`` when together they stay below the cap and return True; else add
+        none (the caller adds them one by one with :meth:`add_text`, which counts at the cap)."""
+        room = self._room
+        if room is not None:
             joined = "".join(texts)
             size = len(joined) if joined.isascii() else len(joined.encode())
-            if size >= self._room:
-                return any(self.add_text(text) for text in texts if text)
-            self._room -= size
+            if size >= room:
+                return False
+            self._room = room - size
         texts = tuple(text for text in texts if text) if "" in texts else texts
         if texts and self.first_text_at is None:
             self.first_text_at = time.monotonic()
         self._live_parts.extend(texts)
-        return False
+        return True
 
     def _reached(self) -> bool:
         """Count the text streamed since the last count; True (and ``capped``) at the cap."""
@@ -263,8 +281,10 @@ def call_model(
     tools: list[dict[str, Any]] | None = None,
     options: CallOptions | None = None,
     prompt_tokens: int | None = None,
+    on_texts: TextsCallback | None = None,
 ) -> Coroutine[Any, Any, CallOutcome]:
-    """Run one backend call, awaiting ``on_text`` (when given) for every piece of text, in order.
+    """Run one backend call, awaiting ``on_text`` (when given) for every piece of text, in order;
+    with ``on_texts`` too, the pieces of one read that stay below the cap go to it in one call.
 
     ``prompt_tokens``: the messages' tokens when already counted (at admission).
     The call is capped by the meter (``max_tokens`` goes to the backend) and stopped, its
@@ -273,7 +293,7 @@ def call_model(
     upstream attempt); an untraced one costs no extra step.
     """
     call = _call_model(backend, messages, meter=meter, on_text=on_text, tools=tools, options=options,
-                       prompt_tokens=prompt_tokens)
+                       prompt_tokens=prompt_tokens, on_texts=on_texts if on_text is not None else None)
     trace = current_trace.get()
     return call if trace is None else trace.traced_call(backend, options, call)
 
@@ -291,6 +311,7 @@ async def _call_model(
     tools: list[dict[str, Any]] | None,
     options: CallOptions | None,
     prompt_tokens: int | None,
+    on_texts: TextsCallback | None,
 ) -> CallOutcome:
     parts = meter.begin(messages, prompt_tokens)
     cap = meter.call_cap
@@ -314,6 +335,9 @@ async def _call_model(
                 texts: tuple[str, ...] = (event.text,)
             elif isinstance(event, TextDeltas):
                 texts = event.texts
+                if on_texts is not None and meter.add_below_cap(texts):
+                    await on_texts(texts)
+                    continue
             elif isinstance(event, ToolCallsRequested):
                 calls.extend(event.calls)
                 continue

@@ -6,7 +6,7 @@ from typing import Protocol
 
 from .agents.base import NativeAgent
 from .backends.base import Backend
-from .calls import CallOutcome, RunEvents, SilentEvents, UsageMeter, call_model
+from .calls import CallOutcome, RunEvents, SilentEvents, UsageMeter, call_model, texts_callback
 from .conversation import ModelInfo, RunResult
 from .money.prices import Prices
 from .prompt_request import PromptRequest
@@ -68,10 +68,11 @@ class ModelTarget:
 
     async def call(self, request: PromptRequest, /, *, meter: UsageMeter, events: RunEvents) -> CallOutcome:
         """The backend's answer to ``request``, metered by ``meter``."""
-        on_text = None if isinstance(events, SilentEvents) else events.on_text
-        return await call_model(self.backend, request.upstream_messages(), meter=meter, on_text=on_text,
-                                tools=request.tool_schemas(), options=request.call_options(),
-                                prompt_tokens=meter.admitted_prompt_tokens)
+        silent = isinstance(events, SilentEvents)
+        return await call_model(self.backend, request.upstream_messages(), meter=meter,
+                                on_text=None if silent else events.on_text, tools=request.tool_schemas(),
+                                options=request.call_options(), prompt_tokens=meter.admitted_prompt_tokens,
+                                on_texts=None if silent else texts_callback(events))
 
     @staticmethod
     def result(request: PromptRequest, outcome: CallOutcome, model: ModelInfo,

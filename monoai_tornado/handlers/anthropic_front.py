@@ -62,6 +62,13 @@ class _BlockEvents:
         else:
             await self.handler.send_soon(self.text(text))
 
+    async def on_texts(self, texts: tuple[str, ...]) -> None:
+        """Pieces that came together: one write, each piece still a delta of its own."""
+        if self.final_turn_only:
+            self.turn.extend(text for text in texts if text)
+        else:
+            await self.handler.send_soon("".join([self.text(text) for text in texts if text]))
+
     async def on_step(self, step: dict[str, Any]) -> None:
         if not self.final_turn_only or step.get("type") != "model":
             return

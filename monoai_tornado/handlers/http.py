@@ -43,6 +43,11 @@ class _SseEvents:
     async def on_text(self, text: str) -> None:
         await self.handler.send_soon('event: chunk\ndata: {"content":' + encode_basestring(text) + "}\n\n")
 
+    async def on_texts(self, texts: tuple[str, ...]) -> None:
+        """Pieces that came together: one write, each piece still an event of its own."""
+        await self.handler.send_soon("".join(['event: chunk\ndata: {"content":' + encode_basestring(text) + "}\n\n"
+                                              for text in texts if text]))
+
     async def on_step(self, step: dict[str, Any]) -> None:
         await self.handler.send_event("step", {"step": step})
 

@@ -139,6 +139,12 @@ class _ChunkEvents:
     async def on_text(self, text: str) -> None:
         await self.send_text(text)
 
+    async def on_texts(self, texts: tuple[str, ...]) -> None:
+        """Pieces that came together: one write, each piece still a chunk of its own."""
+        self.sent_text = True
+        content = self.chunks.content
+        await self.handler.send_soon(self.opening() + "".join([content(text) for text in texts if text]))
+
     async def send_text(self, text: str) -> None:
         self.sent_text = True
         await self.handler.send_soon(self.opening() + self.chunks.content(text))
@@ -159,6 +165,9 @@ class _FinalTurnEvents(_ChunkEvents):
 
     async def on_text(self, text: str) -> None:
         self.turn.append(text)
+
+    async def on_texts(self, texts: tuple[str, ...]) -> None:
+        self.turn.extend(text for text in texts if text)
 
     async def on_step(self, step: dict[str, Any]) -> None:
         if step.get("type") != "model":

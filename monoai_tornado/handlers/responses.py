@@ -111,6 +111,12 @@ class _SseEvents:
         if self.live:
             await self.handler.send_soon(sse(self.handler.events.text(text)))
 
+    async def on_texts(self, texts: tuple[str, ...]) -> None:
+        """Pieces that came together: one write, each piece still a delta of its own."""
+        if self.live:
+            events = self.handler.events
+            await self.handler.send_soon("".join([sse(events.text(text)) for text in texts if text]))
+
     async def on_step(self, step: dict[str, Any]) -> None:
         pass
 
