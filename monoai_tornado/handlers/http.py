@@ -257,6 +257,12 @@ class PromptHandler(JsonHandler):
 
     def _flush_soon(self) -> None:
         self._flush_due = False
+        run = self._run
+        if run is not None and run.done() and not run.cancelled() and run.exception() is None:
+            # The run is over, answered (an answer that came in one read): its last events and the
+            # end of the answer follow at once (``_answer_with_events``) and leave with these, in
+            # one write. A failed run's text is flushed: its error then follows as an event.
+            return
         if not self._client_gone and not is_finished(self):
             self._flushing = flushing = self.flush()
             flushing.add_done_callback(_seen)
