@@ -307,11 +307,12 @@ def features_key() -> str:
     return made.stdout.strip()
 
 
-def _features_args(setup: Setup) -> tuple[str, ...]:
+def _features_args(setup: Setup, usage_log: bool = True) -> tuple[str, ...]:
     """Ours with every feature of issue 34's last target on: an API key required (file store),
     request, token, spend and concurrency limits (memory store, never tripping), a priced model
     routed over two deployments, the access log written (to the bench's log file) and a usage
-    log; metrics are always on. Compare with ``ours-v1``, the same server with them off."""
+    log (``usage_log``: the issue's list leaves it out, the ``-usage-log`` servers too); metrics
+    are always on. Compare with ``ours-v1``, the same server with them off."""
     tmp = tempfile.gettempdir()
     config = os.path.join(tmp, f"monoai-bench-features-{os.getpid()}.toml")
     entry = (f'[[models]]\nname = "{MODEL}"\nbase_url = "{setup.upstream}/v1"\n'
@@ -322,7 +323,12 @@ def _features_args(setup: Setup) -> tuple[str, ...]:
     return (PYTHON, "-m", "monoai_tornado", "--config", config, "--no-agents", "--log-level", "info",
             "--access-log", "on", "--port", "{port}", *NEVER_TRIPPING, "--spend-limit", "1000000/day",
             "--concurrency-limit", "100000", "--keys-file", _features_keys_file(), "--require-api-key",
-            "--usage-log", os.path.join(tmp, f"monoai-bench-features-usage-{os.getpid()}.jsonl"))
+            *(("--usage-log", os.path.join(tmp, f"monoai-bench-features-usage-{os.getpid()}.jsonl"))
+              if usage_log else ()))
+
+
+def _features_args_without_usage_log(setup: Setup) -> tuple[str, ...]:
+    return _features_args(setup, usage_log=False)
 
 
 def _features_headers() -> tuple[tuple[str, str], ...]:
@@ -338,15 +344,17 @@ def features_shape(stream: bool) -> Shape:
 def shape_for(stream: bool, *servers: str) -> Shape:
     """The ``/v1`` request to send ``servers``: ``features_shape`` when one of them is a
     ``+features`` server (the others ignore its key), else ``openai_shape``."""
-    if any(server.endswith("+features") for server in servers):
+    if any("+features" in server for server in servers):
         return features_shape(stream)
     return openai_shape(stream)
 
 
-add_server("ours+features", ServerSpec(_features_args, ours=True, headers=_features_headers))
-add_server("try+features", ServerSpec(_features_args, ours=True, tries=True, headers=_features_headers))
-for _who in ("ours", "try"):  # every feature on: compare with ours-v1 (issue 34: within 10 %)
-    add_line(_who + "-v1+features", _who + "+features", lambda: features_shape(False), lambda: features_shape(True))
+for _features, _args in (("+features", _features_args), ("+features-usage-log", _features_args_without_usage_log)):
+    add_server("ours" + _features, ServerSpec(_args, ours=True, headers=_features_headers))
+    add_server("try" + _features, ServerSpec(_args, ours=True, tries=True, headers=_features_headers))
+    for _who in ("ours", "try"):  # every feature on: compare with ours-v1 (issue 34: within 10 %)
+        add_line(_who + "-v1" + _features, _who + _features, lambda: features_shape(False),
+                 lambda: features_shape(True))
 
 
 def _otel_lines() -> None:

@@ -1,6 +1,12 @@
 """Token counting with tiktoken, and the offline fallback."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
+import pytest
 import tiktoken
 
 from monoai_tornado import usage
@@ -66,3 +72,31 @@ def test_a_hanging_download_is_abandoned(monkeypatch):
     monkeypatch.setattr(tiktoken, "get_encoding", hang)
     encoding = load_encoding(None, timeout=0.1)
     assert encoding.name == usage.OFFLINE_ENCODING
+
+
+RELEASE_SCRIPT = """
+import gc, json
+from monoai_tornado.usage import TokenCounter, release_pickling_copies
+def rss_mib():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
+texts = %r
+counter = TokenCounter()
+counts = [counter.count(text) for text in texts]
+gc.collect()
+before = rss_mib()
+release_pickling_copies()
+gc.collect()
+print(json.dumps({"freed_mib": before - rss_mib(), "counts": [counter.count(text) for text in texts] == counts}))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads VmRSS from /proc")
+def test_the_server_lets_go_of_tiktokens_python_copy_of_its_ranks_and_counts_the_same():
+    """``python -m monoai_tornado`` frees the copy tiktoken keeps only for pickling (``run``
+    calls :func:`~monoai_tornado.usage.release_pickling_copies`): megabytes of the process's
+    memory, with every count unchanged."""
+    done = subprocess.run([sys.executable, "-c", RELEASE_SCRIPT % (TEXTS,)], capture_output=True, text=True,
+                          timeout=120, check=True)
+    outcome = json.loads(done.stdout)
+    assert outcome["counts"] and outcome["freed_mib"] >= 8
