@@ -117,9 +117,10 @@ def load_encoding(model: str | None = None, timeout: float = LOAD_TIMEOUT) -> ti
 def release_pickling_copies() -> None:
     """Free the Python copy of the ranks of every tiktoken encoding loaded (15 MiB of the 44 a
     ``cl100k_base`` holds): tiktoken keeps it only to pickle an ``Encoding``; counting runs on
-    its Rust tables. ``python -m monoai_tornado`` calls it once its application is built; an
-    application that embeds the handlers keeps them (it may pickle its encodings). An encoding
-    without them refuses to be unpickled, loudly, rather than count wrong."""
+    its Rust tables. A served process (``python -m monoai_tornado``, ``Application.serve``)
+    calls it once its application is built; an application that embeds the handlers in its own
+    server keeps them (it may pickle its encodings). An encoding without them refuses to be
+    unpickled, loudly, rather than count wrong."""
     for encoding in list(tiktoken.registry.ENCODINGS.values()):
         encoding._mergeable_ranks = None  # type: ignore[assignment]
 

@@ -34,6 +34,10 @@ log = logging.getLogger("monoai_tornado.http")
 CLIENT_CLOSED_REQUEST = 499
 
 
+def _chunk_event(text: str) -> str:
+    return 'event: chunk\ndata: {"content":' + encode_basestring(text) + "}\n\n"
+
+
 class _SseEvents:
     """Run events written as server-sent events as they are produced (see ``send_soon``)."""
 
@@ -41,12 +45,11 @@ class _SseEvents:
         self.handler = handler
 
     async def on_text(self, text: str) -> None:
-        await self.handler.send_soon('event: chunk\ndata: {"content":' + encode_basestring(text) + "}\n\n")
+        await self.handler.send_soon(_chunk_event(text))
 
     async def on_texts(self, texts: tuple[str, ...]) -> None:
         """Pieces that came together: one write, each piece still an event of its own."""
-        await self.handler.send_soon("".join(['event: chunk\ndata: {"content":' + encode_basestring(text) + "}\n\n"
-                                              for text in texts if text]))
+        await self.handler.send_soon("".join([_chunk_event(text) for text in texts if text]))
 
     async def on_step(self, step: dict[str, Any]) -> None:
         await self.handler.send_event("step", {"step": step})
