@@ -14,9 +14,7 @@ upstream sees its own ids). Every malformed field is a 400 (``invalid_json``; no
 """
 from __future__ import annotations
 
-import itertools
 import json
-import uuid
 from dataclasses import dataclass
 from json.encoder import encode_basestring
 from typing import Any
@@ -25,6 +23,7 @@ from ..conversation import Message, RunResult, ToolCall, ToolChoice, ToolDefinit
 from ..errors import InvalidJson, MissingPrompt
 from ..chat_request import STREAM, TOP_P
 from ..fields import Field, Integer, Number, Stops, Text
+from ..ids import SerialIds
 from ..prompt_request import MAX_TOKENS_LIMIT, PromptRequest, identity_field, load_json_object
 from ..tool_fields import BadToolField, ToolField, tool_definition, tool_entries, with_tools
 
@@ -278,13 +277,8 @@ def usage_object(result: RunResult) -> dict[str, Any]:
     return usage
 
 
-#: Message ids: a random prefix per process, then a counter (no system call per message).
-_ID_PREFIX = f"msg_{uuid.uuid4().hex[:16]}"
-_ids = itertools.count()
-
-
-def message_id() -> str:
-    return f"{_ID_PREFIX}{next(_ids):08x}"
+#: Message ids: a random part per process (a forked worker's own), then a counter.
+message_id = SerialIds("msg_")
 
 
 def message_object(result: RunResult, model: str, msg_id: str | None = None) -> dict[str, Any]:

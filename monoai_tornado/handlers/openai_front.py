@@ -9,7 +9,6 @@ by ``data: [DONE]``, and errors in OpenAI's shape.
 from __future__ import annotations
 
 import time
-import uuid
 from json.encoder import encode_basestring
 from typing import Any
 
@@ -17,12 +16,16 @@ import tornado.web
 
 from ..chat_request import ChatRequest, parse_chat_body
 from ..errors import BadRequest, NotFound
+from ..ids import SerialIds
 from ..calls import RunEvents
 from ..context import ServerContext
 from ..conversation import RunResult
 from ..targets import AgentTarget, ModelTarget, Target
 from .base import JsonHandler, dumps
 from .http import PromptHandler
+
+#: ``chatcmpl-`` ids: unique, not secret (they open nothing).
+completion_id = SerialIds("chatcmpl-")
 
 #: Prefix of the ids that name agents as models.
 AGENT_PREFIX = "agent/"
@@ -100,7 +103,7 @@ class _Chunks:
     """The ``chat.completion.chunk`` events of one answer, each a ``data:`` line."""
 
     def __init__(self, model: str) -> None:
-        self.id = f"chatcmpl-{uuid.uuid4().hex}"
+        self.id = completion_id()
         self.name(model)
 
     def name(self, model: str) -> None:
@@ -193,7 +196,7 @@ def completion(result: RunResult, model: str) -> dict[str, Any]:
     if result.tool_calls:
         message["content"] = result.text or None
         message["tool_calls"] = [call.to_openai() for call in result.tool_calls]
-    return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+    return {"id": completion_id(), "object": "chat.completion", "created": int(time.time()),
             "model": model, "choices": [{"index": 0, "message": message, "finish_reason": result.finish_reason}],
             "usage": _usage(result)}
 
