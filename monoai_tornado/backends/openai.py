@@ -65,6 +65,8 @@ class _Exchange:
         self._waiter: asyncio.Future[None] | None = None
         self.status: int | None = None
         self.headers = HTTPHeaders()
+        #: A success that is not plain JSON, read as server-sent events (known with the headers).
+        self.is_event_stream = False
         self._buffered = 0
         self._resume: asyncio.Future[None] | None = None
         request.streaming_callback = self._on_chunk
@@ -75,12 +77,8 @@ class _Exchange:
     def _on_headers(self, start_line: ResponseStartLine, headers: HTTPHeaders) -> None:
         self.status = start_line.code
         self.headers = headers
-
-    @property
-    def is_event_stream(self) -> bool:
-        """A success that is not plain JSON: read as server-sent events."""
-        ok = 200 <= (self.status or 0) < 300
-        return ok and not self.headers.get("Content-Type", "").startswith("application/json")
+        ok = 200 <= start_line.code < 300
+        self.is_event_stream = ok and not headers.get("Content-Type", "").startswith("application/json")
 
     def _put(self, chunk: bytes | None) -> None:
         self.chunks.append(chunk)

@@ -19,6 +19,9 @@ from __future__ import annotations
 import codecs
 from typing import NamedTuple
 
+#: The incremental UTF-8 decoder's class (looked up once).
+_UTF8_DECODER = codecs.getincrementaldecoder("utf-8")
+
 #: Largest event (its data plus the line being read) accepted, in characters.
 DEFAULT_MAX_EVENT_SIZE = 8 * 1024 * 1024
 
@@ -44,7 +47,8 @@ class SSEParser:
 
     def __init__(self, *, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
         self.max_event_size = max_event_size
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+        #: Made by the first bytes :meth:`feed` reads (the common stream never needs one).
+        self._decoder: codecs.IncrementalDecoder | None = None
         self._line = ""  # the current, unterminated line
         self._after_cr = False  # the last character seen was a CR (its LF may follow)
         self._started = False  # a BOM is only dropped at the very start
@@ -63,6 +67,8 @@ class SSEParser:
         """Parse ``chunk`` and return the events it completed (often none, sometimes many)."""
         if isinstance(chunk, bytes):
             try:
+                if self._decoder is None:
+                    self._decoder = _UTF8_DECODER(errors="strict")
                 text = self._decoder.decode(chunk)
             except UnicodeDecodeError as exc:
                 raise SSEError(f"event stream is not valid UTF-8: {exc.reason}") from None
@@ -82,7 +88,7 @@ class SSEParser:
         (:meth:`events_of`). None otherwise, and nothing was consumed: give ``chunk`` to :meth:`feed`.
         """
         if (not chunk.endswith(b"\n\n") or b"\r" in chunk or self.has_partial_event or self._after_cr
-                or self._decoder.getstate()[0] or (not self._started and chunk.startswith(b"\xef\xbb\xbf"))):
+                or (self._decoder is not None and self._decoder.getstate()[0]) or (not self._started and chunk.startswith(b"\xef\xbb\xbf"))):
             return None  # (a byte order mark at the start is feed's to drop)
         try:
             text = chunk.decode("utf-8")
@@ -159,7 +165,7 @@ class SSEParser:
         judge (it may just as well be half of an event cut by a broken connection).
         """
         try:
-            tail = self._decoder.decode(b"", final=True)
+            tail = self._decoder.decode(b"", final=True) if self._decoder is not None else ""
         except UnicodeDecodeError as exc:
             raise SSEError(f"event stream ends inside a UTF-8 character: {exc.reason}") from None
         events = self.feed(tail) if tail else []
