@@ -198,19 +198,19 @@ def log_access(level: int, *, method: str, path: str, route: str, status: int | 
     shown = escape_controls(user)
     shown = shown if facts.key_id is None else f"{shown} key={facts.key_id}"  # a key by its id, never the key
     tokens = "-" if facts.total_tokens is None else str(facts.total_tokens)
+    message = (f"{status} {escape_controls(method)} {escape_controls(path)} user={shown} tokens={tokens} "
+               f"id={request_id} {1000.0 * seconds:.2f}ms")
     sole = _sole_handler(level)
     fields = None
-    if sole is None or type(sole[1]) is not TextFormatter:  # a JSON line's fields (a record's: a user's formatter may read them)
+    if sole is None or type(sole[1]) is not TextFormatter:  # a JSON line's fields (a user's formatter may read them)
         ttft = facts.ttft_seconds
         fields = {"request_id": request_id, "method": method, "path": path, "route": route, "status": status,
                   "user": user, "key_id": facts.key_id, "model": facts.model, "deployment": facts.deployment,
                   "prompt_tokens": facts.prompt_tokens, "completion_tokens": facts.completion_tokens,
-                  "tokens": facts.total_tokens, "cost_usd": facts.cost_usd,
-                  "duration_ms": round(1000.0 * seconds, 3), "ttft_ms": None if ttft is None else round(1000.0 * ttft, 3)}
+                  "tokens": facts.total_tokens, "cost_usd": facts.cost_usd, "duration_ms": round(1000.0 * seconds, 3),
+                  "ttft_ms": None if ttft is None else round(1000.0 * ttft, 3)}
     if sole is not None:
         handler, formatter = sole
-        message = (f"{status} {escape_controls(method)} {escape_controls(path)} user={shown} tokens={tokens} "
-                   f"id={request_id} {1000.0 * seconds:.2f}ms")
         try:
             line = formatter.access_line(time.time(), _LEVEL_NAMES.get(level) or logging.getLevelName(level),
                                          message, fields)
@@ -219,5 +219,4 @@ def log_access(level: int, *, method: str, path: str, route: str, status: int | 
         else:
             handler.write_line(line)
             return
-    _access.log(level, "%s %s %s user=%s tokens=%s id=%s %.2fms", status, escape_controls(method),
-                escape_controls(path), shown, tokens, request_id, 1000.0 * seconds, extra={"access": fields})
+    _access.log(level, message, extra={"access": fields})  # (no arguments: a "%" of the path stays as it is)

@@ -63,6 +63,11 @@ class SSEParser:
         """Whether a line or event has started and not been terminated yet."""
         return bool(self._line or self._data or self._event)
 
+    @property
+    def _inside_a_character(self) -> bool:
+        """Whether the last bytes :meth:`feed` read ended inside a UTF-8 character."""
+        return self._decoder is not None and bool(self._decoder.getstate()[0])
+
     def feed(self, chunk: bytes | str) -> list[ServerSentEvent]:
         """Parse ``chunk`` and return the events it completed (often none, sometimes many)."""
         if isinstance(chunk, bytes):
@@ -88,7 +93,7 @@ class SSEParser:
         (:meth:`events_of`). None otherwise, and nothing was consumed: give ``chunk`` to :meth:`feed`.
         """
         if (not chunk.endswith(b"\n\n") or b"\r" in chunk or self.has_partial_event or self._after_cr
-                or (self._decoder is not None and self._decoder.getstate()[0]) or (not self._started and chunk.startswith(b"\xef\xbb\xbf"))):
+                or self._inside_a_character or (not self._started and chunk.startswith(b"\xef\xbb\xbf"))):
             return None  # (a byte order mark at the start is feed's to drop)
         try:
             text = chunk.decode("utf-8")

@@ -134,7 +134,8 @@ class ResponsesHandler(OpenAIShapedErrors, PromptHandler):
 
     async def post(self, agent_name: str | None = None) -> None:
         parsed = parse_responses_body(self.received_body())
-        owner = await owner_of(self.context, parsed.user_id, self.peer_ip, self.request.headers, await self.caller_key())
+        owner = await owner_of(self.context, parsed.user_id, self.peer_ip, self.request.headers,
+                               await self.caller_key())
         self.turn = turn = await begin_turn(self, self.context, parsed, owner)
         self.streaming = parsed.stream
         self.events = ResponseEvents(turn.builder)
@@ -178,7 +179,8 @@ class ResponseHandler(OpenAIShapedErrors):
 
     async def _owner(self) -> str:
         user = self.get_query_argument("user", None)
-        return await owner_of(self.context, user or None, self.peer_ip, self.request.headers, await self.caller_key())
+        return await owner_of(self.context, user or None, self.peer_ip, self.request.headers,
+                              await self.caller_key())
 
     async def _find(self, response_id: str) -> StoredResponse:
         record = await self.context.responses.get(await self._owner(), response_id)
