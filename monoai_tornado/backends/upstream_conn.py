@@ -18,7 +18,7 @@ from typing import Awaitable, Callable, cast
 from tornado.httputil import HTTPHeaders, HTTPInputError, ResponseStartLine, parse_response_start_line
 from tornado.iostream import StreamClosedError
 
-from .http1 import NO_BODY, Dechunker, parse_headers
+from .http1 import NO_BODY, ChunkedBody, new_dechunker, parse_headers
 
 #: The blank line that ends an answer's head (as Tornado's reader took it).
 HEAD_END = re.compile(rb"\r?\n\r?\n")
@@ -42,7 +42,7 @@ class Exchange:
         # body framing, once the head is read: "none" | "chunked" | "length" | "close"
         self.mode = ""
         self.remaining = 0
-        self.dechunker: Dechunker | None = None
+        self.dechunker: ChunkedBody | None = None
         self.reusable = True
 
     def finish(self, reusable: bool) -> None:
@@ -60,6 +60,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.exchange: Exchange | None = None
         self._head = bytearray()
         self._paused = False
+        #: The last chunked answer's reader, restarted for the next one.
+        self._dechunker: ChunkedBody | None = None
 
     # -- asyncio.Protocol
 
@@ -153,7 +155,10 @@ class UpstreamConnection(asyncio.Protocol):
             return
         length = headers.get("Content-Length")
         if headers.get("Transfer-Encoding", "").lower() == "chunked":
-            exchange.mode, exchange.dechunker = "chunked", Dechunker()
+            dechunker = self._dechunker
+            if dechunker is None or not dechunker.restart():
+                dechunker = self._dechunker = new_dechunker()
+            exchange.mode, exchange.dechunker = "chunked", dechunker
             exchange.reusable = length is None
         elif length is not None:
             try:
