@@ -182,3 +182,31 @@ def test_a_server_connection_keeps_nagle_off_whatever_tornado_asks() -> None:
     stream.close()
     client.close()
     listener.close()
+
+
+def test_new_headers_are_the_headers_tornados_own_methods_make() -> None:
+    """``new_headers`` fills ``HTTPHeaders``' own fields (``_as_list``, ``_combined_cache``): the
+    result reads, combines, copies and changes as one built with ``__setitem__`` and ``add``."""
+    from tornado.httputil import HTTPHeaders
+
+    assert internals._HEADERS_LAYOUT  # the layout known: the fast way is the one tested
+    pairs = [("content-type", "text/plain"), ("X-Seen", "1"), ("x-seen", "2"), ("Set-Cookie", "a=1"),
+             ("set-cookie", "b=2"), ("Content-Length", "5")]
+    expected = HTTPHeaders()
+    for name, value in pairs:
+        if name in expected:
+            expected.add(name, value)
+        else:
+            expected[name] = value
+    made = internals.new_headers(pairs)
+    assert type(made) is HTTPHeaders
+    assert list(made.get_all()) == list(expected.get_all())
+    assert dict(made) == dict(expected) == {"Content-Type": "text/plain", "X-Seen": "1,2", "Set-Cookie": "a=1,b=2",
+                                            "Content-Length": "5"}
+    assert made.get_list("x-seen") == ["1", "2"] and "CONTENT-LENGTH" in made and "Nope" not in made
+    assert list(made.copy().get_all()) == list(expected.get_all())
+    made.add("X-Seen", "3")
+    made["content-length"] = "6"
+    del made["Set-Cookie"]
+    assert made["X-Seen"] == "1,2,3" and made["Content-Length"] == "6" and "Set-Cookie" not in made
+    assert internals.new_headers([]) == HTTPHeaders()

@@ -26,6 +26,8 @@ from typing import Any, Mapping, Protocol
 
 from tornado.httputil import HTTPHeaders, HTTPInputError
 
+from ..tornado_internals import new_headers
+
 #: Longest chunk-size or trailer line.
 MAX_LINE = 4096
 #: What a chunk size is written with (no sign, no ``0x``: ``int()`` would take those).
@@ -61,7 +63,7 @@ def parse_headers(text: str) -> HTTPHeaders:
     checks (an upstream's names and values are taken as they are); a head with anything else (a folded line, a line without a colon, a stray CR,
     space around a name) goes to ``HTTPHeaders.parse``, for its exact values and errors.
     """
-    headers = HTTPHeaders()
+    pairs = []
     for line in text.split("\n"):
         line = line[:-1] if line.endswith("\r") else line
         if not line:
@@ -69,12 +71,8 @@ def parse_headers(text: str) -> HTTPHeaders:
         name, colon, value = line.partition(":")
         if not colon or not name or name[-1] in " \t" or name[0] in " \t" or "\r" in line:
             return HTTPHeaders.parse(text)
-        value = value.strip(" \t")
-        if name in headers:
-            headers.add(name, value)  # a repeated name: Tornado's list of values
-        else:
-            headers[name] = value  # (``add`` checks the name and value with two regular expressions)
-    return headers
+        pairs.append((name, value.strip(" \t")))
+    return new_headers(pairs)  # a repeated name: Tornado's list of values
 
 
 class Dechunker:

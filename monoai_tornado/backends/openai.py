@@ -29,6 +29,7 @@ from ..errors import BackendError, BackendTimeout
 from ..futures import until_done
 from ..fastjson import dumps_bytes, loads
 from ..request_trace import upstream_headers
+from ..tornado_internals import new_headers
 from .base import (Backend, BackendEvent, CallOptions, EventStream, FinishReason, Message, PromptTokens, ReportedUsage,
                    TextDelta, TextDeltas, ToolCall, ToolCallsRequested, ToolSchema, exception_of)
 from .prompt_count import UpstreamPromptCounter
@@ -64,7 +65,7 @@ class _Exchange:
         self.chunks: collections.deque[bytes | None] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
         self.status: int | None = None
-        self.headers = HTTPHeaders()
+        self.headers = new_headers(())  # (replaced by the answer's)
         #: A success that is not plain JSON, read as server-sent events (known with the headers).
         self.is_event_stream = False
         self._buffered = 0

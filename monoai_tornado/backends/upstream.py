@@ -30,6 +30,7 @@ from tornado.iostream import StreamClosedError
 from tornado.netutil import is_valid_ip
 from tornado.simple_httpclient import HTTPTimeoutError
 
+from ..tornado_internals import new_headers
 from .http1 import request_head
 from .upstream_conn import Exchange, UpstreamConnection
 
@@ -51,7 +52,7 @@ class _Answer:
         self.request = request
         self.on_headers = on_headers
         self.start_line: ResponseStartLine | None = None
-        self.headers = HTTPHeaders()
+        self.headers = new_headers(())  # (replaced by the answer's)
         self.keep_alive = False
         self.body: list[bytes] = []
 

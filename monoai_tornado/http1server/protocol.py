@@ -28,7 +28,7 @@ from tornado.iostream import IOStream, StreamClosedError
 from tornado.log import app_log
 
 from ..deadlines import ConnectionDeadlines
-from ..tornado_internals import preload_stream
+from ..tornado_internals import new_headers, preload_stream
 from ..wire import JSON_BAD_REQUEST, LINGER_BYTES, LINGER_SECONDS, json_response
 from .connection import RequestConnection
 
@@ -244,13 +244,8 @@ class ServerProtocol(asyncio.Protocol):
         version = "HTTP/" + parser.get_http_version()
         method, self._method = self._method or parser.get_method().decode("latin-1"), ""
         start_line = httputil.RequestStartLine(method, self._url.decode("latin-1"), version)
-        headers = httputil.HTTPHeaders()
-        for name_bytes, value_bytes in self._headers:  # names and values as llhttp checked them (as Tornado would)
-            name, value = name_bytes.decode("latin-1"), value_bytes.decode("latin-1")
-            if name in headers:
-                headers.add(name, value)
-            else:
-                headers[name] = value
+        # names and values as llhttp checked them (as Tornado's ``add`` would)
+        headers = new_headers([(name.decode("latin-1"), value.decode("latin-1")) for name, value in self._headers])
         connection = RequestConnection(self, start_line, headers, _can_keep_alive(start_line, headers),
                                        parser.should_upgrade())
         incoming = _Incoming(connection)
