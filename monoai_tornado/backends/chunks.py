@@ -13,11 +13,12 @@ general way (``openai._Assembler.on_object``), so the events and errors are the 
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
 
-__all__ = ["Chunk", "Choice", "Delta", "decode_chunks"]
+__all__ = ["Chunk", "Choice", "Delta", "decode_chunk_lines", "decode_chunks"]
 
 
 class Delta(msgspec.Struct):
@@ -40,6 +41,8 @@ class Chunk(msgspec.Struct):
 
 
 _decode_lines = msgspec.json.Decoder(Chunk).decode_lines
+#: A line of nothing but blanks: msgspec skips it, so it would hide a line of two values from the count.
+_BLANK_LINE = re.compile(rb"^[ \t]*$", re.MULTILINE)
 
 
 def decode_chunks(datas: list[str]) -> list[Chunk] | None:
@@ -48,11 +51,21 @@ def decode_chunks(datas: list[str]) -> list[Chunk] | None:
     for data in datas:
         if "\n" in data:  # one line per chunk, so that a count tells one value per event
             return None
+    return decode_chunk_lines("\n".join(datas).encode("utf-8", "surrogatepass"), len(datas))
+
+
+def decode_chunk_lines(lines: bytes, count: int) -> list[Chunk] | None:
+    """The chunks of ``count`` JSON texts, one per line of ``lines``, or None when one is not
+    on the common path (see the module's docstring). Each line must hold one value: a value
+    cut across two lines is a syntax error, two values on one line a count that differs (a
+    blank line, which would make up for it, is refused first)."""
+    if _BLANK_LINE.search(lines) is not None:
+        return None
     try:
-        chunks = _decode_lines("\n".join(datas))
+        chunks = _decode_lines(lines)
     except (msgspec.MsgspecError, ValueError, RecursionError):
         return None
-    if len(chunks) != len(datas):  # an empty event, or two values in one
+    if len(chunks) != count:  # two values in one event
         return None
     for chunk in chunks:
         if chunk.error:

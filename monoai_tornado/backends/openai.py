@@ -35,9 +35,9 @@ from .base import (Backend, BackendEvent, CallOptions, EventStream, FinishReason
 from .prompt_count import UpstreamPromptCounter
 
 try:
-    from .chunks import Chunk, decode_chunks
+    from .chunks import Chunk, decode_chunk_lines, decode_chunks
 except ImportError:  # pragma: no cover - without msgspec (the fast extra): events are read one by one
-    decode_chunks = None  # type: ignore[assignment]
+    decode_chunks = decode_chunk_lines = None  # type: ignore[assignment]
 
 from .reachability import Reachability, describe_failure
 from .sse import ServerSentEvent, SSEError, SSEParser
@@ -419,13 +419,7 @@ class OpenAIBackend(Backend):
                     if len(body) < MAX_BODY:
                         body += chunk[: MAX_BODY - len(body)]
                     continue
-                datas = parser.feed_plain(chunk) if decode_chunks is not None else None
-                if datas is not None:  # the common stream: no event objects unless needed
-                    events = _decoded_at_once(datas, assembler)
-                    sses = parser.events_of(datas) if events is None else []
-                else:
-                    sses = self._sse_events(parser, chunk)
-                    events = _decoded_at_once(_plain_datas(sses), assembler) if decode_chunks is not None else None
+                events, sses = self._events_of_read(parser, chunk, assembler)
                 if events is not None:
                     for event in events:
                         yield event
@@ -445,6 +439,19 @@ class OpenAIBackend(Backend):
             counted = await self.prompt_counter.count(self.payload(messages, tools, options))
             if counted is not None:
                 yield PromptTokens(counted)
+
+    def _events_of_read(self, parser: SSEParser, chunk: bytes,
+                        assembler: _Assembler) -> tuple[list[BackendEvent] | None, list[ServerSentEvent]]:
+        """The events of one read decoded at once (the common stream, with msgspec: no event
+        objects), or else None and its server-sent events, to be read one by one."""
+        if decode_chunks is None:
+            return None, self._sse_events(parser, chunk)
+        lines = parser.feed_data_lines(chunk)
+        if lines is not None:  # the common stream
+            events = _decoded_lines_at_once(lines, assembler)
+            return events, [] if events is not None else parser.events_of(lines[0].decode("utf-8").split("\n"))
+        sses = self._sse_events(parser, chunk)
+        return _decoded_at_once(_plain_datas(sses), assembler), sses
 
     def _sse_events(self, parser: SSEParser, chunk: bytes | None) -> list[ServerSentEvent]:
         """The events completed by ``chunk`` (None: the end of the stream)."""
@@ -533,6 +540,23 @@ def _decoded_at_once(datas: list[str] | None, assembler: _Assembler) -> list[Bac
             datas, done = datas[:index], True
             break
     chunks = decode_chunks(datas) if datas else []
+    if chunks is None:
+        return None
+    events = assembler.on_chunks(chunks)
+    assembler.done = done
+    return events
+
+
+def _decoded_lines_at_once(lines: tuple[bytes, int], assembler: _Assembler) -> list[BackendEvent] | None:
+    """:func:`_decoded_at_once` of the data :meth:`SSEParser.feed_data_lines` gave (one event a
+    line), ended by a ``[DONE]`` only when it is the last; None when they must be read one by one."""
+    data, count = lines
+    done = data == b"[DONE]" or data.endswith(b"\n[DONE]")
+    if done:
+        data, count = data[:-7], count - 1  # (the LF before it too)
+    if b"[DONE]" in data:  # another [DONE]: the general way finds which one ends the stream
+        return None
+    chunks = decode_chunk_lines(data, count) if count else []
     if chunks is None:
         return None
     events = assembler.on_chunks(chunks)

@@ -86,30 +86,29 @@ class SSEParser:
             return self._feed_whole_events(text)
         return self._feed_lines(text)
 
-    def feed_plain(self, chunk: bytes) -> list[str] | None:
-        """The data of the events of ``chunk`` when it is the common stream: whole events of
-        one ``data:`` line each, no CR, and the parser between events before it. Cheaper than
-        :meth:`feed` (no event objects); the events are those :meth:`feed` would give
-        (:meth:`events_of`). None otherwise, and nothing was consumed: give ``chunk`` to :meth:`feed`.
-        """
-        if (not chunk.endswith(b"\n\n") or b"\r" in chunk or self.has_partial_event or self._after_cr
-                or self._inside_a_character or (not self._started and chunk.startswith(b"\xef\xbb\xbf"))):
-            return None  # (a byte order mark at the start is feed's to drop)
-        try:
-            text = chunk.decode("utf-8")
-        except UnicodeDecodeError:
+    def feed_data_lines(self, chunk: bytes) -> tuple[bytes, int] | None:
+        """The data of the events of ``chunk``, one per line, and how many, when it is the common
+        stream (whole events of one ``data: `` line each, no CR, valid UTF-8, the parser between
+        events before it): without event objects nor a step per event, the data of the events
+        :meth:`feed` would give (:meth:`events_of` makes them). None otherwise, and nothing was
+        consumed: give ``chunk`` to :meth:`feed`."""
+        if (len(chunk) > self.max_event_size or not chunk.startswith(b"data: ") or not chunk.endswith(b"\n\n")
+                or b"\r" in chunk or self.has_partial_event or self._after_cr or self._inside_a_character):
             return None
-        datas = []
-        limit = self.max_event_size
-        for block in text[:-2].split("\n\n"):
-            if not block.startswith("data:") or "\n" in block or len(block) > limit:
+        body = chunk[6:-2]
+        count = body.count(b"\n\ndata: ") + 1
+        if body.count(b"\n") != 2 * count - 2:  # a LF that is not between two events
+            return None
+        if not chunk.isascii():
+            try:
+                chunk.decode("utf-8")
+            except UnicodeDecodeError:
                 return None
-            datas.append(block[6:] if block.startswith("data: ") else block[5:])
         self._started = True
-        return datas
+        return body.replace(b"\n\ndata: ", b"\n"), count
 
     def events_of(self, datas: list[str]) -> list[ServerSentEvent]:
-        """The events :meth:`feed_plain` gave the data of."""
+        """The events of ``datas`` (what :meth:`feed_data_lines` gave, split at its LFs)."""
         return [ServerSentEvent(data, "message", self._last_id, self._retry) for data in datas]
 
     def _feed_whole_events(self, text: str) -> list[ServerSentEvent]:
