@@ -57,10 +57,11 @@ class TextFormatter(SafeFormatter):
         return line
 
     def access_line(self, created: float, levelname: str, message: str, fields: dict[str, Any] | None = None) -> str:
-        """The line :meth:`format` writes for an access record, made without one (``fields``: unused)."""
+        """The line :meth:`format` writes for an access record, made without one (``message``: its
+        control characters escaped already; ``fields``: unused)."""
         second = int(created)
         stamp = self._time(second, int((created - second) * 1000))  # a LogRecord's msecs
-        return escape_controls(f"{stamp} {levelname} {ACCESS_LOGGER}: {message}")
+        return f"{stamp} {levelname} {ACCESS_LOGGER}: {message}"
 
 
 class JsonFormatter(logging.Formatter):
@@ -192,22 +193,27 @@ def log_access(level: int, *, method: str, path: str, route: str, status: int | 
     """The access line of one HTTP request or WebSocket prompt (``ticket``: None when never admitted)."""
     if not _access.isEnabledFor(level):
         return
-    facts = facts_of(ticket, trace)
     request_id = "-" if trace is None else trace.request_id
-    user = facts.user or f"ip:{remote_ip}"
-    shown = escape_controls(user)
-    shown = shown if facts.key_id is None else f"{shown} key={facts.key_id}"  # a key by its id, never the key
-    tokens = "-" if facts.total_tokens is None else str(facts.total_tokens)
-    message = (f"{status} {escape_controls(method)} {escape_controls(path)} user={shown} tokens={tokens} "
-               f"id={request_id} {1000.0 * seconds:.2f}ms")
+    identity = ticket.identity if ticket is not None else getattr(trace, "identity", None)
+    user = None if identity is None else identity.key
+    api_key = None if identity is None else identity.api_key
+    usage = None if ticket is None else ticket.usage
+    tokens = None if usage is None else usage.total_tokens
+    # a key by its id, never the key; control characters escaped once, over the whole message
+    # (ids and numbers have none): the user's, the method's, the path's
+    message = escape_controls(
+        f"{status} {method} {path} user={user or f'ip:{remote_ip}'}{'' if api_key is None else f' key={api_key.id}'}"
+        f" tokens={'-' if tokens is None else tokens} id={request_id} {1000.0 * seconds:.2f}ms")
     sole = _sole_handler(level)
     fields = None
     if sole is None or type(sole[1]) is not TextFormatter:  # a JSON line's fields (a user's formatter may read them)
+        facts = facts_of(ticket, trace)
         ttft = facts.ttft_seconds
         fields = {"request_id": request_id, "method": method, "path": path, "route": route, "status": status,
-                  "user": user, "key_id": facts.key_id, "model": facts.model, "deployment": facts.deployment,
-                  "prompt_tokens": facts.prompt_tokens, "completion_tokens": facts.completion_tokens,
-                  "tokens": facts.total_tokens, "cost_usd": facts.cost_usd, "duration_ms": round(1000.0 * seconds, 3),
+                  "user": facts.user or f"ip:{remote_ip}", "key_id": facts.key_id, "model": facts.model,
+                  "deployment": facts.deployment, "prompt_tokens": facts.prompt_tokens,
+                  "completion_tokens": facts.completion_tokens, "tokens": facts.total_tokens,
+                  "cost_usd": facts.cost_usd, "duration_ms": round(1000.0 * seconds, 3),
                   "ttft_ms": None if ttft is None else round(1000.0 * ttft, 3)}
     if sole is not None:
         handler, formatter = sole
