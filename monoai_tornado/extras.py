@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["MissingExtra", "require"]
+__all__ = ["MissingExtra", "optional", "require"]
 
 
 class MissingExtra(ImportError):
@@ -22,3 +22,12 @@ def require(module: str, extra: str, feature: str) -> ModuleType:
     except ImportError as exc:
         raise MissingExtra(f"{feature} needs the '{module.partition('.')[0]}' package: "
                            f"pip install 'monoai_tornado[{extra}]'") from exc
+
+
+def optional(module: str) -> ModuleType | None:
+    """The module when it is installed, else None: for a C-speed part that has a Python twin
+    (``fastjson``'s msgspec, the upstream reader's httptools)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:  # pragma: no cover - without the fast extra
+        return None

@@ -15,21 +15,12 @@ which is not JSON).
 """
 from __future__ import annotations
 
-import importlib
 import json
-from types import ModuleType
 from typing import Any, Callable
 
+from .extras import optional
 
-def _optional(name: str) -> ModuleType | None:
-    """The module ``name`` when it is installed, else None (typed alike with or without it)."""
-    try:
-        return importlib.import_module(name)
-    except ImportError:  # pragma: no cover - without the fast extra
-        return None
-
-
-_msgspec = _optional("msgspec")
+_msgspec = optional("msgspec")
 _decode: Callable[[str | bytes], Any] | None = None
 _encode: Callable[[Any], bytes] | None = None
 _REFUSED: tuple[type[BaseException], ...] = ()
@@ -39,6 +30,7 @@ if _msgspec is not None:
     _encode = _msgspec.json.Encoder().encode
     _REFUSED = (_msgspec.MsgspecError, ValueError, RecursionError)  # ValueError: text that is not UTF-8
     _UNWRITABLE = (_msgspec.MsgspecError, TypeError, ValueError, OverflowError, RecursionError)
+
 
 def loads(text: str | bytes) -> Any:
     """``json.loads(text)``, by msgspec when it can."""

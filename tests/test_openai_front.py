@@ -159,7 +159,8 @@ def test_each_error_is_the_sdk_exception_with_openai_shape_and_our_code(client: 
 
 
 def test_rate_limits_give_429_with_retry_after_and_headers_on_every_answer(servers: Any) -> None:
-    client = openai.OpenAI(base_url=servers("--limit", "2/minute", "--token-limit", "100000/hour") + "/v1",
+    # (windows are fixed: an hour's rarely ends between these requests, a minute's could)
+    client = openai.OpenAI(base_url=servers("--limit", "2/hour", "--token-limit", "100000/hour") + "/v1",
                            api_key="x", max_retries=0, timeout=20)
     raw = client.chat.completions.with_raw_response.create(model="monoai-demo", messages=[USER], user="alice")
     assert raw.headers["x-ratelimit-limit-requests"] == "2" and raw.headers["x-ratelimit-remaining-requests"] == "1"

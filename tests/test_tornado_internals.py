@@ -210,3 +210,12 @@ def test_new_headers_are_the_headers_tornados_own_methods_make() -> None:
     del made["Set-Cookie"]
     assert made["X-Seen"] == "1,2,3" and made["Content-Length"] == "6" and "Set-Cookie" not in made
     assert internals.new_headers([]) == HTTPHeaders()
+
+
+def test_new_headers_on_a_tornado_of_another_layout_take_tornados_way(monkeypatch: Any) -> None:
+    pairs = [("content-type", "text/plain"), ("X-Seen", "1"), ("x-seen", "2")]
+    fast = internals.new_headers(pairs)
+    monkeypatch.setattr(internals, "_HEADERS_LAYOUT", False)
+    slow = internals.new_headers(pairs)
+    assert list(slow.get_all()) == list(fast.get_all()) == [("Content-Type", "text/plain"), ("X-Seen", "1"),
+                                                            ("X-Seen", "2")]

@@ -20,12 +20,11 @@ chunks, 3x on a read of one.
 """
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
 from typing import Any, Mapping, Protocol
 
 from tornado.httputil import HTTPHeaders, HTTPInputError
 
+from ..extras import optional
 from ..tornado_internals import new_headers
 
 #: Longest chunk-size or trailer line.
@@ -161,14 +160,7 @@ class ChunkedBody(Protocol):
         ...
 
 
-def _optional(name: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(name)
-    except ImportError:  # pragma: no cover - without the fast extra
-        return None
-
-
-_httptools = _optional("httptools")
+_httptools = optional("httptools")
 if _httptools is not None and not hasattr(_httptools.HttpResponseParser, "set_dangerous_leniencies"):
     _httptools = None  # before 0.6.2: the Python decoder
 #: The head llhttp is given before a body, so that it reads what follows as a chunked body.
