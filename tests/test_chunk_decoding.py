@@ -73,10 +73,11 @@ def one_by_one(sses: list[ServerSentEvent], assembler: _Assembler) -> list[Backe
     return events
 
 
-def outcome(read: Any, sses: list[ServerSentEvent]) -> tuple[Any, ...]:
+def outcome(read: Any, given: Any) -> tuple[Any, ...]:
+    """What ``read(given, assembler)`` comes to: its pieces and what the assembler learnt, or its error."""
     assembler = _Assembler()
     try:
-        events = read(sses, assembler)
+        events = read(given, assembler)
     except BackendError as exc:
         return ("error", str(exc))
     return (pieces(events), assembler.usage, assembler.finish_reason, assembler.stop_sequence, assembler.done,
@@ -96,19 +97,24 @@ def test_at_once_and_one_by_one_agree(sses: list[ServerSentEvent]) -> None:
 
 def test_an_empty_event_beside_one_of_two_values_is_not_decoded_at_once() -> None:
     """Counted together, an empty event and an event of two values looked like two events of one
-    value each (one by one, the empty one is an error): decoded as one array they are refused."""
+    value each (one by one, the empty one is an error): a blank line is now refused first."""
     sses = [ServerSentEvent(""), ServerSentEvent('{"choices": []} {"choices": []}')]
     assert _decoded_at_once(_plain_datas(sses), _Assembler()) is None
     assert outcome(at_once_or_one_by_one, sses) == outcome(one_by_one, sses)
 
 
-def test_the_common_stream_is_decoded_at_once() -> None:
-    """A usual read (content chunks, a finish, usage, [DONE]) takes the fast way."""
-    chunks = [{"id": "c", "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
-              for text in ("Hel", "lo")]
+def usual_chunks(*texts: str) -> list[dict[str, Any]]:
+    """An answer's chunks as upstreams send them: a piece each, then the finish with the usage."""
+    chunks: list[dict[str, Any]] = [
+        {"id": "c", "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]} for text in texts]
     chunks.append({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
                    "usage": {"prompt_tokens": 5, "completion_tokens": 2}})
-    sses = [ServerSentEvent(json.dumps(c)) for c in chunks] + [ServerSentEvent("[DONE]")]
+    return chunks
+
+
+def test_the_common_stream_is_decoded_at_once() -> None:
+    """A usual read (content chunks, a finish, usage, [DONE]) takes the fast way."""
+    sses = [ServerSentEvent(json.dumps(c)) for c in usual_chunks("Hel", "lo")] + [ServerSentEvent("[DONE]")]
     assembler = _Assembler()
     events = _decoded_at_once(_plain_datas(sses), assembler)
     assert events == [TextDeltas(("Hel", "lo"))]  # one step for the read's pieces
@@ -129,16 +135,6 @@ def _read_as_lines(chunk: bytes, assembler: _Assembler) -> list[BackendEvent]:
     return one_by_one(sses, assembler) if events is None else events
 
 
-def read_outcome(read: Any, chunk: bytes) -> tuple[Any, ...]:
-    assembler = _Assembler()
-    try:
-        events = read(chunk, assembler)
-    except BackendError as exc:
-        return ("error", str(exc))
-    return (pieces(events), assembler.usage, assembler.finish_reason, assembler.stop_sequence, assembler.done,
-            assembler.seen_data)
-
-
 #: An event as bytes: mostly ``data: `` lines (the way of ``feed_data_lines``), sometimes not.
 event_bytes = st.tuples(data, st.sampled_from(["data: "] * 6 + ["data:", "data:  ", ": c\ndata: "])).map(
     lambda pair: (pair[1] + pair[0] + "\n\n").encode("utf-8", "surrogatepass"))
@@ -149,16 +145,13 @@ event_bytes = st.tuples(data, st.sampled_from(["data: "] * 6 + ["data:", "data: 
 def test_a_read_taken_as_lines_gives_what_its_events_as_text_give(events: list[bytes], odd: bytes) -> None:
     chunk = b"".join(events)
     chunk = chunk[:-2] + odd + b"\n\n" if odd else chunk  # sometimes a non-ASCII byte, or one that is not UTF-8
-    assert read_outcome(_read_as_lines, chunk) == read_outcome(_read_as_text, chunk)
+    assert outcome(_read_as_lines, chunk) == outcome(_read_as_text, chunk)
 
 
 def test_the_common_read_is_taken_as_lines() -> None:
     """A usual read (content chunks, a finish, usage, [DONE]) is decoded as one text of lines."""
-    chunks = [{"id": "c", "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
-              for text in ("Hel", "lo\u00e9")]
-    chunks.append({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-                   "usage": {"prompt_tokens": 5, "completion_tokens": 2}})
-    chunk = b"".join(b"data: " + json.dumps(c, ensure_ascii=False).encode() + b"\n\n" for c in chunks)
+    chunk = b"".join(b"data: " + json.dumps(c, ensure_ascii=False).encode() + b"\n\n"
+                     for c in usual_chunks("Hel", "lo\u00e9"))
     lines = SSEParser().feed_data_lines(chunk + b"data: [DONE]\n\n")
     assert lines is not None and lines[1] == 4
     assembler = _Assembler()
