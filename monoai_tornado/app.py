@@ -24,6 +24,7 @@ from . import http1server
 from .dialects.responses_store import MemoryResponseStore, ResponseStore
 from .extras import require
 from .handlers.base import NotFoundHandler, log_request
+from .tornado_internals import TaskApplication
 from .agents.agent import Agent
 from .agents.base import NativeAgent
 from .agents.monoai_adapter import adapt_agent
@@ -288,7 +289,7 @@ class Application:
         settings.setdefault("default_handler_args", {"context": self.context})
         settings.setdefault("websocket_ping_interval", self.websocket_ping_interval)
         settings.setdefault("log_function", log_request)
-        return tornado.web.Application(self.handlers(), **settings)
+        return TaskApplication(self.handlers(), **settings)
 
     def http_server(self, **settings: Any) -> "HTTPServerLike":
         """A server for :meth:`make_app` (``listen``/``add_sockets``, ``stop``, ``close_all_connections``),

@@ -4,6 +4,7 @@ If a Tornado release changes one of them, the failure names it here.
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import tornado.httpserver
@@ -219,3 +220,52 @@ def test_new_headers_on_a_tornado_of_another_layout_take_tornados_way(monkeypatc
     slow = internals.new_headers(pairs)
     assert list(slow.get_all()) == list(fast.get_all()) == [("Content-Type", "text/plain"), ("X-Seen", "1"),
                                                             ("X-Seen", "2")]
+
+
+class _Echo(tornado.web.RequestHandler):
+    def post(self) -> None:
+        self.write(b"got " + self.request.body)
+
+
+@tornado.web.stream_request_body
+class _Streamed(tornado.web.RequestHandler):
+    def prepare(self) -> None:
+        self.parts: list[bytes] = []
+
+    def data_received(self, chunk: bytes) -> None:
+        self.parts.append(chunk)
+
+    def put(self) -> None:
+        self.write(b"streamed " + b"".join(self.parts))
+
+
+class _Fails(tornado.web.RequestHandler):
+    def get(self) -> None:
+        raise RuntimeError("boom")
+
+
+async def test_a_task_application_runs_handlers_as_tornado_does() -> None:
+    """``TaskApplication`` starts each handler as a plain task: answers, a streamed body, an
+    error's 500 are Tornado's; no task is left behind; with debug's caches off, Tornado's way."""
+    from tornado.httpclient import AsyncHTTPClient
+    from tornado.netutil import bind_sockets
+
+    for debug in (False, True):
+        app = internals.TaskApplication([("/echo", _Echo), ("/streamed", _Streamed), ("/fails", _Fails)], debug=debug,
+                                        autoreload=False)
+        server = tornado.httpserver.HTTPServer(app)
+        sockets = bind_sockets(0, "127.0.0.1")
+        server.add_sockets(sockets)
+        base = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
+        client = AsyncHTTPClient()
+        try:
+            echo = await client.fetch(base + "/echo", method="POST", body=b"x")
+            streamed = await client.fetch(base + "/streamed", method="PUT", body=b"y" * 100_000)
+            failed = await client.fetch(base + "/fails", raise_error=False)
+        finally:
+            server.stop()
+            await server.close_all_connections()
+        assert echo.body == b"got x" and streamed.body == b"streamed " + b"y" * 100_000 and failed.code == 500
+        assert not internals._running_handlers.get(asyncio.get_running_loop())
+        from tornado.httputil import HTTPServerRequest
+        assert isinstance(app.get_handler_delegate(HTTPServerRequest(uri="/echo"), _Echo), internals._TaskDelegate)
