@@ -195,14 +195,14 @@ def log_access(level: int, *, method: str, path: str, route: str, status: int | 
         return
     request_id = "-" if trace is None else trace.request_id
     identity = ticket.identity if ticket is not None else getattr(trace, "identity", None)
-    user = None if identity is None else identity.key
+    user = (None if identity is None else identity.key) or f"ip:{remote_ip}"
     api_key = None if identity is None else identity.api_key
     usage = None if ticket is None else ticket.usage
     tokens = None if usage is None else usage.total_tokens
     # a key by its id, never the key; control characters escaped once, over the whole message
     # (ids and numbers have none): the user's, the method's, the path's
     message = escape_controls(
-        f"{status} {method} {path} user={user or f'ip:{remote_ip}'}{'' if api_key is None else f' key={api_key.id}'}"
+        f"{status} {method} {path} user={user}{'' if api_key is None else f' key={api_key.id}'}"
         f" tokens={'-' if tokens is None else tokens} id={request_id} {1000.0 * seconds:.2f}ms")
     sole = _sole_handler(level)
     fields = None
@@ -210,7 +210,7 @@ def log_access(level: int, *, method: str, path: str, route: str, status: int | 
         facts = facts_of(ticket, trace)
         ttft = facts.ttft_seconds
         fields = {"request_id": request_id, "method": method, "path": path, "route": route, "status": status,
-                  "user": facts.user or f"ip:{remote_ip}", "key_id": facts.key_id, "model": facts.model,
+                  "user": user, "key_id": facts.key_id, "model": facts.model,
                   "deployment": facts.deployment, "prompt_tokens": facts.prompt_tokens,
                   "completion_tokens": facts.completion_tokens, "tokens": facts.total_tokens,
                   "cost_usd": facts.cost_usd, "duration_ms": round(1000.0 * seconds, 3),

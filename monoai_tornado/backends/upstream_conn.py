@@ -43,7 +43,6 @@ class Exchange:
         # body framing, once the head is read: "none" | "chunked" | "length" | "close"
         self.mode = ""
         self.remaining = 0
-        self.dechunker: ChunkedBody | None = None
         self.reusable = True
 
     def finish(self, reusable: bool) -> None:
@@ -61,7 +60,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.exchange: Exchange | None = None
         self._head = bytearray()
         self._paused = False
-        #: The last chunked answer's reader, restarted for the next one.
+        #: The chunked answer's reader (one exchange at a time), restarted for the next one.
         self._dechunker: ChunkedBody | None = None
 
     # -- asyncio.Protocol
@@ -156,10 +155,9 @@ class UpstreamConnection(asyncio.Protocol):
             return
         length = headers.get("Content-Length")
         if headers.get("Transfer-Encoding", "").lower() == "chunked":
-            dechunker = self._dechunker
-            if dechunker is None or not dechunker.restart():
-                dechunker = self._dechunker = new_dechunker()
-            exchange.mode, exchange.dechunker = "chunked", dechunker
+            if self._dechunker is None or not self._dechunker.restart():
+                self._dechunker = new_dechunker()
+            exchange.mode = "chunked"
             exchange.reusable = length is None
         elif length is not None:
             try:
@@ -177,11 +175,12 @@ class UpstreamConnection(asyncio.Protocol):
             return
         finished = False
         if exchange.mode == "chunked":
-            assert exchange.dechunker is not None
-            payload = exchange.dechunker.feed(data)
-            if exchange.dechunker.done:
+            dechunker = self._dechunker
+            assert dechunker is not None
+            payload = dechunker.feed(data)
+            if dechunker.done:
                 finished = True
-                exchange.reusable = exchange.reusable and not exchange.dechunker.extra
+                exchange.reusable = exchange.reusable and not dechunker.extra
         elif exchange.mode == "length":
             payload = data[:exchange.remaining] if len(data) > exchange.remaining else data
             exchange.remaining -= len(payload)
