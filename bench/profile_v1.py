@@ -109,6 +109,7 @@ def profile(srv: GatewayServer, stream: bool, args: argparse.Namespace) -> tuple
     with tempfile.NamedTemporaryFile("r", suffix=".txt") as out:
         spy = subprocess.run([PY_SPY, "record", "--pid", str(srv.pid), "--duration", str(int(args.seconds)),
                               "--rate", str(args.rate), "--gil", "--format", "raw", "--full-filenames",
+                              *(("--nonblocking",) if args.nonblocking else ()),
                               "-o", out.name], capture_output=True, text=True, timeout=args.seconds + 60, check=False)
         raw = out.read()
     loader.join(args.seconds + 90)
@@ -131,6 +132,9 @@ def main() -> None:
     parser.add_argument("--server", help="a server of gateway.py instead of ours (or try): ours+features has "
                                             "every feature on")
     parser.add_argument("--save", help="directory for py-spy's raw stacks (plain.txt, stream.txt)")
+    parser.add_argument("--nonblocking", action="store_true",
+                        help="sample without stopping the server (py-spy pauses it by default; on this machine the "
+                             "pauses land at system calls and inflate their lines: see bench/README.md)")
     args = parser.parse_args()
     if not os.path.exists(PY_SPY):
         raise SystemExit(f"{PY_SPY} not found: .venv/bin/pip install py-spy")

@@ -41,8 +41,10 @@ class Chunk(msgspec.Struct):
 
 
 _decode_lines = msgspec.json.Decoder(Chunk).decode_lines
-#: A line of nothing but blanks: msgspec skips it, so it would hide a line of two values from the count.
-_BLANK_LINE = re.compile(rb"^[ \t]*$", re.MULTILINE)
+#: A line of nothing but blanks (between two newlines, the text given one at each end): msgspec
+#: skips it, so it would hide a line of two values from the count. (``^[ \t]*$`` in MULTILINE mode
+#: tries every byte of the text, 12 us a read; a literal newline first lets the search skip ahead.)
+_BLANK_LINE = re.compile(rb"\n[ \t]*\n")
 
 
 def decode_chunks(datas: list[str]) -> list[Chunk] | None:
@@ -59,7 +61,7 @@ def decode_chunk_lines(lines: bytes, count: int) -> list[Chunk] | None:
     on the common path (see the module's docstring). Each line must hold one value: a value
     cut across two lines is a syntax error, two values on one line a count that differs (a
     blank line, which would make up for it, is refused first)."""
-    if _BLANK_LINE.search(lines) is not None:
+    if _BLANK_LINE.search(b"\n%b\n" % lines) is not None:
         return None
     try:
         chunks = _decode_lines(lines)
