@@ -41,6 +41,9 @@ def main() -> None:
     parser.add_argument("--load-cpus", default="1")
     parser.add_argument("--save", required=True, help="directory for a.txt and b.txt")
     parser.add_argument("--try-args", default="", help="more arguments for B (the try server) only")
+    parser.add_argument("--nonblocking", action="store_true",
+                        help="sample without stopping the servers (py-spy pauses them by default; on this machine "
+                             "the pauses land at system calls and inflate their lines: see bench/README.md)")
     args = parser.parse_args()
     ours_server("try", *shlex.split(args.try_args), tries=True)
     os.makedirs(args.save, exist_ok=True)
@@ -49,6 +52,7 @@ def main() -> None:
     def spy(name: str, server: GatewayServer) -> None:
         subprocess.run([PY_SPY, "record", "--pid", str(server.pid), "--duration", str(args.seconds), "--rate",
                         str(args.rate), "--gil", "--format", "raw", "--full-filenames",
+                        *(("--nonblocking",) if args.nonblocking else ()),
                         "-o", os.path.join(args.save, f"{name}.txt")],
                        capture_output=True, timeout=args.seconds + 60, check=False)
 

@@ -1,6 +1,7 @@
 """Key records and the two stores (a real file, the real Redis), and the cache in front of them."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -30,6 +31,11 @@ def test_a_new_key_has_the_documented_shape_and_only_its_hash_is_kept() -> None:
     assert ApiKey.from_json(record.to_json()) == record
     assert record.public()["expires_at"].endswith("Z")
     assert new_key("alice")[0] != secret  # never the same key twice
+
+
+@pytest.mark.parametrize("secret", ["sk-mt-" + "A" * 43, "sk-mt-x", "", "clé-è-🔑", "x" * 1000])
+def test_a_key_hashes_to_its_sha256_so_stores_written_before_still_match(secret: str) -> None:
+    assert hash_key(secret) == hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
 @pytest.mark.parametrize("kwargs", [{"user": ""}, {"user": "ip:10.0.0.1"}, {"user": "u", "limits": ["5/fortnight"]},
