@@ -41,7 +41,7 @@ def _small_sha256() -> Callable[[bytes], Any]:
     way in a loop): 5-7 % of a request that carries a key (bench/README.md)."""
     for name in ("_sha2", "_sha256"):
         try:
-            return getattr(importlib.import_module(name), "sha256")  # type: ignore[no-any-return]
+            return importlib.import_module(name).sha256  # type: ignore[no-any-return]
         except (ImportError, AttributeError):
             continue
     return hashlib.sha256
