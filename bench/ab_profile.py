@@ -5,7 +5,9 @@
 
 Whatever slows the machine slows both alike, so the difference between the two profiles (and
 their CPU per request) is the difference of the servers, not of the minute they ran in (what
-two runs of ``profile_v1.py`` one after the other cannot tell apart). Writes py-spy's raw
+two runs of ``profile_v1.py`` one after the other cannot tell apart). py-spy samples without
+pausing the servers (``--blocking`` pauses them, which on this machine inflates the lines of
+system calls: bench/README.md). Writes py-spy's raw
 stacks of A and B (``a.txt``, ``b.txt``) to ``--save`` and prints each one's CPU per request.
 
 Only 127.0.0.1 is contacted; the load and the sampling are bounded in time; every process is
@@ -41,9 +43,9 @@ def main() -> None:
     parser.add_argument("--load-cpus", default="1")
     parser.add_argument("--save", required=True, help="directory for a.txt and b.txt")
     parser.add_argument("--try-args", default="", help="more arguments for B (the try server) only")
-    parser.add_argument("--nonblocking", action="store_true",
-                        help="sample without stopping the servers (py-spy pauses them by default; on this machine "
-                             "the pauses land at system calls and inflate their lines: see bench/README.md)")
+    parser.add_argument("--blocking", action="store_true",
+                        help="let py-spy pause the servers for each sample (its default; on this machine the pauses "
+                             "land at system calls and inflate their lines: see bench/README.md)")
     args = parser.parse_args()
     ours_server("try", *shlex.split(args.try_args), tries=True)
     os.makedirs(args.save, exist_ok=True)
@@ -52,7 +54,7 @@ def main() -> None:
     def spy(name: str, server: GatewayServer) -> None:
         subprocess.run([PY_SPY, "record", "--pid", str(server.pid), "--duration", str(args.seconds), "--rate",
                         str(args.rate), "--gil", "--format", "raw", "--full-filenames",
-                        *(("--nonblocking",) if args.nonblocking else ()),
+                        *(() if args.blocking else ("--nonblocking",)),
                         "-o", os.path.join(args.save, f"{name}.txt")],
                        capture_output=True, timeout=args.seconds + 60, check=False)
 

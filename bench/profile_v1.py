@@ -1,13 +1,14 @@
 """Where the time of one ``/v1/chat/completions`` request goes: py-spy over a wrk load, by stage.
 
     python bench/profile_v1.py [--seconds 8] [--rate 400] [--connections 16] [--save DIR] [--try-dir DIR]
-                               [--server-args "..."] [--server ours+features]
+                               [--server-args "..."] [--server ours+features] [--blocking]
 
 The mock upstream of ``gateway.py`` and our server (the ``ours`` line: OpenAI backend, memory
 limiter that never trips) are started, ours pinned to ``--server-cpus``, wrk and the upstream to
 ``--load-cpus``. For a non-streamed and then a streamed request, wrk loads the server while
-``py-spy record --gil`` samples it; the server's CPU per request is read from ``/proc`` over the
-same window. Each sample is given to the stage of the innermost frame that names one (leaf
+``py-spy record --gil --nonblocking`` samples it (``--blocking``: paused for each sample, which
+on this machine inflates the lines of system calls); the server's CPU per request is read from
+``/proc`` over the same window. Each sample is given to the stage of the innermost frame that names one (leaf
 first: JSON decoding called from the SSE parser counts as SSE parsing, a socket write called
 from Tornado's HTTP/1 server as Tornado's server side), and the table shows each stage's share
 of the samples and that share of the CPU per request in microseconds. ``--save`` keeps py-spy's
@@ -109,7 +110,7 @@ def profile(srv: GatewayServer, stream: bool, args: argparse.Namespace) -> tuple
     with tempfile.NamedTemporaryFile("r", suffix=".txt") as out:
         spy = subprocess.run([PY_SPY, "record", "--pid", str(srv.pid), "--duration", str(int(args.seconds)),
                               "--rate", str(args.rate), "--gil", "--format", "raw", "--full-filenames",
-                              *(("--nonblocking",) if args.nonblocking else ()),
+                              *(() if args.blocking else ("--nonblocking",)),
                               "-o", out.name], capture_output=True, text=True, timeout=args.seconds + 60, check=False)
         raw = out.read()
     loader.join(args.seconds + 90)
@@ -132,9 +133,9 @@ def main() -> None:
     parser.add_argument("--server", help="a server of gateway.py instead of ours (or try): ours+features has "
                                             "every feature on")
     parser.add_argument("--save", help="directory for py-spy's raw stacks (plain.txt, stream.txt)")
-    parser.add_argument("--nonblocking", action="store_true",
-                        help="sample without stopping the server (py-spy pauses it by default; on this machine the "
-                             "pauses land at system calls and inflate their lines: see bench/README.md)")
+    parser.add_argument("--blocking", action="store_true",
+                        help="let py-spy pause the server for each sample (its default; on this machine the pauses "
+                             "land at system calls and inflate their lines: see bench/README.md)")
     args = parser.parse_args()
     if not os.path.exists(PY_SPY):
         raise SystemExit(f"{PY_SPY} not found: .venv/bin/pip install py-spy")

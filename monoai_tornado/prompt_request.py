@@ -45,13 +45,14 @@ class PromptRequest:
         """The conversation as OpenAI chat messages: what backends are given and tokens are
         counted on; the prompt alone is one user turn. A new list each call (an agent extends
         its own), of messages translated once per request (admission and the run both ask)."""
-        return list(self._upstream)
-
-    @functools.cached_property
-    def _upstream(self) -> tuple[UpstreamMessage, ...]:
-        if self.messages is not None:
-            return tuple(message.to_openai() for message in self.messages)
-        return ({"role": "user", "content": self.prompt},)
+        known: tuple[UpstreamMessage, ...] | None = self.__dict__.get("_upstream")
+        if known is None:  # (by hand: functools.cached_property takes a lock on Python 3.11)
+            if self.messages is not None:
+                known = tuple(message.to_openai() for message in self.messages)
+            else:
+                known = ({"role": "user", "content": self.prompt},)
+            self.__dict__["_upstream"] = known
+        return list(known)
 
     def tool_schemas(self) -> list[ToolSchema] | None:
         """The tools in OpenAI's shape, or None when the request offers none."""
