@@ -36,9 +36,10 @@ def _small_sha256() -> Callable[[bytes], Any]:
     """CPython's own SHA-256 (``_sha2`` from 3.12, ``_sha256`` before), else OpenSSL's.
 
     The same digest; but OpenSSL 3's ``EVP`` path reads so much memory (its provider and
-    method stores) that, called once a request between everything else a request does, a
-    key's hash took 11 us from cold caches, against 3 for CPython's small one (0.4 either
-    way in a loop): 5-7 % of a request that carries a key (bench/README.md)."""
+    method stores) that, called once a request between everything else a request does, it
+    is dear: a key's hash took 11.9 us from cold caches against 6.6 for CPython's (3.2 for a
+    call that does nothing; 0.4 either way in a loop), 3-7 % of a request that carries a key
+    (bench/README.md, "Issue 34, seventh round")."""
     for name in ("_sha2", "_sha256"):
         try:
             return importlib.import_module(name).sha256  # type: ignore[no-any-return]
