@@ -164,7 +164,7 @@ async def test_a_key_in_the_page_is_used_on_every_transport(app_url: Any, tmp_pa
     from monoai_tornado.keys.records import new_key
 
     store = FileKeyStore(tmp_path / "keys.json")
-    secret, record = new_key("alice", limits=["5/minute"])
+    secret, record = new_key("alice", limits=["5/hour"])
     await store.add(record)
     url = app_url("Keys", keys=store, require_api_key=True, pages=True)
     async with browser_page("chat-key") as (page, seen):
@@ -175,8 +175,8 @@ async def test_a_key_in_the_page_is_used_on_every_transport(app_url: Any, tmp_pa
         await page.fill("#api-key", secret)
         for transport in ("ws", "sse", "chat"):
             assert await ask_to_the_end(page, f"with a key over {transport}", transport=transport) == "done", await page.text_content("#error")
-        # Three answers billed to alice, whose key allows five a minute.
-        assert (await limit_rows(page))[0].startswith("2 of 5 requests left this minute")
+        # Three answers billed to alice, whose key allows five an hour.
+        assert (await limit_rows(page))[0].startswith("2 of 5 requests left this hour")
         assert await page.evaluate("() => sessionStorage.getItem('monoai-playground-api-key')") == secret
         assert await page.evaluate("() => localStorage.length") == 0
         await page.reload()

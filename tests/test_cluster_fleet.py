@@ -60,13 +60,13 @@ async def ask(fetch: Fetch, base: str, user: str) -> Any:
 
 async def test_two_servers_on_the_cluster_pass_exactly_n(fleet: tuple[Start, str], fetch: Fetch) -> None:
     start, _ = fleet
-    servers = [start("--limit", f"{N}/minute"), start("--limit", f"{N}/minute")]
+    servers = [start("--limit", f"{N}/hour"), start("--limit", f"{N}/hour")]
     user = f"fleet-{uuid.uuid4().hex[:6]}"
     responses = await asyncio.gather(*(ask(fetch, servers[i % 2], user) for i in range(4 * N)))
     codes = [r.code for r in responses]
     assert codes.count(200) == N and codes.count(429) == 3 * N
     for base in servers:  # both see the fleet's figures, summed over the nodes
-        assert json_of(await fetch(base + f"/rate-limit/stats/{user}"))["usage"][f"{N}-per-60"] == N
+        assert json_of(await fetch(base + f"/rate-limit/stats/{user}"))["usage"][f"{N}-per-3600"] == N
         assert json_of(await fetch(base + "/rate-limit/stats"))["totals"]["requests"] == N
 
 

@@ -21,11 +21,11 @@ ADMIN = "admin-secret-token"
 
 
 class Keys:
-    """A keys file with alice's (3 a minute of her own), bob's, a revoked and an expired key."""
+    """A keys file with alice's (3 an hour of her own), bob's, a revoked and an expired key."""
 
     def __init__(self, path: Any) -> None:
         self.store = FileKeyStore(path)
-        self.alice, alice = new_key("alice", name="laptop", limits=["3/minute"])
+        self.alice, alice = new_key("alice", name="laptop", limits=["3/hour"])
         self.bob, bob = new_key("bob")
         self.revoked, revoked = new_key("alice")
         self.expired, expired = new_key("alice", expires_in=60, now=1_000_000.0)
@@ -72,15 +72,15 @@ async def test_a_key_bills_its_own_user_whatever_user_id_the_body_names(keys_url
     base = keys_url()
     answer = await fetch(base + "/model", "POST", {"prompt": "hi", "user_id": "bob"}, headers=bearer(keys.alice))
     assert answer.code == 200
-    # The key's own limit (3 a minute) replaced the default (100): its headers say so.
+    # The key's own limit (3 an hour) replaced the default (100): its headers say so.
     assert answer.headers["x-ratelimit-limit-requests"] == "3"
     alice = json_of(await fetch(base + "/rate-limit/stats/alice", headers=bearer(ADMIN)))
     # The admin sees the defaults and the limits of alice's keys: she used one of her key's.
-    assert alice["usage"] == {"100-per-60": 0, "3-per-60": 1}
+    assert alice["usage"] == {"100-per-60": 0, "3-per-3600": 1}
     assert json_of(await fetch(base + "/rate-limit/stats/bob", headers=bearer(ADMIN)))["usage"] == {"100-per-60": 0}
     # Her own key reads her own stats (with her key's limits), not bob's.
     mine = await fetch(base + "/rate-limit/stats/alice", headers=bearer(keys.alice))
-    assert mine.code == 200 and json_of(mine)["usage"] == {"3-per-60": 1}
+    assert mine.code == 200 and json_of(mine)["usage"] == {"3-per-3600": 1}
     assert (await fetch(base + "/rate-limit/stats/bob", headers=bearer(keys.alice))).code == 403
 
 
@@ -170,7 +170,7 @@ async def test_websocket_takes_the_key_in_the_header_or_as_a_subprotocol(keys_ur
     ws.close()
     # Both prompts were alice's (the body's user_id "bob" did not count).
     usage = json_of(await fetch(base + "/rate-limit/stats/alice", headers=bearer(keys.alice)))["usage"]
-    assert usage == {"3-per-60": 2}
+    assert usage == {"3-per-3600": 2}
 
 
 @pytest.mark.parametrize("how", ["header", "subprotocol", "none"])
@@ -207,14 +207,14 @@ async def test_a_key_revoked_while_its_socket_is_open_is_refused_on_the_next_pro
 
 async def test_admin_api_creates_lists_and_revokes_keys(keys_url, fetch, keys) -> None:
     base = keys_url()
-    made = await fetch(base + "/admin/keys", "POST", {"user": "carol", "name": "ci", "limits": ["2/minute"],
+    made = await fetch(base + "/admin/keys", "POST", {"user": "carol", "name": "ci", "limits": ["2/hour"],
                                                       "token_limits": ["500/hour"], "expires_in": 3600},
                        headers=bearer(ADMIN))
     assert made.code == 201
     created = json_of(made)
     assert created["key"].startswith("sk-mt-") and created["id"].startswith("key_") and len(created["id"]) == 16
     assert (created["user"], created["name"], created["limits"], created["token_limits"]) == (
-        "carol", "ci", ["2/minute"], ["500/hour"])
+        "carol", "ci", ["2/hour"], ["500/hour"])
     assert created["created_at"] < created["expires_at"]
     # The new key works at once, held to its own limits.
     codes = [(await fetch(base + "/model", "POST", {"prompt": "p"}, headers=bearer(created["key"]))).code

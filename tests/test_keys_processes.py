@@ -52,7 +52,7 @@ def servers() -> Iterator[Servers]:
 
 def test_keys_command_and_a_server_on_a_keys_file(servers: Any, tmp_path: Path) -> None:
     keys_file = str(tmp_path / "keys.json")
-    made = keys_cmd("create", "--user", "alice", "--name", "laptop", "--limit", "2/minute",
+    made = keys_cmd("create", "--user", "alice", "--name", "laptop", "--limit", "2/hour",
                     "--expires-in", "30d", "--keys-file", keys_file)
     assert made.returncode == 0, made.stderr
     alice = made.stdout.splitlines()[0]
@@ -60,9 +60,9 @@ def test_keys_command_and_a_server_on_a_keys_file(servers: Any, tmp_path: Path) 
     base = servers("--keys-file", keys_file, "--require-api-key", "--limit", "100/minute")
 
     assert prompt(base, None) == 401
-    assert [prompt(base, alice) for _ in range(3)] == [200, 200, 429]  # her key's own 2/minute
+    assert [prompt(base, alice) for _ in range(3)] == [200, 200, 429]  # her key's own 2/hour
     status, stats = call(base + "/rate-limit/stats/alice", key=alice)  # her own key reads her stats
-    assert status == 200 and stats["usage"] == {"2-per-60": 2} and stats["remaining"] == {"2-per-60": 0}
+    assert status == 200 and stats["usage"] == {"2-per-3600": 2} and stats["remaining"] == {"2-per-3600": 0}
     assert call(base + "/rate-limit/stats/bob", key=ADMIN)[1]["usage"] == {"100-per-60": 0}  # bob paid nothing
 
     # A key made while the server runs works within 2 s; a revoked one is refused within 2 s.
@@ -92,7 +92,7 @@ def test_keys_command_and_a_server_on_a_keys_file(servers: Any, tmp_path: Path) 
 def test_admin_api_on_a_real_server(servers: Any, tmp_path: Path) -> None:
     keys_file = str(tmp_path / "keys.json")
     base = servers("--keys-file", keys_file, "--require-api-key")
-    status, created = call(base + "/admin/keys", {"user": "carol", "limits": ["1/minute"]}, key=ADMIN)
+    status, created = call(base + "/admin/keys", {"user": "carol", "limits": ["1/hour"]}, key=ADMIN)
     assert status == 201 and created["key"].startswith("sk-mt-")
     assert prompt(base, created["key"]) == 200
     assert prompt(base, created["key"]) == 429
@@ -132,12 +132,12 @@ def test_two_servers_sharing_redis_share_keys_and_revocations(servers: Any) -> N
         common = ("--redis-url", REDIS_URL, "--redis-prefix", prefix, "--keys-redis", "--require-api-key",
                   "--limit", "100/minute")
         one, two = servers(*common), servers(*common)
-        status, created = call(one + "/admin/keys", {"user": "alice", "limits": ["50/minute"]}, key=ADMIN)
+        status, created = call(one + "/admin/keys", {"user": "alice", "limits": ["50/hour"]}, key=ADMIN)
         assert status == 201
         assert within_2_s(lambda: prompt(two, created["key"]) == 200)  # made on one, works on two
         assert prompt(one, created["key"]) == 200
         # Both counted against one budget in Redis, as alice's.
-        assert call(two + "/rate-limit/stats/alice", key=created["key"])[1]["usage"] == {"50-per-60": 2}
+        assert call(two + "/rate-limit/stats/alice", key=created["key"])[1]["usage"] == {"50-per-3600": 2}
         # A key made with the command line, in the same Redis, works on both.
         cli = keys_cmd("create", "--user", "dave", "--redis-url", REDIS_URL, "--redis-prefix", prefix)
         dave = cli.stdout.splitlines()[0]

@@ -30,7 +30,7 @@ N = 20
 
 
 async def test_two_servers_on_one_redis_pass_exactly_n(fleet, fetch):
-    servers = [fleet("--limit", f"{N}/minute"), fleet("--limit", f"{N}/minute")]
+    servers = [fleet("--limit", f"{N}/hour"), fleet("--limit", f"{N}/hour")]
     user = f"fleet-{uuid.uuid4().hex[:6]}"
     responses = await asyncio.gather(*(fetch(servers[i % 2] + "/model", "POST", {"prompt": "p", "user_id": user})
                                        for i in range(4 * N)))
@@ -38,12 +38,12 @@ async def test_two_servers_on_one_redis_pass_exactly_n(fleet, fetch):
     assert codes.count(200) == N and codes.count(429) == 3 * N
     # Both servers report the fleet's figures, not their own.
     for base in servers:
-        assert json_of(await fetch(base + f"/rate-limit/stats/{user}"))["usage"][f"{N}-per-60"] == N
+        assert json_of(await fetch(base + f"/rate-limit/stats/{user}"))["usage"][f"{N}-per-3600"] == N
         assert json_of(await fetch(base + "/rate-limit/stats"))["totals"]["requests"] == N
 
 
 async def test_processes_option_shares_one_budget(fleet, fetch):
-    base = fleet("--processes", "2", "--limit", f"{N}/minute")
+    base = fleet("--processes", "2", "--limit", f"{N}/hour")
     user = f"procs-{uuid.uuid4().hex[:6]}"
     responses = await asyncio.gather(*(fetch(base + "/model", "POST", {"prompt": "p", "user_id": user})
                                        for _ in range(4 * N)))
