@@ -26,7 +26,7 @@ def require(module: str, extra: str, feature: str) -> ModuleType:
 
 def optional(module: str) -> ModuleType | None:
     """The module when it is installed, else None: for a C-speed part that has a Python twin
-    (``fastjson``'s msgspec, the upstream reader's httptools)."""
+    (``fastjson``'s msgspec, the upstream reader's httptools, the key hash's CPython SHA-256)."""
     try:
         return importlib.import_module(module)
     except ImportError:  # pragma: no cover - without the fast extra

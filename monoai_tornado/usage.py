@@ -215,7 +215,8 @@ class TokenCounter:
                 total += self.count_prompt_text(json.dumps(content, ensure_ascii=False))
             for call in message.get("tool_calls") or ():
                 function = call.get("function", {})
-                total += self.count(function.get("name", "")) + self.count_prompt_text(function.get("arguments", ""))
+                total += (self.count_prompt_text(function.get("name", ""))
+                          + self.count_prompt_text(function.get("arguments", "")))
         return total
 
 

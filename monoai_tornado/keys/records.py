@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import importlib
 import re
 import secrets
 import string
@@ -17,6 +16,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
+from ..extras import optional
 from ..ratelimit.limits import Limit, parse_limit, parse_spend_limit
 
 __all__ = ["KEY_PREFIX", "ApiKey", "hash_key", "looks_like_key", "new_key", "parse_duration"]
@@ -41,10 +41,9 @@ def _small_sha256() -> Callable[[bytes], Any]:
     call that does nothing; 0.4 either way in a loop), 3-7 % of a request that carries a key
     (bench/README.md, "Issue 34, seventh round")."""
     for name in ("_sha2", "_sha256"):
-        try:
-            return importlib.import_module(name).sha256  # type: ignore[no-any-return]
-        except (ImportError, AttributeError):
-            continue
+        module = optional(name)
+        if module is not None and hasattr(module, "sha256"):
+            return module.sha256  # type: ignore[no-any-return]
     return hashlib.sha256
 
 
