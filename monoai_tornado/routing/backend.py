@@ -69,12 +69,13 @@ class RoutedBackend(Backend):
     async def stream(self, messages: list[Message], *, tools: list[ToolSchema] | None = None,
                      options: CallOptions | None = None) -> EventStream:
         router = self.holder.router
+        counter = self.holder.counter
         note = ROUTE_NOTE.get()
-        prompt: list[int] = []
+        prompt: list[int] = []  # the prompt's tokens, counted once when a deployment's tpm asks
 
         def prompt_tokens() -> int:
             if not prompt:
-                prompt.append(self.holder.counter.count_messages(messages))
+                prompt.append(counter.count_messages(messages))
             return prompt[0]
 
         last: BaseException | None = None
@@ -89,7 +90,8 @@ class RoutedBackend(Backend):
                 if note is not None:
                     note.chosen(deployment.id)
                 started = False
-                attempt = _Attempt(route, slot, self.holder.counter, messages)
+                attempt = _Attempt(route, slot, counter, messages)
+                counts_texts = attempt.texts is not None
                 try:
                     stream = _call(deployment.backend, messages, tools, options)
                     try:
@@ -99,7 +101,8 @@ class RoutedBackend(Backend):
                                 attempt.first_event()
                                 if note is not None:
                                     note.answering(deployment.id, route.name, deployment.backend.provider)
-                            attempt.saw(event)
+                            if counts_texts or isinstance(event, ReportedUsage):
+                                attempt.saw(event)
                             yield event
                     finally:  # (contextlib.aclosing's work, without its two coroutines)
                         await stream.aclose()
@@ -139,7 +142,7 @@ class RoutedBackend(Backend):
                 seconds: float | None, probe: bool) -> None:
         if outcome == "unauthorized":
             if not deployment.disabled:
-                deployment.disabled = True
+                deployment.disable()
                 log.error("deployment %s refused our credentials: disabled until the configuration is reloaded",
                           deployment.id)
             return

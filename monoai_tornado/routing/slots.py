@@ -55,7 +55,7 @@ class ModelRoute:
         free = []
         full = False
         for deployment in self.deployments:
-            if deployment.id in exclude or not deployment.usable(now):
+            if now < deployment.available_at or deployment.id in exclude:  # (not ``usable``)
                 continue
             if deployment.max_concurrent is None or deployment.in_flight < deployment.max_concurrent:
                 free.append(deployment)

@@ -6,6 +6,7 @@ the limiter's store (:mod:`monoai_tornado.routing.slots`), so they hold across p
 from __future__ import annotations
 
 import bisect
+import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -54,7 +55,8 @@ class Deployment:
     """One replica of a model: where calls go, and whether it may take one now."""
 
     __slots__ = ("config", "id", "name", "backend", "weight", "max_concurrent", "limiter", "in_flight",
-                 "cooling_until", "cooled_by_failure", "disabled", "latency", "next_probe", "stats", "prices")
+                 "cooling_until", "cooled_by_failure", "disabled", "available_at", "latency", "next_probe", "stats",
+                 "prices")
 
     def __init__(self, config: DeploymentConfig, backend: Backend, limiter: RateLimiter | None = None) -> None:
         self.config = config
@@ -70,8 +72,12 @@ class Deployment:
         self.cooling_until = 0.0
         #: Cooled down by a failure (rejoins after a probe), not by a 429 (rejoins when it ends).
         self.cooled_by_failure = False
-        #: Refused our credentials (401/403): left out until the next reload.
+        #: Refused our credentials (401/403): left out until the next reload (:meth:`disable`).
         self.disabled = False
+        #: ``time.monotonic()`` from which it may take calls: 0 when usable, the end of a 429's
+        #: cooldown, infinity when disabled or cooled down by a failure (until a probe): what
+        #: :meth:`usable` compares, kept by the methods that change the state.
+        self.available_at = 0.0
         #: Recent time to first token, seconds (EWMA; 0 until measured).
         self.latency = 0.0
         self.next_probe = 0.0
@@ -84,7 +90,15 @@ class Deployment:
 
     def usable(self, now: float) -> bool:
         """Neither disabled nor cooling down at ``now`` (monotonic)."""
-        return not self.disabled and not self.cooled_by_failure and now >= self.cooling_until
+        return now >= self.available_at
+
+    def _update_availability(self) -> None:
+        self.available_at = math.inf if self.disabled or self.cooled_by_failure else self.cooling_until
+
+    def disable(self) -> None:
+        """Left out until the configuration is reloaded (it refused our credentials)."""
+        self.disabled = True
+        self._update_availability()
 
     def has_room(self) -> bool:
         return self.max_concurrent is None or self.in_flight < self.max_concurrent
@@ -100,10 +114,12 @@ class Deployment:
         self.cooling_until = max(self.cooling_until, now + seconds)
         self.cooled_by_failure = self.cooled_by_failure or failure
         self.next_probe = self.cooling_until
+        self._update_availability()
 
     def rejoin(self) -> None:
         self.cooling_until = 0.0
         self.cooled_by_failure = False
+        self._update_availability()
 
     def observe_first_token(self, seconds: float) -> None:
         self.latency = seconds if self.latency == 0.0 else self.latency + LATENCY_ALPHA * (seconds - self.latency)
