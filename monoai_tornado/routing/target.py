@@ -35,17 +35,19 @@ class RoutedModel(ModelTarget):
         return deployment_prices(self.holder.router, deployment)
 
     async def run(self, request: PromptRequest, /, *, meter: UsageMeter, events: RunEvents) -> RunResult:
-        outer = ROUTE_NOTE.get()
-        note = RouteNote(on_chosen=outer.on_chosen if outer is not None else None,
-                         on_answer=outer.on_answer if outer is not None else None)
-        token = ROUTE_NOTE.set(note)
+        note = ROUTE_NOTE.get()  # the handler's: its callbacks name the deployment to the client
+        token = None
+        if note is None:  # a run outside a handler: a note of its own
+            note = RouteNote()
+            token = ROUTE_NOTE.set(note)
+        attempts_before = note.attempts
+        note.deployment = note.model = note.provider = None
         try:
             outcome = await self.call(request, meter=meter, events=events)
         finally:
-            ROUTE_NOTE.reset(token)
-            meter.deployment, meter.attempts = note.deployment, max(1, note.attempts)
-            if outer is not None:
-                outer.deployment, outer.model, outer.provider = note.deployment, note.model, note.provider
+            if token is not None:
+                ROUTE_NOTE.reset(token)
+            meter.deployment, meter.attempts = note.deployment, max(1, note.attempts - attempts_before)
         if note.model is None:
             return self.result(request, outcome, self.info)
         return self.result(request, outcome, ModelInfo(note.provider or self.backend.provider, note.model),
