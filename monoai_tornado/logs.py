@@ -102,8 +102,14 @@ class TurnBufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def __init__(self, stream: Any = None) -> None:
         super().__init__(stream)
+        assert self.lock is not None
+        #: ``logging.Handler``'s lock (reentrant), held as a context manager.
+        self._lock = self.lock
         self._lines: list[str] = []
         self._scheduled = False
+        #: :func:`_sole_handler`'s answers by level, kept until this turn's lines are flushed
+        #: (a change to the logging configuration applies from the next turn).
+        self.sole_by_level: dict[int, tuple[TurnBufferedHandler, TextFormatter | JsonFormatter] | None] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -115,11 +121,8 @@ class TurnBufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def write_line(self, line: str) -> None:
         """Write a formatted line (with this turn's others, as :meth:`emit` does)."""
-        self.acquire()  # (held already when logging calls emit: the lock is reentrant)
-        try:
+        with self._lock:  # (held already when logging calls emit: the lock is reentrant)
             self._lines.append(line + self.terminator)
-        finally:
-            self.release()
         loop = asyncio._get_running_loop()  # this thread's loop, if one runs
         if loop is None:
             self.flush()
@@ -128,17 +131,20 @@ class TurnBufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
             loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        self.acquire()
-        try:
+        with self._lock:
             self._scheduled = False
+            self.sole_by_level.clear()
             lines, self._lines = self._lines, []
-            if lines and self.stream is not None:
-                self.stream.write("".join(lines))
-            super().flush()
-        except Exception:  # a closed or broken stream: the lines are lost, the server goes on
-            pass
-        finally:
-            self.release()
+            stream = self.stream
+            if stream is None:
+                return
+            try:
+                if lines:
+                    stream.write("".join(lines))
+                if hasattr(stream, "flush"):  # (StreamHandler.flush's work, under the lock held)
+                    stream.flush()
+            except Exception:  # a closed or broken stream: the lines are lost, the server goes on
+                pass
 
 
 def configure_logging(level: str = "info", fmt: str = "text", access_log: bool = True) -> None:
@@ -173,9 +179,21 @@ def _sole_handler(level: int) -> tuple[TurnBufferedHandler, TextFormatter | Json
     :func:`configure_logging` installed, with its formatter. The line may then skip the
     logging machinery (a record, its handling, ~40 % of an access line's cost) and be written
     to it directly, the same line. None whenever anything else is configured, so that
-    whatever a user adds sees every line."""
+    whatever a user adds sees every line (from the next turn of the event loop: the answer
+    is kept for the lines of one turn)."""
     handler = _installed
-    if handler is None or handler.filters or level < handler.level or _access.filters:
+    if handler is None:
+        return None
+    known = handler.sole_by_level
+    if level in known:
+        return known[level]
+    sole = known[level] = _find_sole_handler(handler, level)
+    return sole
+
+
+def _find_sole_handler(handler: TurnBufferedHandler,
+                       level: int) -> tuple[TurnBufferedHandler, TextFormatter | JsonFormatter] | None:
+    if level < handler.level or handler.filters or _access.filters:
         return None
     formatter = handler.formatter
     if type(formatter) is not TextFormatter and type(formatter) is not JsonFormatter:

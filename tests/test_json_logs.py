@@ -263,3 +263,39 @@ def test_an_access_line_written_without_a_record_is_the_line_logging_writes(monk
     else:
         assert direct[23:] == logged[23:] and direct[:4].isdigit() and direct[19] == ","
         assert " WARNING monoai_tornado.access: 404 PO\\x00ST /v1/x\\u2028y user=eve\\n tokens=- id=rid-direct 12.30ms" in direct
+
+
+def test_a_filter_added_while_the_server_runs_sees_the_access_lines_from_the_next_loop_turn(monkeypatch) -> None:
+    """Whether an access line may skip logging's machinery is decided once per turn of the event
+    loop (the lines of one turn leave together): a handler or filter added later sees the lines of
+    the turns after."""
+    import asyncio
+
+    from monoai_tornado import logs
+
+    stream = _Writes()
+    handler = logs.TurnBufferedHandler(stream)
+    handler.setFormatter(TextFormatter())
+    monkeypatch.setattr(logging.root, "handlers", [handler])
+    monkeypatch.setattr(logs, "_installed", handler)
+    access = logging.getLogger(logs.ACCESS_LOGGER)
+    monkeypatch.setattr(access, "level", logging.INFO)
+    access.manager._clear_cache()
+    seen: list[str] = []
+
+    def line(path: str) -> None:
+        logs.log_access(logging.INFO, method="POST", path=path, route="model", status=200, ticket=None,
+                        trace=None, remote_ip="127.0.0.1", seconds=0.001)
+
+    async def turns() -> None:
+        line("/first")
+        handler.addFilter(lambda record: seen.append(record.getMessage()) or True)
+        line("/same-turn")
+        await asyncio.sleep(0)  # the turn ends: its lines are written, the decision forgotten
+        line("/next-turn")
+        await asyncio.sleep(0)
+
+    asyncio.run(turns())
+    written = "".join(stream.writes)
+    assert all(path in written for path in ("/first", "/same-turn", "/next-turn"))
+    assert len(seen) == 1 and "/next-turn" in seen[0]
