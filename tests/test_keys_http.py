@@ -289,3 +289,42 @@ async def test_openapi_documents_keys_and_the_answers_match_it(keys_app, serve, 
     documented.check("/admin/keys/{key_id}", "delete", gone)
     documented.check("/admin/keys/{key_id}", "delete",
                      await fetch(base + "/admin/keys/key_x", "DELETE", headers=bearer(ADMIN)))
+
+
+async def test_one_keep_alive_connection_is_checked_on_every_request_whatever_key_it_sends(keys_url, fetch, keys) -> None:
+    """Our HTTP/1 server remembers a connection's last key and its hash (an SDK sends the same
+    one on every request): a key that changes, is revoked, or goes is still checked each time."""
+    import asyncio
+    import http.client
+    import urllib.parse
+
+    base = keys_url(require=True)
+    connection = http.client.HTTPConnection("127.0.0.1", urllib.parse.urlsplit(base).port, timeout=10)
+
+    def post(headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        connection.request("POST", "/model", body=json.dumps({"prompt": "hi"}),
+                           headers={"Content-Type": "application/json", **headers})
+        answer = connection.getresponse()
+        return answer.status, json.loads(answer.read())
+
+    async def user_of(headers: dict[str, str]) -> tuple[int, str | None]:
+        status, body = await asyncio.to_thread(post, headers)
+        stats = json_of(await fetch(base + "/rate-limit/stats/alice", headers=bearer(ADMIN)))["usage"]
+        return status, body.get("code") or str(stats.get("3-per-3600"))
+
+    try:
+        assert await user_of(bearer(keys.alice)) == (200, "1")  # alice's own limit counts her
+        assert await user_of(bearer(keys.alice)) == (200, "2")  # the same key again, remembered
+        assert (await asyncio.to_thread(post, bearer(keys.bob)))[0] == 200  # another key: bob pays
+        assert await user_of(bearer(keys.bob)) == (200, "2")
+        assert await user_of(bearer(keys.revoked)) == (401, "invalid_api_key")
+        assert await user_of({}) == (401, "missing_api_key")
+        for _ in range(2):  # Anthropic's clients send x-api-key
+            assert (await asyncio.to_thread(post, {"x-api-key": keys.bob}))[0] == 200
+        assert await user_of({"x-api-key": keys.revoked}) == (401, "invalid_api_key")
+        assert await user_of(bearer(keys.alice)) == (200, "3")
+        await keys.store.revoke(keys.records["alice"].id)
+        await asyncio.sleep(1.1)  # the key ring looks at the store once a second
+        assert await user_of(bearer(keys.alice)) == (401, "invalid_api_key")  # the key remembered, revoked
+    finally:
+        connection.close()

@@ -12,6 +12,7 @@ from ..identity import UNCHECKED, Unchecked
 from ..keys import ApiKey
 from ..errors import ApiError, Forbidden, NotFound
 from ..fastjson import dumps as fast_dumps, dumps_bytes
+from ..http1server.protocol import PeerContext
 from ..logs import log_access
 from ..pipeline import Ticket
 from ..ratelimit.headers import RATE_LIMIT_HEADERS, rate_limit_headers
@@ -143,7 +144,9 @@ class JsonHandler(tornado.web.RequestHandler):
         if keys is None:
             return None
         if self.checked_key is UNCHECKED:  # checked once: admission reads it from here
-            self.checked_key = await keys.from_headers(self.request.headers)
+            context = getattr(self.request.connection, "context", None)
+            memo = context if isinstance(context, PeerContext) else None  # (our HTTP/1 server's connections)
+            self.checked_key = await keys.from_headers(self.request.headers, memo)
         return self.checked_key
 
     def require_admin(self) -> None:

@@ -12,13 +12,13 @@ import asyncio
 import hmac
 import logging
 import time
-from typing import Callable, Hashable, Mapping
+from typing import Callable, Hashable, Mapping, Protocol
 
 from ..errors import InvalidApiKey, KeyStoreUnavailable, MissingApiKey
 from .records import ApiKey, hash_key, looks_like_key
 from .store import KeyStore
 
-__all__ = ["KeyRing", "bearer_token"]
+__all__ = ["CredentialMemo", "KeyRing", "bearer_token"]
 
 log = logging.getLogger("monoai_tornado.keys")
 
@@ -50,6 +50,24 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
+class CredentialMemo(Protocol):
+    """Where a connection keeps the credential header it last sent and the hash of its key (an
+    SDK sends the same one on every request of a keep-alive connection: parsed and hashed once).
+    Only the hash is remembered, and looked up each time: a revoked key is refused the same."""
+
+    credential: tuple[str, str] | None
+
+
+def _offered(headers: Mapping[str, str]) -> str | None:
+    """What a memo compares: the ``Authorization`` header, else ``x-api-key`` (after a NUL, which
+    no header value holds, so the two never match each other)."""
+    value = headers.get("Authorization")
+    if value is not None:
+        return value
+    api_key = headers.get("X-Api-Key")
+    return None if api_key is None else "\0" + api_key
+
+
 class KeyRing:
     """Authenticates API keys against a :class:`~monoai_tornado.keys.KeyStore`::
 
@@ -74,15 +92,23 @@ class KeyRing:
         self._refreshing: asyncio.Lock | None = None
         self._outage = False
 
-    async def from_headers(self, headers: Mapping[str, str]) -> ApiKey | None:
-        """The key the request carries; None when it carries none and none is required."""
-        secret = bearer_token(headers)
-        if secret is None:
-            if self.require:
-                raise MissingApiKey("This server requires an API key: send 'Authorization: Bearer KEY' "
-                                    "(or 'x-api-key: KEY')")
-            return None
-        key_hash = _hash_of(secret)
+    async def from_headers(self, headers: Mapping[str, str], memo: CredentialMemo | None = None) -> ApiKey | None:
+        """The key the request carries; None when it carries none and none is required.
+        ``memo``: the connection's, when it keeps one."""
+        offered = _offered(headers) if memo is not None else None
+        remembered = memo.credential if memo is not None else None
+        if remembered is not None and remembered[0] == offered:
+            key_hash = remembered[1]
+        else:
+            secret = bearer_token(headers)
+            if secret is None:
+                if self.require:
+                    raise MissingApiKey("This server requires an API key: send 'Authorization: Bearer KEY' "
+                                        "(or 'x-api-key: KEY')")
+                return None
+            key_hash = _hash_of(secret)
+            if memo is not None and offered is not None:
+                memo.credential = (offered, key_hash)
         if key_hash in self._cache and self._clock() - self._checked < self.refresh_interval:
             return self._usable(key_hash, self._cache[key_hash])  # the usual case, without a second coroutine
         return await self._look_up(key_hash)
