@@ -12,7 +12,7 @@ from ..identity import UNCHECKED, Unchecked
 from ..keys import ApiKey
 from ..errors import ApiError, Forbidden, NotFound
 from ..fastjson import dumps as fast_dumps, dumps_bytes
-from ..http1server.protocol import PeerContext
+from ..http1server.peer import PeerContext
 from ..logs import log_access
 from ..pipeline import Ticket
 from ..ratelimit.headers import RATE_LIMIT_HEADERS, rate_limit_headers

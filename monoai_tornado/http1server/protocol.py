@@ -31,6 +31,7 @@ from ..deadlines import ConnectionDeadlines
 from ..tornado_internals import new_headers, preload_stream
 from ..wire import JSON_BAD_REQUEST, LINGER_BYTES, LINGER_SECONDS, json_response
 from .connection import RequestConnection
+from .peer import PeerContext
 
 __all__ = ["ServerProtocol", "PeerContext"]
 
@@ -64,23 +65,6 @@ class Serving(Protocol):
     max_header_size: int
     deadlines: ConnectionDeadlines
     connections: set[Any]
-
-
-class PeerContext:
-    """What Tornado's ``HTTPServerRequest`` reads of ``connection.context``; it is also where the
-    connection's API key is remembered (:class:`~monoai_tornado.keys.ring.CredentialMemo`)."""
-
-    __slots__ = ("remote_ip", "protocol", "address", "credential")
-
-    def __init__(self, address: object) -> None:
-        self.address = address
-        self.remote_ip = address[0] if isinstance(address, tuple) else "0.0.0.0"
-        self.protocol = "http"
-        #: The connection's last credential header and its key's hash (``keys.ring.CredentialMemo``).
-        self.credential: tuple[str, str] | None = None
-
-    def __str__(self) -> str:
-        return str(self.remote_ip)
 
 
 class _Incoming:
