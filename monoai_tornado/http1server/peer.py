@@ -16,7 +16,7 @@ class PeerContext:
         self.remote_ip = address[0] if isinstance(address, tuple) else "0.0.0.0"
         self.protocol = "http"
         #: The connection's last credential header and its key's hash (``keys.ring.CredentialMemo``).
-        self.credential: tuple[str, str] | None = None
+        self.credential: tuple[bytes, str] | None = None
 
     def __str__(self) -> str:
         return str(self.remote_ip)

@@ -51,21 +51,23 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
 
 
 class CredentialMemo(Protocol):
-    """Where a connection keeps the credential header it last sent and the hash of its key (an
-    SDK sends the same one on every request of a keep-alive connection: parsed and hashed once).
-    Only the hash is remembered, and looked up each time: a revoked key is refused the same."""
+    """Where a connection keeps the credential header it last sent (as bytes) and the hash of its
+    key, for as long as the connection lives: an SDK sends the same one on every request of a
+    keep-alive connection, parsed and hashed once. The key is still looked up by its hash on
+    every request (a revoked key is refused the same), and the header compared in constant time
+    (a proxy may carry several clients' requests on one connection)."""
 
-    credential: tuple[str, str] | None
+    credential: tuple[bytes, str] | None
 
 
-def _offered(headers: Mapping[str, str]) -> str | None:
+def _offered(headers: Mapping[str, str]) -> bytes | None:
     """What a memo compares: the ``Authorization`` header, else ``x-api-key`` (after a NUL, which
     no header value holds, so the two never match each other)."""
     value = headers.get("Authorization")
     if value is not None:
-        return value
+        return value.encode()
     api_key = headers.get("X-Api-Key")
-    return None if api_key is None else "\0" + api_key
+    return None if api_key is None else b"\0" + api_key.encode()
 
 
 class KeyRing:
@@ -97,7 +99,7 @@ class KeyRing:
         ``memo``: the connection's, when it keeps one."""
         offered = _offered(headers) if memo is not None else None
         remembered = memo.credential if memo is not None else None
-        if remembered is not None and remembered[0] == offered:
+        if remembered is not None and offered is not None and hmac.compare_digest(remembered[0], offered):
             key_hash = remembered[1]
         else:
             secret = bearer_token(headers)
