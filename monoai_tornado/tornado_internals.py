@@ -55,6 +55,11 @@ def set_safe_headers(handler: tornado.web.RequestHandler, headers: Mapping[str, 
         response_headers[name] = value
 
 
+def set_safe_header(handler: tornado.web.RequestHandler, name: str, value: str) -> None:
+    """:func:`set_safe_headers` for one header."""
+    handler._headers[name] = value
+
+
 #: The ``Server`` header ``RequestHandler.clear`` sets.
 SERVER_HEADER = "TornadoServer/%s" % tornado.version
 _date_cache: list[tuple[int, str]] = [(-1, "")]

@@ -276,3 +276,18 @@ async def test_an_agent_under_a_gateway_is_named_as_asked_streamed_or_not(fetch:
     assert chunks and {chunk["model"] for chunk in chunks} == {"agent/helper"}
     message = json_of(await fetch(base + "/v1/messages", method="POST", body={**body, "max_tokens": 50}))
     assert message["model"] == "agent/helper"
+
+
+async def test_a_deployment_id_no_header_can_carry_is_sent_percent_encoded(fetch: Any, app_url: Any, tmp_path: Path,
+                                                                         counter: Any) -> None:
+    """A deployment id is the operator's to choose (by default the model's name and a number):
+    one a header cannot carry as it is comes percent-encoded, never as a failed request."""
+    config = '[[models]]\nname = "chat"\nid = "chat-✓ \u00e9"\nbackend = "demo"\n'
+    base = str(app_url(model=None, gateway=gateway_of(tmp_path, config, counter)))
+    for streamed in (False, True):
+        response = await fetch(base + "/v1/chat/completions", method="POST", body={
+            "model": "chat", "stream": streamed, "messages": [{"role": "user", "content": "hi"}]})
+        assert response.code == 200
+        assert response.headers["X-MonoAI-Deployment"] == "chat-%E2%9C%93 %C3%A9"
+    plain = await fetch(base + "/model", method="POST", body={"prompt": "hi"})
+    assert plain.code == 200 and plain.headers["X-MonoAI-Deployment"] == "chat-%E2%9C%93 %C3%A9"

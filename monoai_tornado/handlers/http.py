@@ -25,7 +25,7 @@ from ..pipeline import Ticket
 from ..targets import Target
 from ..routing.note import DEPLOYMENT_HEADER, ROUTE_NOTE, RouteNote
 from ..prompt_request import PromptRequest, parse_prompt_body
-from ..tornado_internals import http_stream, is_finished
+from ..tornado_internals import http_stream, is_finished, set_safe_header
 from .base import JsonHandler, dumps
 
 log = logging.getLogger("monoai_tornado.http")
@@ -139,9 +139,9 @@ class PromptHandler(JsonHandler):
     def model_answering(self, model: str) -> None:
         """Hook: the model that answers (a fallback's name when a fallback does), before its first event."""
 
-    def _deployment_chosen(self, deployment: str) -> None:
-        if not self._headers_written:
-            self.set_header(DEPLOYMENT_HEADER, deployment)
+    def _deployment_chosen(self, header_value: str) -> None:
+        if not self._headers_written:  # (a header-safe value: Deployment.header_value)
+            set_safe_header(self, DEPLOYMENT_HEADER, header_value)
 
     def shaped(self, result: RunResult) -> dict[str, Any]:
         """Hook: the JSON body of a finished run (``/v1`` answers a ``chat.completion``)."""

@@ -88,7 +88,7 @@ class RoutedBackend(Backend):
                 deployment = slot.deployment
                 tried.add(deployment.id)
                 if note is not None:
-                    note.chosen(deployment.id)
+                    note.chosen(deployment.header_value)
                 started = False
                 attempt = _Attempt(route, slot, counter, messages)
                 counts_texts = attempt.texts is not None

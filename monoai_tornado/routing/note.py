@@ -13,7 +13,8 @@ from typing import Callable
 
 @dataclass(slots=True)
 class RouteNote:
-    """``on_chosen(deployment_id)`` is called for every attempt, before it sends anything."""
+    """``on_chosen(header_value)`` is called for every attempt, before it sends anything, with the
+    chosen deployment's id as a header carries it (``Deployment.header_value``)."""
 
     on_chosen: Callable[[str], None] | None = None
     #: ``on_answer(model_name)``: called once the answer's first event came, with who answers.
@@ -30,10 +31,10 @@ class RouteNote:
         if self.on_answer is not None:
             self.on_answer(model)
 
-    def chosen(self, deployment: str) -> None:
+    def chosen(self, header_value: str) -> None:
         self.attempts += 1
         if self.on_chosen is not None:
-            self.on_chosen(deployment)
+            self.on_chosen(header_value)
 
 
 ROUTE_NOTE: ContextVar[RouteNote | None] = ContextVar("monoai_route_note", default=None)

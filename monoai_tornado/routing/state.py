@@ -8,6 +8,7 @@ from __future__ import annotations
 import bisect
 import math
 import time
+import urllib.parse
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Literal
@@ -24,6 +25,18 @@ LATENCY_ALPHA = 0.2
 State = Literal["ok", "cooldown", "disabled"]
 #: What an attempt on a deployment ended as (a metrics label).
 Outcome = Literal["ok", "failure", "rate_limited", "timeout", "rejected", "unauthorized", "error_after_start"]
+
+
+#: What an id keeps as it is in a header: printable ASCII but the escape character.
+_HEADER_SAFE = "".join(chr(code) for code in range(0x20, 0x7F) if chr(code) != "%")
+
+
+def header_value(ident: str) -> str:
+    """``ident`` as a header value: as it is when it is printable ASCII, else percent-encoded as
+    UTF-8 (``chat-✓`` is sent as ``chat-%E2%9C%93``: a header carries no other character safely)."""
+    if ident.isascii() and ident.isprintable():
+        return ident
+    return urllib.parse.quote(ident, safe=_HEADER_SAFE)
 
 
 class Histogram:
@@ -54,13 +67,15 @@ class DeploymentStats:
 class Deployment:
     """One replica of a model: where calls go, and whether it may take one now."""
 
-    __slots__ = ("config", "id", "name", "backend", "weight", "max_concurrent", "limiter", "in_flight",
-                 "cooling_until", "cooled_by_failure", "disabled", "available_at", "latency", "next_probe", "stats",
-                 "prices")
+    __slots__ = ("config", "id", "header_value", "name", "backend", "weight", "max_concurrent", "limiter",
+                 "in_flight", "cooling_until", "cooled_by_failure", "disabled", "available_at", "latency", "next_probe",
+                 "stats", "prices")
 
     def __init__(self, config: DeploymentConfig, backend: Backend, limiter: RateLimiter | None = None) -> None:
         self.config = config
         self.id = config.id
+        #: The id as the ``X-MonoAI-Deployment`` header carries it (:func:`header_value`).
+        self.header_value = header_value(config.id)
         self.name = config.name
         self.backend = backend
         self.weight = config.weight
