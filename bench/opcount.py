@@ -81,7 +81,10 @@ def count(setup: Setup, server: str, stream: bool, warm: int, requests: int, sav
     with open(out, encoding="utf-8") as file:
         for line in file:
             opcodes, calls, name, where = line.rstrip("\n").split("\t")
-            where = os.path.relpath(where, os.path.dirname(BENCH_DIR)) if where.startswith("/") else where
+            for top in (variant.cwd, os.path.dirname(BENCH_DIR)):  # the same name whichever copy ran
+                if where.startswith(top + os.sep):
+                    where = os.path.relpath(where, top)
+                    break
             figures = counts[f"{name}  {where.split(':')[0]}"]
             figures[0] += int(opcodes) / requests
             figures[1] += int(calls) / requests
