@@ -222,6 +222,22 @@ def test_the_lines_of_one_loop_turn_leave_in_one_write_and_others_at_once() -> N
         logger.removeHandler(handler)
 
 
+def _the_servers_own_handler(monkeypatch: Any, formatter: logging.Formatter) -> tuple[_Writes, Any]:
+    """The handler ``configure_logging`` installs, alone on the root logger, writing to a
+    ``_Writes``; access lines enabled."""
+    from monoai_tornado import logs
+
+    stream = _Writes()
+    handler = logs.TurnBufferedHandler(stream)
+    handler.setFormatter(formatter)
+    monkeypatch.setattr(logging.root, "handlers", [handler])
+    monkeypatch.setattr(logs, "_installed", handler)
+    access = logging.getLogger(logs.ACCESS_LOGGER)
+    monkeypatch.setattr(access, "level", logging.INFO)
+    access.manager._clear_cache()
+    return stream, handler
+
+
 @pytest.mark.parametrize("formatter", [TextFormatter, JsonFormatter])
 def test_an_access_line_written_without_a_record_is_the_line_logging_writes(monkeypatch, formatter) -> None:
     """With the server's own handler alone (what the command line installs), an access line skips
@@ -231,14 +247,7 @@ def test_an_access_line_written_without_a_record_is_the_line_logging_writes(monk
     from monoai_tornado.identity import Identity
     from monoai_tornado.request_trace import RequestTrace
 
-    stream = _Writes()
-    handler = logs.TurnBufferedHandler(stream)
-    handler.setFormatter(formatter())
-    monkeypatch.setattr(logging.root, "handlers", [handler])
-    monkeypatch.setattr(logs, "_installed", handler)
-    access = logging.getLogger(logs.ACCESS_LOGGER)
-    monkeypatch.setattr(access, "level", logging.INFO)
-    access.manager._clear_cache()
+    stream, handler = _the_servers_own_handler(monkeypatch, formatter())
     trace = RequestTrace("rid-direct")
     trace.identity = Identity("eve\n", "user", "127.0.0.1")
 
@@ -273,14 +282,7 @@ def test_a_filter_added_while_the_server_runs_sees_the_access_lines_from_the_nex
 
     from monoai_tornado import logs
 
-    stream = _Writes()
-    handler = logs.TurnBufferedHandler(stream)
-    handler.setFormatter(TextFormatter())
-    monkeypatch.setattr(logging.root, "handlers", [handler])
-    monkeypatch.setattr(logs, "_installed", handler)
-    access = logging.getLogger(logs.ACCESS_LOGGER)
-    monkeypatch.setattr(access, "level", logging.INFO)
-    access.manager._clear_cache()
+    stream, handler = _the_servers_own_handler(monkeypatch, TextFormatter())
     seen: list[str] = []
 
     def line(path: str) -> None:
