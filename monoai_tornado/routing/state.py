@@ -68,7 +68,7 @@ class Deployment:
     """One replica of a model: where calls go, and whether it may take one now."""
 
     __slots__ = ("config", "id", "header_value", "name", "backend", "weight", "max_concurrent", "limiter",
-                 "in_flight", "cooling_until", "cooled_by_failure", "disabled", "available_at", "latency", "next_probe",
+                 "in_flight", "cooling_until", "cooled_by_failure", "_disabled", "available_at", "latency", "next_probe",
                  "stats", "prices")
 
     def __init__(self, config: DeploymentConfig, backend: Backend, limiter: RateLimiter | None = None) -> None:
@@ -83,12 +83,13 @@ class Deployment:
         #: Holds ``rpm`` / ``tpm`` (None: neither is set).
         self.limiter = limiter
         self.in_flight = 0
-        #: ``time.monotonic()`` until which the deployment is left out (0: not cooling down).
+        #: ``time.monotonic()`` until which the deployment is left out (0: not cooling down);
+        #: changed by :meth:`cool_down` and :meth:`rejoin` only, which keep ``available_at``.
         self.cooling_until = 0.0
-        #: Cooled down by a failure (rejoins after a probe), not by a 429 (rejoins when it ends).
+        #: Cooled down by a failure (rejoins after a probe), not by a 429 (rejoins when it ends);
+        #: changed likewise.
         self.cooled_by_failure = False
-        #: Refused our credentials (401/403): left out until the next reload (:meth:`disable`).
-        self.disabled = False
+        self._disabled = False
         #: ``time.monotonic()`` from which it may take calls: 0 when usable, the end of a 429's
         #: cooldown, infinity when disabled or cooled down by a failure (until a probe): what
         #: :meth:`usable` compares, kept by the methods that change the state.
@@ -110,9 +111,14 @@ class Deployment:
     def _update_availability(self) -> None:
         self.available_at = math.inf if self.disabled or self.cooled_by_failure else self.cooling_until
 
+    @property
+    def disabled(self) -> bool:
+        """Refused our credentials (401/403): left out until the next reload (:meth:`disable`)."""
+        return self._disabled
+
     def disable(self) -> None:
         """Left out until the configuration is reloaded (it refused our credentials)."""
-        self.disabled = True
+        self._disabled = True
         self._update_availability()
 
     def has_room(self) -> bool:
