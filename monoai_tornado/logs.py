@@ -109,7 +109,7 @@ class TurnBufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._scheduled = False
         #: :func:`_sole_handler`'s answers by level, kept until this turn's lines are flushed
         #: (a change to the logging configuration applies from the next turn).
-        self.sole_by_level: dict[int, tuple[TurnBufferedHandler, TextFormatter | JsonFormatter] | None] = {}
+        self.sole_by_level: dict[int, SoleHandler] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -147,6 +147,11 @@ class TurnBufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 pass
 
 
+#: The server's own handler and its formatter when an access line may be written to it directly
+#: (:func:`_sole_handler`), else None.
+SoleHandler = tuple[TurnBufferedHandler, TextFormatter | JsonFormatter] | None
+
+
 def configure_logging(level: str = "info", fmt: str = "text", access_log: bool = True) -> None:
     """Lines on stderr at ``level`` in ``fmt`` (``text`` or ``json``), unless logging is configured
     already; ``access_log`` False silences the access lines."""
@@ -173,7 +178,7 @@ _installed: TurnBufferedHandler | None = None
 _LEVEL_NAMES = {logging.INFO: "INFO", logging.WARNING: "WARNING", logging.ERROR: "ERROR"}
 
 
-def _sole_handler(level: int) -> tuple[TurnBufferedHandler, TextFormatter | JsonFormatter] | None:
+def _sole_handler(level: int) -> SoleHandler:
     """The handler an access line of ``level`` reaches and its formatter, when it is the only
     one, with none of the user's filters or formatters in the way: the handler
     :func:`configure_logging` installed, with its formatter. The line may then skip the
@@ -191,8 +196,7 @@ def _sole_handler(level: int) -> tuple[TurnBufferedHandler, TextFormatter | Json
     return sole
 
 
-def _find_sole_handler(handler: TurnBufferedHandler,
-                       level: int) -> tuple[TurnBufferedHandler, TextFormatter | JsonFormatter] | None:
+def _find_sole_handler(handler: TurnBufferedHandler, level: int) -> SoleHandler:
     if level < handler.level or handler.filters or _access.filters:
         return None
     formatter = handler.formatter

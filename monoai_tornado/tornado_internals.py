@@ -23,7 +23,7 @@ from tornado.iostream import IOStream
 
 __all__ = ["BARE_BAD_REQUEST", "FrameWriter", "TaskApplication", "body_cap", "frame_writer", "http_date",
            "http_stream", "is_finished", "new_headers", "preload_stream", "reason", "reset_response", "retype_stream",
-           "set_safe_headers", "stop_request_timers", "websocket_backed_up"]
+           "set_safe_header", "set_safe_headers", "stop_request_timers", "websocket_backed_up"]
 
 #: What Tornado writes for a request it cannot parse (``HTTP1Connection._read_message``) before
 #: it closes the connection: a bare 400 without a body.

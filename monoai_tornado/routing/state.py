@@ -109,7 +109,7 @@ class Deployment:
         return now >= self.available_at
 
     def _update_availability(self) -> None:
-        self.available_at = math.inf if self.disabled or self.cooled_by_failure else self.cooling_until
+        self.available_at = math.inf if self._disabled or self.cooled_by_failure else self.cooling_until
 
     @property
     def disabled(self) -> bool:
